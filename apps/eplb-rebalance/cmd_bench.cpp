@@ -1,0 +1,11 @@
+// placeholder: implemented in a following commit
+#include "commands.hpp"
+
+namespace eplb::app {
+
+Subcommand add_bench_command(CLI::App& root) {
+  auto* app = root.add_subcommand("bench", "(not implemented yet)");
+  return {app, [](const runtime::MpiSession&) { return 1; }};
+}
+
+}  // namespace eplb::app

@@ -1,0 +1,27 @@
+// One file per subcommand; each registers its options on the root app and returns how to
+// run it. Every rank parses the same argv and runs the same subcommand.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <functional>
+
+#include "eplb/runtime/mpi.hpp"
+
+namespace eplb::app {
+
+// Returns the process exit code; throws core::Error for failures (caught once in main).
+using RunFn = std::function<int(const runtime::MpiSession& session)>;
+
+struct Subcommand {
+  CLI::App* app = nullptr;
+  RunFn run;
+};
+
+Subcommand add_plan_command(CLI::App& root);      // cmd_plan.cpp
+Subcommand add_run_command(CLI::App& root);       // cmd_run.cpp
+Subcommand add_generate_command(CLI::App& root);  // cmd_generate.cpp
+Subcommand add_verify_command(CLI::App& root);    // cmd_verify.cpp
+Subcommand add_bench_command(CLI::App& root);     // cmd_bench.cpp
+
+}  // namespace eplb::app

@@ -1,0 +1,41 @@
+// Process-wide logger that knows its rank, so call sites never test `rank == 0`.
+//
+// Local: every function here acts on the calling process only.
+//   info()/detail(): printed by the leader (rank 0) only, to stdout.
+//   warn()/error():  printed by every rank that calls them, to stderr, prefixed
+//                    "eplb-rebalance: error: [rank 3/8 node07] ".
+#pragma once
+
+#include <fmt/format.h>
+
+#include <string>
+#include <string_view>
+
+namespace eplb::core::log {
+
+enum class Level { kQuiet, kInfo, kDetail };
+
+// Sets who we are; called once after MPI start (defaults: rank 0 of 1, this host).
+void set_context(int rank, int size, std::string host);
+void set_level(Level level);
+int rank();
+int size();
+bool is_leader();
+// "[rank 3/8 node07]"
+std::string rank_tag();
+
+void info_str(std::string_view msg);
+void detail_str(std::string_view msg);
+void warn_str(std::string_view msg);
+void error_str(std::string_view msg);
+
+template <typename... A>
+void info(fmt::format_string<A...> f, A&&... a) { info_str(fmt::format(f, std::forward<A>(a)...)); }
+template <typename... A>
+void detail(fmt::format_string<A...> f, A&&... a) { detail_str(fmt::format(f, std::forward<A>(a)...)); }
+template <typename... A>
+void warn(fmt::format_string<A...> f, A&&... a) { warn_str(fmt::format(f, std::forward<A>(a)...)); }
+template <typename... A>
+void error(fmt::format_string<A...> f, A&&... a) { error_str(fmt::format(f, std::forward<A>(a)...)); }
+
+}  // namespace eplb::core::log

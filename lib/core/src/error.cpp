@@ -1,0 +1,62 @@
+#include "eplb/core/error.hpp"
+
+namespace eplb::core {
+
+int exit_code_for(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kUsage: return kExitUsage;
+    case ErrorKind::kInput: return kExitInput;
+    case ErrorKind::kIo: return kExitIo;
+    case ErrorKind::kComm: return kExitComm;
+    case ErrorKind::kVerify: return kExitVerify;
+    case ErrorKind::kInternal: return kExitInternal;
+  }
+  return kExitInternal;
+}
+
+const char* to_string(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::kUsage: return "usage";
+    case ErrorKind::kInput: return "input";
+    case ErrorKind::kIo: return "io";
+    case ErrorKind::kComm: return "communication";
+    case ErrorKind::kVerify: return "verify";
+    case ErrorKind::kInternal: return "internal";
+  }
+  return "internal";
+}
+
+namespace {
+std::string join(const std::vector<std::string>& problems) {
+  std::string out;
+  for (const auto& p : problems) {
+    if (!out.empty()) out += '\n';
+    out += p;
+  }
+  return out;
+}
+}  // namespace
+
+Error::Error(ErrorKind kind, std::string problem)
+    : std::runtime_error(problem), kind_(kind), problems_{std::move(problem)} {}
+
+Error::Error(ErrorKind kind, std::vector<std::string> problems)
+    : std::runtime_error(join(problems)), kind_(kind), problems_(std::move(problems)) {
+  if (problems_.empty()) problems_.push_back("unknown error");
+}
+
+Error Error::reported_elsewhere(ErrorKind kind) {
+  Error e(kind, "error reported by another rank");
+  e.reported_ = true;
+  return e;
+}
+
+void ProblemList::append(const ProblemList& other) {
+  problems_.insert(problems_.end(), other.problems_.begin(), other.problems_.end());
+}
+
+void ProblemList::throw_if_any() const {
+  if (!problems_.empty()) throw Error(kind_, problems_);
+}
+
+}  // namespace eplb::core

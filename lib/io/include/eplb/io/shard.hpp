@@ -1,0 +1,71 @@
+// One EP rank's HDF5 shard (docs/FORMAT.md). Local: no communication.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "eplb/io/tensor.hpp"
+
+namespace eplb::io {
+
+struct ShardInfo {
+  int32_t ep_rank = 0;
+  int32_t ep_size = 0;
+  int32_t num_layers = 0;
+  int32_t num_slots_per_rank = 0;
+  std::vector<TensorSpec> tensors;  // the fixed tensor order
+  bool operator==(const ShardInfo&) const = default;
+};
+
+// "rank-00003.h5"
+std::string shard_file_name(int32_t ep_rank);
+
+// Read-only view of a shard. Opening validates the root attributes and that every layer
+// group has the expected datasets with the expected types and shapes; problems throw
+// core::Error(kInput) (content) or kIo (cannot open), naming the file, layer and tensor.
+class ShardReader {
+ public:
+  explicit ShardReader(const std::filesystem::path& path);
+  ~ShardReader();
+  ShardReader(ShardReader&&) noexcept;
+  ShardReader& operator=(ShardReader&&) noexcept;
+
+  const ShardInfo& info() const;
+  const std::filesystem::path& path() const;
+  std::vector<int32_t> read_logical_ids(int32_t layer_idx) const;
+  // Recorded xxh3 per slot for one tensor.
+  std::vector<uint64_t> read_checksums(int32_t layer_idx, size_t tensor_idx) const;
+  // All rows of one tensor of one layer, [num_slots_per_rank, row_bytes], bytes as stored.
+  void read_tensor(int32_t layer_idx, size_t tensor_idx, std::span<std::byte> out) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// Creates a new shard (the file must not exist). Layers may be written in any order but
+// each exactly once. close() flushes, fsyncs and closes, and throws if any of it fails;
+// a writer destroyed without close() leaves an incomplete file (staging is discarded).
+class ShardWriter {
+ public:
+  ShardWriter(const std::filesystem::path& path, const ShardInfo& info);
+  ~ShardWriter();
+  ShardWriter(ShardWriter&&) noexcept;
+  ShardWriter& operator=(ShardWriter&&) noexcept;
+
+  // rows[t] holds tensor t's rows, [num_slots_per_rank, row_bytes]; checksums[t] one per row.
+  void write_layer(int32_t layer_idx, std::span<const int32_t> logical_ids,
+                   std::span<const std::span<const std::byte>> rows,
+                   std::span<const std::vector<uint64_t>> checksums);
+  void close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace eplb::io

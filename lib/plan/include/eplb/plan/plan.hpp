@@ -1,0 +1,124 @@
+// Exchange planning: from two placements to per-layer messages and per-row actions.
+//
+// Pure, deterministic and local: no MPI, CUDA or HDF5, no communication. Every process
+// computes the same global plan from the two placements alone; the engine then executes
+// its own part of it. All ids are EP ranks (checkpoint shards), never MPI processes: the
+// mapping EP rank -> process is ProcessMap's job, so one process may host several EP ranks.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "eplb/placement/placement.hpp"
+
+namespace eplb::plan {
+
+// Which EP ranks share a node (ranks_per_node consecutive ranks each). 0 = unknown.
+struct Topology {
+  int32_t ranks_per_node = 0;
+  int32_t node_of(int32_t ep_rank) const {
+    return ranks_per_node > 0 ? ep_rank / ranks_per_node : 0;
+  }
+};
+
+// How a sender is chosen when a logical expert has several old holders.
+enum class SenderPolicy {
+  kBalanced,  // min-max send volume per layer, same-node sender preferred (ours)
+  kVllm,      // vLLM's pairing rule (brief section 3), for comparison
+};
+
+// Where the bytes of one new row come from.
+enum class RowSource : uint8_t {
+  kUnchanged,  // old row == new row: same logical expert, bytes stay in place
+  kLocal,      // copied from old row `src_row` of the same EP rank (lowest old row holding it)
+  kReceived,   // arrives from EP rank `peer` (the lowest new row needing this expert)
+  kCopy,       // copied from new row `src_row` of the same rank, which is kReceived
+  kEmpty,      // new slot is -1: written as zeros
+};
+
+struct RowPlan {
+  RowSource source = RowSource::kEmpty;
+  int32_t expert_id = -1;  // logical expert id in the new placement, -1 if empty
+  int32_t src_row = -1;    // kUnchanged: this row; kLocal: old row; kCopy: new row; else -1
+  int32_t peer = -1;       // kReceived: the sending EP rank; else -1
+  bool operator==(const RowPlan&) const = default;
+};
+
+// Everything `src_rank` sends to `dst_rank` in one layer, as one message.
+// NOTE: entries are sorted by ascending logical expert id, and both sides lay out the
+// bytes in this order (expert-major, then the checkpoint's tensor order). Sender and
+// receiver rely on it to agree on every byte offset without communicating.
+struct Message {
+  int32_t src_rank = 0;
+  int32_t dst_rank = 0;
+  std::vector<int32_t> expert_ids;  // ascending, distinct
+  std::vector<int32_t> src_rows;    // sender's old local row for each expert (lowest holding it)
+  std::vector<int32_t> dst_rows;    // receiver's new local row for each expert (kReceived row)
+  bool operator==(const Message&) const = default;
+};
+
+struct LayerPlan {
+  std::vector<Message> messages;             // sorted by (src_rank, dst_rank); none empty
+  std::vector<std::vector<RowPlan>> rows;    // [new EP rank][new local row]
+  bool operator==(const LayerPlan&) const = default;
+};
+
+struct Plan {
+  int32_t old_ep_size = 0;
+  int32_t new_ep_size = 0;
+  int32_t old_num_slots_per_rank = 0;
+  int32_t new_num_slots_per_rank = 0;
+  std::vector<LayerPlan> layers;
+
+  // EP ranks taking part: those that hold old slots, new slots, or both.
+  int32_t num_ep_ranks() const { return old_ep_size > new_ep_size ? old_ep_size : new_ep_size; }
+  bool operator==(const Plan&) const = default;
+};
+
+// Computes the global plan. Preconditions: both placements valid and compatible
+// (placement::check_compatible returned nothing); otherwise throws core::Error(kInput).
+// Deterministic: the same inputs give the same Plan on every process and machine.
+Plan make_plan(const placement::Placement& old_placement,
+               const placement::Placement& new_placement, const Topology& topology = {},
+               SenderPolicy policy = SenderPolicy::kBalanced);
+
+// Messages of one layer sent by / received by `ep_rank`, in plan order.
+std::vector<const Message*> messages_from(const LayerPlan& layer, int32_t ep_rank);
+std::vector<const Message*> messages_to(const LayerPlan& layer, int32_t ep_rank);
+
+// Counts in experts (one expert = all its tensors); multiply by bytes per expert.
+struct RankStats {
+  int64_t experts_sent = 0;
+  int64_t experts_received = 0;
+  int64_t messages_sent = 0;
+  int64_t messages_received = 0;
+  int64_t rows_unchanged = 0;
+  int64_t rows_local = 0;    // kLocal + kCopy
+  int64_t rows_empty = 0;
+};
+
+struct PlanStats {
+  std::vector<RankStats> ranks;               // [EP rank]
+  std::vector<std::vector<int64_t>> traffic;  // [src][dst] experts, summed over layers
+  int64_t experts_moved = 0;                  // sum of experts_received
+  // The minimum any plan must move: per layer and rank, the distinct experts it needs
+  // in new and holds in no old row.
+  int64_t min_experts_required = 0;
+  // Sum over layers of the busiest rank's experts sent in that layer: the exchange of a
+  // layer lasts as long as its busiest sender.
+  int64_t busiest_sender_experts = 0;
+  int64_t inter_node_experts = 0;             // experts crossing nodes (Topology known)
+};
+
+PlanStats summarize(const Plan& plan, const Topology& topology = {});
+
+// EP rank -> MPI process. Today one EP rank per process; the block form is the natural
+// generalisation (process p hosts EP ranks [p*k, p*k+k)).
+struct ProcessMap {
+  int32_t num_ep_ranks = 0;
+  int32_t num_processes = 0;
+  int32_t process_of(int32_t ep_rank) const;
+  std::vector<int32_t> ep_ranks_of(int32_t process) const;
+};
+
+}  // namespace eplb::plan

@@ -1,0 +1,83 @@
+// One interface for moving byte streams between processes; MPI and NCCL backends.
+//
+// A Transfer is one message: the concatenation of its segments. For every ordered pair of
+// processes (a, b) there is at most one Transfer a -> b per exchange() call, and a's send
+// and b's receive list the same total number of bytes (their segments may be cut
+// differently: each side describes its own memory).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace eplb::transport {
+
+struct Segment {
+  std::byte* data = nullptr;  // host memory from allocate_host(), or device memory (NCCL)
+  size_t bytes = 0;
+};
+
+struct Transfer {
+  int peer = -1;  // process rank in the transport's communicator; never the caller itself
+  std::vector<Segment> segments;
+  size_t bytes() const;
+};
+
+// Host memory a transport can move efficiently (pinned for NCCL). Move-only owner.
+class HostBuffer {
+ public:
+  HostBuffer() = default;
+  HostBuffer(std::byte* data, size_t bytes, void (*release)(std::byte*)) noexcept
+      : data_(data), bytes_(bytes), release_(release) {}
+  ~HostBuffer() { reset(); }
+  HostBuffer(HostBuffer&& o) noexcept { *this = std::move(o); }
+  HostBuffer& operator=(HostBuffer&& o) noexcept;
+  HostBuffer(const HostBuffer&) = delete;
+  HostBuffer& operator=(const HostBuffer&) = delete;
+  std::byte* data() const { return data_; }
+  size_t size() const { return bytes_; }
+  std::span<std::byte> span() const { return {data_, bytes_}; }
+
+ private:
+  void reset() noexcept;
+  std::byte* data_ = nullptr;
+  size_t bytes_ = 0;
+  void (*release_)(std::byte*) = nullptr;
+};
+
+struct TransportOptions {
+  // An exchange() that has not completed after this long throws core::Error(kComm)
+  // (NCCL: the communicator is aborted first). Zero = wait forever.
+  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  // MPI: messages larger than this are split (MPI counts are int).
+  size_t max_message_bytes = size_t{1} << 30;
+  // NCCL: bytes of device memory used for send + receive staging.
+  size_t max_staging_bytes = size_t{2} << 30;
+};
+
+class Transport {
+ public:
+  virtual ~Transport() = default;
+  virtual std::string_view name() const = 0;  // "mpi" or "nccl"
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+
+  // Collective over the transport's communicator: every process calls it the same number
+  // of times (with empty lists if it has nothing to move). Returns when every receive
+  // segment holds its bytes and every send segment may be reused. Throws core::Error(kComm)
+  // naming the peer and the call on failure or timeout; after that the transport is unusable.
+  virtual void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) = 0;
+
+  // Local: host memory suited to this transport's segments.
+  virtual HostBuffer allocate_host(size_t bytes) = 0;
+
+  // Collective: orderly teardown on the success path (NCCL: ncclCommDestroy).
+  virtual void close() = 0;
+};
+
+}  // namespace eplb::transport
