@@ -1,1 +1,135 @@
-// placeholder: implemented in a following commit
+// load_placement, to_json and check_compatible; parse_placement lives in parse.cpp.
+#include "eplb/placement/placement.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+#include "eplb/core/error.hpp"
+#include "eplb/core/ids.hpp"
+
+namespace eplb::placement {
+namespace {
+
+// Beyond this many missing experts in one layer the rest are counted, not listed: a wrong
+// --old file would otherwise print a line for nearly every expert of every layer.
+constexpr size_t kMaxMissingListedPerLayer = 20;
+
+[[noreturn]] void throw_unreadable(const std::filesystem::path& path, int error_number) {
+  throw core::Error(
+      core::ErrorKind::kInput,
+      fmt::format("'{}': cannot read file: {}", path.string(), std::strerror(error_number)));
+}
+
+std::string read_file(const std::filesystem::path& path) {
+  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
+                                                       &std::fclose);
+  if (!file) throw_unreadable(path, errno);
+  std::string text;
+  char buffer[1 << 16];
+  size_t num_read = 0;
+  while ((num_read = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) {
+    text.append(buffer, num_read);
+  }
+  // fopen succeeds on a directory; the read then fails with EISDIR.
+  if (std::ferror(file.get())) throw_unreadable(path, errno);
+  return text;
+}
+
+// "0,1,2, 3,4,5": slots of one rank together, ranks apart, so a layer reads by rank.
+std::string format_layer(const std::vector<int32_t>& layer, int32_t num_slots_per_rank) {
+  std::string out = "[";
+  for (size_t slot_idx = 0; slot_idx < layer.size(); ++slot_idx) {
+    if (slot_idx > 0) {
+      const bool new_rank = num_slots_per_rank > 0 && slot_idx % num_slots_per_rank == 0;
+      out += new_rank ? ", " : ",";
+    }
+    out += std::to_string(layer[slot_idx]);
+  }
+  return out + "]";
+}
+
+// The logical experts used by `new_layer` that no slot of `old_layer` holds, ascending.
+std::vector<int32_t> missing_experts(const std::vector<int32_t>& old_layer,
+                                     const std::vector<int32_t>& new_layer) {
+  const auto max_id = [](const std::vector<int32_t>& layer) {
+    return layer.empty() ? core::kEmptySlot : *std::max_element(layer.begin(), layer.end());
+  };
+  const size_t num_ids = static_cast<size_t>(std::max(max_id(old_layer), max_id(new_layer)) + 1);
+  std::vector<char> held(num_ids, 0), reported(num_ids, 0);
+  for (int32_t id : old_layer) {
+    if (id >= 0) held[id] = 1;
+  }
+  std::vector<int32_t> missing;
+  for (int32_t id : new_layer) {
+    if (id >= 0 && !held[id] && !reported[id]) {
+      reported[id] = 1;
+      missing.push_back(id);
+    }
+  }
+  std::sort(missing.begin(), missing.end());
+  return missing;
+}
+
+}  // namespace
+
+Placement load_placement(const std::filesystem::path& path, ParseOptions options) {
+  // Messages name the file unless the caller chose another name.
+  if (options.source_name == ParseOptions{}.source_name) options.source_name = path.string();
+  return parse_placement(read_file(path), options);
+}
+
+std::string to_json(const Placement& placement) {
+  std::string out = fmt::format(
+      "{{\n  \"format\": \"eplb-placement\",\n  \"version\": 1,\n  \"ep_size\": {},\n"
+      "  \"num_slots_per_rank\": {},\n  \"num_logical_experts\": {},\n"
+      "  \"physical_to_logical_map\": [\n",
+      placement.ep_size, placement.num_slots_per_rank, placement.num_logical_experts);
+  const auto& layers = placement.physical_to_logical_map;
+  for (size_t layer_idx = 0; layer_idx < layers.size(); ++layer_idx) {
+    out += "    " + format_layer(layers[layer_idx], placement.num_slots_per_rank);
+    out += layer_idx + 1 < layers.size() ? ",\n" : "\n";
+  }
+  return out + "  ]\n}\n";
+}
+
+std::vector<std::string> check_compatible(const Placement& old_placement,
+                                          const Placement& new_placement,
+                                          const std::string& old_name,
+                                          const std::string& new_name) {
+  std::vector<std::string> problems;
+  if (old_placement.num_layers() != new_placement.num_layers()) {
+    problems.push_back(fmt::format("'{}' has {} layers, but '{}' has {}", new_name,
+                                   new_placement.num_layers(), old_name,
+                                   old_placement.num_layers()));
+  }
+  if (old_placement.num_logical_experts != new_placement.num_logical_experts) {
+    problems.push_back(fmt::format("'{}' has {} logical experts, but '{}' has {}", new_name,
+                                   new_placement.num_logical_experts, old_name,
+                                   old_placement.num_logical_experts));
+  }
+  // ep_size and slots per rank may differ: that is elastic EP (scale-up or scale-down).
+  const int32_t num_common_layers =
+      std::min(old_placement.num_layers(), new_placement.num_layers());
+  for (int32_t layer_idx = 0; layer_idx < num_common_layers; ++layer_idx) {
+    const auto missing = missing_experts(old_placement.physical_to_logical_map[layer_idx],
+                                         new_placement.physical_to_logical_map[layer_idx]);
+    for (size_t i = 0; i < missing.size() && i < kMaxMissingListedPerLayer; ++i) {
+      problems.push_back(fmt::format(
+          "'{}' layer {}: logical expert {} is used in the new placement but held by no slot "
+          "of the old placement ('{}')",
+          new_name, layer_idx, missing[i], old_name));
+    }
+    if (missing.size() > kMaxMissingListedPerLayer) {
+      problems.push_back(fmt::format("'{}': ... and {} more in layer {}", new_name,
+                                     missing.size() - kMaxMissingListedPerLayer, layer_idx));
+    }
+  }
+  return problems;
+}
+
+}  // namespace eplb::placement
