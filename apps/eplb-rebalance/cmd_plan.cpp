@@ -1,11 +1,250 @@
-// placeholder: implemented in a following commit
+// `eplb-rebalance plan`: what a rebalance between two placements would move, without
+// touching any weights. Every rank loads, validates and plans (no communication, the plan
+// is deterministic); only rank 0 prints, through the logger.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <string>
+
 #include "commands.hpp"
+#include "eplb/engine/rebalance.hpp"
+#include "eplb/core/error.hpp"
+#include "eplb/core/log.hpp"
+#include "eplb/placement/placement.hpp"
+#include "eplb/plan/plan.hpp"
 
 namespace eplb::app {
+namespace {
+
+struct PlanArgs {
+  std::string old_path;
+  std::string new_path;
+  int32_t ep_size = 0;
+  int32_t ranks_per_node = 0;
+  bool json = false;
+};
+
+struct PlanReport {
+  placement::Placement old_placement, new_placement;
+  plan::Topology topology;
+  plan::PlanStats balanced, vllm;
+  double balanced_ms = 0, vllm_ms = 0;
+};
+
+placement::Placement load(const std::string& path, int32_t ep_size) {
+  placement::ParseOptions options;
+  options.source_name = path;
+  if (ep_size > 0) options.ep_size = ep_size;
+  return placement::load_placement(path, options);
+}
+
+plan::Plan timed_plan(const PlanReport& r, plan::SenderPolicy policy, double& ms) {
+  const auto start = std::chrono::steady_clock::now();
+  plan::Plan result = plan::make_plan(r.old_placement, r.new_placement, r.topology, policy);
+  ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+PlanReport compute(const PlanArgs& args, const runtime::MpiSession& session) {
+  PlanReport r;
+  // Load and validate both placements before planning, reporting every problem.
+  r.old_placement = load(args.old_path, args.ep_size);
+  r.new_placement = load(args.new_path, args.ep_size);
+  auto problems =
+      placement::check_compatible(r.old_placement, r.new_placement, args.old_path, args.new_path);
+  if (!problems.empty()) throw core::Error(core::ErrorKind::kInput, std::move(problems));
+  // Under mpirun the node layout is what `run` would use; a plain process knows none.
+  r.topology = session.size() > 1 ? engine::agreed_topology(session, args.ranks_per_node)
+                                   : plan::Topology{args.ranks_per_node};
+  // Plan with our balanced senders and with vLLM's rule, for comparison.
+  r.balanced =
+      plan::summarize(timed_plan(r, plan::SenderPolicy::kBalanced, r.balanced_ms), r.topology);
+  r.vllm = plan::summarize(timed_plan(r, plan::SenderPolicy::kVllm, r.vllm_ms), r.topology);
+  return r;
+}
+
+int64_t total_messages(const plan::PlanStats& stats) {
+  int64_t sum = 0;
+  for (const auto& rank : stats.ranks) sum += rank.messages_sent;
+  return sum;
+}
+
+double ratio(int64_t a, int64_t b) { return b == 0 ? 1.0 : static_cast<double>(a) / b; }
+
+std::string rank_table(const PlanReport& r) {
+  std::string out =
+      fmt::format("{:>5} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>7} {:>6}\n", "rank", "sent",
+                  "received", "sent(vLLM)", "msgs out", "msgs in", "unchanged", "local", "empty");
+  for (size_t rank = 0; rank < r.balanced.ranks.size(); ++rank) {
+    const auto& s = r.balanced.ranks[rank];
+    out += fmt::format("{:>5} {:>9} {:>9} {:>11} {:>9} {:>9} {:>10} {:>7} {:>6}\n", rank,
+                       s.experts_sent, s.experts_received, r.vllm.ranks[rank].experts_sent,
+                       s.messages_sent, s.messages_received, s.rows_unchanged, s.rows_local,
+                       s.rows_empty);
+  }
+  return out;
+}
+
+std::string totals(const PlanReport& r) {
+  const auto& b = r.balanced;
+  std::string out;
+  out += fmt::format("experts moved: {} (minimum the placements require: {})\n", b.experts_moved,
+                     b.min_experts_required);
+  out += fmt::format(
+      "messages: {} (one per sender/receiver pair per layer; the vLLM pattern "
+      "posts {} per-expert ops per tensor)\n",
+      total_messages(b), r.vllm.experts_moved);
+  out += fmt::format(
+      "busiest sender, experts summed over layers: {} balanced vs {} vLLM rule "
+      "({:.3f}x)\n",
+      b.busiest_sender_experts, r.vllm.busiest_sender_experts,
+      ratio(b.busiest_sender_experts, r.vllm.busiest_sender_experts));
+  if (r.topology.ranks_per_node > 0) {
+    out += fmt::format("inter-node experts ({} EP ranks per node): {} balanced vs {} vLLM rule\n",
+                       r.topology.ranks_per_node, b.inter_node_experts, r.vllm.inter_node_experts);
+  }
+  out += fmt::format("planning time: {:.2f} ms balanced, {:.2f} ms vLLM rule\n", r.balanced_ms,
+                     r.vllm_ms);
+  return out;
+}
+
+// Up to 16 ranks: the numbers. Beyond: one character per cell, '.' for nothing and a
+// digit 1-9 for the share of the largest cell, so hot pairs stand out at a glance.
+std::string traffic_matrix(const plan::PlanStats& stats) {
+  const auto& t = stats.traffic;
+  int64_t max_cell = 0;
+  for (const auto& row : t)
+    max_cell = std::max(max_cell, *std::max_element(row.begin(), row.end()));
+  const bool compact = t.size() > 16;
+  const int width =
+      compact ? 1 : std::max<int>(2, static_cast<int>(fmt::format("{}", max_cell).size()));
+  std::string out = compact ? fmt::format(
+                                  "traffic (src row -> dst column; '.' none, digit d: up "
+                                  "to d/9 of the largest cell, {} experts)\n",
+                                  max_cell)
+                            : "traffic (experts, src row -> dst column, summed over layers)\n";
+  out += fmt::format("{:>5} ", "");
+  for (size_t dst = 0; dst < t.size(); ++dst) {
+    out += compact ? fmt::format("{}", dst % 10) : fmt::format(" {:>{}}", dst, width);
+  }
+  out += compact ? "  total\n" : "\n";
+  for (size_t src = 0; src < t.size(); ++src) {
+    out += fmt::format("{:>5} ", src);
+    int64_t row_total = 0;
+    for (int64_t cell : t[src]) {
+      row_total += cell;
+      if (!compact) {
+        out +=
+            fmt::format(" {:>{}}", cell == 0 ? std::string(".") : fmt::format("{}", cell), width);
+      } else {
+        out += cell == 0 ? '.' : static_cast<char>('0' + (9 * cell + max_cell - 1) / max_cell);
+      }
+    }
+    out += compact ? fmt::format("  {}\n", row_total) : "\n";
+  }
+  out.pop_back();  // the logger ends the message's last line
+  return out;
+}
+
+std::string json_string(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      out += fmt::format("\\u{:04x}", static_cast<int>(c));
+    } else {
+      out += c;
+    }
+  }
+  return out + "\"";
+}
+
+std::string json_ranks(const PlanReport& r) {
+  std::string out = "[";
+  for (size_t rank = 0; rank < r.balanced.ranks.size(); ++rank) {
+    const auto& s = r.balanced.ranks[rank];
+    out += fmt::format(
+        "{}{{\"rank\": {}, \"experts_sent\": {}, \"experts_received\": {}, \"messages_sent\": {}, "
+        "\"messages_received\": {}, \"rows_unchanged\": {}, \"rows_local\": {}, "
+        "\"rows_empty\": {}, \"experts_sent_vllm\": {}}}",
+        rank == 0 ? "" : ",\n  ", rank, s.experts_sent, s.experts_received, s.messages_sent,
+        s.messages_received, s.rows_unchanged, s.rows_local, s.rows_empty,
+        r.vllm.ranks[rank].experts_sent);
+  }
+  return out + "]";
+}
+
+std::string json_traffic(const plan::PlanStats& stats) {
+  std::string out = "[";
+  for (size_t src = 0; src < stats.traffic.size(); ++src) {
+    out += fmt::format("{}[{}]", src == 0 ? "" : ",\n  ", fmt::join(stats.traffic[src], ", "));
+  }
+  return out + "]";
+}
+
+std::string to_json(const PlanReport& r, const PlanArgs& args) {
+  const auto& b = r.balanced;
+  const auto side = [](const std::string& path, const placement::Placement& p) {
+    return fmt::format("{{\"path\": {}, \"ep_size\": {}, \"num_slots_per_rank\": {}}}",
+                       json_string(path), p.ep_size, p.num_slots_per_rank);
+  };
+  return fmt::format(
+      "{{\"old\": {}, \"new\": {}, \"num_layers\": {}, \"ranks_per_node\": {},\n"
+      " \"totals\": {{\"experts_moved\": {}, \"min_experts_required\": {}, \"messages\": {}, "
+      "\"busiest_sender_experts\": {}, \"busiest_sender_experts_vllm\": {}, "
+      "\"inter_node_experts\": {}, \"inter_node_experts_vllm\": {}, \"planning_ms\": {:.3f}, "
+      "\"planning_ms_vllm\": {:.3f}}},\n"
+      " \"ranks\": {},\n \"traffic\": {}}}",
+      side(args.old_path, r.old_placement), side(args.new_path, r.new_placement),
+      r.old_placement.num_layers(), r.topology.ranks_per_node, b.experts_moved,
+      b.min_experts_required, total_messages(b), b.busiest_sender_experts,
+      r.vllm.busiest_sender_experts, b.inter_node_experts, r.vllm.inter_node_experts, r.balanced_ms,
+      r.vllm_ms, json_ranks(r), json_traffic(b));
+}
+
+void print_text(const PlanReport& r, const PlanArgs& args) {
+  core::log::info(
+      "plan: '{}' (ep_size {}, {} slots per rank) -> '{}' (ep_size {}, {} slots per "
+      "rank), {} layers",
+      args.old_path, r.old_placement.ep_size, r.old_placement.num_slots_per_rank, args.new_path,
+      r.new_placement.ep_size, r.new_placement.num_slots_per_rank, r.old_placement.num_layers());
+  core::log::info("per EP rank, experts summed over layers (local = filled locally or copied):\n{}",
+                  rank_table(r));
+  core::log::info("{}", totals(r));
+  core::log::info("{}", traffic_matrix(r.balanced));
+}
+
+}  // namespace
 
 Subcommand add_plan_command(CLI::App& root) {
-  auto* app = root.add_subcommand("plan", "(not implemented yet)");
-  return {app, [](const runtime::MpiSession&) { return 1; }};
+  auto args = std::make_shared<PlanArgs>();
+  auto* app = root.add_subcommand(
+      "plan", "Show what a rebalance would move: per-rank traffic, minimum, busiest sender");
+  app->add_option("--old", args->old_path, "Placement the weights are in now (JSON)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app->add_option("--new", args->new_path, "Placement to move to (JSON)")
+      ->required()
+      ->check(CLI::ExistingFile);
+  app->add_option("--ep-size", args->ep_size,
+                  "EP size, for placements given as a bare array or in SGLang's form");
+  app->add_option("--ranks-per-node", args->ranks_per_node,
+                  "EP ranks per node for sender choice (default: as MPI reports under mpirun, "
+                  "else unknown)");
+  app->add_flag("--json", args->json, "Print one machine-readable JSON object");
+  return {app, [args](const runtime::MpiSession& session) {
+            const PlanReport report = compute(*args, session);
+            if (args->json) {
+              core::log::info("{}", to_json(report, *args));
+            } else {
+              print_text(report, *args);
+            }
+            return core::kExitOk;
+          }};
 }
 
 }  // namespace eplb::app

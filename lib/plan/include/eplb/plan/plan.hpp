@@ -59,6 +59,7 @@ struct Message {
 
 struct LayerPlan {
   std::vector<Message> messages;             // sorted by (src_rank, dst_rank); none empty
+  // One entry per new EP rank (new_ep_size), each new_num_slots_per_rank rows.
   std::vector<std::vector<RowPlan>> rows;    // [new EP rank][new local row]
   bool operator==(const LayerPlan&) const = default;
 };
@@ -76,8 +77,20 @@ struct Plan {
 };
 
 // Computes the global plan. Preconditions: both placements valid and compatible
-// (placement::check_compatible returned nothing); otherwise throws core::Error(kInput).
-// Deterministic: the same inputs give the same Plan on every process and machine.
+// (placement::check_compatible returned nothing); otherwise throws core::Error(kInput)
+// listing every problem (layer count mismatch, bad shape, and each (layer, logical expert
+// id) needed by new but held by no old slot).
+// Local, no communication. Deterministic: the same inputs give the same Plan on every
+// process and machine (no hash-map order, no randomness), so every process may call it
+// independently and rely on the others having computed the same messages.
+// Old and new may differ in ep_size and num_slots_per_rank (elastic EP): a rank >= the
+// old ep_size holds nothing old (only receives), a rank >= the new ep_size only sends.
+// kBalanced: per layer, the busiest sender sends the fewest experts possible (never more
+// than under kVllm). Among such choices it prefers senders on the receiver's node (a
+// heuristic: two candidate assignments, the one with fewer inter-node transfers wins),
+// then the sender with less sent in earlier layers, then the lowest rank.
+// Both policies move exactly the minimum: each rank receives each logical expert it
+// lacks once per layer.
 Plan make_plan(const placement::Placement& old_placement,
                const placement::Placement& new_placement, const Topology& topology = {},
                SenderPolicy policy = SenderPolicy::kBalanced);
@@ -110,6 +123,8 @@ struct PlanStats {
   int64_t inter_node_experts = 0;             // experts crossing nodes (Topology known)
 };
 
+// Local. `ranks` and `traffic` have plan.num_ep_ranks() entries; inter_node_experts is 0
+// when topology.ranks_per_node is 0.
 PlanStats summarize(const Plan& plan, const Topology& topology = {});
 
 // EP rank -> MPI process. Today one EP rank per process; the block form is the natural
@@ -117,7 +132,10 @@ PlanStats summarize(const Plan& plan, const Topology& topology = {});
 struct ProcessMap {
   int32_t num_ep_ranks = 0;
   int32_t num_processes = 0;
+  // Local. Process ep_rank / ceil(num_ep_ranks / num_processes). Throws core::Error(kUsage)
+  // if either count is not positive, kInternal if ep_rank is outside [0, num_ep_ranks).
   int32_t process_of(int32_t ep_rank) const;
+  // The inverse, ascending; empty for trailing processes when the blocks run out.
   std::vector<int32_t> ep_ranks_of(int32_t process) const;
 };
 
