@@ -1,1 +1,275 @@
-// placeholder: implemented in a following commit
+// ShardReader: opens and validates one EP rank's HDF5 shard (docs/FORMAT.md).
+#include "eplb/io/shard.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <limits>
+
+#include "h5.hpp"
+#include "shard_format.hpp"
+
+namespace eplb::io {
+namespace {
+
+using core::Error;
+using core::ErrorKind;
+using h5::Handle;
+
+std::string dims_text(const std::vector<hsize_t>& dims) {
+  std::string out = "[";
+  for (size_t i = 0; i < dims.size(); ++i) out += (i ? "," : "") + std::to_string(dims[i]);
+  return out + "]";
+}
+
+// What a dataset must look like: its type, shape and (for tensors) its dtype attribute.
+struct Expected {
+  hid_t type;
+  std::vector<hsize_t> dims;
+  std::string type_name;
+  std::string dtype_attr;  // empty: no dtype attribute required
+};
+
+// One problem per mismatch, "" when `name` in `group` is as expected.
+std::string dataset_problem(hid_t group, const std::string& name, const std::string& shown,
+                            const Expected& want) {
+  const h5::ObjType type = h5::object_type(group, name);
+  if (type == h5::ObjType::kMissing) return "dataset '" + shown + "' is missing";
+  if (type != h5::ObjType::kDataset) return "'" + shown + "' is not a dataset";
+  Handle dset = EPLB_H5_OWN(H5Dopen2(group, name.c_str(), H5P_DEFAULT), kDataset);
+  const std::vector<hsize_t> dims = h5::dataset_dims(dset.get());
+  if (dims != want.dims) {
+    return "dataset '" + shown + "' has shape " + dims_text(dims) + ", expected " +
+           dims_text(want.dims);
+  }
+  Handle stored = EPLB_H5_OWN(H5Dget_type(dset.get()), kDatatype);
+  if (EPLB_H5(H5Tequal(stored.get(), want.type)) == 0) {
+    return "dataset '" + shown + "' has type " + h5::describe_type(stored.get()) + ", expected " +
+           want.type_name;
+  }
+  if (want.dtype_attr.empty()) return "";
+  std::optional<std::string> attr;
+  try {
+    attr = h5::read_string_attr(dset.get(), detail::kDtypeAttr);
+  } catch (const Error& e) {
+    return "dataset '" + shown + "': " + e.problems().front();
+  }
+  if (!attr) return "dataset '" + shown + "' has no 'dtype' attribute";
+  if (*attr != want.dtype_attr) {
+    return "dataset '" + shown + "' has dtype attribute '" + *attr + "', expected '" +
+           want.dtype_attr + "'";
+  }
+  return "";
+}
+
+int32_t int_attr(hid_t file, const char* name, int64_t min_value, core::ProblemList& problems,
+                 const std::string& where) {
+  const std::optional<int64_t> value = h5::read_int_attr(file, name);
+  if (!value) {
+    problems.add(where + "attribute '" + name + "' is missing");
+    return 0;
+  }
+  if (*value < min_value || *value > std::numeric_limits<int32_t>::max()) {
+    problems.add(where + "attribute '" + name + "' is " + std::to_string(*value) +
+                 ", expected at least " + std::to_string(min_value));
+    return 0;
+  }
+  return static_cast<int32_t>(*value);
+}
+
+void check_format(hid_t file, const std::string& where) {
+  const std::optional<std::string> format = h5::read_string_attr(file, "format");
+  if (format != std::string(detail::kShardFormat)) {
+    throw Error(ErrorKind::kInput, where + "not an eplb checkpoint shard (attribute 'format' is " +
+                                       (format ? "'" + *format + "'" : "missing") + ", expected '" +
+                                       detail::kShardFormat + "')");
+  }
+  const std::optional<int64_t> version = h5::read_int_attr(file, "version");
+  if (version != detail::kShardVersion) {
+    throw Error(ErrorKind::kInput, where + "format version " +
+                                       (version ? std::to_string(*version) : "(missing)") +
+                                       " is not supported (this build reads version 1)");
+  }
+}
+
+ShardInfo read_info(hid_t file, const std::string& where) {
+  check_format(file, where);
+  core::ProblemList problems;
+  ShardInfo info;
+  info.ep_size = int_attr(file, "ep_size", 1, problems, where);
+  info.ep_rank = int_attr(file, "ep_rank", 0, problems, where);
+  info.num_layers = int_attr(file, "num_layers", 0, problems, where);
+  info.num_slots_per_rank = int_attr(file, "num_slots_per_rank", 1, problems, where);
+  if (problems.empty() && info.ep_rank >= info.ep_size) {
+    problems.add(where + "attribute 'ep_rank' is " + std::to_string(info.ep_rank) +
+                 ", not below ep_size " + std::to_string(info.ep_size));
+  }
+  const std::optional<std::string> spec = h5::read_string_attr(file, "tensors");
+  if (!spec) problems.add(where + "attribute 'tensors' is missing");
+  try {
+    if (spec) info.tensors = parse_tensor_specs(*spec);
+  } catch (const Error& e) {
+    const std::string prefix = where + "attribute 'tensors': ";
+    for (const std::string& p : e.problems()) problems.add(prefix + p);
+  }
+  problems.throw_if_any();
+  return info;
+}
+
+}  // namespace
+
+std::string shard_file_name(int32_t ep_rank) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "rank-%05d.h5", static_cast<int>(ep_rank));
+  return buf;
+}
+
+struct ShardReader::Impl {
+  std::filesystem::path path;
+  std::string quoted;  // "'ckpt/rank-00001.h5'"
+  Handle file;
+  ShardInfo info;
+  std::vector<Handle> dtypes;  // file type per tensor, also the memory type
+
+  Handle open_layer(int32_t layer_idx) const;
+  void open_file();
+  void validate_layer(int32_t layer_idx, core::ProblemList& problems) const;
+  std::string where(int32_t layer_idx) const {
+    return quoted + " layer " + std::to_string(layer_idx) + ": ";
+  }
+};
+
+void ShardReader::Impl::open_file() {
+  // A plain open() first: its errno says "No such file" or "Permission denied" plainly.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw Error(ErrorKind::kIo, "cannot open shard " + quoted + ": " + std::strerror(errno));
+  }
+  ::close(fd);
+  Handle fapl = EPLB_H5_OWN(H5Pcreate(H5P_FILE_ACCESS), kPropList);
+  // Read-only: HDF5's flock() adds nothing for us and fails on some parallel filesystems.
+  EPLB_H5(H5Pset_file_locking(fapl.get(), false, true));
+  EPLB_H5(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG));
+  const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+  if (id < 0) {
+    throw Error(ErrorKind::kIo,
+                "cannot open shard " + quoted + " as HDF5: " + h5::take_error_stack());
+  }
+  file = Handle(id, h5::Kind::kFile);
+}
+
+Handle ShardReader::Impl::open_layer(int32_t layer_idx) const {
+  EPLB_ASSERT(layer_idx >= 0 && layer_idx < info.num_layers);
+  const std::string name = detail::layer_group_name(layer_idx);
+  return EPLB_H5_OWN(H5Gopen2(file.get(), name.c_str(), H5P_DEFAULT), kGroup);
+}
+
+void ShardReader::Impl::validate_layer(int32_t layer_idx, core::ProblemList& problems) const {
+  const std::string group_name = detail::layer_group_name(layer_idx);
+  if (h5::object_type(file.get(), group_name) != h5::ObjType::kGroup) {
+    problems.add(where(layer_idx) + "group '" + group_name + "' is missing");
+    return;
+  }
+  const hsize_t num_slots = static_cast<hsize_t>(info.num_slots_per_rank);
+  Handle group = open_layer(layer_idx);
+  const auto add = [&](const std::string& problem) {
+    if (!problem.empty()) problems.add(where(layer_idx) + problem);
+  };
+  add(dataset_problem(group.get(), detail::kLogicalIds, detail::kLogicalIds,
+                      {H5T_STD_I32LE, {num_slots}, "int32", ""}));
+  for (size_t t = 0; t < info.tensors.size(); ++t) {
+    const TensorSpec& spec = info.tensors[t];
+    std::vector<hsize_t> dims{num_slots};
+    dims.insert(dims.end(), spec.shape.begin(), spec.shape.end());
+    const std::string dtype(to_string(spec.dtype));
+    add(dataset_problem(group.get(), spec.name, spec.name, {dtypes[t].get(), dims, dtype, dtype}));
+  }
+  if (h5::object_type(group.get(), detail::kChecksumGroup) != h5::ObjType::kGroup) {
+    add(std::string("group '") + detail::kChecksumGroup + "' is missing");
+    return;
+  }
+  Handle sums = EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
+  for (const TensorSpec& spec : info.tensors) {
+    add(dataset_problem(sums.get(), spec.name,
+                        std::string(detail::kChecksumGroup) + "/" + spec.name,
+                        {H5T_STD_U64LE, {num_slots}, "uint64", ""}));
+  }
+}
+
+ShardReader::ShardReader(const std::filesystem::path& path) : impl_(std::make_unique<Impl>()) {
+  h5::ensure_ready();
+  impl_->path = path;
+  impl_->quoted = "'" + path.string() + "'";
+  impl_->open_file();
+  try {
+    impl_->info = read_info(impl_->file.get(), impl_->quoted + ": ");
+    for (const TensorSpec& spec : impl_->info.tensors) {
+      impl_->dtypes.push_back(h5::make_dtype(spec.dtype));
+    }
+    core::ProblemList problems;
+    for (int32_t layer = 0; layer < impl_->info.num_layers; ++layer) {
+      impl_->validate_layer(layer, problems);
+    }
+    problems.throw_if_any();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kIo) throw;
+    throw detail::with_prefix(e, "reading " + impl_->quoted + ": ");
+  }
+}
+
+ShardReader::~ShardReader() = default;
+ShardReader::ShardReader(ShardReader&&) noexcept = default;
+ShardReader& ShardReader::operator=(ShardReader&&) noexcept = default;
+
+const ShardInfo& ShardReader::info() const { return impl_->info; }
+const std::filesystem::path& ShardReader::path() const { return impl_->path; }
+
+std::vector<int32_t> ShardReader::read_logical_ids(int32_t layer_idx) const {
+  h5::ensure_ready();
+  try {
+    Handle group = impl_->open_layer(layer_idx);
+    Handle dset = EPLB_H5_OWN(H5Dopen2(group.get(), detail::kLogicalIds, H5P_DEFAULT), kDataset);
+    std::vector<int32_t> ids(static_cast<size_t>(impl_->info.num_slots_per_rank));
+    EPLB_H5(H5Dread(dset.get(), H5T_STD_I32LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, ids.data()));
+    return ids;
+  } catch (const Error& e) {
+    throw detail::with_prefix(e, impl_->where(layer_idx));
+  }
+}
+
+std::vector<uint64_t> ShardReader::read_checksums(int32_t layer_idx, size_t tensor_idx) const {
+  h5::ensure_ready();
+  EPLB_ASSERT(tensor_idx < impl_->info.tensors.size());
+  try {
+    Handle group = impl_->open_layer(layer_idx);
+    Handle sums = EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
+    const std::string& name = impl_->info.tensors[tensor_idx].name;
+    Handle dset = EPLB_H5_OWN(H5Dopen2(sums.get(), name.c_str(), H5P_DEFAULT), kDataset);
+    std::vector<uint64_t> out(static_cast<size_t>(impl_->info.num_slots_per_rank));
+    EPLB_H5(H5Dread(dset.get(), H5T_STD_U64LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()));
+    return out;
+  } catch (const Error& e) {
+    throw detail::with_prefix(e, impl_->where(layer_idx));
+  }
+}
+
+void ShardReader::read_tensor(int32_t layer_idx, size_t tensor_idx,
+                              std::span<std::byte> out) const {
+  h5::ensure_ready();
+  EPLB_ASSERT(tensor_idx < impl_->info.tensors.size());
+  const TensorSpec& spec = impl_->info.tensors[tensor_idx];
+  EPLB_ASSERT(out.size() == spec.row_bytes() * static_cast<size_t>(impl_->info.num_slots_per_rank));
+  try {
+    Handle group = impl_->open_layer(layer_idx);
+    Handle dset = EPLB_H5_OWN(H5Dopen2(group.get(), spec.name.c_str(), H5P_DEFAULT), kDataset);
+    // Memory type == file type (checked on open): HDF5 copies the bytes unconverted.
+    EPLB_H5(H5Dread(dset.get(), impl_->dtypes[tensor_idx].get(), H5S_ALL, H5S_ALL, H5P_DEFAULT,
+                    out.data()));
+  } catch (const Error& e) {
+    throw detail::with_prefix(e, impl_->where(layer_idx) + "tensor '" + spec.name + "': ");
+  }
+}
+
+}  // namespace eplb::io

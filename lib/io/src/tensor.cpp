@@ -1,1 +1,271 @@
-// placeholder: implemented in a following commit
+#include "eplb/io/tensor.hpp"
+
+#include <xxhash.h>
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <set>
+
+#include "eplb/core/error.hpp"
+#include "tensor_rules.hpp"
+
+namespace eplb::io {
+namespace {
+
+using core::Error;
+using core::ErrorKind;
+
+constexpr std::string_view kExample = "e.g. 'w13:bf16:256x128'";
+
+std::vector<std::string_view> split(std::string_view text, char sep) {
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (true) {
+    const size_t end = text.find(sep, start);
+    parts.push_back(text.substr(start, end - start));
+    if (end == std::string_view::npos) return parts;
+    start = end + 1;
+  }
+}
+
+// Parses "256x128"; returns a problem ("" when fine).
+std::string parse_dims(std::string_view text, DType dtype, std::vector<int64_t>& shape) {
+  uint64_t row_bytes = dtype_size(dtype);
+  for (std::string_view dim : split(text, 'x')) {
+    int64_t value = 0;
+    const auto [ptr, ec] = std::from_chars(dim.data(), dim.data() + dim.size(), value);
+    if (dim.empty() || ec != std::errc() || ptr != dim.data() + dim.size() || value <= 0) {
+      return "dimension '" + std::string(dim) + "' is not a positive integer";
+    }
+    if (static_cast<uint64_t>(value) > detail::kMaxRowBytes / row_bytes) {
+      return "one expert's tensor would exceed 1 TiB";
+    }
+    row_bytes *= static_cast<uint64_t>(value);
+    shape.push_back(value);
+  }
+  return "";
+}
+
+// Parses one "name:dtype:dims" item, adding any problem to `problems`.
+void parse_item(std::string_view item, std::set<std::string, std::less<>>& seen,
+                core::ProblemList& problems, std::vector<TensorSpec>& specs) {
+  const std::string where = "tensor spec item '" + std::string(item) + "': ";
+  const std::vector<std::string_view> fields = split(item, ':');
+  if (fields.size() != 3) {
+    problems.add(where + "expected NAME:DTYPE:DIMS, " + std::string(kExample));
+    return;
+  }
+  TensorSpec spec;
+  spec.name = std::string(fields[0]);
+  if (std::string problem = detail::tensor_name_problem(spec.name); !problem.empty()) {
+    problems.add(where + problem);
+    return;
+  }
+  if (!seen.insert(spec.name).second) {
+    problems.add(where + "tensor '" + spec.name + "' is listed twice");
+    return;
+  }
+  const std::optional<DType> dtype = parse_dtype(fields[1]);
+  if (!dtype) {
+    problems.add(where + "unknown dtype '" + std::string(fields[1]) +
+                 "' (expected bf16, fp16, fp32, fp8_e4m3 or fp8_e5m2)");
+    return;
+  }
+  spec.dtype = *dtype;
+  if (std::string problem = parse_dims(fields[2], spec.dtype, spec.shape); !problem.empty()) {
+    problems.add(where + problem);
+    return;
+  }
+  specs.push_back(std::move(spec));
+}
+
+// splitmix64's finalizer: a strong 64-bit mix, so word i of the stream is mix(key + i*gamma)
+// and every word can be computed independently (the fill loop vectorizes).
+inline uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+constexpr uint64_t kGamma = 0x9E3779B97F4A7C15ull;
+
+// Each turns 8 random bytes into 8 bytes of finite values of its dtype (lane-wise, so a
+// prefix of the word is still whole elements).
+inline uint64_t to_bf16x4(uint64_t w) {
+  // Keep sign and 7 mantissa bits; exponent 127 - (0..7): magnitudes in [2^-7, 2).
+  const uint64_t sub = (w >> 7) & 0x0007000700070007ull;
+  return (w & 0x807F807F807F807Full) | ((0x007F007F007F007Full - sub) << 7);
+}
+
+inline uint64_t to_fp16x4(uint64_t w) {
+  // Keep sign and 10 mantissa bits; exponent 15 - (0..7): magnitudes in [2^-7, 2).
+  const uint64_t sub = (w >> 10) & 0x0007000700070007ull;
+  return (w & 0x83FF83FF83FF83FFull) | ((0x000F000F000F000Full - sub) << 10);
+}
+
+inline uint64_t to_fp32x2(uint64_t w) {
+  // 24 random bits per lane -> a float in [-2, 2), exactly representable.
+  uint64_t out = 0;
+  for (int lane = 0; lane < 2; ++lane) {
+    const uint32_t bits = static_cast<uint32_t>(w >> (32 * lane)) >> 8;
+    const float value = static_cast<float>(bits) * (4.0f / 16777216.0f) - 2.0f;
+    uint32_t raw = 0;
+    std::memcpy(&raw, &value, sizeof(raw));
+    out |= uint64_t{raw} << (32 * lane);
+  }
+  return out;
+}
+
+inline uint64_t to_e4m3x8(uint64_t w) {
+  // 0x7f and 0xff are NaN: a byte whose low 7 bits are all ones gets bit 0 cleared.
+  const uint64_t low = w & 0x7F7F7F7F7F7F7F7Full;
+  const uint64_t all_ones = ((low + 0x0101010101010101ull) & 0x8080808080808080ull) >> 7;
+  return w ^ all_ones;
+}
+
+inline uint64_t to_e5m2x8(uint64_t w) {
+  // Exponent bits 2..6 all ones is inf/NaN: clear bit 6 of such bytes.
+  const uint64_t exp = w & 0x7C7C7C7C7C7C7C7Cull;
+  const uint64_t all_ones = ((exp + 0x0404040404040404ull) & 0x8080808080808080ull) >> 1;
+  return w ^ all_ones;
+}
+
+template <uint64_t (*Convert)(uint64_t)>
+void fill_words(uint64_t key, std::span<std::byte> out) {
+  const size_t num_words = out.size() / 8;
+  std::byte* dst = out.data();
+  for (size_t i = 0; i < num_words; ++i) {
+    const uint64_t word = Convert(mix64(key + (i + 1) * kGamma));
+    std::memcpy(dst + 8 * i, &word, 8);  // NOTE: bytes are defined little-endian
+  }
+  if (const size_t tail = out.size() % 8; tail != 0) {
+    const uint64_t word = Convert(mix64(key + (num_words + 1) * kGamma));
+    std::memcpy(dst + 8 * num_words, &word, tail);
+  }
+}
+
+}  // namespace
+
+namespace detail {
+
+std::string tensor_name_problem(std::string_view name) {
+  const auto allowed = [](char c) {
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  };
+  if (name.empty()) return "the tensor name is empty";
+  if (!std::all_of(name.begin(), name.end(), allowed)) {
+    return "name '" + std::string(name) + "' may only contain letters, digits, '_', '.' and '-'";
+  }
+  if (name == "logical_ids" || name == "xxh3") {
+    return "name '" + std::string(name) + "' is reserved by the shard format";
+  }
+  return "";
+}
+
+}  // namespace detail
+
+size_t dtype_size(DType dtype) {
+  switch (dtype) {
+    case DType::kBf16:
+    case DType::kFp16:
+      return 2;
+    case DType::kFp32:
+      return 4;
+    case DType::kFp8E4m3:
+    case DType::kFp8E5m2:
+      return 1;
+  }
+  return 0;
+}
+
+std::string_view to_string(DType dtype) {
+  switch (dtype) {
+    case DType::kBf16:
+      return "bf16";
+    case DType::kFp16:
+      return "fp16";
+    case DType::kFp32:
+      return "fp32";
+    case DType::kFp8E4m3:
+      return "fp8_e4m3";
+    case DType::kFp8E5m2:
+      return "fp8_e5m2";
+  }
+  return "unknown";
+}
+
+std::optional<DType> parse_dtype(std::string_view text) {
+  for (DType dtype : {DType::kBf16, DType::kFp16, DType::kFp32, DType::kFp8E4m3, DType::kFp8E5m2}) {
+    if (text == to_string(dtype)) return dtype;
+  }
+  return std::nullopt;
+}
+
+size_t TensorSpec::row_bytes() const {
+  size_t bytes = dtype_size(dtype);
+  for (int64_t dim : shape) bytes *= static_cast<size_t>(dim);
+  return bytes;
+}
+
+std::vector<TensorSpec> parse_tensor_specs(std::string_view text) {
+  if (text.empty()) {
+    throw Error(ErrorKind::kUsage,
+                "tensor spec is empty; expected NAME:DTYPE:DIMS[,...], " + std::string(kExample));
+  }
+  core::ProblemList problems(ErrorKind::kUsage);
+  std::set<std::string, std::less<>> seen;
+  std::vector<TensorSpec> specs;
+  for (std::string_view item : split(text, ',')) parse_item(item, seen, problems, specs);
+  problems.throw_if_any();
+  return specs;
+}
+
+std::string to_string(const std::vector<TensorSpec>& specs) {
+  std::string out;
+  for (const TensorSpec& spec : specs) {
+    if (!out.empty()) out += ',';
+    out += spec.name + ':' + std::string(to_string(spec.dtype)) + ':';
+    for (size_t i = 0; i < spec.shape.size(); ++i) {
+      out += (i ? "x" : "") + std::to_string(spec.shape[i]);
+    }
+  }
+  return out;
+}
+
+size_t expert_bytes(const std::vector<TensorSpec>& specs) {
+  size_t bytes = 0;
+  for (const TensorSpec& spec : specs) bytes += spec.row_bytes();
+  return bytes;
+}
+
+uint64_t checksum(std::span<const std::byte> bytes) {
+  return XXH3_64bits(bytes.data(), bytes.size());
+}
+
+void fill_synthetic(uint64_t seed, int32_t layer_idx, int32_t expert_id, const TensorSpec& spec,
+                    std::span<std::byte> out) {
+  EPLB_ASSERT(out.size() == spec.row_bytes());
+  // The key hashes every input, so each (seed, layer, expert, name) gets its own stream.
+  std::string header(16, '\0');
+  std::memcpy(header.data(), &seed, 8);
+  std::memcpy(header.data() + 8, &layer_idx, 4);
+  std::memcpy(header.data() + 12, &expert_id, 4);
+  header += spec.name;
+  const uint64_t key = XXH3_64bits(header.data(), header.size());
+  switch (spec.dtype) {
+    case DType::kBf16:
+      return fill_words<to_bf16x4>(key, out);
+    case DType::kFp16:
+      return fill_words<to_fp16x4>(key, out);
+    case DType::kFp32:
+      return fill_words<to_fp32x2>(key, out);
+    case DType::kFp8E4m3:
+      return fill_words<to_e4m3x8>(key, out);
+    case DType::kFp8E5m2:
+      return fill_words<to_e5m2x8>(key, out);
+  }
+}
+
+}  // namespace eplb::io

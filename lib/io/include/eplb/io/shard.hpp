@@ -33,6 +33,8 @@ class ShardReader {
   ~ShardReader();
   ShardReader(ShardReader&&) noexcept;
   ShardReader& operator=(ShardReader&&) noexcept;
+  ShardReader(const ShardReader&) = delete;
+  ShardReader& operator=(const ShardReader&) = delete;
 
   const ShardInfo& info() const;
   const std::filesystem::path& path() const;
@@ -56,6 +58,8 @@ class ShardWriter {
   ~ShardWriter();
   ShardWriter(ShardWriter&&) noexcept;
   ShardWriter& operator=(ShardWriter&&) noexcept;
+  ShardWriter(const ShardWriter&) = delete;
+  ShardWriter& operator=(const ShardWriter&) = delete;
 
   // rows[t] holds tensor t's rows, [num_slots_per_rank, row_bytes]; checksums[t] one per row.
   void write_layer(int32_t layer_idx, std::span<const int32_t> logical_ids,

@@ -1,0 +1,93 @@
+// Internal to lib/io: RAII over the HDF5 C API, one error check, and the datatypes and
+// attribute helpers shared by the shard reader and writer. Local; thread-compatible (the
+// Debian HDF5 build is threadsafe; each thread silences its own error stack).
+#pragma once
+
+#include <hdf5.h>
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "eplb/io/tensor.hpp"
+
+namespace eplb::io::h5 {
+
+// Which H5?close a handle needs.
+enum class Kind { kFile, kGroup, kDataset, kDataspace, kDatatype, kAttribute, kPropList };
+
+// Move-only owner of one hid_t. The destructor closes quietly; close() reports failure,
+// which matters for files: a failed H5Fclose means data may not have reached the disk.
+class Handle {
+ public:
+  Handle() = default;
+  Handle(hid_t id, Kind kind) : id_(id), kind_(kind) {}
+  ~Handle() { close_noexcept(); }
+  Handle(Handle&& other) noexcept : id_(other.id_), kind_(other.kind_) { other.id_ = -1; }
+  Handle& operator=(Handle&& other) noexcept;
+  Handle(const Handle&) = delete;
+  Handle& operator=(const Handle&) = delete;
+
+  hid_t get() const { return id_; }
+  bool valid() const { return id_ >= 0; }
+  void close();  // throws core::Error(kIo) with the HDF5 error stack
+  void close_noexcept() noexcept;
+
+ private:
+  hid_t id_ = -1;
+  Kind kind_ = Kind::kDatatype;
+};
+
+// Call before any other HDF5 call of a public entry point. Turns HDF5's automatic printing
+// to stderr off for the calling thread, so failures reach the user once, through our
+// exception, instead of as a stack dump on every rank; the first call also turns off
+// HDF5's exit-time cleanup (see h5.cpp for why).
+void ensure_ready();
+
+// Takes (and clears) the calling thread's HDF5 error stack: "H5Fopen(): unable to open
+// file (file signature not found); ...", outermost call first.
+std::string take_error_stack();
+
+// Throws core::Error(kIo): "HDF5 H5Dwrite failed (shard.cpp:120): <walked stack>".
+[[noreturn]] void fail(const char* call, const char* file, int line);
+
+template <typename T>
+T check(T result, const char* call, const char* file, int line) {
+  if (result < 0) fail(call, file, line);
+  return result;
+}
+
+// The one check for HDF5 C calls: a negative hid_t/herr_t/htri_t throws with the call,
+// file, line and walked error stack.
+#define EPLB_H5(call) ::eplb::io::h5::check((call), #call, __FILE__, __LINE__)
+
+// Owning wrappers for calls that return a new id.
+inline Handle own(hid_t id, Kind kind, const char* call, const char* file, int line) {
+  return Handle(check(id, call, file, line), kind);
+}
+#define EPLB_H5_OWN(call, kind) \
+  ::eplb::io::h5::own((call), ::eplb::io::h5::Kind::kind, #call, __FILE__, __LINE__)
+
+// The file datatype of a dtype (docs/FORMAT.md): IEEE LE floats, bf16 as a custom 16-bit
+// float, fp8 as little-endian uint8. Data is always read and written with this type as the
+// memory type, so HDF5 never converts: bytes in are bytes out.
+Handle make_dtype(DType dtype);
+// "bf16", "int32", ... for a known type; otherwise a short description of `type`.
+std::string describe_type(hid_t type);
+
+enum class ObjType { kMissing, kGroup, kDataset, kOther };
+// What `name` (a direct child of `loc`) is; a dangling link counts as kOther.
+ObjType object_type(hid_t loc, const std::string& name);
+std::vector<hsize_t> dataset_dims(hid_t dataset);
+
+// Scalar attributes. Strings are written as variable-length UTF-8 (what h5py writes);
+// both variable and fixed-length strings are read. Readers return nullopt when the
+// attribute is absent and throw core::Error(kInput) when it has the wrong class.
+void write_attr(hid_t obj, const char* name, std::string_view value);
+void write_attr(hid_t obj, const char* name, int32_t value);
+std::optional<std::string> read_string_attr(hid_t obj, const char* name);
+std::optional<int64_t> read_int_attr(hid_t obj, const char* name);
+
+}  // namespace eplb::io::h5

@@ -1,0 +1,129 @@
+#include <catch2/catch.hpp>
+
+#include "eplb/core/error.hpp"
+#include "eplb/io/manifest.hpp"
+#include "io_test_util.hpp"
+
+namespace eplb::io {
+namespace {
+
+using core::ErrorKind;
+using test::error_text;
+using test::TempDir;
+
+Manifest sample_manifest() {
+  Manifest m;
+  m.tensors = parse_tensor_specs("w13:fp8_e4m3:4x2,w2:bf16:2x2");
+  m.placement.ep_size = 2;
+  m.placement.num_slots_per_rank = 2;
+  m.placement.num_logical_experts = 3;
+  m.placement.physical_to_logical_map = {{0, 1, 2, 0}, {2, -1, 1, 0}};
+  m.files = {{"rank-00000.h5", 1234, 0x0123456789abcdefull},
+             {"rank-00001.h5", 99, 0xfedcba9876543210ull}};
+  return m;
+}
+
+const std::string kSampleJson = R"({
+  "format": "eplb-manifest",
+  "version": 1,
+  "tensors": [
+    {"name":"w13","dtype":"fp8_e4m3","shape":[4,2]},
+    {"name":"w2","dtype":"bf16","shape":[2,2]}
+  ],
+  "placement": {
+    "ep_size": 2, "num_slots_per_rank": 2, "num_logical_experts": 3,
+    "physical_to_logical_map": [
+      [0,1,2,0],
+      [2,-1,1,0]
+    ]
+  },
+  "files": [
+    {"name":"rank-00000.h5","size":1234,"xxh3":"0123456789abcdef"},
+    {"name":"rank-00001.h5","size":99,"xxh3":"fedcba9876543210"}
+  ]
+}
+)";
+
+// The sample JSON with `from` replaced by `to` (which must occur once).
+std::string patched(const std::string& from, const std::string& to) {
+  std::string text = kSampleJson;
+  const size_t at = text.find(from);
+  REQUIRE(at != std::string::npos);
+  REQUIRE(text.find(from, at + 1) == std::string::npos);
+  return text.replace(at, from.size(), to);
+}
+
+std::string parse_error(const std::string& text) {
+  ErrorKind kind = ErrorKind::kInternal;
+  std::string out = error_text([&] { parse_manifest(text, "m.json"); }, &kind);
+  CHECK(kind == ErrorKind::kInput);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("manifest JSON text and round trip", "[io][manifest]") {
+  CHECK(to_json(sample_manifest()) == kSampleJson);
+  CHECK(parse_manifest(kSampleJson, "m.json") == sample_manifest());
+}
+
+TEST_CASE("manifest parse errors name the JSON location", "[io][manifest]") {
+  CHECK(parse_error(patched("\"eplb-manifest\"", "\"other\"")) ==
+        "'m.json' at /format: expected \"eplb-manifest\", got \"other\"");
+  CHECK(parse_error(patched("\"version\": 1", "\"version\": 2")) ==
+        "'m.json' at /version: version 2 is not supported (this build reads version 1)");
+  CHECK(parse_error(patched("\"xxh3\":\"fedcba9876543210\"", "\"xxh3\":\"fedcba98\"")) ==
+        "'m.json' at /files/1/xxh3: expected 16 lowercase hex digits, got \"fedcba98\"");
+  CHECK(parse_error(patched("[2,-1,1,0]", "[2,-1,3,0]")) ==
+        "'m.json' at /placement/physical_to_logical_map/1/2: logical expert id 3 is out of "
+        "range [-1, 3)");
+  CHECK(parse_error(patched("[2,-1,1,0]", "[2,-1,1]")) ==
+        "'m.json' at /placement/physical_to_logical_map/1: has 3 slots, expected ep_size * "
+        "num_slots_per_rank = 4");
+  CHECK(parse_error(patched("\"name\":\"rank-00001.h5\"", "\"name\":\"rank-1.h5\"")) ==
+        "'m.json' at /files/1/name: expected \"rank-00001.h5\", got \"rank-1.h5\"");
+  CHECK(parse_error(patched("\"shape\":[2,2]", "\"shape\":[2,0],\"extra\":1")) ==
+        "'m.json' at /tensors/1/extra: unknown key\n"
+        "'m.json' at /tensors/1/shape/1: expected a positive integer, got 0");
+  CHECK(parse_error(patched("\"name\":\"w2\"", "\"name\":\"w13\"")) ==
+        "'m.json' at /tensors/1/name: tensor 'w13' is listed twice");
+  CHECK(parse_error(patched("\"ep_size\": 2, ", "")) ==
+        "'m.json' at /placement: missing key 'ep_size'");
+  CHECK(parse_error(patched("\"ep_size\": 2", "\"ep_size\": 0")) ==
+        "'m.json' at /placement/ep_size: value 0 is out of range [1, 2147483647]");
+  CHECK(parse_error(patched("\"version\": 1,", "\"version\": 1, \"a/b\": 0,")) ==
+        "'m.json' at /a~1b: unknown key");
+  CHECK(parse_error("[1]") == "'m.json' at /: expected an object");
+  CHECK(parse_error("{\"format\": ") ==
+        "'m.json': invalid JSON: parse error at line 1, column 12: syntax error while parsing "
+        "value - unexpected end of input; expected '[', '{', or a literal");
+  CHECK(parse_error(patched("\"version\": 1,", "\"version\": 1, \"version\": 1,")) ==
+        "'m.json': key 'version' appears twice in one object");
+}
+
+TEST_CASE("load_manifest and describe_file", "[io][manifest]") {
+  TempDir dir;
+  ErrorKind kind = ErrorKind::kInternal;
+  CHECK(error_text([&] { load_manifest(dir.path()); }, &kind) ==
+        "'" + dir.path().string() + "' is not a complete eplb checkpoint: '" +
+            (dir / "manifest.json").string() + "' does not exist");
+  CHECK(kind == ErrorKind::kInput);
+  test::write_text(dir / "manifest.json", kSampleJson);
+  CHECK(load_manifest(dir.path()) == sample_manifest());
+
+  test::write_text(dir / "empty", "");
+  CHECK(describe_file(dir / "empty") == FileEntry{"empty", 0, 0x2d06800538d394c2ull});
+  // Larger than the 4 MiB read chunk, and not a multiple of it.
+  std::string big(9 * 1024 * 1024 + 17, '\0');
+  for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 + (i >> 12));
+  test::write_text(dir / "big", big);
+  const FileEntry entry = describe_file(dir / "big");
+  CHECK(entry.name == "big");
+  CHECK(entry.size == big.size());
+  CHECK(entry.xxh3 == checksum(std::as_bytes(std::span(big.data(), big.size()))));
+  CHECK(error_text([&] { describe_file(dir / "nope"); }, &kind) ==
+        "cannot open '" + (dir / "nope").string() + "': No such file or directory");
+  CHECK(kind == ErrorKind::kIo);
+}
+
+}  // namespace eplb::io

@@ -1,0 +1,285 @@
+#include <sys/resource.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <thread>
+
+#include "eplb/core/error.hpp"
+#include "eplb/io/shard.hpp"
+#include "io_test_util.hpp"
+
+namespace eplb::io {
+namespace {
+
+using core::ErrorKind;
+using test::error_text;
+using test::TempDir;
+
+constexpr const char* kTool = EPLB_TEST_SOURCE_DIR "/unit/io/h5py_tool.py";
+
+ShardInfo sample_info() {
+  // Every dtype, several shapes, odd byte counts for fp8.
+  return ShardInfo{1, 4, 3, 3,
+                   parse_tensor_specs("a:bf16:3x5,b:fp16:7,c:fp32:2x2x2,d:fp8_e4m3:9,"
+                                      "e:fp8_e5m2:4x3")};
+}
+
+// The content of one layer: logical ids and synthetic rows, with their checksums.
+struct Layer {
+  std::vector<int32_t> ids;
+  std::vector<std::vector<std::byte>> rows;  // per tensor, all slots
+  std::vector<std::vector<uint64_t>> sums;   // per tensor, per slot
+};
+
+Layer make_layer(const ShardInfo& info, int32_t layer_idx) {
+  Layer layer;
+  for (int32_t row = 0; row < info.num_slots_per_rank; ++row) {
+    layer.ids.push_back(row == 1 ? -1 : layer_idx * 10 + row);
+  }
+  for (const TensorSpec& spec : info.tensors) {
+    const size_t row_bytes = spec.row_bytes();
+    std::vector<std::byte> rows(row_bytes * layer.ids.size());
+    std::vector<uint64_t> sums;
+    for (size_t row = 0; row < layer.ids.size(); ++row) {
+      std::span<std::byte> out(rows.data() + row * row_bytes, row_bytes);
+      fill_synthetic(42, layer_idx, layer.ids[row], spec, out);
+      sums.push_back(checksum(out));
+    }
+    layer.rows.push_back(std::move(rows));
+    layer.sums.push_back(std::move(sums));
+  }
+  return layer;
+}
+
+void write_layer(ShardWriter& writer, int32_t layer_idx, const Layer& layer) {
+  std::vector<std::span<const std::byte>> rows(layer.rows.begin(), layer.rows.end());
+  writer.write_layer(layer_idx, layer.ids, rows, layer.sums);
+}
+
+void write_shard(const std::filesystem::path& path, const ShardInfo& info, bool reverse = false) {
+  ShardWriter writer(path, info);
+  for (int32_t i = 0; i < info.num_layers; ++i) {
+    const int32_t layer = reverse ? info.num_layers - 1 - i : i;
+    write_layer(writer, layer, make_layer(info, layer));
+  }
+  writer.close();
+}
+
+void h5py(const std::string& args) {
+  int status = 0;
+  test::run_command(std::string("/usr/bin/python3 ") + kTool + " " + args + " 2>&1", status);
+  REQUIRE(status == 0);
+}
+
+}  // namespace
+
+TEST_CASE("shard file names", "[io][shard]") {
+  CHECK(shard_file_name(3) == "rank-00003.h5");
+  CHECK(shard_file_name(12345) == "rank-12345.h5");
+}
+
+TEST_CASE("shard round trip, every dtype", "[io][shard]") {
+  TempDir dir;
+  const ShardInfo info = sample_info();
+  const auto path = dir / "rank-00001.h5";
+  write_shard(path, info, /*reverse=*/true);
+
+  ShardReader reader(path);
+  CHECK(reader.info() == info);
+  CHECK(reader.path() == path);
+  for (int32_t layer_idx = 0; layer_idx < info.num_layers; ++layer_idx) {
+    const Layer expected = make_layer(info, layer_idx);
+    CHECK(reader.read_logical_ids(layer_idx) == expected.ids);
+    for (size_t t = 0; t < info.tensors.size(); ++t) {
+      std::vector<std::byte> rows(expected.rows[t].size());
+      reader.read_tensor(layer_idx, t, rows);
+      CHECK(rows == expected.rows[t]);
+      CHECK(reader.read_checksums(layer_idx, t) == expected.sums[t]);
+    }
+  }
+  ShardReader moved = std::move(reader);
+  CHECK(moved.info().num_layers == 3);
+}
+
+TEST_CASE("shard bytes depend only on content", "[io][shard]") {
+  // Same content, layers written in the other order and in a later second: the files are
+  // identical, so HDF5 timestamps and write order leave no trace.
+  TempDir dir;
+  write_shard(dir / "a.h5", sample_info(), false);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  write_shard(dir / "b.h5", sample_info(), true);
+  const std::string a = test::read_text(dir / "a.h5");
+  CHECK(a.size() > 1000);
+  CHECK(a == test::read_text(dir / "b.h5"));
+}
+
+TEST_CASE("shard writer refuses misuse", "[io][shard]") {
+  TempDir dir;
+  const ShardInfo info = sample_info();
+  const auto path = dir / "rank-00001.h5";
+  ErrorKind kind = ErrorKind::kInternal;
+  {
+    ShardWriter writer(path, info);
+    write_layer(writer, 0, make_layer(info, 0));
+    CHECK(error_text([&] { write_layer(writer, 0, make_layer(info, 0)); }, &kind) != "no error");
+    CHECK(kind == ErrorKind::kInternal);
+    CHECK(error_text([&] { writer.close(); }) ==
+          "shard '" + path.string() + "' closed before these layers were written: 1, 2");
+  }  // destroyed without a successful close: must not throw
+  CHECK(error_text([&] { ShardWriter w(path, info); }, &kind) ==
+        "cannot create shard '" + path.string() + "': the file already exists");
+  CHECK(kind == ErrorKind::kIo);
+}
+
+TEST_CASE("a full disk surfaces as an I/O error", "[io][shard]") {
+  TempDir dir;
+  ShardInfo info = sample_info();
+  info.tensors = parse_tensor_specs("w:fp32:1024x256");  // 1 MiB per slot
+  // The file size limit stands in for a full disk: writes past it fail with EFBIG.
+  std::signal(SIGXFSZ, SIG_IGN);
+  rlimit saved{};
+  getrlimit(RLIMIT_FSIZE, &saved);
+  rlimit small = saved;
+  small.rlim_cur = 2 << 20;
+  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
+  ErrorKind kind = ErrorKind::kInternal;
+  const auto path = dir / "rank-00001.h5";
+  std::string text, close_text;
+  {
+    ShardWriter writer(path, info);
+    text = error_text([&] { write_layer(writer, 0, make_layer(info, 0)); }, &kind);
+    close_text = error_text([&] { writer.close(); });
+  }  // the destructor's close fails too; it must neither throw nor leave a crash for exit
+  setrlimit(RLIMIT_FSIZE, &saved);
+  CHECK(kind == ErrorKind::kIo);
+  CHECK_THAT(text, Catch::StartsWith("writing '" + path.string() +
+                                     "' layer 0: HDF5 H5Dwrite failed (shard_writer.cpp:"));
+  CHECK_THAT(text, Catch::Contains("File too large"));
+  CHECK(close_text == "writing '" + path.string() + "': incomplete after a failed write");
+  // The library still works afterwards.
+  write_shard(dir / "rank-00002.h5", info);
+  CHECK(ShardReader(dir / "rank-00002.h5").info() == info);
+}
+
+TEST_CASE("shard reader reports missing and foreign files", "[io][shard]") {
+  TempDir dir;
+  ErrorKind kind = ErrorKind::kInternal;
+  const auto missing = dir / "rank-00009.h5";
+  CHECK(error_text([&] { ShardReader r(missing); }, &kind) ==
+        "cannot open shard '" + missing.string() + "': No such file or directory");
+  CHECK(kind == ErrorKind::kIo);
+  const auto text_file = dir / "notes.h5";
+  test::write_text(text_file, "not hdf5");
+  const std::string text = error_text([&] { ShardReader r(text_file); }, &kind);
+  CHECK(kind == ErrorKind::kIo);
+  CHECK_THAT(text, Catch::StartsWith("cannot open shard '" + text_file.string() +
+                                     "' as HDF5: H5Fopen(): unable to open file"));
+  CHECK_THAT(text, Catch::Contains("file signature not found"));
+}
+
+TEST_CASE("shard reader validates layout, shapes and types", "[io][shard]") {
+  TempDir dir;
+  const auto path = dir / "rank-00001.h5";
+  const std::string p = "'" + path.string() + "'";
+  write_shard(path, sample_info());
+  ErrorKind kind = ErrorKind::kInternal;
+
+  SECTION("wrong shape") {
+    h5py("reshape " + path.string() + " layer_00002/b 3x6");
+    CHECK(error_text([&] { ShardReader r(path); }, &kind) ==
+          p + " layer 2: dataset 'b' has shape [3,6], expected [3,7]");
+    CHECK(kind == ErrorKind::kInput);
+  }
+  SECTION("wrong type: bf16 rewritten as float32") {
+    h5py("reshape " + path.string() + " layer_00000/a 3x3x5");
+    CHECK(error_text([&] { ShardReader r(path); }) ==
+          p + " layer 0: dataset 'a' has type fp32, expected bf16");
+  }
+  SECTION("every problem is reported") {
+    h5py("delete " + path.string() + " layer_00001/xxh3/c");
+    h5py("delete " + path.string() + " layer_00001/logical_ids");
+    h5py("set-attr " + path.string() + " layer_00002/d dtype fp8_e5m2");
+    h5py("delete " + path.string() + " layer_00000");
+    CHECK(error_text([&] { ShardReader r(path); }) ==
+          p + " layer 0: group 'layer_00000' is missing\n" + p +
+              " layer 1: dataset 'logical_ids' is missing\n" + p +
+              " layer 1: dataset 'xxh3/c' is missing\n" + p +
+              " layer 2: dataset 'd' has dtype attribute 'fp8_e5m2', expected 'fp8_e4m3'");
+  }
+  SECTION("root attributes") {
+    h5py("set-attr " + path.string() + " / format something-else");
+    CHECK(error_text([&] { ShardReader r(path); }, &kind) ==
+          p + ": not an eplb checkpoint shard (attribute 'format' is 'something-else', "
+              "expected 'eplb-checkpoint')");
+    CHECK(kind == ErrorKind::kInput);
+  }
+  SECTION("fixed-length string attributes are read too") {
+    h5py("set-fixed-attr " + path.string() + " / format eplb-checkpoint");
+    h5py("set-fixed-attr " + path.string() + " layer_00001/a dtype bf16");
+    CHECK(ShardReader(path).info() == sample_info());
+    h5py("set-fixed-attr " + path.string() + " layer_00001/a dtype fp16");
+    CHECK(error_text([&] { ShardReader r(path); }) ==
+          p + " layer 1: dataset 'a' has dtype attribute 'fp16', expected 'bf16'");
+  }
+  SECTION("tensor spec attribute") {
+    h5py("set-attr " + path.string() + " / tensors a:bf16:0");
+    CHECK(error_text([&] { ShardReader r(path); }) ==
+          p + ": attribute 'tensors': tensor spec item 'a:bf16:0': dimension '0' is not a "
+              "positive integer");
+  }
+}
+
+TEST_CASE("h5py and h5dump read shards with the right values", "[io][shard][h5py]") {
+  TempDir dir;
+  const ShardInfo info{0, 1, 1, 2, parse_tensor_specs("x:bf16:3,y:fp16:3,z:fp32:2,q:fp8_e4m3:2")};
+  const std::vector<uint16_t> bf16 = {0x3F80, 0xC020, 0x3E20, 0x7F7F, 0x0080, 0x0001};
+  const std::vector<uint16_t> fp16 = {0x3C00, 0xC100, 0x7BFF, 0x0001, 0x0400, 0x3555};
+  const std::vector<float> fp32 = {1.5f, -0.1f, 3.4e38f, 1e-45f};
+  const std::vector<uint8_t> fp8 = {0, 1, 0x7e, 0xfe};
+  const std::vector<std::span<const std::byte>> rows = {
+      std::as_bytes(std::span(bf16)), std::as_bytes(std::span(fp16)),
+      std::as_bytes(std::span(fp32)), std::as_bytes(std::span(fp8))};
+  const std::vector<std::vector<uint64_t>> sums(4, std::vector<uint64_t>{1, 2});
+  const auto path = dir / "rank-00000.h5";
+  ShardWriter writer(path, info);
+  writer.write_layer(0, std::vector<int32_t>{5, -1}, rows, sums);
+  writer.close();
+
+  int status = 0;
+  const std::string out = test::run_command(
+      std::string("/usr/bin/python3 ") + kTool + " dump " + path.string() + " 2>&1", status);
+  REQUIRE(status == 0);
+  const auto fmt = [](double v) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), " %.17g", v);
+    return std::string(buf);
+  };
+  std::string x = "data x float32 2x3", y = "data y float16 2x3", z = "data z float32 2x2";
+  for (uint16_t b : bf16) {
+    const uint32_t bits = uint32_t{b} << 16;
+    float f = 0;
+    std::memcpy(&f, &bits, 4);
+    x += fmt(f);
+  }
+  y += " 1 -2.5 65504 5.9604644775390625e-08 6.103515625e-05 0.333251953125";
+  for (float f : fp32) z += fmt(f);
+  CHECK(out ==
+        "attr ep_rank 0\nattr ep_size 1\nattr format eplb-checkpoint\nattr num_layers 1\n"
+        "attr num_slots_per_rank 2\nattr tensors x:bf16:3,y:fp16:3,z:fp32:2,q:fp8_e4m3:2\n"
+        "attr version 1\n"
+        "data logical_ids int32 2 5 -1\n"
+        "data q uint8 2x2 0 1 126 254\ndtype-attr q fp8_e4m3\n" +
+            x + "\ndtype-attr x bf16\n" + y + "\ndtype-attr y fp16\n" + z +
+            "\ndtype-attr z fp32\n");
+  CHECK_THAT(x, Catch::Contains(" 3.3895313892515355e+38 1.1754943508222875e-38 "
+                                "9.1835496157991212e-41"));
+
+  const std::string header = test::run_command("h5dump -H " + path.string() + " 2>&1", status);
+  CHECK(status == 0);
+  CHECK_THAT(header, Catch::Contains("16-bit little-endian floating-point 16-bit precision"));
+  CHECK_THAT(header, Catch::Contains("DATASET \"logical_ids\""));
+}
+
+}  // namespace eplb::io
