@@ -1,7 +1,195 @@
-// placeholder: implemented in a following commit
 #include "eplb/runtime/mpi.hpp"
+
+#include <fmt/format.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <limits>
+#include <string_view>
+
+#include "eplb/core/error.hpp"
+
 namespace eplb::runtime {
-MpiSession::MpiSession(int* argc, char*** argv) { MPI_Init(argc, argv); finalize_ = true; MPI_Comm_rank(MPI_COMM_WORLD, &rank_); MPI_Comm_size(MPI_COMM_WORLD, &size_); }
-MpiSession::~MpiSession() { if (finalize_) MPI_Finalize(); }
-void MpiSession::abort_job(int code) const { MPI_Abort(MPI_COMM_WORLD, code); __builtin_unreachable(); }
+namespace {
+
+// "MPI_Bcast(buf, n, ...)" -> "MPI_Bcast(...)": the arguments are noise in a user's error.
+std::string short_call(std::string_view call) {
+  size_t paren = call.find('(');
+  if (paren == std::string_view::npos) return std::string(call);
+  return std::string(call.substr(0, paren)) + "(...)";
 }
+
+std::string_view base_name(std::string_view path) {
+  size_t slash = path.rfind('/');
+  return slash == std::string_view::npos ? path : path.substr(slash + 1);
+}
+
+// MPI counts are int: a larger buffer must be split by the caller, never truncated.
+int to_count(size_t n, const char* what) {
+  if (n > static_cast<size_t>(std::numeric_limits<int>::max())) {
+    throw core::Error(
+        core::ErrorKind::kInternal,
+        fmt::format("internal error: {} of {} elements exceeds an MPI count", what, n));
+  }
+  return static_cast<int>(n);
+}
+
+bool mpi_finalized() {
+  int finalized = 0;
+  MPI_Finalized(&finalized);
+  return finalized != 0;
+}
+
+}  // namespace
+
+void check_mpi(int rc, const char* call, const char* file, int line) {
+  if (rc == MPI_SUCCESS) return;
+  char text[MPI_MAX_ERROR_STRING] = {};
+  int length = 0;
+  if (MPI_Error_string(rc, text, &length) != MPI_SUCCESS) {
+    std::snprintf(text, sizeof(text), "MPI error code %d", rc);
+  }
+  throw core::Error(core::ErrorKind::kComm, fmt::format("{} failed: {} at {}:{}", short_call(call),
+                                                        text, base_name(file), line));
+}
+
+MpiSession::MpiSession(int* argc, char*** argv) {
+  int initialized = 0;
+  EPLB_MPI_CHECK(MPI_Initialized(&initialized));
+  if (!initialized) {  // else an embedding program (a test main) owns MPI's lifetime
+    int provided = 0;
+    // FUNNELED: only the main thread calls MPI; helper threads (I/O) never do.
+    EPLB_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
+    finalize_ = true;
+  }
+  EPLB_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
+  EPLB_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
+  EPLB_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+
+  // Node-local rank picks the GPU; the node communicator is only needed for that.
+  MPI_Comm raw = MPI_COMM_NULL;
+  EPLB_MPI_CHECK(
+      MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank_, MPI_INFO_NULL, &raw));
+  MpiComm node(raw);
+  EPLB_MPI_CHECK(MPI_Comm_set_errhandler(node.get(), MPI_ERRORS_RETURN));
+  EPLB_MPI_CHECK(MPI_Comm_rank(node.get(), &node_rank_));
+  EPLB_MPI_CHECK(MPI_Comm_size(node.get(), &node_size_));
+  node.close();
+
+  char name[MPI_MAX_PROCESSOR_NAME] = {};
+  int length = 0;
+  EPLB_MPI_CHECK(MPI_Get_processor_name(name, &length));
+  host_.assign(name, static_cast<size_t>(length));
+}
+
+MpiSession::~MpiSession() {
+  // Errors here cannot be reported usefully and a destructor must not throw.
+  if (finalize_ && !mpi_finalized()) MPI_Finalize();
+}
+
+void MpiSession::abort_job(int exit_code) const {
+  MPI_Abort(MPI_COMM_WORLD, exit_code);
+  // MPI_Abort does not return on any implementation we know; make sure of it.
+  std::_Exit(exit_code);
+}
+
+MpiComm MpiComm::dup(MPI_Comm parent) {
+  MPI_Comm raw = MPI_COMM_NULL;
+  EPLB_MPI_CHECK(MPI_Comm_dup(parent, &raw));
+  MpiComm owned(raw);
+  EPLB_MPI_CHECK(MPI_Comm_set_errhandler(owned.get(), MPI_ERRORS_RETURN));
+  return owned;
+}
+
+MpiComm& MpiComm::operator=(MpiComm&& o) noexcept {
+  if (this != &o) {
+    reset();
+    comm_ = o.comm_;
+    o.comm_ = MPI_COMM_NULL;
+  }
+  return *this;
+}
+
+void MpiComm::close() {
+  if (comm_ == MPI_COMM_NULL) return;
+  MPI_Comm comm = comm_;
+  comm_ = MPI_COMM_NULL;
+  EPLB_MPI_CHECK(MPI_Comm_free(&comm));
+}
+
+void MpiComm::reset() noexcept {
+  if (comm_ != MPI_COMM_NULL && !mpi_finalized()) MPI_Comm_free(&comm_);
+  comm_ = MPI_COMM_NULL;
+}
+
+bool all_true(MPI_Comm comm, bool local_ok) {
+  int mine = local_ok ? 1 : 0;
+  int all = 0;
+  EPLB_MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm));
+  return all != 0;
+}
+
+std::vector<std::string> gather_lines(MPI_Comm comm, const std::vector<std::string>& lines) {
+  // Wire format per rank: for each line, a uint64 length then its bytes (lines may hold
+  // any byte, newlines included).
+  std::string packed;
+  for (const auto& line : lines) {
+    uint64_t n = line.size();
+    packed.append(reinterpret_cast<const char*>(&n), sizeof(n));
+    packed.append(line);
+  }
+  int rank = 0, size = 1;
+  EPLB_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+  EPLB_MPI_CHECK(MPI_Comm_size(comm, &size));
+  int my_bytes = to_count(packed.size(), "gathered lines");
+  std::vector<int> counts(rank == 0 ? size : 0), displs(rank == 0 ? size : 0);
+  EPLB_MPI_CHECK(MPI_Gather(&my_bytes, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm));
+  size_t total = 0;
+  for (int r = 0; r < static_cast<int>(counts.size()); ++r) {
+    displs[r] = to_count(total, "gathered lines");
+    total += static_cast<size_t>(counts[r]);
+  }
+  std::string all(total, '\0');
+  EPLB_MPI_CHECK(MPI_Gatherv(packed.data(), my_bytes, MPI_CHAR, all.data(), counts.data(),
+                             displs.data(), MPI_CHAR, 0, comm));
+  std::vector<std::string> out;
+  for (size_t pos = 0; pos + sizeof(uint64_t) <= all.size();) {
+    uint64_t n = 0;
+    std::memcpy(&n, all.data() + pos, sizeof(n));
+    pos += sizeof(n);
+    out.push_back(all.substr(pos, n));
+    pos += n;
+  }
+  return out;
+}
+
+std::string broadcast_string(MPI_Comm comm, const std::string& value, int root) {
+  int rank = 0;
+  EPLB_MPI_CHECK(MPI_Comm_rank(comm, &rank));
+  uint64_t n = rank == root ? value.size() : 0;
+  EPLB_MPI_CHECK(MPI_Bcast(&n, 1, MPI_UINT64_T, root, comm));
+  std::string out = rank == root ? value : std::string(n, '\0');
+  EPLB_MPI_CHECK(MPI_Bcast(out.data(), to_count(n, "broadcast string"), MPI_CHAR, root, comm));
+  return out;
+}
+
+namespace {
+std::vector<long long> all_reduce(MPI_Comm comm, const std::vector<long long>& values, MPI_Op op) {
+  std::vector<long long> out(values.size());
+  EPLB_MPI_CHECK(MPI_Allreduce(values.data(), out.data(), to_count(values.size(), "reduced values"),
+                               MPI_LONG_LONG, op, comm));
+  return out;
+}
+}  // namespace
+
+std::vector<long long> all_max(MPI_Comm comm, const std::vector<long long>& values) {
+  return all_reduce(comm, values, MPI_MAX);
+}
+
+std::vector<long long> all_sum(MPI_Comm comm, const std::vector<long long>& values) {
+  return all_reduce(comm, values, MPI_SUM);
+}
+
+}  // namespace eplb::runtime

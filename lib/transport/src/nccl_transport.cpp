@@ -1,1 +1,472 @@
-// placeholder: implemented in a following commit
+// NCCL backend. Built in both configurations: without NCCL it only says so.
+//
+// With NCCL, exchange() moves the byte streams in rounds. In round k every peer's stream
+// contributes its k-th chunk (at most `chunk` bytes, the same size on both sides of a pair);
+// a round is one NCCL group with one send and one receive per peer. Staging is double
+// buffered and three streams overlap the phases of consecutive rounds:
+//
+//   gather stream:  G0 G1    G2    G3 ...   (segments -> send staging half k%2)
+//   comm stream:       N0 N1    N2    ...   (NCCL group of round k)
+//   scatter stream:       S0    S1    ...   (recv staging half k%2 -> segments)
+//
+// N(k) waits for G(k) and for S(k-2) (same receive half); G(k) waits for N(k-2) (same send
+// half); S(k) waits for N(k). A chunk that lies inside one device segment of this GPU is
+// sent or received in place, without staging.
+#include "eplb/transport/nccl_transport.hpp"
+
+#include "eplb/core/error.hpp"
+
+#if EPLB_HAVE_NCCL
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <optional>
+#include <set>
+
+#include "detail.hpp"
+#include "eplb/runtime/mpi.hpp"
+#include "eplb/transport/nccl_detail.hpp"
+#endif
+
+namespace eplb::transport {
+
+#if !EPLB_HAVE_NCCL
+
+bool nccl_available(int) { return false; }
+
+std::unique_ptr<Transport> make_nccl_transport(MPI_Comm, int, const TransportOptions&) {
+  throw core::Error(core::ErrorKind::kComm, "NCCL backend not available in this build");
+}
+
+#else
+
+namespace {
+
+using core::Error;
+using core::ErrorKind;
+using runtime::Event;
+
+// Chunks are 256-byte multiples (only a stream's last chunk may be shorter), which keeps
+// every peer's staging offset aligned for NCCL's and the copy engines' wide accesses.
+constexpr size_t kChunkAlign = 256;
+
+enum class MemKind { kThisDevice, kPageable, kOther };
+
+MemKind classify(const void* data, int device) {
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, data) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the (non-sticky) error so no later check reports it
+    return MemKind::kPageable;
+  }
+  if (attr.type == cudaMemoryTypeDevice && attr.device == device) return MemKind::kThisDevice;
+  if (attr.type == cudaMemoryTypeUnregistered) return MemKind::kPageable;
+  return MemKind::kOther;
+}
+
+// What exchange() uses on the device; index [b] of an event pair is staging half b.
+struct DeviceResources {
+  runtime::DeviceBuffer staging;  // [send 0 | send 1 | recv 0 | recv 1]
+  size_t half_bytes = 0;          // one quarter of the budget: one half of one direction
+  runtime::Stream gather_stream, comm_stream, scatter_stream;
+  Event gathered[2], comm_done[2], scattered[2];
+};
+
+}  // namespace
+
+// Per-process resources: device, staging halves, streams, events, communicators.
+struct NcclTransport::Impl {
+  Impl(MPI_Comm comm, int node_rank, const TransportOptions& opts);
+  std::byte* send_half(size_t b) { return dev->staging.data() + b * dev->half_bytes; }
+  std::byte* recv_half(size_t b) { return dev->staging.data() + (2 + b) * dev->half_bytes; }
+  void check_usable() const;
+  size_t agree_max_peers(long long local, const detail::Deadline& deadline);
+
+  TransportOptions options;
+  runtime::MpiComm mpi;
+  int rank = 0;
+  int size = 1;
+  int device = 0;
+  bool failed = false;
+  // Outlive a timed-out MPI_Iallreduce, which may still write them.
+  long long agree_in = 0, agree_out = 0;
+  std::optional<DeviceResources> dev;
+  runtime::NcclComm nccl;  // last member: aborted before the buffers it may use are freed
+};
+
+NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& opts)
+    : options(opts), mpi(runtime::MpiComm::dup(comm)) {
+  EPLB_MPI_CHECK(MPI_Comm_rank(mpi.get(), &rank));
+  EPLB_MPI_CHECK(MPI_Comm_size(mpi.get(), &size));
+  size_t half_bytes = options.max_staging_bytes / 4 / kChunkAlign * kChunkAlign;
+  if (half_bytes == 0) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("NCCL staging budget of {} bytes is too small (at least {} needed)",
+                            options.max_staging_bytes, 4 * kChunkAlign));
+  }
+  // Local setup first, agreed on by every rank, so that NCCL setup starts only where it
+  // can finish: a rank without a GPU must not leave the others waiting in ncclCommInit.
+  std::optional<Error> local_error;
+  try {
+    device = runtime::select_device(node_rank);
+    dev.emplace();
+    dev->half_bytes = half_bytes;
+    dev->staging = runtime::DeviceBuffer(4 * half_bytes);
+  } catch (const Error& e) {
+    local_error = e;
+  }
+  if (!runtime::all_true(mpi.get(), !local_error)) {
+    if (local_error) throw *local_error;
+    throw Error::reported_elsewhere(ErrorKind::kComm);
+  }
+  nccl = runtime::NcclComm::create(mpi.get(), options.timeout);
+}
+
+void NcclTransport::Impl::check_usable() const {
+  if (!nccl && !failed) throw Error(ErrorKind::kInternal, "internal error: NCCL use after close()");
+  if (failed) {
+    throw Error(ErrorKind::kComm, "NCCL transport is unusable after an earlier failed exchange");
+  }
+}
+
+// NOTE: the sender and the receiver of a pair must cut its stream into the same chunks, so
+// the chunk size derives from the largest peer count of any rank, agreed here.
+size_t NcclTransport::Impl::agree_max_peers(long long local, const detail::Deadline& deadline) {
+  agree_in = local;
+  MPI_Request req = MPI_REQUEST_NULL;
+  EPLB_MPI_CHECK(MPI_Iallreduce(&agree_in, &agree_out, 1, MPI_LONG_LONG, MPI_MAX, mpi.get(), &req));
+  auto idle_since = std::chrono::steady_clock::now();
+  for (int done = 0;;) {
+    EPLB_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
+    if (done) return static_cast<size_t>(agree_out);
+    if (deadline.expired()) {
+      // The request stays pending (a collective cannot be cancelled); its buffers are
+      // members, so a late completion writes into live memory.
+      throw Error(ErrorKind::kComm,
+                  fmt::format("NCCL exchange timed out after {} waiting for every rank to "
+                              "start the exchange (MPI_Iallreduce)",
+                              deadline.timeout_text()));
+    }
+    detail::poll_pause(idle_since);
+  }
+}
+
+namespace {
+
+// One exchange() call: the per-round bookkeeping of the pipeline.
+class ExchangeRun {
+ public:
+  ExchangeRun(NcclTransport::Impl& t, std::span<const Transfer> sends,
+              std::span<const Transfer> recvs);
+  void run();
+
+ private:
+  struct Flow {
+    int peer = -1;
+    size_t total = 0;
+    detail::SegmentCursor cursor;
+    std::vector<MemKind> kinds;  // per segment
+  };
+  std::vector<Flow> make_flows(std::span<const Transfer> transfers);
+  size_t chunk_bytes(const Flow& flow, size_t round) const;
+  bool in_place(const Flow& flow, size_t bytes) const;
+  void gather(size_t round);
+  void communicate(size_t round);
+  void scatter(size_t round);
+  void wait_for(const Event* event, size_t round);
+  [[noreturn]] void fail_round(size_t round, const std::string& what);
+
+  NcclTransport::Impl& t_;
+  detail::Deadline deadline_;
+  std::vector<Flow> sends_, recvs_;
+  bool pageable_recv_ = false;
+  size_t chunk_ = 0;
+  size_t num_rounds_ = 0;
+  std::vector<std::byte*> send_ptr_[2];  // per staging half: where each send chunk is
+  std::vector<char> recv_in_place_[2];   // per staging half: chunk received in place?
+};
+
+ExchangeRun::ExchangeRun(NcclTransport::Impl& t, std::span<const Transfer> sends,
+                         std::span<const Transfer> recvs)
+    : t_(t), deadline_(t.options.timeout), sends_(make_flows(sends)), recvs_(make_flows(recvs)) {
+  for (const auto& flow : recvs_) {
+    pageable_recv_ |= std::ranges::count(flow.kinds, MemKind::kPageable) > 0;
+  }
+  for (size_t b = 0; b < 2; ++b) {
+    send_ptr_[b].resize(sends_.size());
+    recv_in_place_[b].resize(recvs_.size());
+  }
+}
+
+std::vector<ExchangeRun::Flow> ExchangeRun::make_flows(std::span<const Transfer> transfers) {
+  std::vector<Flow> flows;
+  for (const auto& transfer : transfers) {
+    size_t total = transfer.bytes();
+    if (total == 0) continue;  // the peer skips it too: same total on both sides
+    Flow flow{transfer.peer, total, detail::SegmentCursor(transfer.segments), {}};
+    for (const auto& seg : transfer.segments) {
+      flow.kinds.push_back(seg.bytes > 0 ? classify(seg.data, t_.device) : MemKind::kOther);
+    }
+    flows.push_back(std::move(flow));
+  }
+  return flows;
+}
+
+size_t ExchangeRun::chunk_bytes(const Flow& flow, size_t round) const {
+  size_t start = round * chunk_;
+  return start >= flow.total ? 0 : std::min(chunk_, flow.total - start);
+}
+
+bool ExchangeRun::in_place(const Flow& flow, size_t bytes) const {
+  size_t idx = flow.cursor.current_index();
+  return idx < flow.kinds.size() && flow.kinds[idx] == MemKind::kThisDevice &&
+         flow.cursor.left_in_current() >= bytes;
+}
+
+void ExchangeRun::run() {
+  size_t max_peers =
+      t_.agree_max_peers(static_cast<long long>(std::max(sends_.size(), recvs_.size())), deadline_);
+  if (max_peers == 0) return;  // nothing moves anywhere
+  chunk_ = t_.dev->half_bytes / max_peers / kChunkAlign * kChunkAlign;
+  if (chunk_ == 0) {
+    throw Error(ErrorKind::kUsage,
+                fmt::format("NCCL staging budget of {} bytes is too small for {} peers",
+                            t_.options.max_staging_bytes, max_peers));
+  }
+  for (const auto* flows : {&sends_, &recvs_}) {
+    for (const auto& flow : *flows) {
+      num_rounds_ = std::max(num_rounds_, (flow.total + chunk_ - 1) / chunk_);
+    }
+  }
+  if (num_rounds_ == 0) return;
+  // Issue order keeps G(k+1) ahead of S(k) on the host, so that it can overlap N(k); the
+  // host waits for N(k-1) before G(k+1), which bounds the queued work to two rounds.
+  gather(0);
+  for (size_t k = 0; k < num_rounds_; ++k) {
+    communicate(k);
+    if (k + 1 < num_rounds_) {
+      if (k >= 1) wait_for(&t_.dev->comm_done[(k - 1) % 2], k - 1);
+      gather(k + 1);
+    }
+    scatter(k);
+  }
+  if (num_rounds_ >= 2) wait_for(&t_.dev->comm_done[num_rounds_ % 2], num_rounds_ - 2);
+  wait_for(&t_.dev->comm_done[(num_rounds_ - 1) % 2], num_rounds_ - 1);
+  wait_for(&t_.dev->scattered[(num_rounds_ - 1) % 2], num_rounds_ - 1);
+}
+
+void ExchangeRun::gather(size_t round) {
+  const size_t b = round % 2;
+  cudaStream_t stream = t_.dev->gather_stream.get();
+  // NOTE: the send half is free again once the NCCL group two rounds back has read it.
+  if (round >= 2) EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->comm_done[b].get(), 0));
+  for (size_t i = 0; i < sends_.size(); ++i) {
+    Flow& flow = sends_[i];
+    size_t bytes = chunk_bytes(flow, round);
+    send_ptr_[b][i] = nullptr;
+    if (bytes == 0) continue;
+    if (in_place(flow, bytes)) {
+      send_ptr_[b][i] = flow.cursor.next_byte();
+      flow.cursor.take(bytes, [](std::byte*, size_t) {});
+      continue;
+    }
+    std::byte* dst = t_.send_half(b) + i * chunk_;
+    send_ptr_[b][i] = dst;
+    flow.cursor.take(bytes, [&](std::byte* src, size_t n) {
+      EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream));
+      dst += n;
+    });
+  }
+  t_.dev->gathered[b].record(stream);
+}
+
+void ExchangeRun::communicate(size_t round) {
+  const size_t b = round % 2;
+  cudaStream_t stream = t_.dev->comm_stream.get();
+  EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->gathered[b].get(), 0));
+  // NOTE: the receive half is free again once the scatter two rounds back has read it.
+  if (round >= 2) EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->scattered[b].get(), 0));
+  bool any = false;
+  for (const auto* flows : {&sends_, &recvs_}) {
+    for (const auto& flow : *flows) any |= chunk_bytes(flow, round) > 0;
+  }
+  if (!any) {  // this rank has finished early: nothing to enqueue, keep the events chained
+    t_.dev->comm_done[b].record(stream);
+    return;
+  }
+  EPLB_NCCL_CHECK(ncclGroupStart());
+  for (size_t i = 0; i < sends_.size(); ++i) {
+    size_t bytes = chunk_bytes(sends_[i], round);
+    if (bytes == 0) continue;
+    EPLB_NCCL_CHECK(
+        ncclSend(send_ptr_[b][i], bytes, ncclUint8, sends_[i].peer, t_.nccl.get(), stream));
+  }
+  for (size_t j = 0; j < recvs_.size(); ++j) {
+    Flow& flow = recvs_[j];
+    size_t bytes = chunk_bytes(flow, round);
+    if (bytes == 0) continue;
+    recv_in_place_[b][j] = in_place(flow, bytes);
+    std::byte* dst = recv_in_place_[b][j] ? flow.cursor.next_byte() : t_.recv_half(b) + j * chunk_;
+    EPLB_NCCL_CHECK(ncclRecv(dst, bytes, ncclUint8, flow.peer, t_.nccl.get(), stream));
+  }
+  // A non-blocking communicator may still be connecting to peers: wait, with the deadline.
+  ncclResult_t rc = ncclGroupEnd();
+  if (rc != ncclSuccess && rc != ncclInProgress) {
+    fail_round(round, fmt::format("failed in ncclGroupEnd: {} ({})", ncclGetErrorString(rc),
+                                  ncclGetLastError(t_.nccl.get())));
+  }
+  wait_for(nullptr, round);
+  t_.dev->comm_done[b].record(stream);
+}
+
+void ExchangeRun::scatter(size_t round) {
+  const size_t b = round % 2;
+  cudaStream_t stream = t_.dev->scatter_stream.get();
+  // A copy to pageable memory blocks the host until the data is there: wait with the
+  // deadline first rather than inside cudaMemcpyAsync, which could block forever.
+  if (pageable_recv_) wait_for(&t_.dev->comm_done[b], round);
+  EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->comm_done[b].get(), 0));
+  for (size_t j = 0; j < recvs_.size(); ++j) {
+    Flow& flow = recvs_[j];
+    size_t bytes = chunk_bytes(flow, round);
+    if (bytes == 0) continue;
+    if (recv_in_place_[b][j]) {
+      flow.cursor.take(bytes, [](std::byte*, size_t) {});
+      continue;
+    }
+    const std::byte* src = t_.recv_half(b) + j * chunk_;
+    flow.cursor.take(bytes, [&](std::byte* dst, size_t n) {
+      EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream));
+      src += n;
+    });
+  }
+  t_.dev->scattered[b].record(stream);
+}
+
+// Polls until `event` has completed (nullptr: until the communicator has taken the last
+// group), watching the communicator's error state and the deadline.
+void ExchangeRun::wait_for(const Event* event, size_t round) {
+  auto idle_since = std::chrono::steady_clock::now();
+  for (;;) {
+    ncclResult_t state = t_.nccl.async_error();
+    if (state != ncclSuccess && state != ncclInProgress) {
+      fail_round(round, fmt::format("failed: {} ({})", ncclGetErrorString(state),
+                                    ncclGetLastError(t_.nccl.get())));
+    }
+    if (event != nullptr ? event->done() : state == ncclSuccess) return;
+    if (deadline_.expired()) {
+      fail_round(round, fmt::format("timed out after {}{}", deadline_.timeout_text(),
+                                    event != nullptr ? "" : " in ncclGroupEnd"));
+    }
+    detail::poll_pause(idle_since);
+  }
+}
+
+void ExchangeRun::fail_round(size_t round, const std::string& what) {
+  std::set<int> peers;
+  for (const auto* flows : {&sends_, &recvs_}) {
+    for (const auto& flow : *flows) {
+      if (chunk_bytes(flow, round) > 0) peers.insert(flow.peer);
+    }
+  }
+  t_.nccl.abort();
+  throw Error(ErrorKind::kComm,
+              fmt::format("NCCL exchange {} (round {} of {}) waiting for {} {}", what, round + 1,
+                          num_rounds_, peers.size() == 1 ? "peer" : "peers",
+                          detail::join_ints(std::vector<int>(peers.begin(), peers.end()))));
+}
+
+}  // namespace
+
+NcclTransport::NcclTransport(MPI_Comm comm, int node_rank, const TransportOptions& options)
+    : impl_(std::make_unique<Impl>(comm, node_rank, options)) {}
+
+NcclTransport::~NcclTransport() = default;
+
+int NcclTransport::rank() const { return impl_->rank; }
+int NcclTransport::size() const { return impl_->size; }
+ncclComm_t NcclTransport::comm() const { return impl_->nccl.get(); }
+cudaStream_t NcclTransport::stream() const { return impl_->dev->comm_stream.get(); }
+int NcclTransport::device() const { return impl_->device; }
+
+void NcclTransport::exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) {
+  impl_->check_usable();
+  detail::validate_transfers(sends, recvs, impl_->rank, impl_->size, "NCCL");
+  EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
+  try {
+    ExchangeRun(*impl_, sends, recvs).run();
+  } catch (...) {
+    // Peers may be blocked in a group that will never complete: abort, never wait.
+    impl_->failed = true;
+    impl_->nccl.abort();
+    throw;
+  }
+}
+
+HostBuffer NcclTransport::allocate_host(size_t bytes) {
+  if (bytes == 0) return {};
+  runtime::PinnedBuffer pinned(bytes);
+  return HostBuffer(pinned.release(), bytes, &runtime::PinnedBuffer::free_pinned);
+}
+
+runtime::DeviceBuffer NcclTransport::allocate_device(size_t bytes) const {
+  EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
+  return runtime::DeviceBuffer(bytes);
+}
+
+void NcclTransport::group_end(const char* what) {
+  try {
+    impl_->nccl.group_end(what, runtime::deadline_after(impl_->options.timeout));
+  } catch (...) {
+    impl_->failed = true;  // group_end aborted the communicator
+    throw;
+  }
+}
+
+void NcclTransport::wait(cudaStream_t stream, const char* what) {
+  detail::Deadline deadline(impl_->options.timeout);
+  auto idle_since = std::chrono::steady_clock::now();
+  for (;;) {
+    cudaError_t rc = cudaStreamQuery(stream);
+    if (rc == cudaSuccess) return;
+    if (rc != cudaErrorNotReady) {
+      impl_->failed = true;
+      impl_->nccl.abort();
+      runtime::check_cuda(rc, what, __FILE__, __LINE__);
+    }
+    ncclResult_t state = impl_->nccl.async_error();
+    if (state != ncclSuccess && state != ncclInProgress) {
+      impl_->failed = true;
+      impl_->nccl.abort();
+      throw Error(ErrorKind::kComm,
+                  fmt::format("NCCL {} failed: {}", what, ncclGetErrorString(state)));
+    }
+    if (deadline.expired()) {
+      impl_->failed = true;
+      impl_->nccl.abort();
+      throw Error(ErrorKind::kComm,
+                  fmt::format("NCCL {} timed out after {}", what, deadline.timeout_text()));
+    }
+    detail::poll_pause(idle_since);
+  }
+}
+
+void NcclTransport::close() {
+  if (!impl_->nccl) return;
+  impl_->nccl.close(runtime::deadline_after(impl_->options.timeout));
+  impl_->mpi.close();
+}
+
+bool nccl_available(int processes_on_node) {
+  int num_devices = 0;
+  return cudaGetDeviceCount(&num_devices) == cudaSuccess && num_devices > 0 &&
+         num_devices >= processes_on_node;
+}
+
+std::unique_ptr<Transport> make_nccl_transport(MPI_Comm comm, int node_rank,
+                                               const TransportOptions& options) {
+  return std::make_unique<NcclTransport>(comm, node_rank, options);
+}
+
+#endif  // EPLB_HAVE_NCCL
+
+}  // namespace eplb::transport

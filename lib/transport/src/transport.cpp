@@ -1,1 +1,118 @@
-// placeholder: implemented in a following commit
+#include "eplb/transport/transport.hpp"
+
+#include <fmt/format.h>
+
+#include <set>
+#include <thread>
+
+#include "detail.hpp"
+#include "eplb/core/error.hpp"
+
+namespace eplb::transport {
+
+size_t Transfer::bytes() const {
+  size_t total = 0;
+  for (const auto& seg : segments) total += seg.bytes;
+  return total;
+}
+
+HostBuffer& HostBuffer::operator=(HostBuffer&& o) noexcept {
+  if (this != &o) {
+    reset();
+    data_ = o.data_;
+    bytes_ = o.bytes_;
+    release_ = o.release_;
+    o.data_ = nullptr;
+    o.bytes_ = 0;
+    o.release_ = nullptr;
+  }
+  return *this;
+}
+
+void HostBuffer::reset() noexcept {
+  if (data_ != nullptr && release_ != nullptr) release_(data_);
+  data_ = nullptr;
+  bytes_ = 0;
+  release_ = nullptr;
+}
+
+namespace detail {
+
+size_t SegmentCursor::current_index() const {
+  for (size_t i = seg_idx_; i < segments_.size(); ++i) {
+    if (segments_[i].bytes > (i == seg_idx_ ? offset_ : 0)) return i;
+  }
+  return segments_.size();
+}
+
+std::byte* SegmentCursor::next_byte() const {
+  size_t i = current_index();
+  if (i == segments_.size()) return nullptr;
+  return segments_[i].data + (i == seg_idx_ ? offset_ : 0);
+}
+
+size_t SegmentCursor::left_in_current() const {
+  size_t i = current_index();
+  if (i == segments_.size()) return 0;
+  return segments_[i].bytes - (i == seg_idx_ ? offset_ : 0);
+}
+
+namespace {
+void validate_list(std::span<const Transfer> transfers, const char* direction, int rank, int size,
+                   std::string_view backend) {
+  std::set<int> seen;
+  for (const auto& t : transfers) {
+    auto fail = [&](const std::string& why) {
+      throw core::Error(core::ErrorKind::kInternal,
+                        fmt::format("internal error: {} exchange: {} transfer for peer {}: {}",
+                                    backend, direction, t.peer, why));
+    };
+    if (t.peer < 0 || t.peer >= size) fail(fmt::format("peer out of range [0, {})", size));
+    if (t.peer == rank) fail("peer is the calling process itself");
+    if (!seen.insert(t.peer).second) fail("more than one transfer for this peer");
+    for (const auto& seg : t.segments) {
+      if (seg.bytes > 0 && seg.data == nullptr) fail("segment of non-zero size has no memory");
+    }
+  }
+}
+}  // namespace
+
+void validate_transfers(std::span<const Transfer> sends, std::span<const Transfer> recvs, int rank,
+                        int size, std::string_view backend) {
+  validate_list(sends, "send", rank, size, backend);
+  validate_list(recvs, "receive", rank, size, backend);
+}
+
+Deadline::Deadline(std::chrono::milliseconds timeout)
+    : timeout_(timeout), start_(std::chrono::steady_clock::now()) {}
+
+bool Deadline::expired() const {
+  return timeout_.count() > 0 && std::chrono::steady_clock::now() - start_ >= timeout_;
+}
+
+std::chrono::steady_clock::time_point Deadline::at() const {
+  if (timeout_.count() <= 0) return std::chrono::steady_clock::time_point::max();
+  return start_ + timeout_;
+}
+
+std::string Deadline::timeout_text() const {
+  return fmt::format("{:g} s", static_cast<double>(timeout_.count()) / 1000.0);
+}
+
+void poll_pause(std::chrono::steady_clock::time_point wait_start) {
+  using namespace std::chrono_literals;
+  if (std::chrono::steady_clock::now() - wait_start < 2ms) {
+    std::this_thread::yield();
+  } else {
+    std::this_thread::sleep_for(50us);
+  }
+}
+
+std::string join_ints(const std::vector<int>& values) {
+  std::string out;
+  for (int v : values) out += (out.empty() ? "" : ", ") + std::to_string(v);
+  return out;
+}
+
+}  // namespace detail
+}  // namespace eplb::transport

@@ -13,7 +13,8 @@ void check_mpi(int rc, const char* call, const char* file, int line);
 #define EPLB_MPI_CHECK(call) ::eplb::runtime::check_mpi((call), #call, __FILE__, __LINE__)
 
 // Owns MPI_Init_thread/MPI_Finalize. Collective: every process constructs one at start-up.
-// Also works without mpirun (a singleton of size 1). Errors on MPI_COMM_WORLD return
+// Also works without mpirun (a singleton of size 1). If MPI is already initialized (a test
+// main), it neither initializes nor finalizes it. Errors on MPI_COMM_WORLD return
 // codes (MPI_ERRORS_RETURN) so that they become exceptions instead of silent aborts.
 class MpiSession {
  public:
@@ -40,6 +41,34 @@ class MpiSession {
   int node_size_ = 1;
   std::string host_;
   bool finalize_ = false;
+};
+
+// Move-only owner of a communicator this process created (MPI_Comm_dup). Errors on it
+// return codes (MPI_ERRORS_RETURN), whatever the parent's handler.
+class MpiComm {
+ public:
+  MpiComm() = default;
+  // Local: takes ownership of `owned` (a communicator this process created).
+  explicit MpiComm(MPI_Comm owned) noexcept : comm_(owned) {}
+  // Collective over `parent`: every process of `parent` calls it, in the same order as
+  // every other collective on `parent`.
+  static MpiComm dup(MPI_Comm parent);
+  ~MpiComm() { reset(); }
+  MpiComm(MpiComm&& o) noexcept : comm_(o.comm_) { o.comm_ = MPI_COMM_NULL; }
+  MpiComm& operator=(MpiComm&& o) noexcept;
+  MpiComm(const MpiComm&) = delete;
+  MpiComm& operator=(const MpiComm&) = delete;
+
+  MPI_Comm get() const { return comm_; }
+  explicit operator bool() const { return comm_ != MPI_COMM_NULL; }
+  // Collective (MPI_Comm_free): orderly release on the success path; throws on failure.
+  void close();
+
+ private:
+  // Local: frees the handle, ignoring errors (destructors never throw). Operations still
+  // pending on the communicator complete or stay pending; MPI frees it when they are done.
+  void reset() noexcept;
+  MPI_Comm comm_ = MPI_COMM_NULL;
 };
 
 // Collective: true on every rank iff `local_ok` is true on every rank.

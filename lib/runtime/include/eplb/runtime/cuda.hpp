@@ -1,0 +1,158 @@
+// CUDA and NCCL handles with RAII and typed errors. Only for builds with the NCCL backend:
+// code that must also build without it includes this header under `#if EPLB_HAVE_NCCL`,
+// which keeps cuda_runtime.h and nccl.h out of every other translation unit.
+#pragma once
+
+#if !defined(EPLB_HAVE_NCCL) || !EPLB_HAVE_NCCL
+#error \
+    "eplb/runtime/cuda.hpp needs the NCCL backend (EPLB_HAVE_NCCL); include it under #if EPLB_HAVE_NCCL"
+#endif
+
+#include <cuda_runtime.h>
+#include <mpi.h>
+#include <nccl.h>
+
+#include <chrono>
+#include <cstddef>
+
+namespace eplb::runtime {
+
+using Clock = std::chrono::steady_clock;
+
+// Throws core::Error(kComm) naming the call, the CUDA error name and string, file and line.
+void check_cuda(cudaError_t rc, const char* call, const char* file, int line);
+// Throws core::Error(kComm) naming the call, the NCCL error string, NCCL's last error text,
+// file and line. ncclInProgress is not an error: a non-blocking communicator returns it
+// while it finishes the call in the background; the caller then polls
+// NcclComm::wait_ready.
+void check_nccl(ncclResult_t rc, const char* call, const char* file, int line);
+#define EPLB_CUDA_CHECK(call) ::eplb::runtime::check_cuda((call), #call, __FILE__, __LINE__)
+#define EPLB_NCCL_CHECK(call) ::eplb::runtime::check_nccl((call), #call, __FILE__, __LINE__)
+
+// Local: makes device (node_rank % device count) current for the calling thread and
+// returns it. Throws core::Error(kComm) when no device is usable.
+int select_device(int node_rank);
+
+// Move-only owner of device memory on the device current at construction (cudaMalloc).
+class DeviceBuffer {
+ public:
+  DeviceBuffer() = default;
+  // Local. Throws core::Error(kComm) when the allocation fails.
+  explicit DeviceBuffer(size_t bytes);
+  ~DeviceBuffer() { reset(); }
+  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
+  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  std::byte* data() const { return data_; }
+  size_t size() const { return bytes_; }
+
+ private:
+  void reset() noexcept;
+  std::byte* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Move-only owner of page-locked host memory (cudaHostAlloc, portable across devices).
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  // Local. Throws core::Error(kComm) when the allocation fails.
+  explicit PinnedBuffer(size_t bytes);
+  ~PinnedBuffer() { reset(); }
+  PinnedBuffer(PinnedBuffer&& o) noexcept { *this = std::move(o); }
+  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+  std::byte* data() const { return data_; }
+  size_t size() const { return bytes_; }
+  // Gives up ownership; the caller frees the memory with free_pinned().
+  std::byte* release() noexcept;
+  static void free_pinned(std::byte* data) noexcept;
+
+ private:
+  void reset() noexcept;
+  std::byte* data_ = nullptr;
+  size_t bytes_ = 0;
+};
+
+// Move-only owner of a non-blocking stream (no implicit sync with the legacy stream).
+class Stream {
+ public:
+  // Local: creates a stream on the current device.
+  Stream();
+  ~Stream();
+  Stream(Stream&& o) noexcept : stream_(o.stream_) { o.stream_ = nullptr; }
+  Stream& operator=(Stream&& o) noexcept;
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+  cudaStream_t get() const { return stream_; }
+
+ private:
+  cudaStream_t stream_ = nullptr;
+};
+
+// Move-only owner of an event; without timing unless asked (cheaper to record and wait on).
+class Event {
+ public:
+  // Local: creates an event on the current device.
+  Event() : Event(false) {}
+  explicit Event(bool timing);
+  ~Event();
+  Event(Event&& o) noexcept : event_(o.event_) { o.event_ = nullptr; }
+  Event& operator=(Event&& o) noexcept;
+  Event(const Event&) = delete;
+  Event& operator=(const Event&) = delete;
+  cudaEvent_t get() const { return event_; }
+  // Local: enqueues the event on `stream`.
+  void record(cudaStream_t stream);
+  // Local: true once the work before the last record() is done; throws on a CUDA error.
+  bool done() const;
+
+ private:
+  cudaEvent_t event_ = nullptr;
+};
+
+// Move-only owner of a non-blocking NCCL communicator. NOTE: teardown is collective on the
+// success path (close() on every rank); a destructor that finds it still open aborts it,
+// so a failing rank never blocks in a teardown that its peers will not join.
+class NcclComm {
+ public:
+  NcclComm() = default;
+  // Collective over `mpi_comm`: every process calls it with the same timeout, after it
+  // made its device current (select_device). Rank 0 creates the unique id and broadcasts
+  // it over MPI. Throws core::Error(kComm) on failure or when setup takes longer than
+  // `timeout` (zero: no limit).
+  static NcclComm create(MPI_Comm mpi_comm, std::chrono::milliseconds timeout);
+  ~NcclComm() { abort(); }
+  NcclComm(NcclComm&& o) noexcept : comm_(o.comm_) { o.comm_ = nullptr; }
+  NcclComm& operator=(NcclComm&& o) noexcept;
+  NcclComm(const NcclComm&) = delete;
+  NcclComm& operator=(const NcclComm&) = delete;
+
+  ncclComm_t get() const { return comm_; }
+  explicit operator bool() const { return comm_ != nullptr; }
+
+  // Local: the communicator's state (ncclSuccess, ncclInProgress or an error).
+  ncclResult_t async_error() const;
+  // Local: polls until the last non-blocking call on the communicator has finished.
+  // On an error or once `deadline` passes, aborts the communicator and throws
+  // core::Error(kComm) naming `what`.
+  void wait_ready(const char* what, Clock::time_point deadline);
+  // Local: ncclGroupEnd(), then wait_ready. Every rank that took part in the group calls it.
+  void group_end(const char* what, Clock::time_point deadline);
+  // Local: ncclCommAbort; in-flight operations are cancelled and the handle is gone.
+  void abort() noexcept;
+  // Collective: ncclCommFinalize (flushes outstanding work), wait, ncclCommDestroy.
+  // Throws core::Error(kComm) (after aborting) on failure or once `deadline` passes.
+  void close(Clock::time_point deadline);
+
+ private:
+  explicit NcclComm(ncclComm_t comm) : comm_(comm) {}
+  ncclComm_t comm_ = nullptr;
+};
+
+// time_point::max() for a zero timeout (wait forever), else now + timeout.
+Clock::time_point deadline_after(std::chrono::milliseconds timeout);
+
+}  // namespace eplb::runtime

@@ -1,0 +1,67 @@
+// The NCCL backend's concrete type, for code that drives NCCL itself next to exchange():
+// the `bench` subcommand runs a raw grouped send/recv baseline and the vLLM pattern on the
+// same communicator and stream. Only for builds with the NCCL backend (includes nccl.h).
+#pragma once
+
+#if !defined(EPLB_HAVE_NCCL) || !EPLB_HAVE_NCCL
+#error "eplb/transport/nccl_detail.hpp needs the NCCL backend (EPLB_HAVE_NCCL)"
+#endif
+
+#include <mpi.h>
+
+#include <memory>
+
+#include "eplb/runtime/cuda.hpp"
+#include "eplb/transport/transport.hpp"
+
+namespace eplb::transport {
+
+// NCCL transport. exchange() moves every Transfer through device staging buffers (or
+// straight from/to a device segment when a chunk lies inside one) in rounds, so that
+// device memory stays within options.max_staging_bytes; gathers, NCCL transfers and
+// scatters of consecutive rounds overlap on three streams.
+//
+// NOTE: segments in device memory must hold their data when exchange() is called: work
+// that wrote them on another stream must be synchronized with the host first.
+class NcclTransport final : public Transport {
+ public:
+  // Collective over `comm`: see make_nccl_transport.
+  NcclTransport(MPI_Comm comm, int node_rank, const TransportOptions& options);
+  ~NcclTransport() override;
+  NcclTransport(const NcclTransport&) = delete;
+  NcclTransport& operator=(const NcclTransport&) = delete;
+  NcclTransport(NcclTransport&&) = delete;
+  NcclTransport& operator=(NcclTransport&&) = delete;
+
+  std::string_view name() const override { return "nccl"; }
+  int rank() const override;
+  int size() const override;
+  void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) override;
+  // Local: pinned host memory (cudaHostAlloc).
+  HostBuffer allocate_host(size_t bytes) override;
+  void close() override;
+
+  // Local: the communicator, for NCCL calls made by the caller. Every rank must issue the
+  // same sequence of NCCL operations on it, interleaved identically with exchange().
+  ncclComm_t comm() const;
+  // Local: the stream exchange() runs its NCCL operations on.
+  cudaStream_t stream() const;
+  // Local: the CUDA device this process uses (node-local rank % device count).
+  int device() const;
+  // Local: device memory on device().
+  runtime::DeviceBuffer allocate_device(size_t bytes) const;
+  // Local: ncclGroupEnd() for a group the caller started with ncclGroupStart(), then
+  // waits until the non-blocking communicator has taken the group (bounded by the timeout).
+  void group_end(const char* what);
+  // Local: returns once the work enqueued on `stream` is done, polling the communicator's
+  // error state. On an NCCL error or after options.timeout, aborts the communicator and
+  // throws core::Error(kComm) naming `what`; the transport is unusable afterwards.
+  void wait(cudaStream_t stream, const char* what);
+
+  struct Impl;
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace eplb::transport

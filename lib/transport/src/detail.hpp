@@ -1,0 +1,78 @@
+// Helpers shared by the transport backends (not part of the public interface).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "eplb/transport/transport.hpp"
+
+namespace eplb::transport::detail {
+
+// Walks the byte stream of one Transfer (its segments concatenated) front to back, so that
+// cutting it into consecutive chunks costs O(segments + chunks), not their product.
+class SegmentCursor {
+ public:
+  explicit SegmentCursor(std::span<const Segment> segments) : segments_(segments) {}
+
+  // Calls fn(std::byte* data, size_t bytes) for each contiguous piece of the next
+  // `bytes` bytes of the stream, in order. The caller never asks past the end.
+  template <typename Fn>
+  void take(size_t bytes, Fn&& fn) {
+    while (bytes > 0) {
+      const Segment& seg = segments_[seg_idx_];
+      size_t n = std::min(bytes, seg.bytes - offset_);
+      if (n > 0) fn(seg.data + offset_, n);
+      bytes -= n;
+      offset_ += n;
+      if (offset_ == seg.bytes) {
+        ++seg_idx_;
+        offset_ = 0;
+      }
+    }
+  }
+
+  // Index of the segment holding the next byte (segments.size() at the end), the address
+  // of that byte (nullptr at the end), and how many bytes that segment still holds.
+  size_t current_index() const;
+  std::byte* next_byte() const;
+  size_t left_in_current() const;
+
+ private:
+  std::span<const Segment> segments_;
+  size_t seg_idx_ = 0;
+  size_t offset_ = 0;
+};
+
+// Throws core::Error(kInternal) if a transfer names an invalid peer (out of range or the
+// caller), a peer twice in one list, or a segment with bytes but no memory.
+void validate_transfers(std::span<const Transfer> sends, std::span<const Transfer> recvs, int rank,
+                        int size, std::string_view backend);
+
+// A point in time after which an exchange gives up; a zero timeout never expires.
+class Deadline {
+ public:
+  explicit Deadline(std::chrono::milliseconds timeout);
+  bool expired() const;
+  // The moment it expires (time_point::max() for a zero timeout).
+  std::chrono::steady_clock::time_point at() const;
+  // "30 s", "1.5 s": the configured timeout, for messages.
+  std::string timeout_text() const;
+
+ private:
+  std::chrono::milliseconds timeout_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+// Between two polls that found nothing new: yield while the wait is young (latency),
+// then sleep briefly (leave the core to peers on oversubscribed nodes).
+void poll_pause(std::chrono::steady_clock::time_point wait_start);
+
+// "1, 3, 7"
+std::string join_ints(const std::vector<int>& values);
+
+}  // namespace eplb::transport::detail
