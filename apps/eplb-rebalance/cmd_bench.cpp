@@ -1,11 +1,113 @@
-// placeholder: implemented in a following commit
+// `eplb-rebalance bench`: GPU exchange benchmark (weights resident, no disk).
+#include <nlohmann/json.hpp>
+
+#include <fstream>
+#include <memory>
+
 #include "commands.hpp"
+#include "eplb/core/error.hpp"
+#include "eplb/core/log.hpp"
+#include "eplb/engine/exchange_bench.hpp"
 
 namespace eplb::app {
+namespace {
+
+namespace fs = std::filesystem;
+constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+
+// A model name from configs/models/ (looked up from the working directory, then next to
+// the source tree the binary was built from), or a path to such a JSON file.
+fs::path find_model(const std::string& name) {
+  if (fs::exists(name)) return name;
+  const fs::path file = "configs/models/" + name + ".json";
+  for (const fs::path& base : {fs::current_path(), fs::path(EPLB_SOURCE_DIR)}) {
+    if (fs::exists(base / file)) return base / file;
+  }
+  throw core::Error(core::ErrorKind::kUsage,
+                    "unknown model '" + name + "': not a file and not in configs/models/");
+}
+
+void load_model(const std::string& name, engine::BenchOptions& o) {
+  const fs::path path = find_model(name);
+  try {
+    std::ifstream in(path);
+    auto j = nlohmann::json::parse(in);
+    o.model_name = j.at("name").get<std::string>();
+    o.num_logical_experts = j.at("num_logical_experts").get<int32_t>();
+    o.num_redundant_experts = j.value("num_redundant_experts", 0);
+    o.tensors = io::parse_tensor_specs(j.at("tensors").get<std::string>());
+  } catch (const nlohmann::json::exception& e) {
+    throw core::Error(core::ErrorKind::kUsage, "'" + path.string() + "': " + e.what());
+  }
+}
+
+void print_result(const engine::BenchOptions& o, const engine::BenchResult& r) {
+  namespace log = core::log;
+  log::info("bench: {} on {} GPUs, {} slots per GPU, expert {:.2f} MiB, {} layers resident, "
+            "{} experts moved per run, median of {} runs",
+            o.model_name, r.ep_size, r.num_slots_per_rank,
+            static_cast<double>(r.expert_bytes) / (1 << 20), o.num_layers, r.experts_moved,
+            o.iterations);
+  log::info("{:<27} {:>10} {:>12} {:>9} {:>11} {:>14} {:>9}", "method", "time ms",
+            "busiest GiB", "GB/s", "NCCL sends", "extra dev GiB", "verified");
+  for (const auto& m : r.methods) {
+    log::info("{:<27} {:>10.2f} {:>12.3f} {:>9.1f} {:>11} {:>14.2f} {:>9}", m.name,
+              m.seconds * 1e3, static_cast<double>(m.busiest_bytes) / kGiB, m.gbps(), m.messages,
+              static_cast<double>(m.extra_device_bytes) / kGiB,
+              m.verified ? "yes" : (m.name.starts_with("raw") ? "n/a" : "NO"));
+  }
+  const auto& ours = r.methods[0];
+  const auto& raw = r.methods[1];
+  const auto& vllm = r.methods[2];
+  log::info("ratios: ours/raw bandwidth (a/b) = {:.3f}; ours vs vLLM pattern, same rebalance "
+            "(a/c, time) = {:.2f}x; bandwidth ratio = {:.2f}",
+            ours.gbps() / raw.gbps(), vllm.seconds / ours.seconds, ours.gbps() / vllm.gbps());
+  log::info("device memory: weights {:.2f} GiB per GPU (old + new), peak used {:.2f} GiB "
+            "(max over GPUs, cudaMemGetInfo)",
+            static_cast<double>(r.weights_device_bytes) / kGiB,
+            static_cast<double>(r.peak_device_used_bytes) / kGiB);
+}
+
+}  // namespace
 
 Subcommand add_bench_command(CLI::App& root) {
-  auto* app = root.add_subcommand("bench", "(not implemented yet)");
-  return {app, [](const runtime::MpiSession&) { return 1; }};
+  struct Args {
+    engine::BenchOptions options;
+    std::string model = "deepseek-v3";
+    std::string tensors;
+    double max_staging_gib = 2;
+  };
+  auto args = std::make_shared<Args>();
+  auto& opts = args->options;
+  auto* app = root.add_subcommand(
+      "bench", "GPU exchange benchmark: ours vs raw NCCL send/recv vs the vLLM pattern");
+  app->add_option("--model", args->model,
+                  "Model shape: a name from configs/models/ (deepseek-v3, qwen3-30b-a3b) or a "
+                  "JSON file")
+      ->capture_default_str();
+  app->add_option("--tensors", args->tensors, "Override the model's tensors (name:dtype:AxB,...)");
+  app->add_option("--experts", opts.num_logical_experts, "Override the logical expert count");
+  app->add_option("--redundant", opts.num_redundant_experts, "Override the redundant slot count");
+  app->add_option("--layers", opts.num_layers, "Layers resident per GPU")->capture_default_str();
+  app->add_option("--iterations", opts.iterations, "Timed runs per method")->capture_default_str();
+  app->add_option("--warmup", opts.warmup, "Untimed runs per method")->capture_default_str();
+  app->add_option("--seed", opts.seed, "Seed of the random placements")->capture_default_str();
+  app->add_option("--max-staging-gib", args->max_staging_gib, "Our transport's staging budget")
+      ->capture_default_str();
+  app->add_option("--timeout", opts.timeout_s, "Seconds before a stuck exchange aborts the job")
+      ->capture_default_str();
+  return {app, [args](const runtime::MpiSession& session) {
+            auto o = args->options;
+            engine::BenchOptions model;
+            load_model(args->model, model);
+            o.model_name = model.model_name;
+            o.tensors = args->tensors.empty() ? model.tensors : io::parse_tensor_specs(args->tensors);
+            if (o.num_logical_experts == 0) o.num_logical_experts = model.num_logical_experts;
+            if (o.num_redundant_experts == 0) o.num_redundant_experts = model.num_redundant_experts;
+            o.max_staging_bytes = static_cast<size_t>(args->max_staging_gib * kGiB);
+            print_result(o, engine::run_exchange_bench(session, o));
+            return 0;
+          }};
 }
 
 }  // namespace eplb::app

@@ -1,11 +1,42 @@
-// placeholder: implemented in a following commit
+// `eplb-rebalance generate`: a synthetic checkpoint for a placement.
+#include <memory>
+
 #include "commands.hpp"
+#include "eplb/core/log.hpp"
+#include "eplb/engine/generate.hpp"
 
 namespace eplb::app {
 
 Subcommand add_generate_command(CLI::App& root) {
-  auto* app = root.add_subcommand("generate", "(not implemented yet)");
-  return {app, [](const runtime::MpiSession&) { return 1; }};
+  struct Args {
+    engine::GenerateOptions options;
+    std::string tensors;
+    int32_t ep_size = 0;
+  };
+  auto args = std::make_shared<Args>();
+  auto* app = root.add_subcommand("generate", "Write a synthetic checkpoint for a placement");
+  app->add_option("--placement", args->options.placement, "Placement (JSON)")
+      ->required()->check(CLI::ExistingFile);
+  app->add_option("--output", args->options.output, "Checkpoint directory to create")->required();
+  app->add_option("--tensors", args->tensors,
+                  "Per-expert tensors, name:dtype:AxB..., comma separated; dtype one of bf16, "
+                  "fp16, fp32, fp8_e4m3, fp8_e5m2")
+      ->required();
+  app->add_option("--seed", args->options.seed, "Seed of the synthetic bytes")
+      ->capture_default_str();
+  app->add_option("--ep-size", args->ep_size, "EP size for a bare or SGLang-form placement");
+  app->add_flag("--force", args->options.force, "Replace an existing output");
+  return {app, [args](const runtime::MpiSession& session) {
+            auto options = args->options;
+            options.tensors = io::parse_tensor_specs(args->tensors);
+            if (args->ep_size > 0) options.ep_size = args->ep_size;
+            auto report = engine::generate(session, options);
+            core::log::info("generated {} shards, {:.3f} GiB of expert weights in {:.2f} s: '{}'",
+                            report.num_files,
+                            static_cast<double>(report.bytes_written) / (1 << 30),
+                            report.seconds, options.output.string());
+            return 0;
+          }};
 }
 
 }  // namespace eplb::app

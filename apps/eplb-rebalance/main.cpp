@@ -64,8 +64,9 @@ int main(int argc, char** argv) {
     if (!e.reported()) {
       for (const auto& problem : e.problems()) log::error("{}", problem);
     }
-    // A communication failure may leave peers blocked inside MPI or NCCL: end the job.
-    if (e.kind() == core::ErrorKind::kComm && session.size() > 1) {
+    // A communication failure that the ranks did not agree on may leave peers blocked
+    // inside MPI or NCCL: end the whole job.
+    if (e.kind() == core::ErrorKind::kComm && !e.reported() && session.size() > 1) {
       session.abort_job(core::exit_code_for(e.kind()));
     }
     return core::exit_code_for(e.kind());

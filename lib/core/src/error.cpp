@@ -51,7 +51,12 @@ Error Error::reported_elsewhere(ErrorKind kind) {
   return e;
 }
 
+void ProblemList::set_kind_if_worse(ErrorKind kind) {
+  if (exit_code_for(kind) > exit_code_for(kind_) || problems_.empty()) kind_ = kind;
+}
+
 void ProblemList::append(const ProblemList& other) {
+  if (!other.empty()) set_kind_if_worse(other.kind_);
   problems_.insert(problems_.end(), other.problems_.begin(), other.problems_.end());
 }
 

@@ -1,1 +1,103 @@
-// placeholder: implemented in a following commit
+// The rebalance pipeline, narrated: load -> validate -> plan -> for each layer (read,
+// verify sources, agree, exchange, fill, verify, write) -> commit.
+#include "eplb/engine/rebalance.hpp"
+
+#include <chrono>
+
+#include "eplb/core/log.hpp"
+#include "eplb/engine/agreement.hpp"
+#include "eplb/engine/checkpoint_output.hpp"
+#include "eplb/engine/inputs.hpp"
+#include "eplb/engine/layer_step.hpp"
+#include "eplb/io/shard.hpp"
+#include "eplb/plan/plan.hpp"
+
+namespace eplb::engine {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+}  // namespace
+
+plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks_per_node) {
+  if (ranks_per_node > 0) return plan::Topology{ranks_per_node};
+  // NOTE: every process must plan with the same topology or their messages would not
+  // match: take the smallest node as MPI sees it (nodes with unequal process counts get
+  // a conservative block size rather than diverging plans).
+  long long smallest = -runtime::all_max(session.comm(), {-session.node_size()})[0];
+  return plan::Topology{static_cast<int32_t>(smallest)};
+}
+
+namespace {
+
+RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerStepper& stepper,
+                              RebalanceReport report) {
+  const auto& local = stepper.counters();
+  auto sums = runtime::all_sum(session.comm(), {local.bytes_read, local.bytes_written,
+                                                local.bytes_sent, local.rows_copied_locally});
+  auto maxes = runtime::all_max(
+      session.comm(),
+      {std::max(local.bytes_sent, local.bytes_received),
+       static_cast<long long>(local.seconds_read * 1e6),
+       static_cast<long long>(local.seconds_exchange * 1e6),
+       static_cast<long long>(local.seconds_write * 1e6)});
+  report.bytes_read = sums[0];
+  report.bytes_written = sums[1];
+  report.bytes_sent = sums[2];
+  report.rows_copied_locally = sums[3];
+  report.busiest_rank_bytes = maxes[0];
+  report.seconds_read = static_cast<double>(maxes[1]) / 1e6;
+  report.seconds_exchange = static_cast<double>(maxes[2]) / 1e6;
+  report.seconds_write = static_cast<double>(maxes[3]) / 1e6;
+  return report;
+}
+
+}  // namespace
+
+RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOptions& options) {
+  const auto start = Clock::now();
+  RebalanceReport report;
+
+  // Load and validate: placements, manifest, this rank's shard. All before any data moves.
+  Inputs inputs = load_inputs(session, options);
+  report.num_layers = inputs.old_placement.num_layers();
+
+  // Plan: every process computes the same global plan, without communicating.
+  const auto plan_start = Clock::now();
+  const auto topology = agreed_topology(session, options.ranks_per_node);
+  const plan::Plan plan = plan::make_plan(inputs.old_placement, inputs.new_placement, topology);
+  report.seconds_plan = seconds_since(plan_start);
+  const auto stats = plan::summarize(plan, topology);
+  report.experts_moved = stats.experts_moved;
+  report.min_experts_required = stats.min_experts_required;
+  for (const auto& rank : stats.ranks) report.messages += rank.messages_sent;
+
+  // Transport and output: the staging directory exists only once the inputs are known good.
+  auto transport = make_transport(session, options.backend, options.transport);
+  report.backend = std::string(transport->name());
+  CheckpointOutput output(session.comm(), options.output, options.force);
+  LayerStepper stepper(session, inputs, plan, *transport, output.staging());
+
+  // For each layer: read, verify, exchange, fill, verify, write.
+  for (int32_t layer_idx = 0; layer_idx < report.num_layers; ++layer_idx) {
+    stepper.run_layer(layer_idx);
+  }
+  auto my_files = stepper.finish();
+
+  // Commit: manifest last, then rename into place.
+  const auto commit_start = Clock::now();
+  io::Manifest manifest{inputs.tensors, inputs.new_placement, {}};
+  output.commit(my_files, std::move(manifest));
+  report.seconds_commit = seconds_since(commit_start);
+  transport->close();
+
+  report = reduce_report(session, stepper, report);
+  report.seconds_total = seconds_since(start);
+  return report;
+}
+
+}  // namespace eplb::engine

@@ -58,6 +58,9 @@ class ProblemList {
   explicit ProblemList(ErrorKind kind = ErrorKind::kInput) : kind_(kind) {}
   void add(std::string problem) { problems_.push_back(std::move(problem)); }
   bool empty() const { return problems_.empty(); }
+  ErrorKind kind() const { return kind_; }
+  // Keeps the kind with the higher exit code (a list may mix, e.g., input and I/O problems).
+  void set_kind_if_worse(ErrorKind kind);
   size_t size() const { return problems_.size(); }
   const std::vector<std::string>& problems() const { return problems_; }
   void append(const ProblemList& other);

@@ -1,0 +1,27 @@
+// Collective error agreement: before data moves (and once per layer while it moves), the
+// processes agree whether everyone is fine, so that a problem on one rank ends every rank
+// cleanly with the same exit code instead of leaving peers blocked in a collective.
+#pragma once
+
+#include <mpi.h>
+
+#include <functional>
+
+#include "eplb/core/error.hpp"
+
+namespace eplb::engine {
+
+// Collective. Each rank passes the problems it found; a rank with problems prints them
+// itself (so each message carries the right rank tag). If any rank had a problem, every
+// rank throws: the worst kind (highest exit code) wins and the error is marked reported.
+void agree(MPI_Comm comm, const core::ProblemList& local);
+
+// Collective, for problems every rank finds identically (e.g. placement validation):
+// only rank 0 prints them; then as agree().
+void agree_identical(MPI_Comm comm, const core::ProblemList& local);
+
+// Local: runs `step`, turning a core::Error it throws into problems of `out` (other
+// exceptions become kInternal problems). Returns true when the step succeeded.
+bool capture(core::ProblemList& out, const std::function<void()>& step);
+
+}  // namespace eplb::engine

@@ -1,0 +1,60 @@
+// The main job: move a checkpoint from the old placement to the new one, disk to disk.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+
+#include "eplb/engine/backend.hpp"
+#include "eplb/plan/plan.hpp"
+#include "eplb/runtime/mpi.hpp"
+#include "eplb/transport/transport.hpp"
+
+namespace eplb::engine {
+
+struct RebalanceOptions {
+  std::filesystem::path old_placement;
+  std::filesystem::path new_placement;
+  std::filesystem::path input;
+  std::filesystem::path output;
+  std::optional<int32_t> ep_size;  // for placements in SGLang's or the bare form
+  int32_t ranks_per_node = 0;      // 0: processes sharing a node, as MPI reports it
+  bool force = false;
+  Backend backend = Backend::kAuto;
+  transport::TransportOptions transport;
+};
+
+// Figures for the whole job, identical on every rank (reduced over ranks).
+struct RebalanceReport {
+  std::string backend;
+  int32_t num_layers = 0;
+  int64_t experts_moved = 0;         // rows received over the network
+  int64_t min_experts_required = 0;  // what any plan must move
+  int64_t messages = 0;
+  int64_t rows_copied_locally = 0;
+  int64_t bytes_read = 0;            // all ranks
+  int64_t bytes_written = 0;         // shard payload, all ranks
+  int64_t bytes_sent = 0;            // all ranks
+  int64_t busiest_rank_bytes = 0;    // max over ranks of max(sent, received)
+  double seconds_total = 0;
+  double seconds_plan = 0;
+  // Max over ranks of the time each phase took on that rank.
+  double seconds_read = 0;
+  double seconds_exchange = 0;
+  double seconds_write = 0;
+  double seconds_commit = 0;
+};
+
+// Collective: `ranks_per_node` if positive, else the smallest number of processes sharing a
+// node, identical on every process (plans must not diverge).
+plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks_per_node);
+
+// Collective over session.comm(): load -> validate -> plan -> for each layer (read,
+// verify, exchange, fill, verify, write) -> commit. Invalid input is reported by the
+// rank that found it, before any data moves, and every rank throws the same error kind;
+// nothing is left under the output name or in staging. During the exchange a transport
+// failure throws core::Error(kComm), which main turns into a job abort.
+RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOptions& options);
+
+}  // namespace eplb::engine

@@ -1,0 +1,159 @@
+#include "eplb/engine/inputs.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+
+#include "eplb/engine/agreement.hpp"
+
+namespace eplb::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using placement::Placement;
+
+// The first difference between the placement a checkpoint holds and the one the user
+// says it holds, so the message points at something concrete.
+std::string describe_difference(const Placement& held, const Placement& given) {
+  if (held.ep_size != given.ep_size) {
+    return fmt::format("ep_size {} vs {}", held.ep_size, given.ep_size);
+  }
+  if (held.num_slots_per_rank != given.num_slots_per_rank) {
+    return fmt::format("{} vs {} slots per rank", held.num_slots_per_rank,
+                       given.num_slots_per_rank);
+  }
+  if (held.num_layers() != given.num_layers()) {
+    return fmt::format("{} vs {} layers", held.num_layers(), given.num_layers());
+  }
+  for (int32_t layer = 0; layer < held.num_layers(); ++layer) {
+    for (int32_t slot = 0; slot < held.num_slots(); ++slot) {
+      int32_t a = held.physical_to_logical_map[layer][slot];
+      int32_t b = given.physical_to_logical_map[layer][slot];
+      if (a != b) {
+        return fmt::format("layer {}, slot {}: the checkpoint holds logical expert {}, the "
+                           "placement says {}",
+                           layer, slot, a, b);
+      }
+    }
+  }
+  return fmt::format("{} vs {} logical experts", held.num_logical_experts,
+                     given.num_logical_experts);
+}
+
+// Placements and manifest: identical on every rank, so rank 0 alone reports.
+void load_placements(const RebalanceOptions& options, Inputs& inputs, io::Manifest& manifest,
+                     core::ProblemList& problems) {
+  bool old_ok = capture(problems, [&] {
+    inputs.old_placement = placement::load_placement(
+        options.old_placement, {options.old_placement.string(), options.ep_size, {}});
+  });
+  // A bare or SGLang-form file derives its expert count from its largest id; the old
+  // placement's count is the right one for the new placement too.
+  std::optional<int32_t> num_experts;
+  if (old_ok) num_experts = inputs.old_placement.num_logical_experts;
+  bool new_ok = capture(problems, [&] {
+    inputs.new_placement = placement::load_placement(
+        options.new_placement, {options.new_placement.string(), options.ep_size, num_experts});
+  });
+  bool manifest_ok = capture(problems, [&] { manifest = io::load_manifest(options.input); });
+  if (old_ok && new_ok) {
+    for (auto& p : placement::check_compatible(inputs.old_placement, inputs.new_placement,
+                                               options.old_placement.string(),
+                                               options.new_placement.string())) {
+      problems.add(std::move(p));
+    }
+  }
+  if (old_ok && manifest_ok && !(manifest.placement == inputs.old_placement)) {
+    problems.add(fmt::format("'{}' does not hold the old placement '{}': {}",
+                             (options.input / io::kManifestName).string(),
+                             options.old_placement.string(),
+                             describe_difference(manifest.placement, inputs.old_placement)));
+  }
+  inputs.tensors = manifest.tensors;
+}
+
+// The output must never replace or land inside the input, not even with --force.
+void check_output_path(const RebalanceOptions& options, core::ProblemList& problems) {
+  std::error_code ec;
+  const fs::path input = fs::weakly_canonical(options.input, ec);
+  const fs::path output = fs::weakly_canonical(options.output, ec);
+  auto [a, b] = std::mismatch(input.begin(), input.end(), output.begin(), output.end());
+  if (a == input.end() || b == output.end()) {
+    problems.add(fmt::format("output '{}' and input '{}' overlap: choose an output outside the "
+                             "input checkpoint",
+                             options.output.string(), options.input.string()));
+  }
+}
+
+void check_process_count(const runtime::MpiSession& session, const Inputs& inputs,
+                         const RebalanceOptions& options) {
+  int32_t needed = std::max(inputs.old_placement.ep_size, inputs.new_placement.ep_size);
+  core::ProblemList problems(core::ErrorKind::kUsage);
+  check_output_path(options, problems);
+  if (session.size() != needed) {
+    problems.add(fmt::format(
+        "the placements need {} EP ranks (old ep_size {}, new ep_size {}) but the job has {} "
+        "processes: start one process per EP rank (mpirun -np {})",
+        needed, inputs.old_placement.ep_size, inputs.new_placement.ep_size, session.size(),
+        needed));
+  }
+  agree_identical(session.comm(), problems);
+}
+
+// This rank's shard against the manifest and the old placement.
+void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs,
+                core::ProblemList& problems) {
+  const fs::path path = inputs.input_dir / io::shard_file_name(rank);
+  capture(problems, [&] { inputs.shard.emplace(path); });
+  if (!inputs.shard) return;
+  const auto& info = inputs.shard->info();
+  const auto& old_p = inputs.old_placement;
+  auto mismatch = [&](const char* what, auto have, auto want) {
+    problems.add(fmt::format("'{}': {} is {}, expected {}", path.string(), what, have, want));
+  };
+  if (info.ep_rank != rank) mismatch("ep_rank", info.ep_rank, rank);
+  if (info.ep_size != old_p.ep_size) mismatch("ep_size", info.ep_size, old_p.ep_size);
+  if (info.num_layers != old_p.num_layers()) mismatch("num_layers", info.num_layers, old_p.num_layers());
+  if (info.num_slots_per_rank != old_p.num_slots_per_rank) {
+    mismatch("num_slots_per_rank", info.num_slots_per_rank, old_p.num_slots_per_rank);
+  }
+  if (info.tensors != manifest.tensors) {
+    mismatch("the tensor list", io::to_string(info.tensors), io::to_string(manifest.tensors));
+  }
+  if (!problems.empty()) return;
+  for (int32_t layer = 0; layer < info.num_layers; ++layer) {
+    capture(problems, [&] {
+      auto ids = inputs.shard->read_logical_ids(layer);
+      for (int32_t row = 0; row < info.num_slots_per_rank; ++row) {
+        int32_t want = old_p.expert_at(layer, rank, row);
+        if (ids[row] != want) {
+          problems.add(fmt::format("'{}' layer {}, slot {}: holds logical expert {} but '{}' "
+                                   "places logical expert {} there",
+                                   path.string(), layer, rank * info.num_slots_per_rank + row,
+                                   ids[row], "the old placement", want));
+        }
+      }
+    });
+  }
+}
+
+}  // namespace
+
+Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& options) {
+  Inputs inputs;
+  inputs.input_dir = options.input;
+  io::Manifest manifest;
+  core::ProblemList problems(core::ErrorKind::kInput);
+  load_placements(options, inputs, manifest, problems);
+  agree_identical(session.comm(), problems);
+  check_process_count(session, inputs, options);
+
+  core::ProblemList shard_problems(core::ErrorKind::kInput);
+  if (session.rank() < inputs.old_placement.ep_size) {
+    open_shard(session.rank(), manifest, inputs, shard_problems);
+  }
+  agree(session.comm(), shard_problems);
+  return inputs;
+}
+
+}  // namespace eplb::engine

@@ -1,0 +1,31 @@
+#include "eplb/engine/layer_buffer.hpp"
+
+#include "eplb/core/error.hpp"
+
+namespace eplb::engine {
+
+LayerBuffer::LayerBuffer(transport::Transport& transport,
+                         const std::vector<io::TensorSpec>& tensors, int32_t num_rows)
+    : num_rows_(num_rows) {
+  size_t total = 0;
+  for (const auto& spec : tensors) {
+    offsets_.push_back(total);
+    row_bytes_.push_back(spec.row_bytes());
+    // Keep every tensor 256-byte aligned: friendlier to DMA and vector copies.
+    total += (spec.row_bytes() * static_cast<size_t>(num_rows) + 255) / 256 * 256;
+  }
+  memory_ = transport.allocate_host(total == 0 ? 256 : total);
+  checksums.assign(tensors.size(), std::vector<uint64_t>(static_cast<size_t>(num_rows), 0));
+}
+
+std::span<std::byte> LayerBuffer::tensor(size_t tensor_idx) const {
+  return {memory_.data() + offsets_[tensor_idx],
+          row_bytes_[tensor_idx] * static_cast<size_t>(num_rows_)};
+}
+
+std::byte* LayerBuffer::row(size_t tensor_idx, int32_t row_idx) const {
+  EPLB_ASSERT(row_idx >= 0 && row_idx < num_rows_);
+  return memory_.data() + offsets_[tensor_idx] + row_bytes_[tensor_idx] * row_idx;
+}
+
+}  // namespace eplb::engine

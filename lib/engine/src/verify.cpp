@@ -1,0 +1,167 @@
+#include "eplb/engine/verify.hpp"
+
+#include <fmt/format.h>
+
+#include <chrono>
+#include <map>
+#include <sstream>
+
+#include "eplb/engine/agreement.hpp"
+#include "eplb/io/manifest.hpp"
+#include "eplb/io/shard.hpp"
+
+namespace eplb::engine {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct ShardCheck {
+  const io::Manifest& manifest;
+  const VerifyOptions& options;
+  core::ProblemList& problems;
+  std::vector<std::string>& replica_lines;  // "layer expert slot h0 h1 ..."
+  VerifyReport& report;
+};
+
+void check_file_entry(const fs::path& path, const io::FileEntry& want, core::ProblemList& problems) {
+  auto have = io::describe_file(path);
+  if (have.size != want.size || have.xxh3 != want.xxh3) {
+    problems.add(fmt::format("'{}': size {} and xxh3 {:016x} differ from the manifest's {} and "
+                             "{:016x}",
+                             path.string(), have.size, have.xxh3, want.size, want.xxh3));
+  }
+}
+
+void check_row(const ShardCheck& c, const io::ShardReader& shard, int32_t layer, int32_t row,
+               int32_t expert, const std::vector<std::vector<std::byte>>& data,
+               const std::vector<std::vector<uint64_t>>& sums) {
+  const auto& info = shard.info();
+  const int32_t slot = info.ep_rank * info.num_slots_per_rank + row;
+  std::string line = fmt::format("{} {} {}", layer, expert, slot);
+  std::vector<std::byte> expected;
+  for (size_t t = 0; t < info.tensors.size(); ++t) {
+    const auto& spec = info.tensors[t];
+    std::span<const std::byte> bytes(data[t].data() + spec.row_bytes() * row, spec.row_bytes());
+    auto where = [&] {
+      return fmt::format("'{}' layer {}, slot {} (logical expert {}), tensor '{}'",
+                         shard.path().string(), layer, slot, expert, spec.name);
+    };
+    uint64_t have = io::checksum(bytes);
+    if (have != sums[t][row]) {
+      c.problems.add(fmt::format("{}: checksum mismatch (recorded {:016x}, computed {:016x})",
+                                 where(), sums[t][row], have));
+    }
+    if (expert < 0 && std::any_of(bytes.begin(), bytes.end(), [](std::byte b) { return b != std::byte{0}; })) {
+      c.problems.add(where() + ": empty slot is not all zeros");
+    }
+    if (expert >= 0 && c.options.seed) {
+      expected.resize(bytes.size());
+      io::fill_synthetic(*c.options.seed, layer, expert, spec, expected);
+      if (!std::equal(bytes.begin(), bytes.end(), expected.begin())) {
+        c.problems.add(where() + fmt::format(": bytes differ from the synthetic data of seed {}",
+                                             *c.options.seed));
+      }
+    }
+    line += fmt::format(" {}", have);
+    c.report.bytes_checked += static_cast<long long>(bytes.size());
+  }
+  if (expert >= 0) c.replica_lines.push_back(std::move(line));
+  ++c.report.slots_checked;
+}
+
+void check_shard(const ShardCheck& c, int32_t rank) {
+  const auto& placement = c.manifest.placement;
+  const fs::path path = c.options.checkpoint / io::shard_file_name(rank);
+  if (static_cast<size_t>(rank) < c.manifest.files.size()) {
+    check_file_entry(path, c.manifest.files[rank], c.problems);
+  }
+  io::ShardReader shard(path);
+  const auto& info = shard.info();
+  if (info.ep_rank != rank || info.ep_size != placement.ep_size ||
+      info.num_layers != placement.num_layers() ||
+      info.num_slots_per_rank != placement.num_slots_per_rank || info.tensors != c.manifest.tensors) {
+    c.problems.add(fmt::format("'{}': attributes or tensors differ from the manifest", path.string()));
+    return;
+  }
+  std::vector<std::vector<std::byte>> data(info.tensors.size());
+  std::vector<std::vector<uint64_t>> sums(info.tensors.size());
+  for (int32_t layer = 0; layer < info.num_layers; ++layer) {
+    auto ids = shard.read_logical_ids(layer);
+    for (size_t t = 0; t < info.tensors.size(); ++t) {
+      data[t].resize(info.tensors[t].row_bytes() * info.num_slots_per_rank);
+      shard.read_tensor(layer, t, data[t]);
+      sums[t] = shard.read_checksums(layer, t);
+    }
+    for (int32_t row = 0; row < info.num_slots_per_rank; ++row) {
+      int32_t want = placement.expert_at(layer, rank, row);
+      if (ids[row] != want) {
+        c.problems.add(fmt::format("'{}' layer {}, slot {}: holds logical expert {}, the "
+                                   "placement says {}",
+                                   path.string(), layer, rank * info.num_slots_per_rank + row,
+                                   ids[row], want));
+      }
+      check_row(c, shard, layer, row, ids[row], data, sums);
+    }
+  }
+}
+
+// Rank 0: all slots holding one logical expert in a layer must hold the same bytes.
+void check_replicas(const std::vector<std::string>& lines, core::ProblemList& problems) {
+  std::map<std::pair<int, int>, std::pair<int, std::string>> first;  // (layer, expert) -> slot, sums
+  for (const auto& line : lines) {
+    std::istringstream in(line);
+    int layer = 0, expert = 0, slot = 0;
+    in >> layer >> expert >> slot;
+    std::string sums;
+    std::getline(in, sums);
+    auto [it, inserted] = first.try_emplace({layer, expert}, slot, sums);
+    if (!inserted && it->second.second != sums) {
+      problems.add(fmt::format("layer {}: logical expert {} holds different bytes in slot {} and "
+                               "slot {}",
+                               layer, expert, it->second.first, slot));
+    }
+  }
+}
+
+}  // namespace
+
+VerifyReport verify(const runtime::MpiSession& session, const VerifyOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  io::Manifest manifest;
+  core::ProblemList problems(core::ErrorKind::kVerify);
+  bool ok = capture(problems, [&] { manifest = io::load_manifest(options.checkpoint); });
+  if (ok && options.placement) {
+    capture(problems, [&] {
+      auto given = placement::load_placement(*options.placement,
+                                             {options.placement->string(), options.ep_size, {}});
+      if (!(given == manifest.placement)) {
+        problems.add(fmt::format("'{}' holds a different placement than '{}'",
+                                 options.checkpoint.string(), options.placement->string()));
+      }
+    });
+  }
+  agree_identical(session.comm(), problems);
+
+  VerifyReport report;
+  std::vector<std::string> replica_lines;
+  core::ProblemList shard_problems(core::ErrorKind::kVerify);
+  ShardCheck check{manifest, options, shard_problems, replica_lines, report};
+  for (int32_t rank = session.rank(); rank < manifest.placement.ep_size; rank += session.size()) {
+    capture(shard_problems, [&] { check_shard(check, rank); });
+  }
+  auto all_lines = runtime::gather_lines(session.comm(), replica_lines);
+  if (session.rank() == 0) check_replicas(all_lines, shard_problems);
+  // Every problem becomes a verification failure, whatever kind the reader threw.
+  core::ProblemList verdict(core::ErrorKind::kVerify);
+  verdict.append(shard_problems);
+  agree(session.comm(), verdict);
+
+  auto sums = runtime::all_sum(session.comm(), {report.slots_checked, report.bytes_checked});
+  report.slots_checked = sums[0];
+  report.bytes_checked = sums[1];
+  report.num_files = manifest.placement.ep_size;
+  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return report;
+}
+
+}  // namespace eplb::engine

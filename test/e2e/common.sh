@@ -1,0 +1,56 @@
+# Shared by the end-to-end tests: sourced, with the binary's path as $1 of the test.
+set -euo pipefail
+tool=$(realpath "${1:?usage: $0 path/to/eplb-rebalance}")
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+export OMPI_MCA_rmaps_base_oversubscribe=1
+# Keep Open MPI from probing network interfaces it cannot use in containers.
+export OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1
+work=$(mktemp -d "${TMPDIR:-/tmp}/eplb-e2e.XXXXXX")
+trap '[[ -n "${KEEP:-}" ]] || rm -rf "$work"' EXIT
+failures=0
+checks=0
+
+mpi() { local np=$1; shift; mpirun --oversubscribe -np "$np" "$@"; }
+
+pass() { checks=$((checks + 1)); }
+fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL: $*" >&2; }
+
+# expect_exit CODE LOGFILE -- command...: runs the command, records its output in LOGFILE.
+expect_exit() {
+  local want=$1 log=$2; shift 3
+  local rc=0
+  "$@" >"$log" 2>&1 || rc=$?
+  if [[ $rc -eq $want ]]; then pass; else fail "exit $rc, expected $want: $*"; sed 's/^/    /' "$log" >&2; fi
+}
+
+expect_in() {  # expect_in LOGFILE TEXT
+  if grep -qF -- "$2" "$1"; then pass; else fail "'$2' not in output of $1"; sed 's/^/    /' "$1" >&2; fi
+}
+
+# Byte-for-byte comparison of two checkpoints' shards, by h5diff (not our code).
+expect_same_checkpoint() {
+  local a=$1 b=$2 f
+  for f in "$b"/rank-*.h5; do
+    if h5diff -q "$a/$(basename "$f")" "$f" >/dev/null 2>&1; then pass
+    else fail "$a/$(basename "$f") differs from $f"; fi
+  done
+  local na nb
+  na=$(ls "$a"/rank-*.h5 | wc -l); nb=$(ls "$b"/rank-*.h5 | wc -l)
+  [[ $na -eq $nb ]] && pass || fail "$a has $na shards, $b has $nb"
+}
+
+tree_hash() { (cd "$1" && find . -type f -print0 | sort -z | xargs -0 sha256sum | sha256sum); }
+
+expect_no_output() {  # nothing under the output name, no staging left next to it
+  local out=$1
+  [[ ! -e $out ]] && pass || fail "output $out exists after a failed run"
+  local staging
+  staging="$(dirname "$out")/.$(basename "$out").eplb-staging"
+  [[ ! -e $staging ]] && pass || fail "staging $staging left behind"
+}
+
+finish() {
+  echo "$((checks - failures)) passed, $failures failed"
+  [[ $failures -eq 0 ]]
+}

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Bad inputs: each gets a clear message naming the file/layer/slot and rank, the documented
+# exit code, no output and no staging left behind, and the input untouched.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+tensors="w13:fp8_e4m3:16x8,w2:bf16:8x8"
+d="$work"
+python3 "$here/placements.py" random 5 4 3 10 3 "$d"
+mpi 2 "$tool" generate --placement "$d/old.json" --tensors "$tensors" --seed 3 --output "$d/good" >/dev/null
+fresh() { rm -rf "$d/in"; cp -a "$d/good" "$d/in"; }
+run4() { mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out" "$@"; }
+
+# 1. Missing shard file: an I/O error (3) on the rank that owns it.
+fresh; rm "$d/in/rank-00002.h5"
+expect_exit 3 "$d/e1.log" -- run4
+expect_in "$d/e1.log" "[rank 2/4"
+expect_in "$d/e1.log" "rank-00002.h5"
+expect_no_output "$d/out"
+
+# 2. A corrupted slot (one flipped byte, checksum not updated): exit 2, names file, layer, slot.
+fresh
+/usr/bin/python3 - "$d/in/rank-00001.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    ds = f["layer_00001/w13"]            # fp8: stored as uint8, no conversion
+    a = ds[...]
+    a.reshape(a.shape[0], -1)[2, 5] ^= 0x10  # row 2 of rank 1 = slot 5
+    ds[...] = a
+PY
+before=$(tree_hash "$d/in")
+expect_exit 2 "$d/e2.log" -- run4
+expect_in "$d/e2.log" "'$d/in/rank-00001.h5' layer 1, slot 5"
+expect_in "$d/e2.log" "checksum mismatch"
+expect_in "$d/e2.log" "[rank 1/4"
+expect_no_output "$d/out"
+[[ "$(tree_hash "$d/in")" == "$before" ]] && pass || fail "input modified by a failed run"
+
+# 3. Placement and checkpoint disagree: --old is not what the checkpoint holds.
+fresh
+mkdir -p "$d/other"; python3 "$here/placements.py" random 99 4 3 10 3 "$d/other"
+expect_exit 2 "$d/e3.log" -- mpi 4 "$tool" --old "$d/other/old.json" --new "$d/other/new.json" \
+  --input "$d/in" --output "$d/out"
+expect_in "$d/e3.log" "does not hold the old placement"
+expect_no_output "$d/out"
+
+# 4. Tensor shapes differ between ranks: rank 3's shard comes from another checkpoint.
+fresh
+mpi 1 "$tool" generate --placement "$d/old.json" --tensors "w13:fp8_e4m3:16x8,w2:bf16:8x4" --output "$d/other-shapes" >/dev/null
+cp "$d/other-shapes/rank-00003.h5" "$d/in/rank-00003.h5"
+expect_exit 2 "$d/e4.log" -- run4
+expect_in "$d/e4.log" "[rank 3/4"
+expect_in "$d/e4.log" "tensor list"
+expect_no_output "$d/out"
+
+# 5. Process count differs from ep_size: a usage error (64).
+fresh
+expect_exit 64 "$d/e5.log" -- mpi 2 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out"
+expect_in "$d/e5.log" "mpirun -np 4"
+expect_no_output "$d/out"
+
+# 6. Output exists: refused (64) and left alone; --force replaces it once the new one is complete.
+fresh; mkdir -p "$d/out"; echo keep > "$d/out/precious"
+expect_exit 64 "$d/e6.log" -- run4
+expect_in "$d/e6.log" "already exists"
+[[ -f "$d/out/precious" ]] && pass || fail "existing output touched"
+expect_exit 0 "$d/e6f.log" -- run4 --force
+[[ ! -e "$d/out/precious" && -f "$d/out/manifest.json" ]] && pass || fail "--force did not replace the output"
+rm -rf "$d/out"
+
+# 7. Invalid placement JSON: every problem listed with its location, printed once.
+printf '{"format": "eplb-placement", "version": 1, "ep_size": 4, "physical_to_logical_map": [[0,1,2,3,4,5,6,7,8,9,0,"x"],[0,1]]}' > "$d/bad.json"
+expect_exit 2 "$d/e7.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/bad.json" --input "$d/in" --output "$d/out"
+expect_in "$d/e7.log" "/physical_to_logical_map/0/11"
+expect_in "$d/e7.log" "/physical_to_logical_map/1"
+[[ $(grep -c "physical_to_logical_map/0/11" "$d/e7.log") -eq 1 ]] && pass || fail "problem printed more than once"
+expect_no_output "$d/out"
+
+# 8. Input without a manifest (an incomplete checkpoint) is refused.
+fresh; rm "$d/in/manifest.json"
+expect_exit 2 "$d/e8.log" -- run4
+expect_in "$d/e8.log" "manifest.json"
+expect_no_output "$d/out"
+
+# 9. verify finds a corrupted output slot and a wrong placement: exit 5.
+fresh
+mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out" >/dev/null
+expect_exit 0 "$d/e9a.log" -- mpi 3 "$tool" verify --checkpoint "$d/out" --placement "$d/new.json" --seed 3
+expect_exit 5 "$d/e9b.log" -- mpi 2 "$tool" verify --checkpoint "$d/out" --placement "$d/old.json"
+/usr/bin/python3 - "$d/out/rank-00000.h5" <<'PY'
+import sys, h5py, numpy as np
+with h5py.File(sys.argv[1], "r+") as f:
+    ds = f["layer_00002/w13"]
+    a = ds[...]
+    a.flat[7] ^= 1
+    ds[...] = a
+PY
+expect_exit 5 "$d/e9c.log" -- mpi 2 "$tool" verify --checkpoint "$d/out"
+expect_in "$d/e9c.log" "layer 2, slot 0"
+expect_in "$d/e9c.log" "checksum mismatch"
+finish
