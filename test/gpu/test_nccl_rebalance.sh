@@ -21,9 +21,9 @@ for name, m in (("old", old), ("new", new)):
                "num_logical_experts": experts, "physical_to_logical_map": m}, open(f"{out}/{name}.json", "w"))
 PY
 tensors="w13:fp8_e4m3:512x256,w2:bf16:256x128,w13_scale:fp32:4x2"
-mpirun -np "$np" "$tool" generate --placement "$work/old.json" --tensors "$tensors" --seed 9 --output "$work/in" >/dev/null
+timeout 60 mpirun -np "$np" "$tool" generate --placement "$work/old.json" --tensors "$tensors" --seed 9 --output "$work/in" >/dev/null
 for backend in nccl mpi; do
-  if mpirun -np "$np" "$tool" --old "$work/old.json" --new "$work/new.json" --input "$work/in" \
+  if timeout 120 mpirun -np "$np" "$tool" --old "$work/old.json" --new "$work/new.json" --input "$work/in" \
        --output "$work/out-$backend" --backend "$backend" --max-staging-gib 0.001 > "$work/$backend.log" 2>&1; then
     pass; grep -E "backend|rebalanced|moved" "$work/$backend.log"
   else

@@ -14,6 +14,7 @@
 
 #include "eplb/engine/rebalance.hpp"
 #include "eplb/plan/plan.hpp"
+#include "eplb/runtime/batched_copy.hpp"
 #include "eplb/transport/nccl_detail.hpp"
 #endif
 
@@ -154,17 +155,10 @@ struct Context {
   cudaStream_t copy_stream;
 };
 
-void copy_row(const Context& c, cudaStream_t s, std::byte* const* dst, const std::byte* const* src) {
-  for (size_t t = 0; t < c.o.tensors.size(); ++t) {
-    EPLB_CUDA_CHECK(cudaMemcpyAsync(dst[t], src[t], c.old_w.row_bytes[t], cudaMemcpyDeviceToDevice, s));
-  }
-}
-
 // Rows a rank fills without the network; `after_receive` selects the kCopy rows, which
 // read a received row.
 void local_rows(const Context& c, const plan::Plan& plan, bool after_receive, cudaStream_t s) {
-  std::vector<std::byte*> dst(c.o.tensors.size());
-  std::vector<const std::byte*> src(c.o.tensors.size());
+  runtime::BatchedCopy copies;
   for (int32_t layer = 0; layer < c.o.num_layers; ++layer) {
     const auto& rows = plan.layers[layer].rows[c.rank];
     for (int32_t r = 0; r < static_cast<int32_t>(rows.size()); ++r) {
@@ -172,13 +166,14 @@ void local_rows(const Context& c, const plan::Plan& plan, bool after_receive, cu
       bool copy = rp.source == plan::RowSource::kCopy;
       bool local = rp.source == plan::RowSource::kUnchanged || rp.source == plan::RowSource::kLocal;
       if (after_receive ? !copy : !local) continue;
-      for (size_t t = 0; t < dst.size(); ++t) {
-        dst[t] = c.new_w.row(layer, t, r);
-        src[t] = copy ? c.new_w.row(layer, t, rp.src_row) : c.old_w.row(layer, t, rp.src_row);
+      for (size_t t = 0; t < c.o.tensors.size(); ++t) {
+        copies.add(c.new_w.row(layer, t, r),
+                   copy ? c.new_w.row(layer, t, rp.src_row) : c.old_w.row(layer, t, rp.src_row),
+                   c.old_w.row_bytes[t]);
       }
-      copy_row(c, s, dst.data(), src.data());
     }
   }
+  copies.flush(s);
 }
 
 // (a) Ours: every layer's messages to one peer as one stream through the transport; local

@@ -1,5 +1,7 @@
 #include "eplb/runtime/cuda.hpp"
 
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include <string_view>
@@ -121,6 +123,16 @@ void PinnedBuffer::reset() noexcept {
 }
 
 Stream::Stream() { EPLB_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
+
+Stream Stream::with_priority(int level) {
+  int least = 0, greatest = 0;
+  EPLB_CUDA_CHECK(cudaDeviceGetStreamPriorityRange(&least, &greatest));
+  // CUDA counts down: `greatest` is numerically the smallest.
+  const int priority = std::max(greatest, least - level);
+  cudaStream_t stream = nullptr;
+  EPLB_CUDA_CHECK(cudaStreamCreateWithPriority(&stream, cudaStreamNonBlocking, priority));
+  return Stream(stream);
+}
 
 Stream::~Stream() {
   if (stream_ != nullptr) cudaStreamDestroy(stream_);

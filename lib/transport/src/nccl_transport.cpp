@@ -24,6 +24,7 @@
 #include <set>
 
 #include "detail.hpp"
+#include "eplb/runtime/batched_copy.hpp"
 #include "eplb/runtime/mpi.hpp"
 #include "eplb/transport/nccl_detail.hpp"
 #endif
@@ -67,7 +68,11 @@ MemKind classify(const void* data, int device) {
 struct DeviceResources {
   runtime::DeviceBuffer staging;  // [send 0 | send 1 | recv 0 | recv 1]
   size_t half_bytes = 0;          // one quarter of the budget: one half of one direction
-  runtime::Stream gather_stream, comm_stream, scatter_stream;
+    // NCCL's kernels first, then the pipeline's copies, then the caller's own work: a copy
+    // kernel that grabs the SMs first delays the NCCL kernel of the next round.
+    runtime::Stream gather_stream = runtime::Stream::with_priority(1);
+    runtime::Stream comm_stream = runtime::Stream::with_priority(100);
+    runtime::Stream scatter_stream = runtime::Stream::with_priority(1);
   Event gathered[2], comm_done[2], scattered[2];
 };
 
@@ -173,6 +178,9 @@ class ExchangeRun {
   void communicate(size_t round);
   void scatter(size_t round);
   void wait_for(const Event* event, size_t round);
+  // One piece between a flow's current segment and staging: device segments go to the
+  // batched copy kernel, host segments to the copy engines.
+  void copy(const Flow& flow, std::byte* dst, const std::byte* src, size_t n, cudaStream_t s);
   [[noreturn]] void fail_round(size_t round, const std::string& what);
 
   NcclTransport::Impl& t_;
@@ -183,7 +191,18 @@ class ExchangeRun {
   size_t num_rounds_ = 0;
   std::vector<std::byte*> send_ptr_[2];  // per staging half: where each send chunk is
   std::vector<char> recv_in_place_[2];   // per staging half: chunk received in place?
+  runtime::BatchedCopy batch_;
 };
+
+void ExchangeRun::copy(const Flow& flow, std::byte* dst, const std::byte* src, size_t n,
+                       cudaStream_t s) {
+  // NOTE: called from inside the cursor's take(), so current_index() is the piece's segment.
+  if (flow.kinds[flow.cursor.current_index()] == MemKind::kThisDevice) {
+    batch_.add(dst, src, n);
+  } else {
+    EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, s));
+  }
+}
 
 ExchangeRun::ExchangeRun(NcclTransport::Impl& t, std::span<const Transfer> sends,
                          std::span<const Transfer> recvs)
@@ -272,10 +291,11 @@ void ExchangeRun::gather(size_t round) {
     std::byte* dst = t_.send_half(b) + i * chunk_;
     send_ptr_[b][i] = dst;
     flow.cursor.take(bytes, [&](std::byte* src, size_t n) {
-      EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream));
+      copy(flow, dst, src, n, stream);
       dst += n;
     });
   }
+  batch_.flush(stream);
   t_.dev->gathered[b].record(stream);
 }
 
@@ -335,10 +355,11 @@ void ExchangeRun::scatter(size_t round) {
     }
     const std::byte* src = t_.recv_half(b) + j * chunk_;
     flow.cursor.take(bytes, [&](std::byte* dst, size_t n) {
-      EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, stream));
+      copy(flow, dst, src, n, stream);
       src += n;
     });
   }
+  batch_.flush(stream);
   t_.dev->scattered[b].record(stream);
 }
 

@@ -81,6 +81,10 @@ class Stream {
  public:
   // Local: creates a stream on the current device.
   Stream();
+  // Local: a stream whose kernels the GPU schedules before those of lower-priority
+  // streams. `level` 0 is the default (lowest) priority; higher levels are clamped to the
+  // device's range (cudaDeviceGetStreamPriorityRange).
+  static Stream with_priority(int level);
   ~Stream();
   Stream(Stream&& o) noexcept : stream_(o.stream_) { o.stream_ = nullptr; }
   Stream& operator=(Stream&& o) noexcept;
@@ -89,6 +93,7 @@ class Stream {
   cudaStream_t get() const { return stream_; }
 
  private:
+  explicit Stream(cudaStream_t stream) : stream_(stream) {}
   cudaStream_t stream_ = nullptr;
 };
 
