@@ -57,7 +57,8 @@ Subcommand add_run_command(CLI::App& root) {
   app->add_option("--backend", args->backend, "auto, nccl or mpi")
       ->check(CLI::IsMember({"auto", "nccl", "mpi"}))->capture_default_str();
   app->add_option("--timeout", args->timeout_s,
-                  "Seconds one layer's exchange may take before the job is aborted")
+                  "Seconds a layer's exchange, or any agreement between ranks, may wait for a "
+                  "peer before the job is aborted")
       ->check(CLI::PositiveNumber)->capture_default_str();
   app->add_option("--max-staging-gib", args->max_staging_gib,
                   "GPU memory (GiB) for the NCCL backend's send/receive staging")
@@ -68,6 +69,7 @@ Subcommand add_run_command(CLI::App& root) {
             options.backend = engine::parse_backend(args->backend);
             options.transport.timeout =
                 std::chrono::milliseconds(static_cast<long long>(args->timeout_s * 1000));
+            runtime::set_collective_timeout(options.transport.timeout);
             options.transport.max_staging_bytes =
                 static_cast<size_t>(args->max_staging_gib * kGiB);
             print_report(engine::rebalance(session, options));

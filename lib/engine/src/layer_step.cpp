@@ -3,8 +3,12 @@
 #include <fmt/format.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
+#include <thread>
 
+#include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
 
 namespace eplb::engine {
@@ -27,6 +31,17 @@ size_t max_trailer_entries(const plan::Plan& plan, int32_t rank) {
     most = std::max(most, entries);
   }
   return most;
+}
+
+// Fault injection for the no-hang tests (docs/CLI.md): EPLB_FAULT_STALL=RANK:LAYER makes
+// that rank stop responding before that layer, as a stuck peer would.
+void maybe_stall(int32_t rank, int32_t layer_idx) {
+  static const char* spec = std::getenv("EPLB_FAULT_STALL");
+  int stall_rank = -1, stall_layer = -1;
+  if (spec == nullptr || std::sscanf(spec, "%d:%d", &stall_rank, &stall_layer) != 2) return;
+  if (stall_rank != rank || stall_layer != layer_idx) return;
+  core::log::warn("EPLB_FAULT_STALL: rank {} stalls before layer {}", rank, layer_idx);
+  std::this_thread::sleep_for(std::chrono::hours(24));
 }
 
 }  // namespace
@@ -61,6 +76,7 @@ LayerStepper::~LayerStepper() = default;
 
 void LayerStepper::run_layer(int32_t layer_idx) {
   const auto& layer = plan_.layers[layer_idx];
+  maybe_stall(rank_, layer_idx);
   read_and_check_sources(layer_idx);
   // Everyone's reads, source checks and previous writes are fine, or nobody sends.
   agree(session_.comm(), problems_);

@@ -2,6 +2,9 @@
 
 #include <fmt/format.h>
 
+#include <chrono>
+#include <thread>
+
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -124,10 +127,47 @@ void MpiComm::reset() noexcept {
   comm_ = MPI_COMM_NULL;
 }
 
+namespace {
+
+std::chrono::milliseconds& collective_timeout_ms() {
+  static std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  return timeout;
+}
+
+// Completes a non-blocking collective, polling against the collective timeout: a peer
+// that is stuck (not dead: mpirun ends the job for those) must not hang everyone.
+void wait_collective(MPI_Request& request, const char* what) {
+  using Clock = std::chrono::steady_clock;
+  const auto start = Clock::now();
+  const auto timeout = collective_timeout_ms();
+  for (;;) {
+    int done = 0;
+    EPLB_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
+    if (done) return;
+    const auto waited = Clock::now() - start;
+    if (timeout.count() > 0 && waited >= timeout) {
+      throw core::Error(core::ErrorKind::kComm,
+                        fmt::format("{} timed out after {:g} s: a peer is stuck or gone", what,
+                                    std::chrono::duration<double>(timeout).count()));
+    }
+    if (waited < std::chrono::milliseconds(2)) {
+      std::this_thread::yield();
+    } else {
+      std::this_thread::sleep_for(std::chrono::microseconds(50));
+    }
+  }
+}
+
+}  // namespace
+
+void set_collective_timeout(std::chrono::milliseconds timeout) { collective_timeout_ms() = timeout; }
+
 bool all_true(MPI_Comm comm, bool local_ok) {
   int mine = local_ok ? 1 : 0;
   int all = 0;
-  EPLB_MPI_CHECK(MPI_Allreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm));
+  MPI_Request request = MPI_REQUEST_NULL;
+  EPLB_MPI_CHECK(MPI_Iallreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm, &request));
+  wait_collective(request, "MPI_Allreduce (agreement)");
   return all != 0;
 }
 
@@ -145,15 +185,19 @@ std::vector<std::string> gather_lines(MPI_Comm comm, const std::vector<std::stri
   EPLB_MPI_CHECK(MPI_Comm_size(comm, &size));
   int my_bytes = to_count(packed.size(), "gathered lines");
   std::vector<int> counts(rank == 0 ? size : 0), displs(rank == 0 ? size : 0);
-  EPLB_MPI_CHECK(MPI_Gather(&my_bytes, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm));
+  MPI_Request request = MPI_REQUEST_NULL;
+  EPLB_MPI_CHECK(
+      MPI_Igather(&my_bytes, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm, &request));
+  wait_collective(request, "MPI_Gather (line counts)");
   size_t total = 0;
   for (int r = 0; r < static_cast<int>(counts.size()); ++r) {
     displs[r] = to_count(total, "gathered lines");
     total += static_cast<size_t>(counts[r]);
   }
   std::string all(total, '\0');
-  EPLB_MPI_CHECK(MPI_Gatherv(packed.data(), my_bytes, MPI_CHAR, all.data(), counts.data(),
-                             displs.data(), MPI_CHAR, 0, comm));
+  EPLB_MPI_CHECK(MPI_Igatherv(packed.data(), my_bytes, MPI_CHAR, all.data(), counts.data(),
+                              displs.data(), MPI_CHAR, 0, comm, &request));
+  wait_collective(request, "MPI_Gatherv (lines)");
   std::vector<std::string> out;
   for (size_t pos = 0; pos + sizeof(uint64_t) <= all.size();) {
     uint64_t n = 0;
@@ -169,17 +213,24 @@ std::string broadcast_string(MPI_Comm comm, const std::string& value, int root) 
   int rank = 0;
   EPLB_MPI_CHECK(MPI_Comm_rank(comm, &rank));
   uint64_t n = rank == root ? value.size() : 0;
-  EPLB_MPI_CHECK(MPI_Bcast(&n, 1, MPI_UINT64_T, root, comm));
+  MPI_Request request = MPI_REQUEST_NULL;
+  EPLB_MPI_CHECK(MPI_Ibcast(&n, 1, MPI_UINT64_T, root, comm, &request));
+  wait_collective(request, "MPI_Bcast (length)");
   std::string out = rank == root ? value : std::string(n, '\0');
-  EPLB_MPI_CHECK(MPI_Bcast(out.data(), to_count(n, "broadcast string"), MPI_CHAR, root, comm));
+  EPLB_MPI_CHECK(MPI_Ibcast(out.data(), to_count(n, "broadcast string"), MPI_CHAR, root, comm,
+                            &request));
+  wait_collective(request, "MPI_Bcast (string)");
   return out;
 }
 
 namespace {
 std::vector<long long> all_reduce(MPI_Comm comm, const std::vector<long long>& values, MPI_Op op) {
   std::vector<long long> out(values.size());
-  EPLB_MPI_CHECK(MPI_Allreduce(values.data(), out.data(), to_count(values.size(), "reduced values"),
-                               MPI_LONG_LONG, op, comm));
+  MPI_Request request = MPI_REQUEST_NULL;
+  EPLB_MPI_CHECK(MPI_Iallreduce(values.data(), out.data(),
+                                to_count(values.size(), "reduced values"), MPI_LONG_LONG, op, comm,
+                                &request));
+  wait_collective(request, "MPI_Allreduce");
   return out;
 }
 }  // namespace

@@ -3,6 +3,7 @@
 
 #include <mpi.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -70,6 +71,11 @@ class MpiComm {
   void reset() noexcept;
   MPI_Comm comm_ = MPI_COMM_NULL;
 };
+
+// Local: how long the collectives below wait for a peer before throwing
+// core::Error(kComm) (default 10 minutes; zero waits forever). Set it to the same value on
+// every process.
+void set_collective_timeout(std::chrono::milliseconds timeout);
 
 // Collective: true on every rank iff `local_ok` is true on every rank.
 bool all_true(MPI_Comm comm, bool local_ok);

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# End-to-end (disk to disk) figure: rebalance a synthetic checkpoint with the MPI backend
+# and, in the same run on the same disk, read and write the same number of bytes
+# sequentially with dd (direct I/O): the storage roofline the brief compares against.
+#   usage: bench/e2e_disk.sh BUILD_BIN_DIR WORK_DIR [NP] [SLOTS_PER_RANK] [LAYERS]
+# Defaults give a 2.1 GB checkpoint (4 ranks x 4 slots x 3 layers of 42 MiB FP8 experts).
+set -euo pipefail
+bin=$(realpath "$1"); work=$(realpath -m "$2"); np=${3:-4}; slots=${4:-4}; layers=${5:-3}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
+tool="$bin/eplb-rebalance"
+rm -rf "$work"; mkdir -p "$work"
+python3 - "$work" "$np" "$slots" "$layers" <<'PY'
+import json, random, sys
+d, ep, slots, layers = sys.argv[1], *map(int, sys.argv[2:5])
+experts = ep * slots - max(1, ep // 2)   # a few redundant slots
+rng = random.Random(11)
+def layer():
+    ids = list(range(experts)) + [rng.randrange(experts) for _ in range(ep * slots - experts)]
+    rng.shuffle(ids); return ids
+for name in ("old", "new"):
+    json.dump({"format": "eplb-placement", "version": 1, "ep_size": ep, "num_slots_per_rank": slots,
+               "physical_to_logical_map": [layer() for _ in range(layers)]}, open(f"{d}/{name}.json", "w"))
+PY
+tensors="w13:fp8_e4m3:4096x7168,w2:fp8_e4m3:7168x2048,w13_scale:fp32:32x56,w2_scale:fp32:56x16"
+mpirun --oversubscribe -np "$np" "$tool" generate --placement "$work/old.json" --tensors "$tensors" \
+  --seed 5 --output "$work/in" >/dev/null
+bytes=$(du -sb "$work/in" | cut -f1)
+# Start cold: push the input out of the page cache (posix_fadvise DONTNEED via dd).
+sync; for f in "$work"/in/*; do dd if="$f" iflag=nocache count=0 status=none; done
+now() { date +%s.%N; }
+t0=$(now)
+mpirun --oversubscribe -np "$np" "$tool" --old "$work/old.json" --new "$work/new.json" \
+  --input "$work/in" --output "$work/out" --backend mpi | tee "$work/run.log"
+t1=$(now)
+mpirun --oversubscribe -np "$np" "$tool" verify --checkpoint "$work/out" --seed 5 | tail -1
+mib=$((bytes / 1048576))
+t2=$(now); dd if=/dev/zero of="$work/seq" bs=1M count="$mib" oflag=direct status=none; sync; t3=$(now)
+dd if="$work/seq" of=/dev/null bs=1M iflag=direct status=none; t4=$(now)
+awk -v b="$bytes" -v run="$(echo "$t1 - $t0" | awk '{print $1 - $3}')" \
+    -v w="$(echo "$t3 $t2" | awk '{print $1 - $2}')" -v r="$(echo "$t4 $t3" | awk '{print $1 - $2}')" \
+    -v np="$np" 'BEGIN {
+  printf "checkpoint %.2f GB, %d ranks\n", b / 1e9, np
+  printf "rebalance (mpirun, wall)      %7.2f s\n", run
+  printf "sequential write (dd direct)  %7.2f s  (%.2f GB/s)\n", w, b / w / 1e9
+  printf "sequential read  (dd direct)  %7.2f s  (%.2f GB/s)\n", r, b / r / 1e9
+  printf "roofline = read + write       %7.2f s; rebalance / roofline = %.2f\n", r + w, run / (r + w)
+}'
+rm -rf "$work"

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# No hang: a peer that stops responding (EPLB_FAULT_STALL=RANK:LAYER, a stuck process, not
+# a dead one) makes the others give up after --timeout and abort the job with exit 4; the
+# output name stays untouched and the input unchanged.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+python3 "$here/placements.py" random 7 3 3 6 4 "$work"
+mpi 3 "$tool" generate --placement "$work/old.json" --tensors "w:fp32:64,s:bf16:8" --seed 2 --output "$work/in" >/dev/null
+before=$(tree_hash "$work/in")
+for layer in 0 2; do
+  start=$(date +%s)
+  expect_exit 4 "$work/stall$layer.log" -- env EPLB_FAULT_STALL="1:$layer" timeout 120 \
+    mpirun --oversubscribe -np 3 "$tool" --old "$work/old.json" --new "$work/new.json" \
+    --input "$work/in" --output "$work/out" --backend mpi --timeout 3
+  elapsed=$(( $(date +%s) - start ))
+  [[ $elapsed -lt 60 ]] && pass || fail "layer $layer: took $elapsed s to give up"
+  expect_in "$work/stall$layer.log" "timed out after 3 s"
+  [[ ! -e "$work/out" ]] && pass || fail "layer $layer: output exists after an aborted run"
+  [[ "$(tree_hash "$work/in")" == "$before" ]] && pass || fail "layer $layer: input modified"
+  # An aborted job may leave its staging directory; the next run refuses it until removed.
+  rm -rf "$work/.out.eplb-staging"
+done
+finish
