@@ -2,7 +2,10 @@
 // verify sources, agree, exchange, fill, verify, write) -> commit.
 #include "eplb/engine/rebalance.hpp"
 
+#include <algorithm>
 #include <chrono>
+#include <fstream>
+#include <string>
 
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
@@ -34,6 +37,16 @@ plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks
 
 namespace {
 
+// Peak resident set of this process (VmHWM), 0 where /proc is not available.
+long long peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
 RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerStepper& stepper,
                               RebalanceReport report) {
   const auto& local = stepper.counters();
@@ -44,7 +57,7 @@ RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerSte
       {std::max(local.bytes_sent, local.bytes_received),
        static_cast<long long>(local.seconds_read * 1e6),
        static_cast<long long>(local.seconds_exchange * 1e6),
-       static_cast<long long>(local.seconds_write * 1e6)});
+       static_cast<long long>(local.seconds_write * 1e6), peak_rss_bytes()});
   report.bytes_read = sums[0];
   report.bytes_written = sums[1];
   report.bytes_sent = sums[2];
@@ -53,6 +66,7 @@ RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerSte
   report.seconds_read = static_cast<double>(maxes[1]) / 1e6;
   report.seconds_exchange = static_cast<double>(maxes[2]) / 1e6;
   report.seconds_write = static_cast<double>(maxes[3]) / 1e6;
+  report.peak_rss_bytes = maxes[4];
   return report;
 }
 
@@ -73,6 +87,8 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   report.seconds_plan = seconds_since(plan_start);
   const auto stats = plan::summarize(plan, topology);
   report.experts_moved = stats.experts_moved;
+  report.layer_bytes = static_cast<int64_t>(io::expert_bytes(inputs.tensors)) *
+                       std::max(plan.old_num_slots_per_rank, plan.new_num_slots_per_rank);
   report.min_experts_required = stats.min_experts_required;
   for (const auto& rank : stats.ranks) report.messages += rank.messages_sent;
 

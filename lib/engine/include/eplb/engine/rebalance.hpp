@@ -37,6 +37,8 @@ struct RebalanceReport {
   int64_t bytes_written = 0;         // shard payload, all ranks
   int64_t bytes_sent = 0;            // all ranks
   int64_t busiest_rank_bytes = 0;    // max over ranks of max(sent, received)
+  int64_t layer_bytes = 0;           // one layer of one shard (max of old and new)
+  int64_t peak_rss_bytes = 0;        // max over ranks of the process's peak resident memory
   double seconds_total = 0;
   double seconds_plan = 0;
   // Max over ranks of the time each phase took on that rank.
