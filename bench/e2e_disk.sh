@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# End-to-end (disk to disk) figure: rebalance a synthetic checkpoint with the MPI backend
-# and, in the same run on the same disk, read and write the same number of bytes
-# sequentially with dd (direct I/O): the storage roofline the brief compares against.
-#   usage: bench/e2e_disk.sh BUILD_BIN_DIR WORK_DIR [NP] [SLOTS_PER_RANK] [LAYERS]
+# End-to-end (disk to disk) figure: rebalance a synthetic checkpoint with each backend of
+# BACKENDS (default: mpi) and, in the same run on the same disk, read and write the same
+# number of bytes sequentially with dd (direct I/O): the storage roofline.
+#   usage: [BACKENDS="nccl mpi"] bench/e2e_disk.sh BIN_DIR WORK_DIR [NP] [SLOTS_PER_RANK] [LAYERS]
 # Defaults give a 2.1 GB checkpoint (4 ranks x 4 slots x 3 layers of 42 MiB FP8 experts).
 set -euo pipefail
 bin=$(realpath "$1"); work=$(realpath -m "$2"); np=${3:-4}; slots=${4:-4}; layers=${5:-3}
@@ -28,21 +28,22 @@ bytes=$(du -sb "$work/in" | cut -f1)
 # Start cold: push the input out of the page cache (posix_fadvise DONTNEED via dd).
 sync; for f in "$work"/in/*; do dd if="$f" iflag=nocache count=0 status=none; done
 now() { date +%s.%N; }
-t0=$(now)
-mpirun --oversubscribe -np "$np" "$tool" --old "$work/old.json" --new "$work/new.json" \
-  --input "$work/in" --output "$work/out" --backend mpi | tee "$work/run.log"
-t1=$(now)
-mpirun --oversubscribe -np "$np" "$tool" verify --checkpoint "$work/out" --seed 5 | tail -1
+elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
+echo "checkpoint $(awk -v b="$bytes" 'BEGIN {printf "%.2f", b / 1e9}') GB, $np ranks"
+for backend in ${BACKENDS:-mpi}; do
+  t0=$(now)
+  mpirun --oversubscribe -np "$np" "$tool" --old "$work/old.json" --new "$work/new.json" \
+    --input "$work/in" --output "$work/out" --backend "$backend" | tee "$work/run.log"
+  t1=$(now)
+  mpirun --oversubscribe -np "$np" "$tool" verify --checkpoint "$work/out" --seed 5 | tail -1
+  echo "rebalance ($backend, mpirun wall)  $(elapsed "$t0" "$t1") s"
+  rm -rf "$work/out"
+  sync; for f in "$work"/in/*; do dd if="$f" iflag=nocache count=0 status=none; done
+done
 mib=$((bytes / 1048576))
 t2=$(now); dd if=/dev/zero of="$work/seq" bs=1M count="$mib" oflag=direct status=none; sync; t3=$(now)
 dd if="$work/seq" of=/dev/null bs=1M iflag=direct status=none; t4=$(now)
-awk -v b="$bytes" -v run="$(echo "$t1 - $t0" | awk '{print $1 - $3}')" \
-    -v w="$(echo "$t3 $t2" | awk '{print $1 - $2}')" -v r="$(echo "$t4 $t3" | awk '{print $1 - $2}')" \
-    -v np="$np" 'BEGIN {
-  printf "checkpoint %.2f GB, %d ranks\n", b / 1e9, np
-  printf "rebalance (mpirun, wall)      %7.2f s\n", run
-  printf "sequential write (dd direct)  %7.2f s  (%.2f GB/s)\n", w, b / w / 1e9
-  printf "sequential read  (dd direct)  %7.2f s  (%.2f GB/s)\n", r, b / r / 1e9
-  printf "roofline = read + write       %7.2f s; rebalance / roofline = %.2f\n", r + w, run / (r + w)
-}'
+echo "sequential write (dd direct)  $(elapsed "$t2" "$t3") s"
+echo "sequential read  (dd direct)  $(elapsed "$t3" "$t4") s"
+echo "roofline = read + write       $(awk -v a="$(elapsed "$t2" "$t3")" -v b="$(elapsed "$t3" "$t4")" 'BEGIN {printf "%.2f", a + b}') s"
 rm -rf "$work"

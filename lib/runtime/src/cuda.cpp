@@ -10,6 +10,7 @@
 
 #include "eplb/core/error.hpp"
 #include "eplb/runtime/mpi.hpp"
+#include "call_text.hpp"
 
 namespace eplb::runtime {
 namespace {
@@ -17,16 +18,8 @@ namespace {
 using core::Error;
 using core::ErrorKind;
 
-std::string short_call(std::string_view call) {
-  size_t paren = call.find('(');
-  if (paren == std::string_view::npos) return std::string(call);
-  return std::string(call.substr(0, paren)) + "(...)";
-}
-
-std::string_view base_name(std::string_view path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
+using detail::base_name;
+using detail::short_call;
 
 std::string nccl_detail(ncclResult_t rc, ncclComm_t comm) {
   std::string text = ncclGetErrorString(rc);

@@ -13,21 +13,13 @@
 #include <string_view>
 
 #include "eplb/core/error.hpp"
+#include "call_text.hpp"
 
 namespace eplb::runtime {
 namespace {
 
-// "MPI_Bcast(buf, n, ...)" -> "MPI_Bcast(...)": the arguments are noise in a user's error.
-std::string short_call(std::string_view call) {
-  size_t paren = call.find('(');
-  if (paren == std::string_view::npos) return std::string(call);
-  return std::string(call.substr(0, paren)) + "(...)";
-}
-
-std::string_view base_name(std::string_view path) {
-  size_t slash = path.rfind('/');
-  return slash == std::string_view::npos ? path : path.substr(slash + 1);
-}
+using detail::base_name;
+using detail::short_call;
 
 // MPI counts are int: a larger buffer must be split by the caller, never truncated.
 int to_count(size_t n, const char* what) {
