@@ -75,7 +75,6 @@ Subcommand add_bench_command(CLI::App& root) {
     engine::BenchOptions options;
     std::string model = "deepseek-v3";
     std::string tensors;
-    double max_staging_gib = 2;
   };
   auto args = std::make_shared<Args>();
   auto& opts = args->options;
@@ -92,8 +91,10 @@ Subcommand add_bench_command(CLI::App& root) {
   app->add_option("--iterations", opts.iterations, "Timed runs per method")->capture_default_str();
   app->add_option("--warmup", opts.warmup, "Untimed runs per method")->capture_default_str();
   app->add_option("--seed", opts.seed, "Seed of the random placements")->capture_default_str();
-  app->add_option("--max-staging-gib", args->max_staging_gib, "Our transport's staging budget")
-      ->capture_default_str();
+  app->add_option("--max-staging-bytes", opts.max_staging_bytes,
+                  "Our transport's device staging budget (e.g. 2GiB)")
+      ->transform(CLI::AsSizeValue(true))
+      ->default_str("2GiB");
   app->add_option("--timeout", opts.timeout_s, "Seconds before a stuck exchange aborts the job")
       ->capture_default_str();
   return {app, [args](const runtime::MpiSession& session) {
@@ -104,7 +105,6 @@ Subcommand add_bench_command(CLI::App& root) {
             o.tensors = args->tensors.empty() ? model.tensors : io::parse_tensor_specs(args->tensors);
             if (o.num_logical_experts == 0) o.num_logical_experts = model.num_logical_experts;
             if (o.num_redundant_experts == 0) o.num_redundant_experts = model.num_redundant_experts;
-            o.max_staging_bytes = static_cast<size_t>(args->max_staging_gib * kGiB);
             print_result(o, engine::run_exchange_bench(session, o));
             return 0;
           }};

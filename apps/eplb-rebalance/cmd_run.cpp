@@ -13,7 +13,7 @@ struct RunArgs {
   int32_t ep_size = 0;
   std::string backend = "auto";
   double timeout_s = 600;
-  double max_staging_gib = 2;
+  size_t max_staging_bytes = size_t{2} << 30;
 };
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
@@ -62,9 +62,11 @@ Subcommand add_run_command(CLI::App& root) {
                   "Seconds a layer's exchange, or any agreement between ranks, may wait for a "
                   "peer before the job is aborted")
       ->check(CLI::PositiveNumber)->capture_default_str();
-  app->add_option("--max-staging-gib", args->max_staging_gib,
-                  "GPU memory (GiB) for the NCCL backend's send/receive staging")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+  app->add_option("--max-staging-bytes", args->max_staging_bytes,
+                  "Device memory for the NCCL backend's send/receive staging; a layer that "
+                  "moves more is split into rounds (e.g. 512MiB, 2GiB)")
+      ->transform(CLI::AsSizeValue(true))
+      ->default_str("2GiB");
   return {app, [args](const runtime::MpiSession& session) {
             auto options = args->options;
             if (args->ep_size > 0) options.ep_size = args->ep_size;
@@ -72,8 +74,7 @@ Subcommand add_run_command(CLI::App& root) {
             options.transport.timeout =
                 std::chrono::milliseconds(static_cast<long long>(args->timeout_s * 1000));
             runtime::set_collective_timeout(options.transport.timeout);
-            options.transport.max_staging_bytes =
-                static_cast<size_t>(args->max_staging_gib * kGiB);
+            options.transport.max_staging_bytes = args->max_staging_bytes;
             print_report(engine::rebalance(session, options));
             return 0;
           }};

@@ -24,7 +24,7 @@ tensors="w13:fp8_e4m3:512x256,w2:bf16:256x128,w13_scale:fp32:4x2"
 timeout 60 mpirun -np "$np" "$tool" generate --placement "$work/old.json" --tensors "$tensors" --seed 9 --output "$work/in" >/dev/null
 for backend in nccl mpi; do
   if timeout 120 mpirun -np "$np" "$tool" --old "$work/old.json" --new "$work/new.json" --input "$work/in" \
-       --output "$work/out-$backend" --backend "$backend" --max-staging-gib 0.001 > "$work/$backend.log" 2>&1; then
+       --output "$work/out-$backend" --backend "$backend" --max-staging-bytes 1MiB > "$work/$backend.log" 2>&1; then
     pass; grep -E "backend|rebalanced|moved" "$work/$backend.log"
   else
     fail "$backend run"; cat "$work/$backend.log" >&2
