@@ -26,6 +26,16 @@ expect_in "$work/replicate/run.log" "local      2 rows copied"
 # Identity: the output shards hold the same bytes as the input's.
 expect_same_checkpoint "$work/identity/out" "$work/identity/in"
 
+# SGLang's form (no ep_size in the file): --old takes the checkpoint's, --new the old one's.
+d="$work/swap"
+for n in old new; do
+  python3 -c "import json,sys; p=json.load(open('$d/$n.json')); json.dump({'physical_to_logical_map': p['physical_to_logical_map']}, open('$d/$n-sglang.json','w'))"
+done
+expect_exit 0 "$d/sglang.log" -- mpi 2 "$tool" --old "$d/old-sglang.json" --new "$d/new-sglang.json" \
+  --input "$d/in" --output "$d/out-sglang" --backend mpi
+expect_same_checkpoint "$d/out-sglang" "$d/want"
+expect_exit 0 "$d/verify-sglang.log" -- "$tool" verify --checkpoint "$d/out-sglang" --placement "$d/new-sglang.json"
+
 # Vector 5: an expert no old slot holds -> exit 2 before anything moves, nothing written.
 d="$work/invalid"; mkdir -p "$d"
 python3 "$here/placements.py" vector invalid "$d"

@@ -43,9 +43,15 @@ std::string describe_difference(const Placement& held, const Placement& given) {
 // Placements and manifest: identical on every rank, so rank 0 alone reports.
 void load_placements(const RebalanceOptions& options, Inputs& inputs, io::Manifest& manifest,
                      core::ProblemList& problems) {
+  // The manifest first: a placement without ep_size (SGLang's form, a bare array) takes
+  // the checkpoint's, and the new one then the old one's, unless --ep-size says otherwise.
+  bool manifest_ok = capture(problems, [&] { manifest = io::load_manifest(options.input); });
+  std::optional<int32_t> checkpoint_ep;
+  if (manifest_ok) checkpoint_ep = manifest.placement.ep_size;
   bool old_ok = capture(problems, [&] {
     inputs.old_placement = placement::load_placement(
-        options.old_placement, {options.old_placement.string(), options.ep_size, {}});
+        options.old_placement,
+        {options.old_placement.string(), options.ep_size, checkpoint_ep, {}});
   });
   // A bare or SGLang-form file derives its expert count from its largest id; the old
   // placement's count is the right one for the new placement too.
@@ -53,9 +59,11 @@ void load_placements(const RebalanceOptions& options, Inputs& inputs, io::Manife
   if (old_ok) num_experts = inputs.old_placement.num_logical_experts;
   bool new_ok = capture(problems, [&] {
     inputs.new_placement = placement::load_placement(
-        options.new_placement, {options.new_placement.string(), options.ep_size, num_experts});
+        options.new_placement,
+        {options.new_placement.string(), options.ep_size,
+         old_ok ? std::optional<int32_t>(inputs.old_placement.ep_size) : checkpoint_ep,
+         num_experts});
   });
-  bool manifest_ok = capture(problems, [&] { manifest = io::load_manifest(options.input); });
   if (old_ok && new_ok) {
     for (auto& p : placement::check_compatible(inputs.old_placement, inputs.new_placement,
                                                options.old_placement.string(),

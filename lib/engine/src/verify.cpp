@@ -132,8 +132,10 @@ VerifyReport verify(const runtime::MpiSession& session, const VerifyOptions& opt
   bool ok = capture(problems, [&] { manifest = io::load_manifest(options.checkpoint); });
   if (ok && options.placement) {
     capture(problems, [&] {
-      auto given = placement::load_placement(*options.placement,
-                                             {options.placement->string(), options.ep_size, {}});
+      // A placement without ep_size or expert count takes the checkpoint's.
+      auto given = placement::load_placement(
+          *options.placement, {options.placement->string(), options.ep_size,
+                               manifest.placement.ep_size, manifest.placement.num_logical_experts});
       if (!(given == manifest.placement)) {
         problems.add(fmt::format("'{}' holds a different placement than '{}'",
                                  options.checkpoint.string(), options.placement->string()));

@@ -149,6 +149,7 @@ std::optional<int64_t> resolve_ep_size(const Header& header, const ParseOptions&
     return header.ep_size;
   }
   if (header.map == nullptr) return std::nullopt;  // not a placement at all; already reported
+  if (!options.ep_size && options.fallback_ep_size) return *options.fallback_ep_size;
   if (!options.ep_size) {
     report.add("", fmt::format("the {} form does not give ep_size: pass --ep-size", header.form));
     return std::nullopt;

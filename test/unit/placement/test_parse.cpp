@@ -259,5 +259,25 @@ TEST_CASE("every problem of a document is reported in one error", "[placement][p
         });
 }
 
+TEST_CASE("placement: a fallback ep_size serves the SGLang and bare forms, never the canonical") {
+  ParseOptions options = named("sglang.json");
+  options.fallback_ep_size = 2;
+  auto sglang = parse_placement(R"({"physical_to_logical_map": [[0, 1, 2, 3]]})", options);
+  CHECK(sglang.ep_size == 2);
+  CHECK(sglang.num_slots_per_rank == 2);
+  auto bare = parse_placement("[[0, 1, 2, 3, 0, 1]]", options);
+  CHECK(bare.ep_size == 2);
+  CHECK(bare.num_slots_per_rank == 3);
+  // --ep-size wins over the fallback.
+  options.ep_size = 4;
+  CHECK(parse_placement("[[0, 1, 2, 3]]", options).ep_size == 4);
+  // A canonical file keeps its own ep_size.
+  options.ep_size.reset();
+  auto canonical = parse_placement(
+      R"({"format": "eplb-placement", "version": 1, "ep_size": 1, "physical_to_logical_map": [[0, 1]]})",
+      options);
+  CHECK(canonical.ep_size == 1);
+}
+
 }  // namespace
 }  // namespace eplb::placement
