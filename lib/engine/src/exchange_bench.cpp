@@ -177,8 +177,9 @@ void local_rows(const Context& c, const plan::Plan& plan, bool after_receive, cu
 }
 
 // (a) Ours: every layer's messages to one peer as one stream through the transport; local
-// rows copied concurrently on another stream.
-void run_ours(const Context& c, const plan::Plan& plan) {
+// rows copied concurrently on another stream (unless `with_local_rows` is false: the
+// network part alone, to show what the local copies cost).
+void run_ours(const Context& c, const plan::Plan& plan, bool with_local_rows = true) {
   std::map<int, transport::Transfer> sends, recvs;
   for (int32_t layer = 0; layer < c.o.num_layers; ++layer) {
     for (const auto* m : plan::messages_from(plan.layers[layer], c.rank)) {
@@ -201,9 +202,9 @@ void run_ours(const Context& c, const plan::Plan& plan) {
   std::vector<transport::Transfer> s, r;
   for (auto& [peer, t] : sends) s.push_back(std::move(t));
   for (auto& [peer, t] : recvs) r.push_back(std::move(t));
-  local_rows(c, plan, false, c.copy_stream);
+  if (with_local_rows) local_rows(c, plan, false, c.copy_stream);
   c.tr.exchange(s, r);
-  local_rows(c, plan, true, c.copy_stream);
+  if (with_local_rows) local_rows(c, plan, true, c.copy_stream);
   c.tr.wait(c.copy_stream, "local row copies");
 }
 
@@ -389,6 +390,10 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
       volumes.begin(), volumes.end(), [](auto v) { return v.first > 0; }))})[0];
   ours.extra_device_bytes = static_cast<long long>(o.max_staging_bytes);
   long long peak = device_used(session);
+  MethodResult ours_network = ours;
+  ours_network.name = "ours, network part only";
+  ours_network.verified = false;  // local rows are not filled: not a complete rebalance
+  ours_network.seconds = median_seconds(c, [&] { run_ours(c, ours_plan, false); });
 
   // (b) raw NCCL all-to-all of the same per-peer volumes.
   MethodResult raw{"raw NCCL send/recv"};
@@ -419,7 +424,7 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
     peak = std::max(peak, device_used(session));
   }
   result.peak_device_used_bytes = peak;
-  result.methods = {ours, raw, vllm};
+  result.methods = {ours, raw, vllm, ours_network};
   tr.close();
   return result;
 }

@@ -4,6 +4,7 @@
 // per-peer volumes from contiguous buffers (the ceiling), and (c) the vLLM pattern: one
 // NCCL send/recv per expert tensor, vLLM's sender pairing, a one-layer staging buffer and
 // the copies in and out of it. (a) and (c) are checked byte for byte after their first run.
+// (a) is also timed without its local row copies, to separate network and local work.
 #pragma once
 
 #include <cstdint>
@@ -45,7 +46,7 @@ struct BenchResult {
   long long experts_moved = 0;          // per run, all ranks
   long long weights_device_bytes = 0;   // per GPU, old + new weights
   long long peak_device_used_bytes = 0; // max over ranks (cudaMemGetInfo)
-  std::vector<MethodResult> methods;    // ours, raw, vllm
+  std::vector<MethodResult> methods;    // ours, raw, vllm, ours without local row copies
 };
 
 // Collective: every process takes one GPU (node-local rank). Throws core::Error(kUsage)
