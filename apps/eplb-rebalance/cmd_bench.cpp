@@ -43,32 +43,36 @@ void load_model(const std::string& name, engine::BenchOptions& o) {
 
 void print_result(const engine::BenchOptions& o, const engine::BenchResult& r) {
   namespace log = core::log;
-  log::info("bench: {} on {} GPUs, {} slots per GPU, expert {:.2f} MiB, {} layers resident, "
-            "{} experts moved per run, median of {} runs",
-            o.model_name, r.ep_size, r.num_slots_per_rank,
-            static_cast<double>(r.expert_bytes) / (1 << 20), o.num_layers, r.experts_moved,
-            o.iterations);
-  log::info("{:<27} {:>10} {:>12} {:>9} {:>11} {:>14} {:>9}", "method", "time ms",
-            "busiest GiB", "GB/s", "NCCL sends", "extra dev GiB", "verified");
+  log::info(
+      "bench: {} on {} GPUs, {} slots per GPU, expert {:.2f} MiB, {} layers resident, "
+      "{} experts moved per run, median of {} runs",
+      o.model_name, r.ep_size, r.num_slots_per_rank,
+      static_cast<double>(r.expert_bytes) / (1 << 20), o.num_layers, r.experts_moved, o.iterations);
+  log::info("{:<27} {:>10} {:>12} {:>9} {:>11} {:>14} {:>9}", "method", "time ms", "busiest GiB",
+            "GB/s", "NCCL sends", "extra dev GiB", "verified");
   for (const auto& m : r.methods) {
-    log::info("{:<27} {:>10.2f} {:>12.3f} {:>9.1f} {:>11} {:>14.2f} {:>9}", m.name,
-              m.seconds * 1e3, static_cast<double>(m.busiest_bytes) / kGiB, m.gbps(), m.messages,
+    log::info("{:<27} {:>10.2f} {:>12.3f} {:>9.1f} {:>11} {:>14.2f} {:>9}", m.name, m.seconds * 1e3,
+              static_cast<double>(m.busiest_bytes) / kGiB, m.gbps(), m.messages,
               static_cast<double>(m.extra_device_bytes) / kGiB,
-              m.verified ? "yes" : (m.name.starts_with("ours,") || m.name.starts_with("raw") ? "n/a" : "NO"));
+              m.verified
+                  ? "yes"
+                  : (m.name.starts_with("ours,") || m.name.starts_with("raw") ? "n/a" : "NO"));
   }
   const auto& ours = r.methods[0];
   const auto& raw = r.methods[1];
   const auto& vllm = r.methods[2];
-  log::info("ratios: ours/raw bandwidth (a/b) = {:.3f}; ours vs vLLM pattern, same rebalance "
-            "(a/c, time) = {:.2f}x; bandwidth ratio = {:.2f}",
-            ours.gbps() / raw.gbps(), vllm.seconds / ours.seconds, ours.gbps() / vllm.gbps());
+  log::info(
+      "ratios: ours/raw bandwidth (a/b) = {:.3f}; ours vs vLLM pattern, same rebalance "
+      "(a/c, time) = {:.2f}x; bandwidth ratio = {:.2f}",
+      ours.gbps() / raw.gbps(), vllm.seconds / ours.seconds, ours.gbps() / vllm.gbps());
   const auto& network = r.methods[3];
   log::info("ours without the local row copies: {:.2f} ms, a/b = {:.3f} (the exchange alone)",
             network.seconds * 1e3, network.gbps() / raw.gbps());
-  log::info("device memory: weights {:.2f} GiB per GPU (old + new), peak used {:.2f} GiB "
-            "(max over GPUs, cudaMemGetInfo)",
-            static_cast<double>(r.weights_device_bytes) / kGiB,
-            static_cast<double>(r.peak_device_used_bytes) / kGiB);
+  log::info(
+      "device memory: weights {:.2f} GiB per GPU (old + new), peak used {:.2f} GiB "
+      "(max over GPUs, cudaMemGetInfo)",
+      static_cast<double>(r.weights_device_bytes) / kGiB,
+      static_cast<double>(r.peak_device_used_bytes) / kGiB);
 }
 
 }  // namespace
@@ -105,7 +109,8 @@ Subcommand add_bench_command(CLI::App& root) {
             engine::BenchOptions model;
             load_model(args->model, model);
             o.model_name = model.model_name;
-            o.tensors = args->tensors.empty() ? model.tensors : io::parse_tensor_specs(args->tensors);
+            o.tensors =
+                args->tensors.empty() ? model.tensors : io::parse_tensor_specs(args->tensors);
             if (o.num_logical_experts == 0) o.num_logical_experts = model.num_logical_experts;
             if (o.num_redundant_experts == 0) o.num_redundant_experts = model.num_redundant_experts;
             print_result(o, engine::run_exchange_bench(session, o));

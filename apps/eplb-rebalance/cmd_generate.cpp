@@ -16,7 +16,8 @@ Subcommand add_generate_command(CLI::App& root) {
   auto args = std::make_shared<Args>();
   auto* app = root.add_subcommand("generate", "Write a synthetic checkpoint for a placement");
   app->add_option("--placement", args->options.placement, "Placement (JSON)")
-      ->required()->check(CLI::ExistingFile);
+      ->required()
+      ->check(CLI::ExistingFile);
   app->add_option("--output", args->options.output, "Checkpoint directory to create")->required();
   app->add_option("--tensors", args->tensors,
                   "Per-expert tensors, name:dtype:AxB..., comma separated; dtype one of bf16, "
@@ -32,8 +33,7 @@ Subcommand add_generate_command(CLI::App& root) {
             if (args->ep_size > 0) options.ep_size = args->ep_size;
             auto report = engine::generate(session, options);
             core::log::info("generated {} shards, {:.3f} GiB of expert weights in {:.2f} s: '{}'",
-                            report.num_files,
-                            static_cast<double>(report.bytes_written) / (1 << 30),
+                            report.num_files, static_cast<double>(report.bytes_written) / (1 << 30),
                             report.seconds, options.output.string());
             return 0;
           }};

@@ -9,9 +9,9 @@
 #include <string>
 
 #include "commands.hpp"
-#include "eplb/engine/rebalance.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/engine/rebalance.hpp"
 #include "eplb/placement/placement.hpp"
 #include "eplb/plan/plan.hpp"
 
@@ -57,7 +57,7 @@ PlanReport compute(const PlanArgs& args, const runtime::MpiSession& session) {
   if (!problems.empty()) throw core::Error(core::ErrorKind::kInput, std::move(problems));
   // Under mpirun the node layout is what `run` would use; a plain process knows none.
   r.topology = session.size() > 1 ? engine::agreed_topology(session, args.ranks_per_node)
-                                   : plan::Topology{args.ranks_per_node};
+                                  : plan::Topology{args.ranks_per_node};
   // Plan with our balanced senders and with vLLM's rule, for comparison.
   r.balanced =
       plan::summarize(timed_plan(r, plan::SenderPolicy::kBalanced, r.balanced_ms), r.topology);

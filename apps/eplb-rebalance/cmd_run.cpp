@@ -28,11 +28,13 @@ void print_report(const engine::RebalanceReport& r) {
   log::info("  local      {} rows copied within a rank", r.rows_copied_locally);
   log::info("  disk       read {:.3f} GiB, wrote {:.3f} GiB",
             static_cast<double>(r.bytes_read) / kGiB, static_cast<double>(r.bytes_written) / kGiB);
-  log::info("  time       plan {:.3f} s, read {:.2f} s, exchange {:.2f} s, write {:.2f} s, "
-            "commit {:.2f} s (max over ranks)",
-            r.seconds_plan, r.seconds_read, r.seconds_exchange, r.seconds_write, r.seconds_commit);
-  log::info("  memory     peak {:.3f} GiB resident per process (one layer of one shard: {:.3f} GiB)",
-            static_cast<double>(r.peak_rss_bytes) / kGiB, static_cast<double>(r.layer_bytes) / kGiB);
+  log::info(
+      "  time       plan {:.3f} s, read {:.2f} s, exchange {:.2f} s, write {:.2f} s, "
+      "commit {:.2f} s (max over ranks)",
+      r.seconds_plan, r.seconds_read, r.seconds_exchange, r.seconds_write, r.seconds_commit);
+  log::info(
+      "  memory     peak {:.3f} GiB resident per process (one layer of one shard: {:.3f} GiB)",
+      static_cast<double>(r.peak_rss_bytes) / kGiB, static_cast<double>(r.layer_bytes) / kGiB);
   log::info("  verified   every written slot against the checksum of its source slot");
 }
 
@@ -44,24 +46,28 @@ Subcommand add_run_command(CLI::App& root) {
   auto* app = root.add_subcommand(
       "run", "Rebalance a checkpoint to a new placement (the default: `eplb-rebalance --old ...`)");
   app->add_option("--old", o.old_placement, "Placement the input checkpoint holds (JSON)")
-      ->required()->check(CLI::ExistingFile);
+      ->required()
+      ->check(CLI::ExistingFile);
   app->add_option("--new", o.new_placement, "Placement to move to (JSON)")
-      ->required()->check(CLI::ExistingFile);
-  app->add_option("--input", o.input, "Input checkpoint directory")->required()
+      ->required()
+      ->check(CLI::ExistingFile);
+  app->add_option("--input", o.input, "Input checkpoint directory")
+      ->required()
       ->check(CLI::ExistingDirectory);
-  app->add_option("--output", o.output, "Output checkpoint directory (must not exist)")
-      ->required();
+  app->add_option("--output", o.output, "Output checkpoint directory (must not exist)")->required();
   app->add_flag("--force", o.force, "Replace an existing output, once the new one is complete");
   app->add_option("--ep-size", args->ep_size,
                   "EP size, for placements given as a bare array or in SGLang's form");
   app->add_option("--ranks-per-node", o.ranks_per_node,
                   "EP ranks per node for sender choice (default: as MPI reports)");
   app->add_option("--backend", args->backend, "auto, nccl or mpi")
-      ->check(CLI::IsMember({"auto", "nccl", "mpi"}))->capture_default_str();
+      ->check(CLI::IsMember({"auto", "nccl", "mpi"}))
+      ->capture_default_str();
   app->add_option("--timeout", args->timeout_s,
                   "Seconds a layer's exchange, or any agreement between ranks, may wait for a "
                   "peer before the job is aborted")
-      ->check(CLI::PositiveNumber)->capture_default_str();
+      ->check(CLI::PositiveNumber)
+      ->capture_default_str();
   app->add_option("--max-staging-bytes", args->max_staging_bytes,
                   "Device memory for the NCCL backend's send/receive staging; a layer that "
                   "moves more is split into rounds (e.g. 512MiB, 2GiB)")

@@ -18,13 +18,14 @@ Subcommand add_verify_command(CLI::App& root) {
   auto* app = root.add_subcommand(
       "verify", "Check every slot of a checkpoint against its checksum and the placement");
   app->add_option("--checkpoint", args->options.checkpoint, "Checkpoint directory")
-      ->required()->check(CLI::ExistingDirectory);
+      ->required()
+      ->check(CLI::ExistingDirectory);
   app->add_option("--placement", args->placement,
                   "Placement the checkpoint must hold (default: its manifest's)")
       ->check(CLI::ExistingFile);
   app->add_option("--ep-size", args->ep_size, "EP size for a bare or SGLang-form placement");
-  auto* seed = app->add_option("--seed", args->seed,
-                               "Also compare every slot with `generate --seed` data");
+  auto* seed =
+      app->add_option("--seed", args->seed, "Also compare every slot with `generate --seed` data");
   return {app, [args, seed](const runtime::MpiSession& session) {
             auto options = args->options;
             if (!args->placement.empty()) options.placement = args->placement;
@@ -33,8 +34,7 @@ Subcommand add_verify_command(CLI::App& root) {
             auto report = engine::verify(session, options);
             core::log::info("verified {} shards: {} slots, {:.3f} GiB, all good ({:.2f} s)",
                             report.num_files, report.slots_checked,
-                            static_cast<double>(report.bytes_checked) / (1 << 30),
-                            report.seconds);
+                            static_cast<double>(report.bytes_checked) / (1 << 30), report.seconds);
             return 0;
           }};
 }

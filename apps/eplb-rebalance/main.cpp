@@ -21,8 +21,7 @@ namespace log = eplb::core::log;
 // `eplb-rebalance --old ...` means `eplb-rebalance run --old ...`.
 std::vector<std::string> normalized_args(int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (!args.empty() && args[0].starts_with("--") && args[0] != "--help" &&
-      args[0] != "--version") {
+  if (!args.empty() && args[0].starts_with("--") && args[0] != "--help" && args[0] != "--version") {
     args.insert(args.begin(), "run");
   }
   return args;
@@ -34,7 +33,7 @@ int run_main(const eplb::runtime::MpiSession& session, int argc, char** argv) {
   app.set_version_flag("--version", "eplb-rebalance 0.1.0");
   app.require_subcommand(1);
   std::vector<eplb::app::Subcommand> commands = {
-      eplb::app::add_run_command(app),     eplb::app::add_plan_command(app),
+      eplb::app::add_run_command(app),      eplb::app::add_plan_command(app),
       eplb::app::add_generate_command(app), eplb::app::add_verify_command(app),
       eplb::app::add_bench_command(app),
   };

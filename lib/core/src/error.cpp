@@ -4,24 +4,36 @@ namespace eplb::core {
 
 int exit_code_for(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kUsage: return kExitUsage;
-    case ErrorKind::kInput: return kExitInput;
-    case ErrorKind::kIo: return kExitIo;
-    case ErrorKind::kComm: return kExitComm;
-    case ErrorKind::kVerify: return kExitVerify;
-    case ErrorKind::kInternal: return kExitInternal;
+    case ErrorKind::kUsage:
+      return kExitUsage;
+    case ErrorKind::kInput:
+      return kExitInput;
+    case ErrorKind::kIo:
+      return kExitIo;
+    case ErrorKind::kComm:
+      return kExitComm;
+    case ErrorKind::kVerify:
+      return kExitVerify;
+    case ErrorKind::kInternal:
+      return kExitInternal;
   }
   return kExitInternal;
 }
 
 const char* to_string(ErrorKind kind) {
   switch (kind) {
-    case ErrorKind::kUsage: return "usage";
-    case ErrorKind::kInput: return "input";
-    case ErrorKind::kIo: return "io";
-    case ErrorKind::kComm: return "communication";
-    case ErrorKind::kVerify: return "verify";
-    case ErrorKind::kInternal: return "internal";
+    case ErrorKind::kUsage:
+      return "usage";
+    case ErrorKind::kInput:
+      return "input";
+    case ErrorKind::kIo:
+      return "io";
+    case ErrorKind::kComm:
+      return "communication";
+    case ErrorKind::kVerify:
+      return "verify";
+    case ErrorKind::kInternal:
+      return "internal";
   }
   return "internal";
 }

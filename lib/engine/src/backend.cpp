@@ -20,7 +20,8 @@ std::unique_ptr<transport::Transport> make_transport(const runtime::MpiSession& 
                                                      const transport::TransportOptions& options) {
   bool gpu_everywhere = false;
   if (backend != Backend::kMpi) {
-    gpu_everywhere = runtime::all_true(session.comm(), transport::nccl_available(session.node_size()));
+    gpu_everywhere =
+        runtime::all_true(session.comm(), transport::nccl_available(session.node_size()));
   }
   if (backend == Backend::kNccl && !gpu_everywhere) {
     throw core::Error(core::ErrorKind::kUsage,

@@ -76,7 +76,7 @@ void fill_pattern(int32_t layer, int32_t expert, size_t tensor, std::byte* out, 
 
 // Device weights of one GPU: [layer][tensor] -> [rows, row_bytes].
 struct Weights {
-  std::vector<std::vector<DeviceBuffer>> buffers;
+  std::vector<std::vector<DeviceBuffer> > buffers;
   std::vector<size_t> row_bytes;
   std::byte* row(int32_t layer, size_t t, int32_t r) const {
     return buffers[layer][t].data() + row_bytes[t] * static_cast<size_t>(r);
@@ -209,25 +209,29 @@ void run_ours(const Context& c, const plan::Plan& plan, bool with_local_rows = t
 }
 
 // Per-peer byte volumes of a plan for this rank: [peer] -> (sent, received).
-std::vector<std::pair<size_t, size_t>> peer_volumes(const Context& c, const plan::Plan& plan) {
+std::vector<std::pair<size_t, size_t> > peer_volumes(const Context& c, const plan::Plan& plan) {
   const size_t expert = io::expert_bytes(c.o.tensors);
-  std::vector<std::pair<size_t, size_t>> v(c.session.size());
+  std::vector<std::pair<size_t, size_t> > v(c.session.size());
   for (const auto& layer : plan.layers) {
-    for (const auto* m : plan::messages_from(layer, c.rank)) v[m->dst_rank].first += m->expert_ids.size() * expert;
-    for (const auto* m : plan::messages_to(layer, c.rank)) v[m->src_rank].second += m->expert_ids.size() * expert;
+    for (const auto* m : plan::messages_from(layer, c.rank))
+      v[m->dst_rank].first += m->expert_ids.size() * expert;
+    for (const auto* m : plan::messages_to(layer, c.rank))
+      v[m->src_rank].second += m->expert_ids.size() * expert;
   }
   return v;
 }
 
 // (b) Raw NCCL: the same per-peer volumes from contiguous buffers, one group.
-void run_raw(const Context& c, const std::vector<std::pair<size_t, size_t>>& volumes,
+void run_raw(const Context& c, const std::vector<std::pair<size_t, size_t> >& volumes,
              const DeviceBuffer& send, const DeviceBuffer& recv) {
   size_t so = 0, ro = 0;
   ncclGroupStart();
   for (int peer = 0; peer < static_cast<int>(volumes.size()); ++peer) {
     auto [s, r] = volumes[peer];
-    if (s > 0) EPLB_NCCL_CHECK(ncclSend(send.data() + so, s, ncclUint8, peer, c.tr.comm(), c.tr.stream()));
-    if (r > 0) EPLB_NCCL_CHECK(ncclRecv(recv.data() + ro, r, ncclUint8, peer, c.tr.comm(), c.tr.stream()));
+    if (s > 0)
+      EPLB_NCCL_CHECK(ncclSend(send.data() + so, s, ncclUint8, peer, c.tr.comm(), c.tr.stream()));
+    if (r > 0)
+      EPLB_NCCL_CHECK(ncclRecv(recv.data() + ro, r, ncclUint8, peer, c.tr.comm(), c.tr.stream()));
     so += s;
     ro += r;
   }
@@ -251,24 +255,28 @@ void run_vllm(const Context& c, const plan::Plan& plan, const Weights& buffer) {
       }
     }
     // (expert, peer, row) sorted by expert id on both sides, as vLLM orders its P2P ops.
-    std::vector<std::tuple<int32_t, int32_t, int32_t>> out, in;
+    std::vector<std::tuple<int32_t, int32_t, int32_t> > out, in;
     for (const auto* m : plan::messages_from(lp, c.rank)) {
-      for (size_t k = 0; k < m->expert_ids.size(); ++k) out.emplace_back(m->expert_ids[k], m->dst_rank, m->src_rows[k]);
+      for (size_t k = 0; k < m->expert_ids.size(); ++k)
+        out.emplace_back(m->expert_ids[k], m->dst_rank, m->src_rows[k]);
     }
     for (const auto* m : plan::messages_to(lp, c.rank)) {
-      for (size_t k = 0; k < m->expert_ids.size(); ++k) in.emplace_back(m->expert_ids[k], m->src_rank, m->dst_rows[k]);
+      for (size_t k = 0; k < m->expert_ids.size(); ++k)
+        in.emplace_back(m->expert_ids[k], m->src_rank, m->dst_rows[k]);
     }
     std::sort(out.begin(), out.end());
     std::sort(in.begin(), in.end());
     ncclGroupStart();
     for (auto [e, peer, row] : out) {
       for (size_t t = 0; t < nt; ++t) {
-        EPLB_NCCL_CHECK(ncclSend(c.old_w.row(layer, t, row), c.old_w.row_bytes[t], ncclUint8, peer, c.tr.comm(), s));
+        EPLB_NCCL_CHECK(ncclSend(c.old_w.row(layer, t, row), c.old_w.row_bytes[t], ncclUint8, peer,
+                                 c.tr.comm(), s));
       }
     }
     for (auto [e, peer, row] : in) {
       for (size_t t = 0; t < nt; ++t) {
-        EPLB_NCCL_CHECK(ncclRecv(buffer.row(0, t, row), c.old_w.row_bytes[t], ncclUint8, peer, c.tr.comm(), s));
+        EPLB_NCCL_CHECK(
+            ncclRecv(buffer.row(0, t, row), c.old_w.row_bytes[t], ncclUint8, peer, c.tr.comm(), s));
       }
     }
     c.tr.group_end("vLLM-pattern group");
@@ -279,14 +287,17 @@ void run_vllm(const Context& c, const plan::Plan& plan, const Weights& buffer) {
         const size_t bytes = c.old_w.row_bytes[t];
         switch (rp.source) {
           case plan::RowSource::kUnchanged:
-            EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, c.old_w.row(layer, t, r), bytes, cudaMemcpyDeviceToDevice, s));
+            EPLB_CUDA_CHECK(
+                cudaMemcpyAsync(dst, c.old_w.row(layer, t, r), bytes, cudaMemcpyDeviceToDevice, s));
             break;
           case plan::RowSource::kLocal:
           case plan::RowSource::kReceived:
-            EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, buffer.row(0, t, r), bytes, cudaMemcpyDeviceToDevice, s));
+            EPLB_CUDA_CHECK(
+                cudaMemcpyAsync(dst, buffer.row(0, t, r), bytes, cudaMemcpyDeviceToDevice, s));
             break;
           case plan::RowSource::kCopy:
-            EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, buffer.row(0, t, rp.src_row), bytes, cudaMemcpyDeviceToDevice, s));
+            EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, buffer.row(0, t, rp.src_row), bytes,
+                                            cudaMemcpyDeviceToDevice, s));
             break;
           case plan::RowSource::kEmpty:
             EPLB_CUDA_CHECK(cudaMemsetAsync(dst, 0, bytes, s));
@@ -306,7 +317,8 @@ double median_seconds(const Context& c, Fn&& run) {
     auto start = std::chrono::steady_clock::now();
     run();
     long long us = std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::steady_clock::now() - start).count();
+                       std::chrono::steady_clock::now() - start)
+                       .count();
     us = runtime::all_max(c.session.comm(), {us})[0];
     if (i >= c.o.warmup) times.push_back(static_cast<double>(us) / 1e6);
   }
@@ -314,7 +326,7 @@ double median_seconds(const Context& c, Fn&& run) {
   return times[times.size() / 2];
 }
 
-long long busiest(const Context& c, const std::vector<std::pair<size_t, size_t>>& volumes) {
+long long busiest(const Context& c, const std::vector<std::pair<size_t, size_t> >& volumes) {
   long long sent = 0, received = 0;
   for (auto [s, r] : volumes) {
     sent += static_cast<long long>(s);
@@ -352,7 +364,8 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   const Placement old_p = random_placement(o, ep, 1);
   const Placement new_p = random_placement(o, ep, 2);
   const plan::Topology topology = agreed_topology(session, 0);
-  const plan::Plan ours_plan = plan::make_plan(old_p, new_p, topology, plan::SenderPolicy::kBalanced);
+  const plan::Plan ours_plan =
+      plan::make_plan(old_p, new_p, topology, plan::SenderPolicy::kBalanced);
   const plan::Plan vllm_plan = plan::make_plan(old_p, new_p, topology, plan::SenderPolicy::kVllm);
 
   transport::TransportOptions topts;
@@ -386,8 +399,9 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   ours.seconds = median_seconds(c, [&] { run_ours(c, ours_plan); });
   ours.busiest_bytes = busiest(c, volumes);
   // One stream per peer for all resident layers (split into rounds by the transport).
-  ours.messages = runtime::all_sum(session.comm(), {static_cast<long long>(std::count_if(
-      volumes.begin(), volumes.end(), [](auto v) { return v.first > 0; }))})[0];
+  ours.messages = runtime::all_sum(
+      session.comm(), {static_cast<long long>(std::count_if(
+                          volumes.begin(), volumes.end(), [](auto v) { return v.first > 0; }))})[0];
   ours.extra_device_bytes = static_cast<long long>(o.max_staging_bytes);
   long long peak = device_used(session);
   MethodResult ours_network = ours;
@@ -399,7 +413,10 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   MethodResult raw{"raw NCCL send/recv"};
   {
     size_t s = 0, r = 0;
-    for (auto [a, b] : volumes) { s += a; r += b; }
+    for (auto [a, b] : volumes) {
+      s += a;
+      r += b;
+    }
     DeviceBuffer send = tr.allocate_device(std::max<size_t>(s, 256));
     DeviceBuffer recv = tr.allocate_device(std::max<size_t>(r, 256));
     raw.seconds = median_seconds(c, [&] { run_raw(c, volumes, send, recv); });

@@ -57,12 +57,12 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
     std::vector<std::vector<std::byte>> rows(options.tensors.size());
     for (int32_t rank = session.rank(); rank < p.ep_size; rank += session.size()) {
       auto path = output.staging() / io::shard_file_name(rank);
-      io::ShardWriter writer(path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank,
-                                    options.tensors});
+      io::ShardWriter writer(
+          path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank, options.tensors});
       for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
         write_synthetic_layer(p, options, rank, layer, writer, rows);
-        report.bytes_written += static_cast<long long>(io::expert_bytes(options.tensors)) *
-                                p.num_slots_per_rank;
+        report.bytes_written +=
+            static_cast<long long>(io::expert_bytes(options.tensors)) * p.num_slots_per_rank;
       }
       writer.close();
       my_files.push_back(path);

@@ -30,9 +30,10 @@ std::string describe_difference(const Placement& held, const Placement& given) {
       int32_t a = held.physical_to_logical_map[layer][slot];
       int32_t b = given.physical_to_logical_map[layer][slot];
       if (a != b) {
-        return fmt::format("layer {}, slot {}: the checkpoint holds logical expert {}, the "
-                           "placement says {}",
-                           layer, slot, a, b);
+        return fmt::format(
+            "layer {}, slot {}: the checkpoint holds logical expert {}, the "
+            "placement says {}",
+            layer, slot, a, b);
       }
     }
   }
@@ -87,9 +88,10 @@ void check_output_path(const RebalanceOptions& options, core::ProblemList& probl
   const fs::path output = fs::weakly_canonical(options.output, ec);
   auto [a, b] = std::mismatch(input.begin(), input.end(), output.begin(), output.end());
   if (a == input.end() || b == output.end()) {
-    problems.add(fmt::format("output '{}' and input '{}' overlap: choose an output outside the "
-                             "input checkpoint",
-                             options.output.string(), options.input.string()));
+    problems.add(
+        fmt::format("output '{}' and input '{}' overlap: choose an output outside the "
+                    "input checkpoint",
+                    options.output.string(), options.input.string()));
   }
 }
 
@@ -121,7 +123,8 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs,
   };
   if (info.ep_rank != rank) mismatch("ep_rank", info.ep_rank, rank);
   if (info.ep_size != old_p.ep_size) mismatch("ep_size", info.ep_size, old_p.ep_size);
-  if (info.num_layers != old_p.num_layers()) mismatch("num_layers", info.num_layers, old_p.num_layers());
+  if (info.num_layers != old_p.num_layers())
+    mismatch("num_layers", info.num_layers, old_p.num_layers());
   if (info.num_slots_per_rank != old_p.num_slots_per_rank) {
     mismatch("num_slots_per_rank", info.num_slots_per_rank, old_p.num_slots_per_rank);
   }
@@ -135,10 +138,11 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs,
       for (int32_t row = 0; row < info.num_slots_per_rank; ++row) {
         int32_t want = old_p.expert_at(layer, rank, row);
         if (ids[row] != want) {
-          problems.add(fmt::format("'{}' layer {}, slot {}: holds logical expert {} but '{}' "
-                                   "places logical expert {} there",
-                                   path.string(), layer, rank * info.num_slots_per_rank + row,
-                                   ids[row], "the old placement", want));
+          problems.add(
+              fmt::format("'{}' layer {}, slot {}: holds logical expert {} but '{}' "
+                          "places logical expert {} there",
+                          path.string(), layer, rank * info.num_slots_per_rank + row, ids[row],
+                          "the old placement", want));
         }
       }
     });

@@ -49,7 +49,10 @@ void maybe_stall(int32_t rank, int32_t layer_idx) {
 LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
                            const plan::Plan& plan, transport::Transport& transport,
                            const std::filesystem::path& staging)
-    : session_(session), inputs_(inputs), plan_(plan), transport_(transport),
+    : session_(session),
+      inputs_(inputs),
+      plan_(plan),
+      transport_(transport),
       rank_(session.rank()) {
   const auto& tensors = inputs.tensors;
   if (rank_ < plan.old_ep_size) old_.emplace(transport, tensors, plan.old_num_slots_per_rank);
@@ -64,9 +67,9 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
   if (new_) {
     output_file_ = staging / io::shard_file_name(rank_);
     capture(problems, [&] {
-      writer_.emplace(output_file_,
-                      io::ShardInfo{rank_, plan.new_ep_size, static_cast<int32_t>(plan.layers.size()),
-                                    plan.new_num_slots_per_rank, tensors});
+      writer_.emplace(output_file_, io::ShardInfo{rank_, plan.new_ep_size,
+                                                  static_cast<int32_t>(plan.layers.size()),
+                                                  plan.new_num_slots_per_rank, tensors});
     });
   }
   agree(session.comm(), problems);
@@ -203,12 +206,12 @@ void LayerStepper::verify_new_rows(int32_t layer_idx) {
       uint64_t have = io::checksum({new_->row(t, row), new_->row_bytes(t)});
       if (have == new_->checksums[t][row]) continue;
       problems_.set_kind_if_worse(core::ErrorKind::kComm);
-      problems_.add(fmt::format(
-          "layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
-          "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
-          layer_idx, rank_ * new_->num_rows() + row, rows[row].expert_id,
-          inputs_.tensors[t].name, new_->checksums[t][row], have,
-          rows[row].peer >= 0 ? fmt::format("rank {}", rows[row].peer) : "local copy"));
+      problems_.add(
+          fmt::format("layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
+                      "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
+                      layer_idx, rank_ * new_->num_rows() + row, rows[row].expert_id,
+                      inputs_.tensors[t].name, new_->checksums[t][row], have,
+                      rows[row].peer >= 0 ? fmt::format("rank {}", rows[row].peer) : "local copy"));
     }
   }
 }

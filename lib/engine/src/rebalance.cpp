@@ -53,11 +53,10 @@ RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerSte
   auto sums = runtime::all_sum(session.comm(), {local.bytes_read, local.bytes_written,
                                                 local.bytes_sent, local.rows_copied_locally});
   auto maxes = runtime::all_max(
-      session.comm(),
-      {std::max(local.bytes_sent, local.bytes_received),
-       static_cast<long long>(local.seconds_read * 1e6),
-       static_cast<long long>(local.seconds_exchange * 1e6),
-       static_cast<long long>(local.seconds_write * 1e6), peak_rss_bytes()});
+      session.comm(), {std::max(local.bytes_sent, local.bytes_received),
+                       static_cast<long long>(local.seconds_read * 1e6),
+                       static_cast<long long>(local.seconds_exchange * 1e6),
+                       static_cast<long long>(local.seconds_write * 1e6), peak_rss_bytes()});
   report.bytes_read = sums[0];
   report.bytes_written = sums[1];
   report.bytes_sent = sums[2];

@@ -23,12 +23,14 @@ struct ShardCheck {
   VerifyReport& report;
 };
 
-void check_file_entry(const fs::path& path, const io::FileEntry& want, core::ProblemList& problems) {
+void check_file_entry(const fs::path& path, const io::FileEntry& want,
+                      core::ProblemList& problems) {
   auto have = io::describe_file(path);
   if (have.size != want.size || have.xxh3 != want.xxh3) {
-    problems.add(fmt::format("'{}': size {} and xxh3 {:016x} differ from the manifest's {} and "
-                             "{:016x}",
-                             path.string(), have.size, have.xxh3, want.size, want.xxh3));
+    problems.add(
+        fmt::format("'{}': size {} and xxh3 {:016x} differ from the manifest's {} and "
+                    "{:016x}",
+                    path.string(), have.size, have.xxh3, want.size, want.xxh3));
   }
 }
 
@@ -51,7 +53,8 @@ void check_row(const ShardCheck& c, const io::ShardReader& shard, int32_t layer,
       c.problems.add(fmt::format("{}: checksum mismatch (recorded {:016x}, computed {:016x})",
                                  where(), sums[t][row], have));
     }
-    if (expert < 0 && std::any_of(bytes.begin(), bytes.end(), [](std::byte b) { return b != std::byte{0}; })) {
+    if (expert < 0 &&
+        std::any_of(bytes.begin(), bytes.end(), [](std::byte b) { return b != std::byte{0}; })) {
       c.problems.add(where() + ": empty slot is not all zeros");
     }
     if (expert >= 0 && c.options.seed) {
@@ -79,8 +82,10 @@ void check_shard(const ShardCheck& c, int32_t rank) {
   const auto& info = shard.info();
   if (info.ep_rank != rank || info.ep_size != placement.ep_size ||
       info.num_layers != placement.num_layers() ||
-      info.num_slots_per_rank != placement.num_slots_per_rank || info.tensors != c.manifest.tensors) {
-    c.problems.add(fmt::format("'{}': attributes or tensors differ from the manifest", path.string()));
+      info.num_slots_per_rank != placement.num_slots_per_rank ||
+      info.tensors != c.manifest.tensors) {
+    c.problems.add(
+        fmt::format("'{}': attributes or tensors differ from the manifest", path.string()));
     return;
   }
   std::vector<std::vector<std::byte>> data(info.tensors.size());
@@ -95,10 +100,10 @@ void check_shard(const ShardCheck& c, int32_t rank) {
     for (int32_t row = 0; row < info.num_slots_per_rank; ++row) {
       int32_t want = placement.expert_at(layer, rank, row);
       if (ids[row] != want) {
-        c.problems.add(fmt::format("'{}' layer {}, slot {}: holds logical expert {}, the "
-                                   "placement says {}",
-                                   path.string(), layer, rank * info.num_slots_per_rank + row,
-                                   ids[row], want));
+        c.problems.add(fmt::format(
+            "'{}' layer {}, slot {}: holds logical expert {}, the "
+            "placement says {}",
+            path.string(), layer, rank * info.num_slots_per_rank + row, ids[row], want));
       }
       check_row(c, shard, layer, row, ids[row], data, sums);
     }
@@ -107,7 +112,8 @@ void check_shard(const ShardCheck& c, int32_t rank) {
 
 // Rank 0: all slots holding one logical expert in a layer must hold the same bytes.
 void check_replicas(const std::vector<std::string>& lines, core::ProblemList& problems) {
-  std::map<std::pair<int, int>, std::pair<int, std::string>> first;  // (layer, expert) -> slot, sums
+  std::map<std::pair<int, int>, std::pair<int, std::string>>
+      first;  // (layer, expert) -> slot, sums
   for (const auto& line : lines) {
     std::istringstream in(line);
     int layer = 0, expert = 0, slot = 0;
@@ -116,9 +122,10 @@ void check_replicas(const std::vector<std::string>& lines, core::ProblemList& pr
     std::getline(in, sums);
     auto [it, inserted] = first.try_emplace({layer, expert}, slot, sums);
     if (!inserted && it->second.second != sums) {
-      problems.add(fmt::format("layer {}: logical expert {} holds different bytes in slot {} and "
-                               "slot {}",
-                               layer, expert, it->second.first, slot));
+      problems.add(
+          fmt::format("layer {}: logical expert {} holds different bytes in slot {} and "
+                      "slot {}",
+                      layer, expert, it->second.first, slot));
     }
   }
 }

@@ -48,7 +48,10 @@ __global__ void __launch_bounds__(kThreads) batched_copy_kernel(const __grid_con
     int lo = 0, hi = b.num_ops - 1;  // the op holding this tile: last with tile_start <= tile
     while (lo < hi) {
       int mid = (lo + hi + 1) / 2;
-      if (b.tile_start[mid] <= tile) lo = mid; else hi = mid - 1;
+      if (b.tile_start[mid] <= tile)
+        lo = mid;
+      else
+        hi = mid - 1;
     }
     const BatchedCopy::Op& op = b.ops[lo];
     const unsigned long long offset = (tile - b.tile_start[lo]) * kTile;

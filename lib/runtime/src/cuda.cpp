@@ -8,9 +8,9 @@
 #include <thread>
 #include <utility>
 
+#include "call_text.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/runtime/mpi.hpp"
-#include "call_text.hpp"
 
 namespace eplb::runtime {
 namespace {

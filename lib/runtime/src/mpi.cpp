@@ -12,8 +12,8 @@
 #include <limits>
 #include <string_view>
 
-#include "eplb/core/error.hpp"
 #include "call_text.hpp"
+#include "eplb/core/error.hpp"
 
 namespace eplb::runtime {
 namespace {
@@ -152,7 +152,9 @@ void wait_collective(MPI_Request& request, const char* what) {
 
 }  // namespace
 
-void set_collective_timeout(std::chrono::milliseconds timeout) { collective_timeout_ms() = timeout; }
+void set_collective_timeout(std::chrono::milliseconds timeout) {
+  collective_timeout_ms() = timeout;
+}
 
 bool all_true(MPI_Comm comm, bool local_ok) {
   int mine = local_ok ? 1 : 0;
@@ -178,8 +180,7 @@ std::vector<std::string> gather_lines(MPI_Comm comm, const std::vector<std::stri
   int my_bytes = to_count(packed.size(), "gathered lines");
   std::vector<int> counts(rank == 0 ? size : 0), displs(rank == 0 ? size : 0);
   MPI_Request request = MPI_REQUEST_NULL;
-  EPLB_MPI_CHECK(
-      MPI_Igather(&my_bytes, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm, &request));
+  EPLB_MPI_CHECK(MPI_Igather(&my_bytes, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm, &request));
   wait_collective(request, "MPI_Gather (line counts)");
   size_t total = 0;
   for (int r = 0; r < static_cast<int>(counts.size()); ++r) {
@@ -209,8 +210,8 @@ std::string broadcast_string(MPI_Comm comm, const std::string& value, int root) 
   EPLB_MPI_CHECK(MPI_Ibcast(&n, 1, MPI_UINT64_T, root, comm, &request));
   wait_collective(request, "MPI_Bcast (length)");
   std::string out = rank == root ? value : std::string(n, '\0');
-  EPLB_MPI_CHECK(MPI_Ibcast(out.data(), to_count(n, "broadcast string"), MPI_CHAR, root, comm,
-                            &request));
+  EPLB_MPI_CHECK(
+      MPI_Ibcast(out.data(), to_count(n, "broadcast string"), MPI_CHAR, root, comm, &request));
   wait_collective(request, "MPI_Bcast (string)");
   return out;
 }

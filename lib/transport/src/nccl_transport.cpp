@@ -68,11 +68,11 @@ MemKind classify(const void* data, int device) {
 struct DeviceResources {
   runtime::DeviceBuffer staging;  // [send 0 | send 1 | recv 0 | recv 1]
   size_t half_bytes = 0;          // one quarter of the budget: one half of one direction
-    // NCCL's kernels first, then the pipeline's copies, then the caller's own work: a copy
-    // kernel that grabs the SMs first delays the NCCL kernel of the next round.
-    runtime::Stream gather_stream = runtime::Stream::with_priority(1);
-    runtime::Stream comm_stream = runtime::Stream::with_priority(100);
-    runtime::Stream scatter_stream = runtime::Stream::with_priority(1);
+  // NCCL's kernels first, then the pipeline's copies, then the caller's own work: a copy
+  // kernel that grabs the SMs first delays the NCCL kernel of the next round.
+  runtime::Stream gather_stream = runtime::Stream::with_priority(1);
+  runtime::Stream comm_stream = runtime::Stream::with_priority(100);
+  runtime::Stream scatter_stream = runtime::Stream::with_priority(1);
   Event gathered[2], comm_done[2], scattered[2];
 };
 

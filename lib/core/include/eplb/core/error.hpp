@@ -75,10 +75,10 @@ class ProblemList {
 }  // namespace eplb::core
 
 // Throws an internal error naming the failed condition, file and line.
-#define EPLB_ASSERT(cond)                                                                  \
-  do {                                                                                      \
-    if (!(cond))                                                                            \
-      throw ::eplb::core::Error(::eplb::core::ErrorKind::kInternal,                         \
+#define EPLB_ASSERT(cond)                                                                 \
+  do {                                                                                    \
+    if (!(cond))                                                                          \
+      throw ::eplb::core::Error(::eplb::core::ErrorKind::kInternal,                       \
                                 std::string("internal error: ") + #cond + " failed at " + \
-                                    __FILE__ + ":" + std::to_string(__LINE__));             \
+                                    __FILE__ + ":" + std::to_string(__LINE__));           \
   } while (0)

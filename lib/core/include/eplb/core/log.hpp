@@ -30,12 +30,20 @@ void warn_str(std::string_view msg);
 void error_str(std::string_view msg);
 
 template <typename... A>
-void info(fmt::format_string<A...> f, A&&... a) { info_str(fmt::format(f, std::forward<A>(a)...)); }
+void info(fmt::format_string<A...> f, A&&... a) {
+  info_str(fmt::format(f, std::forward<A>(a)...));
+}
 template <typename... A>
-void detail(fmt::format_string<A...> f, A&&... a) { detail_str(fmt::format(f, std::forward<A>(a)...)); }
+void detail(fmt::format_string<A...> f, A&&... a) {
+  detail_str(fmt::format(f, std::forward<A>(a)...));
+}
 template <typename... A>
-void warn(fmt::format_string<A...> f, A&&... a) { warn_str(fmt::format(f, std::forward<A>(a)...)); }
+void warn(fmt::format_string<A...> f, A&&... a) {
+  warn_str(fmt::format(f, std::forward<A>(a)...));
+}
 template <typename... A>
-void error(fmt::format_string<A...> f, A&&... a) { error_str(fmt::format(f, std::forward<A>(a)...)); }
+void error(fmt::format_string<A...> f, A&&... a) {
+  error_str(fmt::format(f, std::forward<A>(a)...));
+}
 
 }  // namespace eplb::core::log

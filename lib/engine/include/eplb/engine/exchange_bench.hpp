@@ -21,8 +21,8 @@ struct BenchOptions {
   std::vector<io::TensorSpec> tensors;
   int32_t num_logical_experts = 0;
   int32_t num_redundant_experts = 0;
-  int32_t num_layers = 2;    // layers resident per GPU
-  int32_t iterations = 5;    // timed runs per method (median reported)
+  int32_t num_layers = 2;  // layers resident per GPU
+  int32_t iterations = 5;  // timed runs per method (median reported)
   int32_t warmup = 1;
   uint64_t seed = 1;
   size_t max_staging_bytes = size_t{2} << 30;
@@ -31,10 +31,12 @@ struct BenchOptions {
 
 struct MethodResult {
   std::string name;
-  double seconds = 0;            // median over iterations of the slowest rank's time
-  long long busiest_bytes = 0;   // max over ranks of max(bytes sent, bytes received)
-  long long messages = 0;        // NCCL send operations, all ranks
-  double gbps() const { return seconds > 0 ? static_cast<double>(busiest_bytes) / seconds / 1e9 : 0; }
+  double seconds = 0;           // median over iterations of the slowest rank's time
+  long long busiest_bytes = 0;  // max over ranks of max(bytes sent, bytes received)
+  long long messages = 0;       // NCCL send operations, all ranks
+  double gbps() const {
+    return seconds > 0 ? static_cast<double>(busiest_bytes) / seconds / 1e9 : 0;
+  }
   long long extra_device_bytes = 0;  // buffers this method needs beyond the weights
   bool verified = false;             // output checked byte for byte
 };
@@ -43,10 +45,10 @@ struct BenchResult {
   int32_t ep_size = 0;
   int32_t num_slots_per_rank = 0;
   long long expert_bytes = 0;
-  long long experts_moved = 0;          // per run, all ranks
-  long long weights_device_bytes = 0;   // per GPU, old + new weights
-  long long peak_device_used_bytes = 0; // max over ranks (cudaMemGetInfo)
-  std::vector<MethodResult> methods;    // ours, raw, vllm, ours without local row copies
+  long long experts_moved = 0;           // per run, all ranks
+  long long weights_device_bytes = 0;    // per GPU, old + new weights
+  long long peak_device_used_bytes = 0;  // max over ranks (cudaMemGetInfo)
+  std::vector<MethodResult> methods;     // ours, raw, vllm, ours without local row copies
 };
 
 // Collective: every process takes one GPU (node-local rank). Throws core::Error(kUsage)

@@ -14,7 +14,7 @@ namespace eplb::engine {
 struct Inputs {
   placement::Placement old_placement;
   placement::Placement new_placement;
-  std::vector<io::TensorSpec> tensors;  // the checkpoint's fixed tensor order
+  std::vector<io::TensorSpec> tensors;   // the checkpoint's fixed tensor order
   std::optional<io::ShardReader> shard;  // this rank's input shard; none on a new rank
   std::filesystem::path input_dir;
 };

@@ -33,12 +33,12 @@ struct RebalanceReport {
   int64_t min_experts_required = 0;  // what any plan must move
   int64_t messages = 0;
   int64_t rows_copied_locally = 0;
-  int64_t bytes_read = 0;            // all ranks
-  int64_t bytes_written = 0;         // shard payload, all ranks
-  int64_t bytes_sent = 0;            // all ranks
-  int64_t busiest_rank_bytes = 0;    // max over ranks of max(sent, received)
-  int64_t layer_bytes = 0;           // one layer of one shard (max of old and new)
-  int64_t peak_rss_bytes = 0;        // max over ranks of the process's peak resident memory
+  int64_t bytes_read = 0;          // all ranks
+  int64_t bytes_written = 0;       // shard payload, all ranks
+  int64_t bytes_sent = 0;          // all ranks
+  int64_t busiest_rank_bytes = 0;  // max over ranks of max(sent, received)
+  int64_t layer_bytes = 0;         // one layer of one shard (max of old and new)
+  int64_t peak_rss_bytes = 0;      // max over ranks of the process's peak resident memory
   double seconds_total = 0;
   double seconds_plan = 0;
   // Max over ranks of the time each phase took on that rank.

@@ -19,7 +19,7 @@ std::string_view to_string(DType dtype);  // "bf16", "fp16", "fp32", "fp8_e4m3",
 std::optional<DType> parse_dtype(std::string_view text);
 
 struct TensorSpec {
-  std::string name;            // [A-Za-z0-9_.-]+, not "logical_ids" or "xxh3"
+  std::string name;  // [A-Za-z0-9_.-]+, not "logical_ids" or "xxh3"
   DType dtype = DType::kFp32;
   std::vector<int64_t> shape;  // per-expert shape (without the leading slot axis)
   size_t row_bytes() const;    // bytes of one expert's tensor

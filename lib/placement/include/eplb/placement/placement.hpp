@@ -58,7 +58,6 @@ std::string to_json(const Placement& placement);
 // slot of that layer in `old`. Returns every problem (empty when compatible).
 std::vector<std::string> check_compatible(const Placement& old_placement,
                                           const Placement& new_placement,
-                                          const std::string& old_name,
-                                          const std::string& new_name);
+                                          const std::string& old_name, const std::string& new_name);
 
 }  // namespace eplb::placement

@@ -58,9 +58,9 @@ struct Message {
 };
 
 struct LayerPlan {
-  std::vector<Message> messages;             // sorted by (src_rank, dst_rank); none empty
+  std::vector<Message> messages;  // sorted by (src_rank, dst_rank); none empty
   // One entry per new EP rank (new_ep_size), each new_num_slots_per_rank rows.
-  std::vector<std::vector<RowPlan>> rows;    // [new EP rank][new local row]
+  std::vector<std::vector<RowPlan>> rows;  // [new EP rank][new local row]
   bool operator==(const LayerPlan&) const = default;
 };
 
@@ -91,9 +91,8 @@ struct Plan {
 // then the sender with less sent in earlier layers, then the lowest rank.
 // Both policies move exactly the minimum: each rank receives each logical expert it
 // lacks once per layer.
-Plan make_plan(const placement::Placement& old_placement,
-               const placement::Placement& new_placement, const Topology& topology = {},
-               SenderPolicy policy = SenderPolicy::kBalanced);
+Plan make_plan(const placement::Placement& old_placement, const placement::Placement& new_placement,
+               const Topology& topology = {}, SenderPolicy policy = SenderPolicy::kBalanced);
 
 // Messages of one layer sent by / received by `ep_rank`, in plan order.
 std::vector<const Message*> messages_from(const LayerPlan& layer, int32_t ep_rank);
@@ -106,7 +105,7 @@ struct RankStats {
   int64_t messages_sent = 0;
   int64_t messages_received = 0;
   int64_t rows_unchanged = 0;
-  int64_t rows_local = 0;    // kLocal + kCopy
+  int64_t rows_local = 0;  // kLocal + kCopy
   int64_t rows_empty = 0;
 };
 
@@ -120,7 +119,7 @@ struct PlanStats {
   // Sum over layers of the busiest rank's experts sent in that layer: the exchange of a
   // layer lasts as long as its busiest sender.
   int64_t busiest_sender_experts = 0;
-  int64_t inter_node_experts = 0;             // experts crossing nodes (Topology known)
+  int64_t inter_node_experts = 0;  // experts crossing nodes (Topology known)
 };
 
 // Local. `ranks` and `traffic` have plan.num_ep_ranks() entries; inter_node_experts is 0
