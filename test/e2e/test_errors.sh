@@ -66,6 +66,13 @@ expect_exit 0 "$d/e6f.log" -- run4 --force
 [[ ! -e "$d/out/precious" && -f "$d/out/manifest.json" ]] && pass || fail "--force did not replace the output"
 rm -rf "$d/out"
 
+# 6b. The output may never replace or sit inside the input, not even with --force.
+fresh; before=$(tree_hash "$d/in")
+expect_exit 64 "$d/e6b.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/in" --force
+expect_in "$d/e6b.log" "overlap"
+expect_exit 64 "$d/e6c.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/in/sub" --force
+[[ "$(tree_hash "$d/in")" == "$before" && ! -e "$d/in/sub" ]] && pass || fail "input touched by an overlapping output"
+
 # 7. Invalid placement JSON: every problem listed with its location, printed once.
 printf '{"format": "eplb-placement", "version": 1, "ep_size": 4, "physical_to_logical_map": [[0,1,2,3,4,5,6,7,8,9,0,"x"],[0,1]]}' > "$d/bad.json"
 expect_exit 2 "$d/e7.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/bad.json" --input "$d/in" --output "$d/out"
