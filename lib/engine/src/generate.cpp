@@ -16,7 +16,7 @@ void write_synthetic_layer(const placement::Placement& p, const GenerateOptions&
                            std::vector<std::vector<std::byte>>& rows) {
   const int32_t num_rows = p.num_slots_per_rank;
   const auto& map = p.physical_to_logical_map[layer_idx];
-  std::span<const int32_t> ids(map.data() + ep_rank * num_rows, num_rows);
+  std::span<const int32_t> ids(map.data() + static_cast<size_t>(ep_rank) * num_rows, num_rows);
   std::vector<std::vector<uint64_t>> sums(options.tensors.size());
   std::vector<std::span<const std::byte>> views;
   for (size_t t = 0; t < options.tensors.size(); ++t) {

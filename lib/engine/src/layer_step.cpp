@@ -221,7 +221,8 @@ void LayerStepper::write_layer(int32_t layer_idx) {
   const auto start = Clock::now();
   capture(problems_, [&] {
     const auto& map = inputs_.new_placement.physical_to_logical_map[layer_idx];
-    std::span<const int32_t> ids(map.data() + rank_ * new_->num_rows(), new_->num_rows());
+    std::span<const int32_t> ids(map.data() + static_cast<size_t>(rank_) * new_->num_rows(),
+                                 new_->num_rows());
     std::vector<std::span<const std::byte>> tensors;
     for (size_t t = 0; t < new_->num_tensors(); ++t) tensors.emplace_back(new_->tensor(t));
     writer_->write_layer(layer_idx, ids, tensors, new_->checksums);

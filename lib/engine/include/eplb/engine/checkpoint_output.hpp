@@ -22,6 +22,8 @@ class CheckpointOutput {
   ~CheckpointOutput();
   CheckpointOutput(const CheckpointOutput&) = delete;
   CheckpointOutput& operator=(const CheckpointOutput&) = delete;
+  CheckpointOutput(CheckpointOutput&&) = delete;
+  CheckpointOutput& operator=(CheckpointOutput&&) = delete;
 
   // Where this process writes its shard files.
   const std::filesystem::path& staging() const { return staging_; }

@@ -38,6 +38,8 @@ class LayerStepper {
   LayerStepper(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
                transport::Transport& transport, const std::filesystem::path& staging);
   ~LayerStepper();
+  LayerStepper(const LayerStepper&) = delete;
+  LayerStepper& operator=(const LayerStepper&) = delete;
 
   // Collective: every rank runs every layer, in order. Problems found while reading or
   // verifying are agreed on before the exchange; a failed exchange throws kComm.

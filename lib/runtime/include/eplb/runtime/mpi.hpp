@@ -23,6 +23,8 @@ class MpiSession {
   ~MpiSession();
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
+  MpiSession(MpiSession&&) = delete;
+  MpiSession& operator=(MpiSession&&) = delete;
 
   MPI_Comm comm() const { return MPI_COMM_WORLD; }
   int rank() const { return rank_; }

@@ -62,7 +62,10 @@ struct TransportOptions {
 
 class Transport {
  public:
+  Transport() = default;
   virtual ~Transport() = default;
+  Transport(const Transport&) = delete;
+  Transport& operator=(const Transport&) = delete;
   virtual std::string_view name() const = 0;  // "mpi" or "nccl"
   virtual int rank() const = 0;
   virtual int size() const = 0;
