@@ -8,6 +8,9 @@ export OMPI_MCA_rmaps_base_oversubscribe=1
 export OMPI_MCA_btl=self,vader OMPI_MCA_pml=ob1
 work=$(mktemp -d "${TMPDIR:-/tmp}/eplb-e2e.XXXXXX")
 trap '[[ -n "${KEEP:-}" ]] || rm -rf "$work"' EXIT
+# Open MPI's session directory per test: concurrent mpiruns (ctest -j) sharing
+# /tmp/ompi.HOST.UID race when one removes it while another creates its own inside.
+mkdir -p "$work/ompi" && export OMPI_MCA_orte_tmpdir_base="$work/ompi"
 failures=0
 checks=0
 

@@ -11,6 +11,7 @@ if ! "$tool" --help 2>/dev/null | grep -q bench; then echo "SKIP: tool does not 
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 NCCL_NVLS_ENABLE=0
 work=$(mktemp -d "${TMPDIR:-/tmp}/eplb-gpu.XXXXXX")
 trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/ompi" && export OMPI_MCA_orte_tmpdir_base="$work/ompi"  # see test/e2e/common.sh
 failures=0; checks=0
 pass() { checks=$((checks + 1)); }
 fail() { checks=$((checks + 1)); failures=$((failures + 1)); echo "FAIL: $*" >&2; }
