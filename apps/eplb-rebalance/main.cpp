@@ -5,6 +5,7 @@
 // code (docs/CLI.md). `eplb-rebalance --old A --new B ...` is short for `... run ...`.
 #include <CLI/CLI.hpp>
 
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -55,7 +56,14 @@ int run_main(const eplb::runtime::MpiSession& session, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  eplb::runtime::MpiSession session(&argc, &argv);
+  std::optional<eplb::runtime::MpiSession> started;
+  try {
+    started.emplace(&argc, &argv);
+  } catch (const core::Error& e) {  // MPI could not start: nothing to abort yet
+    for (const auto& problem : e.problems()) log::error("{}", problem);
+    return core::exit_code_for(e.kind());
+  }
+  const eplb::runtime::MpiSession& session = *started;
   log::set_context(session.rank(), session.size(), session.host());
   try {
     return run_main(session, argc, argv);
