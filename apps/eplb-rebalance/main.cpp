@@ -5,6 +5,7 @@
 // code (docs/CLI.md). `eplb-rebalance --old A --new B ...` is short for `... run ...`.
 #include <CLI/CLI.hpp>
 
+#include <algorithm>
 #include <optional>
 #include <string_view>
 #include <vector>

@@ -73,6 +73,15 @@ expect_in "$d/e6b.log" "overlap"
 expect_exit 64 "$d/e6c.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/in/sub" --force
 [[ "$(tree_hash "$d/in")" == "$before" && ! -e "$d/in/sub" ]] && pass || fail "input touched by an overlapping output"
 
+# 6d. --backend nccl where no GPU is usable (CI, this machine): a usage error, nothing written.
+if ! command -v nvidia-smi >/dev/null 2>&1; then
+  fresh
+  expect_exit 64 "$d/e6d.log" -- run4 --backend nccl
+  expect_in "$d/e6d.log" "--backend nccl: NCCL is not built in, or some node has fewer GPUs than processes"
+  [[ $(grep -c -- "--backend nccl:" "$d/e6d.log") -eq 1 ]] && pass || fail "--backend nccl error printed more than once"
+  expect_no_output "$d/out"
+fi
+
 # 7. Invalid placement JSON: every problem listed with its location, printed once.
 printf '{"format": "eplb-placement", "version": 1, "ep_size": 4, "physical_to_logical_map": [[0,1,2,3,4,5,6,7,8,9,0,"x"],[0,1]]}' > "$d/bad.json"
 expect_exit 2 "$d/e7.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/bad.json" --input "$d/in" --output "$d/out"

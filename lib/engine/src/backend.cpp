@@ -24,6 +24,8 @@ std::unique_ptr<transport::Transport> make_transport(const runtime::MpiSession& 
         runtime::all_true(session.comm(), transport::nccl_available(session.node_size()));
   }
   if (backend == Backend::kNccl && !gpu_everywhere) {
+    // Every rank knows it (the check above is collective); rank 0 says it once.
+    if (session.rank() != 0) throw core::Error::reported_elsewhere(core::ErrorKind::kUsage);
     throw core::Error(core::ErrorKind::kUsage,
                       "--backend nccl: NCCL is not built in, or some node has fewer GPUs than "
                       "processes (one GPU per process); use --backend mpi");
