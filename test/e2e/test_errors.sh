@@ -51,10 +51,11 @@ expect_in "$d/e4.log" "[rank 3/4"
 expect_in "$d/e4.log" "tensor list"
 expect_no_output "$d/out"
 
-# 5. Process count differs from ep_size: a usage error (64).
+# 5. More processes than EP ranks: a usage error (64). (Fewer is fine: a process hosts
+#    several EP ranks; test_hosting.sh.)
 fresh
-expect_exit 64 "$d/e5.log" -- mpi 2 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out"
-expect_in "$d/e5.log" "mpirun -np 4"
+expect_exit 64 "$d/e5.log" -- mpi 6 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out"
+expect_in "$d/e5.log" "at most one process per EP rank"
 expect_no_output "$d/out"
 
 # 6. Output exists: refused (64) and left alone; --force replaces it once the new one is complete.

@@ -100,23 +100,23 @@ void check_process_count(const runtime::MpiSession& session, const Inputs& input
   int32_t needed = std::max(inputs.old_placement.ep_size, inputs.new_placement.ep_size);
   core::ProblemList problems(core::ErrorKind::kUsage);
   check_output_path(options, problems);
-  if (session.size() != needed) {
+  if (session.size() > needed) {
     problems.add(fmt::format(
-        "the placements need {} EP ranks (old ep_size {}, new ep_size {}) but the job has {} "
-        "processes: start one process per EP rank (mpirun -np {})",
+        "the placements have {} EP ranks (old ep_size {}, new ep_size {}) but the job has {} "
+        "processes: start at most one process per EP rank (mpirun -np {}, or fewer)",
         needed, inputs.old_placement.ep_size, inputs.new_placement.ep_size, session.size(),
         needed));
   }
   agree_identical(session.comm(), problems);
 }
 
-// This rank's shard against the manifest and the old placement.
+// One hosted EP rank's shard against the manifest and the old placement.
 void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs,
-                core::ProblemList& problems) {
+                std::optional<io::ShardReader>& shard, core::ProblemList& problems) {
   const fs::path path = inputs.input_dir / io::shard_file_name(rank);
-  capture(problems, [&] { inputs.shard.emplace(path); });
-  if (!inputs.shard) return;
-  const auto& info = inputs.shard->info();
+  capture(problems, [&] { shard.emplace(path); });
+  if (!shard) return;
+  const auto& info = shard->info();
   const auto& old_p = inputs.old_placement;
   auto mismatch = [&](const char* what, auto have, auto want) {
     problems.add(fmt::format("'{}': {} is {}, expected {}", path.string(), what, have, want));
@@ -134,7 +134,7 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs,
   if (!problems.empty()) return;
   for (int32_t layer = 0; layer < info.num_layers; ++layer) {
     capture(problems, [&] {
-      auto ids = inputs.shard->read_logical_ids(layer);
+      auto ids = shard->read_logical_ids(layer);
       for (int32_t row = 0; row < info.num_slots_per_rank; ++row) {
         int32_t want = old_p.expert_at(layer, rank, row);
         if (ids[row] != want) {
@@ -160,9 +160,16 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   agree_identical(session.comm(), problems);
   check_process_count(session, inputs, options);
 
+  const int32_t num_ep_ranks =
+      std::max(inputs.old_placement.ep_size, inputs.new_placement.ep_size);
+  inputs.process_map = plan::ProcessMap{num_ep_ranks, session.size()};
+  inputs.my_ranks = inputs.process_map.ep_ranks_of(session.rank());
+  inputs.shards.resize(inputs.my_ranks.size());
   core::ProblemList shard_problems(core::ErrorKind::kInput);
-  if (session.rank() < inputs.old_placement.ep_size) {
-    open_shard(session.rank(), manifest, inputs, shard_problems);
+  for (size_t i = 0; i < inputs.my_ranks.size(); ++i) {
+    if (inputs.my_ranks[i] < inputs.old_placement.ep_size) {
+      open_shard(inputs.my_ranks[i], manifest, inputs, inputs.shards[i], shard_problems);
+    }
   }
   agree(session.comm(), shard_problems);
   return inputs;

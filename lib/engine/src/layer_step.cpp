@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <thread>
 
 #include "eplb/core/log.hpp"
@@ -20,13 +21,15 @@ double seconds_since(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Entries this rank sends plus receives in one layer: sizes the checksum trailers.
-size_t max_trailer_entries(const plan::Plan& plan, int32_t rank) {
+// Entries this process sends to or receives from other processes in one layer: sizes
+// the checksum trailers.
+size_t max_trailer_entries(const plan::Plan& plan, const plan::ProcessMap& map, int32_t me) {
   size_t most = 0;
   for (const auto& layer : plan.layers) {
     size_t entries = 0;
     for (const auto& m : layer.messages) {
-      if (m.src_rank == rank || m.dst_rank == rank) entries += m.expert_ids.size();
+      const int32_t src = map.process_of(m.src_rank), dst = map.process_of(m.dst_rank);
+      if (src != dst && (src == me || dst == me)) entries += m.expert_ids.size();
     }
     most = std::max(most, entries);
   }
@@ -49,73 +52,97 @@ void maybe_stall(int32_t rank, int32_t layer_idx) {
 LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
                            const plan::Plan& plan, transport::Transport& transport,
                            const std::filesystem::path& staging)
-    : session_(session),
-      inputs_(inputs),
-      plan_(plan),
-      transport_(transport),
-      rank_(session.rank()) {
+    : session_(session), inputs_(inputs), plan_(plan), transport_(transport) {
   const auto& tensors = inputs.tensors;
-  if (rank_ < plan.old_ep_size) old_.emplace(transport, tensors, plan.old_num_slots_per_rank);
-  if (rank_ < plan.new_ep_size) new_.emplace(transport, tensors, plan.new_num_slots_per_rank);
-  trailers_ = transport.allocate_host(
-      std::max<size_t>(8, max_trailer_entries(plan, rank_) * tensors.size() * sizeof(uint64_t)));
+  hosted_.resize(inputs.my_ranks.size());
+  core::ProblemList problems(core::ErrorKind::kIo);
+  for (size_t i = 0; i < hosted_.size(); ++i) {
+    Hosted& h = hosted_[i];
+    h.ep_rank = inputs.my_ranks[i];
+    if (inputs.shards[i]) h.shard = &*inputs.shards[i];
+    if (h.ep_rank < plan.old_ep_size) {
+      h.old_rows.emplace(transport, tensors, plan.old_num_slots_per_rank);
+    }
+    if (h.ep_rank >= plan.new_ep_size) continue;
+    h.new_rows.emplace(transport, tensors, plan.new_num_slots_per_rank);
+    h.output_file = staging / io::shard_file_name(h.ep_rank);
+    capture(problems, [&] {
+      h.writer.emplace(h.output_file, io::ShardInfo{h.ep_rank, plan.new_ep_size,
+                                                    static_cast<int32_t>(plan.layers.size()),
+                                                    plan.new_num_slots_per_rank, tensors});
+    });
+  }
+  const size_t entries = max_trailer_entries(plan, inputs.process_map, session.rank());
+  trailers_ = transport.allocate_host(std::max<size_t>(8, entries * tensors.size() * 8));
   for (const auto& spec : tensors) {
     std::vector<std::byte> zeros(spec.row_bytes());
     zero_row_checksums_.push_back(io::checksum(zeros));
-  }
-  core::ProblemList problems(core::ErrorKind::kIo);
-  if (new_) {
-    output_file_ = staging / io::shard_file_name(rank_);
-    capture(problems, [&] {
-      writer_.emplace(output_file_, io::ShardInfo{rank_, plan.new_ep_size,
-                                                  static_cast<int32_t>(plan.layers.size()),
-                                                  plan.new_num_slots_per_rank, tensors});
-    });
   }
   agree(session.comm(), problems);
 }
 
 LayerStepper::~LayerStepper() = default;
 
+LayerStepper::Hosted* LayerStepper::hosted(int32_t ep_rank) {
+  for (auto& h : hosted_) {
+    if (h.ep_rank == ep_rank) return &h;
+  }
+  return nullptr;
+}
+
 void LayerStepper::run_layer(int32_t layer_idx) {
   const auto& layer = plan_.layers[layer_idx];
-  maybe_stall(rank_, layer_idx);
-  read_and_check_sources(layer_idx);
+  maybe_stall(session_.rank(), layer_idx);
+  for (auto& h : hosted_) read_and_check_sources(h, layer_idx);
   // Everyone's reads, source checks and previous writes are fine, or nobody sends.
   agree(session_.comm(), problems_);
   exchange(layer);
-  fill_local_rows(layer);
-  verify_new_rows(layer_idx);
-  write_layer(layer_idx);
+  for (auto& h : hosted_) {
+    fill_local_rows(h, layer);
+    verify_new_rows(h, layer_idx);
+    write_layer(h, layer_idx);
+  }
 }
 
-void LayerStepper::read_and_check_sources(int32_t layer_idx) {
-  if (!old_) return;
+void LayerStepper::read_and_check_sources(Hosted& h, int32_t layer_idx) {
+  if (!h.old_rows || h.shard == nullptr) return;
+  LayerBuffer& old_rows = *h.old_rows;
   const auto start = Clock::now();
-  const auto& shard = *inputs_.shard;
-  capture(problems_, [&] {
-    for (size_t t = 0; t < old_->num_tensors(); ++t) {
-      shard.read_tensor(layer_idx, t, old_->tensor(t));
-      old_->checksums[t] = shard.read_checksums(layer_idx, t);
-      counters_.bytes_read += static_cast<long long>(old_->tensor(t).size());
+  const auto& shard = *h.shard;
+  const bool read = capture(problems_, [&] {
+    for (size_t t = 0; t < old_rows.num_tensors(); ++t) {
+      shard.read_tensor(layer_idx, t, old_rows.tensor(t));
+      old_rows.checksums[t] = shard.read_checksums(layer_idx, t);
+      counters_.bytes_read += static_cast<long long>(old_rows.tensor(t).size());
     }
   });
   counters_.seconds_read += seconds_since(start);
-  if (!problems_.empty()) return;
+  if (!read) return;
   // Every old row is checked, used or not: a corrupted input is reported, never copied.
-  const int32_t first_slot = rank_ * old_->num_rows();
-  for (int32_t row = 0; row < old_->num_rows(); ++row) {
-    for (size_t t = 0; t < old_->num_tensors(); ++t) {
-      uint64_t have = io::checksum({old_->row(t, row), old_->row_bytes(t)});
-      if (have != old_->checksums[t][row]) {
-        problems_.set_kind_if_worse(core::ErrorKind::kInput);
-        problems_.add(fmt::format(
-            "'{}' layer {}, slot {} (logical expert {}), tensor '{}': checksum mismatch "
-            "(recorded {:016x}, computed {:016x})",
-            shard.path().string(), layer_idx, first_slot + row,
-            inputs_.old_placement.expert_at(layer_idx, rank_, row), inputs_.tensors[t].name,
-            old_->checksums[t][row], have));
-      }
+  const int32_t first_slot = h.ep_rank * old_rows.num_rows();
+  for (int32_t row = 0; row < old_rows.num_rows(); ++row) {
+    for (size_t t = 0; t < old_rows.num_tensors(); ++t) {
+      uint64_t have = io::checksum({old_rows.row(t, row), old_rows.row_bytes(t)});
+      if (have == old_rows.checksums[t][row]) continue;
+      problems_.set_kind_if_worse(core::ErrorKind::kInput);
+      problems_.add(fmt::format(
+          "'{}' layer {}, slot {} (logical expert {}), tensor '{}': checksum mismatch "
+          "(recorded {:016x}, computed {:016x})",
+          shard.path().string(), layer_idx, first_slot + row,
+          inputs_.old_placement.expert_at(layer_idx, h.ep_rank, row), inputs_.tensors[t].name,
+          old_rows.checksums[t][row], have));
+    }
+  }
+}
+
+// A message between two EP ranks of this process: rows copied, checksums carried along.
+void LayerStepper::copy_local_message(const plan::Message& m) {
+  LayerBuffer& from = *hosted(m.src_rank)->old_rows;
+  LayerBuffer& to = *hosted(m.dst_rank)->new_rows;
+  for (size_t k = 0; k < m.expert_ids.size(); ++k) {
+    for (size_t t = 0; t < inputs_.tensors.size(); ++t) {
+      std::memcpy(to.row(t, m.dst_rows[k]), from.row(t, m.src_rows[k]), from.row_bytes(t));
+      to.checksums[t][m.dst_rows[k]] = from.checksums[t][m.src_rows[k]];
     }
   }
 }
@@ -123,70 +150,89 @@ void LayerStepper::read_and_check_sources(int32_t layer_idx) {
 void LayerStepper::exchange(const plan::LayerPlan& layer) {
   const auto start = Clock::now();
   const size_t num_tensors = inputs_.tensors.size();
+  const auto& map = inputs_.process_map;
+  const int32_t me = session_.rank();
   auto* trailer = reinterpret_cast<uint64_t*>(trailers_.data());
-  std::vector<transport::Transfer> sends, recvs;
-  for (const auto* m : plan::messages_from(layer, rank_)) {
-    transport::Transfer transfer{m->dst_rank, {}};
-    uint64_t* sums = trailer;
-    for (size_t k = 0; k < m->expert_ids.size(); ++k) {
-      for (size_t t = 0; t < num_tensors; ++t) {
-        transfer.segments.push_back({old_->row(t, m->src_rows[k]), old_->row_bytes(t)});
-        *trailer++ = old_->checksums[t][m->src_rows[k]];
+  // One transfer per peer process; messages appended in plan order on both sides.
+  std::map<int, transport::Transfer> sends, recvs;
+  struct Received {
+    const plan::Message* message;
+    const uint64_t* sums;
+  };
+  std::vector<Received> received;
+  for (const auto& m : layer.messages) {
+    const int32_t src = map.process_of(m.src_rank), dst = map.process_of(m.dst_rank);
+    if (src == me && dst == me) {
+      copy_local_message(m);
+    } else if (src == me) {
+      const LayerBuffer& rows = *hosted(m.src_rank)->old_rows;
+      auto& transfer = sends.try_emplace(dst, transport::Transfer{dst, {}}).first->second;
+      uint64_t* sums = trailer;
+      for (size_t k = 0; k < m.expert_ids.size(); ++k) {
+        for (size_t t = 0; t < num_tensors; ++t) {
+          transfer.segments.push_back({rows.row(t, m.src_rows[k]), rows.row_bytes(t)});
+          *trailer++ = rows.checksums[t][m.src_rows[k]];
+        }
       }
-    }
-    transfer.segments.push_back({reinterpret_cast<std::byte*>(sums),
-                                 static_cast<size_t>(trailer - sums) * sizeof(uint64_t)});
-    counters_.bytes_sent += static_cast<long long>(transfer.bytes());
-    sends.push_back(std::move(transfer));
-  }
-  std::vector<uint64_t*> recv_sums;
-  for (const auto* m : plan::messages_to(layer, rank_)) {
-    transport::Transfer transfer{m->src_rank, {}};
-    for (size_t k = 0; k < m->expert_ids.size(); ++k) {
-      for (size_t t = 0; t < num_tensors; ++t) {
-        transfer.segments.push_back({new_->row(t, m->dst_rows[k]), new_->row_bytes(t)});
+      transfer.segments.push_back({reinterpret_cast<std::byte*>(sums),
+                                   static_cast<size_t>(trailer - sums) * sizeof(uint64_t)});
+    } else if (dst == me) {
+      const LayerBuffer& rows = *hosted(m.dst_rank)->new_rows;
+      auto& transfer = recvs.try_emplace(src, transport::Transfer{src, {}}).first->second;
+      for (size_t k = 0; k < m.expert_ids.size(); ++k) {
+        for (size_t t = 0; t < num_tensors; ++t) {
+          transfer.segments.push_back({rows.row(t, m.dst_rows[k]), rows.row_bytes(t)});
+        }
       }
+      received.push_back({&m, trailer});
+      transfer.segments.push_back({reinterpret_cast<std::byte*>(trailer),
+                                   m.expert_ids.size() * num_tensors * sizeof(uint64_t)});
+      trailer += m.expert_ids.size() * num_tensors;
     }
-    recv_sums.push_back(trailer);
-    transfer.segments.push_back({reinterpret_cast<std::byte*>(trailer),
-                                 m->expert_ids.size() * num_tensors * sizeof(uint64_t)});
-    trailer += m->expert_ids.size() * num_tensors;
-    counters_.bytes_received += static_cast<long long>(transfer.bytes());
-    recvs.push_back(std::move(transfer));
   }
-  transport_.exchange(sends, recvs);
+  std::vector<transport::Transfer> send_list, recv_list;
+  for (auto& [peer, t] : sends) {
+    counters_.bytes_sent += static_cast<long long>(t.bytes());
+    send_list.push_back(std::move(t));
+  }
+  for (auto& [peer, t] : recvs) {
+    counters_.bytes_received += static_cast<long long>(t.bytes());
+    recv_list.push_back(std::move(t));
+  }
+  transport_.exchange(send_list, recv_list);
   // The checksums that came with the bytes become the expected checksums of those rows.
-  size_t r = 0;
-  for (const auto* m : plan::messages_to(layer, rank_)) {
-    const uint64_t* sums = recv_sums[r++];
+  for (const auto& [m, sums] : received) {
+    LayerBuffer& rows = *hosted(m->dst_rank)->new_rows;
+    const uint64_t* sum = sums;
     for (size_t k = 0; k < m->expert_ids.size(); ++k) {
-      for (size_t t = 0; t < num_tensors; ++t) new_->checksums[t][m->dst_rows[k]] = *sums++;
+      for (size_t t = 0; t < num_tensors; ++t) rows.checksums[t][m->dst_rows[k]] = *sum++;
     }
   }
   counters_.seconds_exchange += seconds_since(start);
 }
 
-void LayerStepper::fill_local_rows(const plan::LayerPlan& layer) {
-  if (!new_) return;
-  const auto& rows = layer.rows[rank_];
-  for (int32_t row = 0; row < new_->num_rows(); ++row) {
+void LayerStepper::fill_local_rows(Hosted& h, const plan::LayerPlan& layer) {
+  if (!h.new_rows) return;
+  LayerBuffer& new_rows = *h.new_rows;
+  const auto& rows = layer.rows[h.ep_rank];
+  for (int32_t row = 0; row < new_rows.num_rows(); ++row) {
     const auto& rp = rows[row];
-    for (size_t t = 0; t < new_->num_tensors(); ++t) {
-      const size_t bytes = new_->row_bytes(t);
+    for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
+      const size_t bytes = new_rows.row_bytes(t);
       switch (rp.source) {
         case plan::RowSource::kUnchanged:
         case plan::RowSource::kLocal:
-          std::memcpy(new_->row(t, row), old_->row(t, rp.src_row), bytes);
-          new_->checksums[t][row] = old_->checksums[t][rp.src_row];
+          std::memcpy(new_rows.row(t, row), h.old_rows->row(t, rp.src_row), bytes);
+          new_rows.checksums[t][row] = h.old_rows->checksums[t][rp.src_row];
           break;
         case plan::RowSource::kCopy:
           // NOTE: the planner makes src_row a kReceived row, so it is filled already.
-          std::memcpy(new_->row(t, row), new_->row(t, rp.src_row), bytes);
-          new_->checksums[t][row] = new_->checksums[t][rp.src_row];
+          std::memcpy(new_rows.row(t, row), new_rows.row(t, rp.src_row), bytes);
+          new_rows.checksums[t][row] = new_rows.checksums[t][rp.src_row];
           break;
         case plan::RowSource::kEmpty:
-          std::memset(new_->row(t, row), 0, bytes);
-          new_->checksums[t][row] = zero_row_checksums_[t];
+          std::memset(new_rows.row(t, row), 0, bytes);
+          new_rows.checksums[t][row] = zero_row_checksums_[t];
           break;
         case plan::RowSource::kReceived:
           break;
@@ -198,46 +244,49 @@ void LayerStepper::fill_local_rows(const plan::LayerPlan& layer) {
   }
 }
 
-void LayerStepper::verify_new_rows(int32_t layer_idx) {
-  if (!new_) return;
-  const auto& rows = plan_.layers[layer_idx].rows[rank_];
-  for (int32_t row = 0; row < new_->num_rows(); ++row) {
-    for (size_t t = 0; t < new_->num_tensors(); ++t) {
-      uint64_t have = io::checksum({new_->row(t, row), new_->row_bytes(t)});
-      if (have == new_->checksums[t][row]) continue;
+void LayerStepper::verify_new_rows(Hosted& h, int32_t layer_idx) {
+  if (!h.new_rows) return;
+  LayerBuffer& new_rows = *h.new_rows;
+  const auto& rows = plan_.layers[layer_idx].rows[h.ep_rank];
+  for (int32_t row = 0; row < new_rows.num_rows(); ++row) {
+    for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
+      uint64_t have = io::checksum({new_rows.row(t, row), new_rows.row_bytes(t)});
+      if (have == new_rows.checksums[t][row]) continue;
       problems_.set_kind_if_worse(core::ErrorKind::kComm);
-      problems_.add(
-          fmt::format("layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
-                      "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
-                      layer_idx, rank_ * new_->num_rows() + row, rows[row].expert_id,
-                      inputs_.tensors[t].name, new_->checksums[t][row], have,
-                      rows[row].peer >= 0 ? fmt::format("rank {}", rows[row].peer) : "local copy"));
+      problems_.add(fmt::format(
+          "layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
+          "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
+          layer_idx, h.ep_rank * new_rows.num_rows() + row, rows[row].expert_id,
+          inputs_.tensors[t].name, new_rows.checksums[t][row], have,
+          rows[row].peer >= 0 ? fmt::format("EP rank {}", rows[row].peer) : "local copy"));
     }
   }
 }
 
-void LayerStepper::write_layer(int32_t layer_idx) {
-  if (!new_ || !problems_.empty()) return;
+void LayerStepper::write_layer(Hosted& h, int32_t layer_idx) {
+  if (!h.new_rows || !problems_.empty()) return;
+  LayerBuffer& new_rows = *h.new_rows;
   const auto start = Clock::now();
   capture(problems_, [&] {
     const auto& map = inputs_.new_placement.physical_to_logical_map[layer_idx];
-    std::span<const int32_t> ids(map.data() + static_cast<size_t>(rank_) * new_->num_rows(),
-                                 new_->num_rows());
+    std::span<const int32_t> ids(map.data() + static_cast<size_t>(h.ep_rank) * new_rows.num_rows(),
+                                 new_rows.num_rows());
     std::vector<std::span<const std::byte>> tensors;
-    for (size_t t = 0; t < new_->num_tensors(); ++t) tensors.emplace_back(new_->tensor(t));
-    writer_->write_layer(layer_idx, ids, tensors, new_->checksums);
-    counters_.bytes_written += static_cast<long long>(new_->bytes());
+    for (size_t t = 0; t < new_rows.num_tensors(); ++t) tensors.emplace_back(new_rows.tensor(t));
+    h.writer->write_layer(layer_idx, ids, tensors, new_rows.checksums);
+    counters_.bytes_written += static_cast<long long>(new_rows.bytes());
   });
   counters_.seconds_write += seconds_since(start);
 }
 
 std::vector<std::filesystem::path> LayerStepper::finish() {
   std::vector<std::filesystem::path> files;
-  if (writer_ && problems_.empty()) {
+  for (auto& h : hosted_) {
+    if (!h.writer || !problems_.empty()) continue;
     const auto start = Clock::now();
-    capture(problems_, [&] { writer_->close(); });
+    capture(problems_, [&] { h.writer->close(); });
     counters_.seconds_write += seconds_since(start);
-    files.push_back(output_file_);
+    files.push_back(h.output_file);
   }
   agree(session_.comm(), problems_);
   return files;

@@ -26,13 +26,14 @@ double seconds_since(Clock::time_point start) {
 
 }  // namespace
 
-plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks_per_node) {
+plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks_per_node,
+                               int32_t ep_ranks_per_process) {
   if (ranks_per_node > 0) return plan::Topology{ranks_per_node};
   // NOTE: every process must plan with the same topology or their messages would not
   // match: take the smallest node as MPI sees it (nodes with unequal process counts get
   // a conservative block size rather than diverging plans).
   long long smallest = -runtime::all_max(session.comm(), {-session.node_size()})[0];
-  return plan::Topology{static_cast<int32_t>(smallest)};
+  return plan::Topology{static_cast<int32_t>(smallest) * ep_ranks_per_process};
 }
 
 namespace {
@@ -81,7 +82,9 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
 
   // Plan: every process computes the same global plan, without communicating.
   const auto plan_start = Clock::now();
-  const auto topology = agreed_topology(session, options.ranks_per_node);
+  const auto topology = agreed_topology(
+      session, options.ranks_per_node,
+      static_cast<int32_t>(inputs.process_map.ep_ranks_of(0).size()));
   const plan::Plan plan = plan::make_plan(inputs.old_placement, inputs.new_placement, topology);
   report.seconds_plan = seconds_since(plan_start);
   const auto stats = plan::summarize(plan, topology);

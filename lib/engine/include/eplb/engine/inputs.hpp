@@ -8,22 +8,28 @@
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/placement/placement.hpp"
+#include "eplb/plan/plan.hpp"
 
 namespace eplb::engine {
 
 struct Inputs {
   placement::Placement old_placement;
   placement::Placement new_placement;
-  std::vector<io::TensorSpec> tensors;   // the checkpoint's fixed tensor order
-  std::optional<io::ShardReader> shard;  // this rank's input shard; none on a new rank
+  std::vector<io::TensorSpec> tensors;  // the checkpoint's fixed tensor order
   std::filesystem::path input_dir;
+  // EP ranks -> processes (block distribution), and the EP ranks this process hosts.
+  plan::ProcessMap process_map;
+  std::vector<int32_t> my_ranks;
+  // Input shards of my_ranks, same order; empty for a rank beyond the old ep_size.
+  std::vector<std::optional<io::ShardReader>> shards;
 };
 
 // Collective. Parses both placements and the input manifest and checks them against each
-// other (problems printed by rank 0), checks the process count, then opens this rank's
-// shard and checks its attributes, tensors and per-layer logical ids against the old
-// placement (problems printed by the rank that owns the shard). Throws on every rank if
-// any rank found a problem.
+// other (problems printed by rank 0), checks the process count (at most one process per
+// EP rank; a process hosts a block of EP ranks), then opens this process's shards and
+// checks their attributes, tensors and per-layer logical ids against the old placement
+// (problems printed by the process that owns the shard). Throws on every rank if any rank
+// found a problem.
 Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& options);
 
 }  // namespace eplb::engine

@@ -27,13 +27,16 @@ struct StepCounters {
   double seconds_write = 0;
 };
 
-// NOTE: the message byte layout every rank relies on: for each entry of Message (in its
+// NOTE: the message byte layout every process relies on: for each entry of Message (in its
 // ascending logical expert order), each tensor's row in the checkpoint's tensor order;
 // then a trailer with the source slot's recorded xxh3 for each (entry, tensor), so the
-// receiver can check what it got against the checksum of the slot it came from.
+// receiver can check what it got against the checksum of the slot it came from. All
+// messages from the EP ranks of one process to those of another travel as one transfer,
+// in plan order (by source, then destination EP rank); messages between two EP ranks of
+// the same process are copied without the transport.
 class LayerStepper {
  public:
-  // Collective (creating this rank's output shard is agreed on). Keeps references to
+  // Collective (creating this process's output shards is agreed on). Keeps references to
   // everything passed in.
   LayerStepper(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
                transport::Transport& transport, const std::filesystem::path& staging);
@@ -41,33 +44,40 @@ class LayerStepper {
   LayerStepper(const LayerStepper&) = delete;
   LayerStepper& operator=(const LayerStepper&) = delete;
 
-  // Collective: every rank runs every layer, in order. Problems found while reading or
+  // Collective: every process runs every layer, in order. Problems found while reading or
   // verifying are agreed on before the exchange; a failed exchange throws kComm.
   void run_layer(int32_t layer_idx);
-  // Collective: agrees on the last layer, closes (fsyncs) this rank's shard and returns
-  // the files this rank wrote.
+  // Collective: agrees on the last layer, closes (fsyncs) this process's shards and
+  // returns the files it wrote.
   std::vector<std::filesystem::path> finish();
 
   const StepCounters& counters() const { return counters_; }
 
  private:
-  void read_and_check_sources(int32_t layer_idx);
+  // One EP rank this process hosts: its buffers (one layer each), input and output shard.
+  struct Hosted {
+    int32_t ep_rank = 0;
+    const io::ShardReader* shard = nullptr;  // null beyond the old ep_size
+    std::optional<LayerBuffer> old_rows;      // if it holds old slots
+    std::optional<LayerBuffer> new_rows;      // if it holds new slots
+    std::optional<io::ShardWriter> writer;
+    std::filesystem::path output_file;
+  };
+  Hosted* hosted(int32_t ep_rank);
+  void read_and_check_sources(Hosted& h, int32_t layer_idx);
   void exchange(const plan::LayerPlan& layer);
-  void fill_local_rows(const plan::LayerPlan& layer);
-  void verify_new_rows(int32_t layer_idx);
-  void write_layer(int32_t layer_idx);
+  void copy_local_message(const plan::Message& m);
+  void fill_local_rows(Hosted& h, const plan::LayerPlan& layer);
+  void verify_new_rows(Hosted& h, int32_t layer_idx);
+  void write_layer(Hosted& h, int32_t layer_idx);
 
   const runtime::MpiSession& session_;
   Inputs& inputs_;
   const plan::Plan& plan_;
   transport::Transport& transport_;
-  const int32_t rank_;
-  std::optional<LayerBuffer> old_;  // this rank's old rows (if it holds any)
-  std::optional<LayerBuffer> new_;  // this rank's new rows (if it holds any)
+  std::vector<Hosted> hosted_;
   transport::HostBuffer trailers_;  // checksum trailers of all messages of a layer
   std::vector<uint64_t> zero_row_checksums_;
-  std::optional<io::ShardWriter> writer_;
-  std::filesystem::path output_file_;
   core::ProblemList problems_{core::ErrorKind::kIo};
   StepCounters counters_;
 };

@@ -49,8 +49,10 @@ struct RebalanceReport {
 };
 
 // Collective: `ranks_per_node` if positive, else the smallest number of processes sharing a
-// node, identical on every process (plans must not diverge).
-plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks_per_node);
+// node times the EP ranks each process hosts, identical on every process (plans must not
+// diverge).
+plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks_per_node,
+                               int32_t ep_ranks_per_process = 1);
 
 // Collective over session.comm(): load -> validate -> plan -> for each layer (read,
 // verify, exchange, fill, verify, write) -> commit. Invalid input is reported by the
