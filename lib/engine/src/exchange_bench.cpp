@@ -83,12 +83,13 @@ struct Weights {
   }
 };
 
-Weights allocate_weights(NcclTransport& tr, const BenchOptions& o, int32_t rows) {
+Weights allocate_weights(NcclTransport& tr, const std::vector<io::TensorSpec>& tensors,
+                         int32_t num_layers, int32_t rows) {
   Weights w;
-  for (const auto& spec : o.tensors) w.row_bytes.push_back(spec.row_bytes());
-  w.buffers.resize(o.num_layers);
+  for (const auto& spec : tensors) w.row_bytes.push_back(spec.row_bytes());
+  w.buffers.resize(num_layers);
   for (auto& layer : w.buffers) {
-    for (size_t t = 0; t < o.tensors.size(); ++t) {
+    for (size_t t = 0; t < tensors.size(); ++t) {
       layer.push_back(tr.allocate_device(w.row_bytes[t] * rows));
     }
   }
@@ -375,8 +376,8 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   runtime::Stream copy_stream;
 
   const int32_t rows = old_p.num_slots_per_rank;
-  Weights old_w = allocate_weights(tr, o, rows);
-  Weights new_w = allocate_weights(tr, o, rows);
+  Weights old_w = allocate_weights(tr, o.tensors, o.num_layers, rows);
+  Weights new_w = allocate_weights(tr, o.tensors, o.num_layers, rows);
   size_t max_tensor = 0;
   for (size_t b : old_w.row_bytes) max_tensor = std::max(max_tensor, b * rows);
   runtime::PinnedBuffer host(max_tensor);
@@ -430,7 +431,7 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   // (c) the vLLM pattern with vLLM's pairing.
   MethodResult vllm{"vLLM pattern (per tensor)"};
   {
-    Weights buffer = allocate_weights(tr, BenchOptions{o.model_name, o.tensors, 0, 0, 1}, rows);
+    Weights buffer = allocate_weights(tr, o.tensors, 1, rows);  // vLLM's one-layer buffer
     scrub(new_w);
     run_vllm(c, vllm_plan, buffer);
     vllm.verified = all_match(c, new_p, host);

@@ -1,7 +1,6 @@
 #include "eplb/engine/generate.hpp"
 
-#include <chrono>
-
+#include "eplb/core/clock.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/io/shard.hpp"
@@ -40,7 +39,7 @@ void write_synthetic_layer(const placement::Placement& p, const GenerateOptions&
 }  // namespace
 
 GenerateReport generate(const runtime::MpiSession& session, const GenerateOptions& options) {
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = core::Clock::now();
   placement::Placement p;
   core::ProblemList problems(core::ErrorKind::kInput);
   capture(problems, [&] {
@@ -73,7 +72,7 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
 
   report.bytes_written = runtime::all_sum(session.comm(), {report.bytes_written})[0];
   report.num_files = p.ep_size;
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.seconds = core::seconds_since(start);
   return report;
 }
 

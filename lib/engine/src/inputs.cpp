@@ -160,8 +160,7 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   agree_identical(session.comm(), problems);
   check_process_count(session, inputs, options);
 
-  const int32_t num_ep_ranks =
-      std::max(inputs.old_placement.ep_size, inputs.new_placement.ep_size);
+  const int32_t num_ep_ranks = std::max(inputs.old_placement.ep_size, inputs.new_placement.ep_size);
   inputs.process_map = plan::ProcessMap{num_ep_ranks, session.size()};
   inputs.my_ranks = inputs.process_map.ep_ranks_of(session.rank());
   inputs.shards.resize(inputs.my_ranks.size());

@@ -9,17 +9,15 @@
 #include <map>
 #include <thread>
 
+#include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
 
 namespace eplb::engine {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+using core::Clock;
+using core::seconds_since;
 
 // Entries this process sends to or receives from other processes in one layer: sizes
 // the checksum trailers.
@@ -125,12 +123,12 @@ void LayerStepper::read_and_check_sources(Hosted& h, int32_t layer_idx) {
       uint64_t have = io::checksum({old_rows.row(t, row), old_rows.row_bytes(t)});
       if (have == old_rows.checksums[t][row]) continue;
       problems_.set_kind_if_worse(core::ErrorKind::kInput);
-      problems_.add(fmt::format(
-          "'{}' layer {}, slot {} (logical expert {}), tensor '{}': checksum mismatch "
-          "(recorded {:016x}, computed {:016x})",
-          shard.path().string(), layer_idx, first_slot + row,
-          inputs_.old_placement.expert_at(layer_idx, h.ep_rank, row), inputs_.tensors[t].name,
-          old_rows.checksums[t][row], have));
+      problems_.add(
+          fmt::format("'{}' layer {}, slot {} (logical expert {}), tensor '{}': checksum mismatch "
+                      "(recorded {:016x}, computed {:016x})",
+                      shard.path().string(), layer_idx, first_slot + row,
+                      inputs_.old_placement.expert_at(layer_idx, h.ep_rank, row),
+                      inputs_.tensors[t].name, old_rows.checksums[t][row], have));
     }
   }
 }

@@ -3,10 +3,10 @@
 #include "eplb/engine/rebalance.hpp"
 
 #include <algorithm>
-#include <chrono>
 #include <fstream>
 #include <string>
 
+#include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
@@ -18,11 +18,8 @@
 namespace eplb::engine {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double seconds_since(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+using core::Clock;
+using core::seconds_since;
 
 }  // namespace
 
@@ -82,9 +79,9 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
 
   // Plan: every process computes the same global plan, without communicating.
   const auto plan_start = Clock::now();
-  const auto topology = agreed_topology(
-      session, options.ranks_per_node,
-      static_cast<int32_t>(inputs.process_map.ep_ranks_of(0).size()));
+  const auto topology =
+      agreed_topology(session, options.ranks_per_node,
+                      static_cast<int32_t>(inputs.process_map.ep_ranks_of(0).size()));
   const plan::Plan plan = plan::make_plan(inputs.old_placement, inputs.new_placement, topology);
   report.seconds_plan = seconds_since(plan_start);
   const auto stats = plan::summarize(plan, topology);

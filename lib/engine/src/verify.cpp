@@ -2,10 +2,10 @@
 
 #include <fmt/format.h>
 
-#include <chrono>
 #include <map>
 #include <sstream>
 
+#include "eplb/core/clock.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/shard.hpp"
@@ -133,7 +133,7 @@ void check_replicas(const std::vector<std::string>& lines, core::ProblemList& pr
 }  // namespace
 
 VerifyReport verify(const runtime::MpiSession& session, const VerifyOptions& options) {
-  const auto start = std::chrono::steady_clock::now();
+  const auto start = core::Clock::now();
   io::Manifest manifest;
   core::ProblemList problems(core::ErrorKind::kVerify);
   bool ok = capture(problems, [&] { manifest = io::load_manifest(options.checkpoint); });
@@ -169,7 +169,7 @@ VerifyReport verify(const runtime::MpiSession& session, const VerifyOptions& opt
   report.slots_checked = sums[0];
   report.bytes_checked = sums[1];
   report.num_files = manifest.placement.ep_size;
-  report.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  report.seconds = core::seconds_since(start);
   return report;
 }
 
