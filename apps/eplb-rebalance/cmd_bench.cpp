@@ -104,6 +104,8 @@ Subcommand add_bench_command(CLI::App& root) {
       ->default_str("2GiB");
   app->add_option("--timeout", opts.timeout_s, "Seconds before a stuck exchange aborts the job")
       ->capture_default_str();
+  app->add_flag("--trace", opts.trace,
+                "Rank 0 prints when each round of our exchange gathered, sent and scattered");
   return {app, [args](const runtime::MpiSession& session) {
             auto o = args->options;
             engine::BenchOptions model;

@@ -372,6 +372,7 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   transport::TransportOptions topts;
   topts.max_staging_bytes = o.max_staging_bytes;
   topts.timeout = std::chrono::milliseconds(static_cast<long long>(o.timeout_s * 1000));
+  topts.trace_rounds = o.trace;
   NcclTransport tr(session.comm(), session.node_rank(), topts);
   runtime::Stream copy_stream;
 

@@ -75,7 +75,8 @@ void BatchedCopy::add(std::byte* dst, const std::byte* src, size_t bytes) {
   if (bytes > 0) ops_.push_back({src, dst, bytes});
 }
 
-void BatchedCopy::flush(cudaStream_t stream) {
+void BatchedCopy::flush(cudaStream_t stream, unsigned blocks_limit) {
+  if (blocks_limit == 0) blocks_limit = max_blocks();
   for (size_t first = 0; first < ops_.size(); first += kMaxOps) {
     Batch batch{};
     batch.num_ops = static_cast<int>(std::min<size_t>(kMaxOps, ops_.size() - first));
@@ -84,7 +85,7 @@ void BatchedCopy::flush(cudaStream_t stream) {
       batch.tile_start[i + 1] = batch.tile_start[i] + (batch.ops[i].bytes + kTile - 1) / kTile;
     }
     const unsigned long long tiles = batch.tile_start[batch.num_ops];
-    const unsigned blocks = tiles < max_blocks() ? static_cast<unsigned>(tiles) : max_blocks();
+    const unsigned blocks = tiles < blocks_limit ? static_cast<unsigned>(tiles) : blocks_limit;
     batched_copy_kernel<<<blocks, kThreads, 0, stream>>>(batch);
     EPLB_CUDA_CHECK(cudaGetLastError());
   }

@@ -20,6 +20,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <optional>
 #include <set>
 
@@ -182,6 +183,11 @@ class ExchangeRun {
   // batched copy kernel, host segments to the copy engines.
   void copy(const Flow& flow, std::byte* dst, const std::byte* src, size_t n, cudaStream_t s);
   [[noreturn]] void fail_round(size_t round, const std::string& what);
+  // TransportOptions::trace_rounds: timing events around each phase of each round.
+  enum Phase { kGather, kComm, kScatter };
+  void mark(size_t round, Phase phase, bool end, cudaStream_t stream);
+  void print_trace();
+  std::vector<Event> trace_;  // [round][phase][start, end]
 
   NcclTransport::Impl& t_;
   detail::Deadline deadline_;
@@ -257,6 +263,9 @@ void ExchangeRun::run() {
     }
   }
   if (num_rounds_ == 0) return;
+  if (t_.options.trace_rounds) {
+    for (size_t i = 0; i < num_rounds_ * 6; ++i) trace_.emplace_back(true);
+  }
   // Issue order keeps G(k+1) ahead of S(k) on the host, so that it can overlap N(k); the
   // host waits for N(k-1) before G(k+1), which bounds the queued work to two rounds.
   gather(0);
@@ -271,6 +280,32 @@ void ExchangeRun::run() {
   if (num_rounds_ >= 2) wait_for(&t_.dev->comm_done[num_rounds_ % 2], num_rounds_ - 2);
   wait_for(&t_.dev->comm_done[(num_rounds_ - 1) % 2], num_rounds_ - 1);
   wait_for(&t_.dev->scattered[(num_rounds_ - 1) % 2], num_rounds_ - 1);
+  if (!trace_.empty()) print_trace();
+}
+
+void ExchangeRun::mark(size_t round, Phase phase, bool end, cudaStream_t stream) {
+  if (!trace_.empty()) trace_[round * 6 + phase * 2 + (end ? 1 : 0)].record(stream);
+}
+
+// Rank 0 only; every event has completed (run() waited for the last scatter).
+void ExchangeRun::print_trace() {
+  if (t_.rank != 0) return;
+  auto at = [&](size_t i) {
+    float ms = 0;
+    EPLB_CUDA_CHECK(cudaEventElapsedTime(&ms, trace_[0].get(), trace_[i].get()));
+    return ms;
+  };
+  std::string text = fmt::format(
+      "trace: rank 0, {} rounds of {} bytes per peer, ms since the first gather began\n",
+      num_rounds_, chunk_);
+  for (size_t k = 0; k < num_rounds_; ++k) {
+    const size_t e = k * 6;
+    text += fmt::format(
+        "trace: round {:3}  gather {:8.3f} {:8.3f}  send/recv {:8.3f} {:8.3f}  scatter {:8.3f} "
+        "{:8.3f}\n",
+        k, at(e), at(e + 1), at(e + 2), at(e + 3), at(e + 4), at(e + 5));
+  }
+  std::fputs(text.c_str(), stderr);
 }
 
 void ExchangeRun::gather(size_t round) {
@@ -278,6 +313,7 @@ void ExchangeRun::gather(size_t round) {
   cudaStream_t stream = t_.dev->gather_stream.get();
   // NOTE: the send half is free again once the NCCL group two rounds back has read it.
   if (round >= 2) EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->comm_done[b].get(), 0));
+  mark(round, kGather, false, stream);
   for (size_t i = 0; i < sends_.size(); ++i) {
     Flow& flow = sends_[i];
     size_t bytes = chunk_bytes(flow, round);
@@ -296,6 +332,7 @@ void ExchangeRun::gather(size_t round) {
     });
   }
   batch_.flush(stream);
+  mark(round, kGather, true, stream);
   t_.dev->gathered[b].record(stream);
 }
 
@@ -305,11 +342,13 @@ void ExchangeRun::communicate(size_t round) {
   EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->gathered[b].get(), 0));
   // NOTE: the receive half is free again once the scatter two rounds back has read it.
   if (round >= 2) EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->scattered[b].get(), 0));
+  mark(round, kComm, false, stream);
   bool any = false;
   for (const auto* flows : {&sends_, &recvs_}) {
     for (const auto& flow : *flows) any |= chunk_bytes(flow, round) > 0;
   }
   if (!any) {  // this rank has finished early: nothing to enqueue, keep the events chained
+    mark(round, kComm, true, stream);
     t_.dev->comm_done[b].record(stream);
     return;
   }
@@ -335,6 +374,7 @@ void ExchangeRun::communicate(size_t round) {
                                   ncclGetLastError(t_.nccl.get())));
   }
   wait_for(nullptr, round);
+  mark(round, kComm, true, stream);
   t_.dev->comm_done[b].record(stream);
 }
 
@@ -345,6 +385,7 @@ void ExchangeRun::scatter(size_t round) {
   // deadline first rather than inside cudaMemcpyAsync, which could block forever.
   if (pageable_recv_) wait_for(&t_.dev->comm_done[b], round);
   EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->comm_done[b].get(), 0));
+  mark(round, kScatter, false, stream);
   for (size_t j = 0; j < recvs_.size(); ++j) {
     Flow& flow = recvs_[j];
     size_t bytes = chunk_bytes(flow, round);
@@ -360,6 +401,7 @@ void ExchangeRun::scatter(size_t round) {
     });
   }
   batch_.flush(stream);
+  mark(round, kScatter, true, stream);
   t_.dev->scattered[b].record(stream);
 }
 

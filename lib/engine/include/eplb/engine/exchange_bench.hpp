@@ -27,6 +27,7 @@ struct BenchOptions {
   uint64_t seed = 1;
   size_t max_staging_bytes = size_t{2} << 30;
   double timeout_s = 300;
+  bool trace = false;  // rank 0 prints the timeline of our exchange's rounds
 };
 
 struct MethodResult {

@@ -23,8 +23,8 @@ class BatchedCopy {
   void add(std::byte* dst, const std::byte* src, size_t bytes);
   // Local: enqueues every recorded copy on `stream` (in launches of at most 512 copies)
   // and forgets them. Copies within one flush must not overlap each other. The kernel
-  // uses at most max_blocks() thread blocks, leaving the other SMs to NCCL.
-  void flush(cudaStream_t stream);
+  // uses at most `blocks` thread blocks (0: max_blocks()), leaving the other SMs to NCCL.
+  void flush(cudaStream_t stream, unsigned blocks = 0);
   // EPLB_COPY_BLOCKS from the environment, else 64: on two H200s 16 and 32 blocks left
   // the copies setting the pace, 128 to 528 took SMs from NCCL, and the copy engines
   // (cudaMemcpyBatchAsync) were slower still (docs/PERFORMANCE.md).

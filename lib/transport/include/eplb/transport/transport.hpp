@@ -58,6 +58,8 @@ struct TransportOptions {
   size_t max_message_bytes = size_t{1} << 30;
   // NCCL: bytes of device memory used for send + receive staging.
   size_t max_staging_bytes = size_t{2} << 30;
+  // NCCL: rank 0 prints when each round's gather, send/receive and scatter ran (stderr).
+  bool trace_rounds = false;
 };
 
 class Transport {

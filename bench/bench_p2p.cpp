@@ -1,0 +1,204 @@
+// What NCCL point-to-point costs in the shapes our exchange could use, measured side by
+// side on the same GPUs (one process per GPU, every rank sends to every other rank):
+//
+//   raw             one ncclSend/ncclRecv per peer of the whole volume (the bench's ceiling)
+//   rounds C        the same volume cut into back-to-back groups of C bytes per peer, no
+//                   copies: the cost of rounds on their own
+//   ops S           one group, the volume as many ops of S bytes per peer: the cost of
+//                   sending rows in place instead of packing them
+//   copy B blocks   the batched copy kernel alone (pack and unpack of the whole volume, in
+//                   6 MiB rows) with B thread blocks: what packing costs without NCCL
+//   raw + copy B    raw and that copy kernel at once on two streams: the contention
+//   registered      raw from ncclMemAlloc buffers registered with ncclCommRegister
+//
+//   mpirun -np N bench_p2p [GIB_PER_RANK=4.5] [ITERATIONS=5]
+//
+// Bandwidth = the busiest rank's bytes sent (= received) / the slowest rank's time, median.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "eplb/core/error.hpp"
+#include "eplb/runtime/batched_copy.hpp"
+#include "eplb/runtime/cuda.hpp"
+#include "eplb/runtime/mpi.hpp"
+
+namespace {
+
+using eplb::runtime::BatchedCopy;
+using eplb::runtime::DeviceBuffer;
+
+constexpr size_t kMiB = size_t{1} << 20;
+constexpr size_t kRow = 6 * kMiB;  // a Qwen3-30B-A3B gate/up row
+
+struct Setup {
+  eplb::runtime::MpiSession& mpi;
+  ncclComm_t comm;
+  cudaStream_t net;
+  cudaStream_t copy;
+  size_t per_peer;  // bytes to and from each peer
+  int iterations;
+};
+
+double median_ms(const Setup& s, const std::function<void()>& enqueue) {
+  std::vector<double> times;
+  for (int i = 0; i <= s.iterations; ++i) {  // the first run warms up and is not counted
+    MPI_Barrier(s.mpi.comm());
+    auto start = std::chrono::steady_clock::now();
+    enqueue();
+    EPLB_CUDA_CHECK(cudaStreamSynchronize(s.net));
+    EPLB_CUDA_CHECK(cudaStreamSynchronize(s.copy));
+    long long us = std::chrono::duration_cast<std::chrono::microseconds>(
+                       std::chrono::steady_clock::now() - start)
+                       .count();
+    us = eplb::runtime::all_max(s.mpi.comm(), {us})[0];
+    if (i > 0) times.push_back(static_cast<double>(us) / 1e3);
+  }
+  std::sort(times.begin(), times.end());
+  return times[times.size() / 2];
+}
+
+void check_nccl(ncclResult_t rc, const char* what) {
+  if (rc != ncclSuccess && rc != ncclInProgress) {
+    throw eplb::core::Error(eplb::core::ErrorKind::kComm,
+                            fmt::format("{}: {}", what, ncclGetErrorString(rc)));
+  }
+}
+
+void wait_comm(ncclComm_t comm) {
+  ncclResult_t state = ncclInProgress;
+  while (state == ncclInProgress) check_nccl(ncclCommGetAsyncError(comm, &state), "async");
+  check_nccl(state, "group");
+}
+
+// Groups of `chunk` bytes per peer (0: the whole volume in one group), each peer's share
+// of a group cut into ops of `op` bytes (0: one op).
+void exchange(const Setup& s, std::byte* send, std::byte* recv, size_t chunk, size_t op) {
+  const int n = s.mpi.size(), me = s.mpi.rank();
+  if (chunk == 0) chunk = s.per_peer;
+  if (op == 0) op = chunk;
+  for (size_t start = 0; start < s.per_peer; start += chunk) {
+    const size_t len = std::min(chunk, s.per_peer - start);
+    check_nccl(ncclGroupStart(), "ncclGroupStart");
+    for (int peer = 0; peer < n; ++peer) {
+      if (peer == me) continue;
+      for (size_t o = 0; o < len; o += op) {
+        const size_t b = std::min(op, len - o);
+        const size_t at = static_cast<size_t>(peer) * s.per_peer + start + o;
+        check_nccl(ncclSend(send + at, b, ncclUint8, peer, s.comm, s.net), "ncclSend");
+        check_nccl(ncclRecv(recv + at, b, ncclUint8, peer, s.comm, s.net), "ncclRecv");
+      }
+    }
+    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
+    wait_comm(s.comm);
+  }
+}
+
+// Pack and unpack of the volume this rank sends and receives: 2 x (n-1) x per_peer bytes
+// in 6 MiB rows, from `a` to `b`.
+void copies(const Setup& s, std::byte* a, std::byte* b, unsigned blocks) {
+  const size_t total = 2 * static_cast<size_t>(s.mpi.size() - 1) * s.per_peer;
+  BatchedCopy batch;
+  for (size_t o = 0; o < total; o += kRow) batch.add(b + o, a + o, std::min(kRow, total - o));
+  batch.flush(s.copy, blocks);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  eplb::runtime::MpiSession mpi(&argc, &argv);
+  const double gib = argc > 1 ? std::atof(argv[1]) : 4.5;
+  const int iterations = argc > 2 ? std::atoi(argv[2]) : 5;
+  const int n = mpi.size();
+  if (n < 2) {
+    std::fprintf(stderr, "bench_p2p: run with at least 2 processes (one per GPU)\n");
+    return 64;
+  }
+  try {
+    eplb::runtime::select_device(mpi.node_rank());
+    auto comm = eplb::runtime::NcclComm::create(mpi.comm(), std::chrono::minutes(2));
+    eplb::runtime::Stream net = eplb::runtime::Stream::with_priority(100);
+    eplb::runtime::Stream copy = eplb::runtime::Stream::with_priority(1);
+    const size_t per_peer =
+        static_cast<size_t>(gib * (1 << 30)) / static_cast<size_t>(n - 1) / 256 * 256;
+    const size_t span = per_peer * static_cast<size_t>(n);  // indexed by peer, own slot unused
+    Setup s{mpi, comm.get(), net.get(), copy.get(), per_peer, iterations};
+    DeviceBuffer send(span), recv(span), scratch_a(2 * span), scratch_b(2 * span);
+    EPLB_CUDA_CHECK(cudaMemset(send.data(), 1, span));
+    EPLB_CUDA_CHECK(cudaMemset(scratch_a.data(), 2, 2 * span));
+    EPLB_CUDA_CHECK(cudaDeviceSynchronize());
+
+    struct Row {
+      std::string name;
+      double ms;
+    };
+    std::vector<Row> rows;
+    auto measure = [&](std::string name, const std::function<void()>& fn) {
+      rows.push_back({std::move(name), median_ms(s, fn)});
+    };
+    measure("raw", [&] { exchange(s, send.data(), recv.data(), 0, 0); });
+    for (size_t mib : {128, 256, 512, 1024, 2048}) {
+      measure(fmt::format("rounds {} MiB", mib),
+              [&] { exchange(s, send.data(), recv.data(), mib * kMiB, 0); });
+    }
+    for (size_t mib : {3, 6, 28, 64}) {
+      measure(fmt::format("ops {} MiB", mib),
+              [&] { exchange(s, send.data(), recv.data(), 0, mib * kMiB); });
+    }
+    for (unsigned blocks : {16u, 32u, 64u, 132u}) {
+      measure(fmt::format("copy {} blocks", blocks),
+              [&] { copies(s, scratch_a.data(), scratch_b.data(), blocks); });
+    }
+    for (unsigned blocks : {32u, 64u}) {
+      measure(fmt::format("raw + copy {} blocks", blocks), [&] {
+        copies(s, scratch_a.data(), scratch_b.data(), blocks);
+        exchange(s, send.data(), recv.data(), 0, 0);
+      });
+    }
+    measure("rounds 512 MiB + copy 64 blocks", [&] {
+      copies(s, scratch_a.data(), scratch_b.data(), 64);
+      exchange(s, send.data(), recv.data(), 512 * kMiB, 0);
+    });
+    {
+      void *rs = nullptr, *rr = nullptr, *hs = nullptr, *hr = nullptr;
+      check_nccl(ncclMemAlloc(&rs, span), "ncclMemAlloc");
+      check_nccl(ncclMemAlloc(&rr, span), "ncclMemAlloc");
+      check_nccl(ncclCommRegister(comm.get(), rs, span, &hs), "ncclCommRegister");
+      wait_comm(comm.get());
+      check_nccl(ncclCommRegister(comm.get(), rr, span, &hr), "ncclCommRegister");
+      wait_comm(comm.get());
+      measure("registered raw", [&] {
+        exchange(s, static_cast<std::byte*>(rs), static_cast<std::byte*>(rr), 0, 0);
+      });
+      measure("registered rounds 512 MiB", [&] {
+        exchange(s, static_cast<std::byte*>(rs), static_cast<std::byte*>(rr), 512 * kMiB, 0);
+      });
+      check_nccl(ncclCommDeregister(comm.get(), hs), "ncclCommDeregister");
+      check_nccl(ncclCommDeregister(comm.get(), hr), "ncclCommDeregister");
+      ncclMemFree(rs);
+      ncclMemFree(rr);
+    }
+    if (mpi.rank() == 0) {
+      const double bytes = static_cast<double>(per_peer) * (n - 1);
+      std::printf("bench_p2p: %d GPUs, %.2f GiB sent and received per GPU, %zu MiB per peer\n",
+                  n, bytes / (1 << 30), per_peer / kMiB);
+      std::printf("%-34s %9s %9s %8s\n", "variant", "ms", "GB/s", "vs raw");
+      for (const auto& r : rows) {
+        std::printf("%-34s %9.3f %9.1f %8.3f\n", r.name.c_str(), r.ms, bytes / r.ms / 1e6,
+                    rows[0].ms / r.ms);
+      }
+      std::printf("(copy rows: GB/s of bytes sent, for 2x that volume copied)\n");
+    }
+    comm.close(eplb::runtime::deadline_after(std::chrono::minutes(1)));
+  } catch (const eplb::core::Error& e) {
+    std::fprintf(stderr, "bench_p2p: rank %d: %s\n", mpi.rank(), e.what());
+    mpi.abort_job(1);
+  }
+  return 0;
+}
