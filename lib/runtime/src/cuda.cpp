@@ -69,19 +69,37 @@ DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
   data_ = static_cast<std::byte*>(p);
 }
 
+DeviceBuffer DeviceBuffer::for_nccl(size_t bytes) {
+  DeviceBuffer buffer;
+  void* p = nullptr;
+  if (bytes == 0 || ncclMemAlloc(&p, bytes) != ncclSuccess) return buffer;
+  buffer.data_ = static_cast<std::byte*>(p);
+  buffer.bytes_ = bytes;
+  buffer.nccl_ = true;
+  return buffer;
+}
+
 DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
   if (this != &o) {
     reset();
     data_ = std::exchange(o.data_, nullptr);
     bytes_ = std::exchange(o.bytes_, 0);
+    nccl_ = std::exchange(o.nccl_, false);
   }
   return *this;
 }
 
 void DeviceBuffer::reset() noexcept {
-  if (data_ != nullptr) cudaFree(data_);
+  if (data_ != nullptr) {
+    if (nccl_) {
+      ncclMemFree(data_);
+    } else {
+      cudaFree(data_);
+    }
+  }
   data_ = nullptr;
   bytes_ = 0;
+  nccl_ = false;
 }
 
 PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
@@ -259,6 +277,31 @@ void NcclComm::close(Clock::time_point deadline) {
     throw Error(ErrorKind::kComm,
                 fmt::format("ncclCommDestroy(...) failed: {}", nccl_detail(rc, nullptr)));
   }
+}
+
+
+NcclRegistration::NcclRegistration(NcclComm& comm, void* data, size_t bytes,
+                                   Clock::time_point deadline)
+    : comm_(&comm) {
+  EPLB_NCCL_CHECK(ncclCommRegister(comm.get(), data, bytes, &handle_));
+  comm.wait_ready("ncclCommRegister", deadline);
+}
+
+NcclRegistration& NcclRegistration::operator=(NcclRegistration&& o) noexcept {
+  if (this != &o) {
+    reset();
+    comm_ = std::exchange(o.comm_, nullptr);
+    handle_ = std::exchange(o.handle_, nullptr);
+  }
+  return *this;
+}
+
+void NcclRegistration::reset() noexcept {
+  if (handle_ != nullptr && comm_ != nullptr && comm_->get() != nullptr) {
+    ncclCommDeregister(comm_->get(), handle_);
+  }
+  comm_ = nullptr;
+  handle_ = nullptr;
 }
 
 }  // namespace eplb::runtime

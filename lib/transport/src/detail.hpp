@@ -36,17 +36,22 @@ class SegmentCursor {
     }
   }
 
-  // Index of the segment holding the next byte (segments.size() at the end), the address
-  // of that byte (nullptr at the end), and how many bytes that segment still holds.
+  // Index of the segment holding the next byte (segments.size() at the end).
   size_t current_index() const;
-  std::byte* next_byte() const;
-  size_t left_in_current() const;
 
  private:
   std::span<const Segment> segments_;
   size_t seg_idx_ = 0;
   size_t offset_ = 0;
 };
+
+// How a pipeline cuts one byte stream of `total` bytes into pieces of at most `cap` bytes,
+// one per round; both ends of a pair compute it from the same arguments and so cut the
+// stream identically. Long streams ramp up and back down at the end (cap/8, cap/4, cap/2,
+// cap..., cap/2, cap/4, cap/8, leaving out ramp pieces under `min_ramp`), so the first
+// gather and the last scatter, which nothing overlaps, are short. Every piece but the last
+// is a multiple of `align` (which divides `cap`), so each starts aligned in the stream.
+std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t min_ramp = 0);
 
 // Throws core::Error(kInternal) if a transfer names an invalid peer (out of range or the
 // caller), a peer twice in one list, or a segment with bytes but no memory.

@@ -1,7 +1,8 @@
 // NCCL backend. Built in both configurations: without NCCL it only says so.
 //
 // With NCCL, exchange() moves the byte streams in rounds. In round k every peer's stream
-// contributes its k-th chunk (at most `chunk` bytes, the same size on both sides of a pair);
+// contributes its k-th piece (detail::piece_sizes: at most `chunk` bytes, ramped up at the
+// start and down at the end, the same on both sides of a pair);
 // a round is one NCCL group with one send and one receive per peer. Staging is double
 // buffered and three streams overlap the phases of consecutive rounds:
 //
@@ -10,14 +11,19 @@
 //   scatter stream:       S0    S1    ...   (recv staging half k%2 -> segments)
 //
 // N(k) waits for G(k) and for S(k-2) (same receive half); G(k) waits for N(k-2) (same send
-// half); S(k) waits for N(k). A chunk that lies inside one device segment of this GPU is
-// sent or received in place, without staging.
+// half); S(k) waits for N(k). Every send and receive uses the staging buffer, which is
+// registered with NCCL where every rank could allocate it with ncclMemAlloc: NCCL then
+// moves the bytes between the staging buffers of the two GPUs directly, not through its
+// own FIFO, which leaves memory bandwidth and SMs to the copies next to it (on 2 H200s,
+// a/b rose from 0.74 to 0.85; docs/PERFORMANCE.md).
 #include "eplb/transport/nccl_transport.hpp"
 
 #include "eplb/core/error.hpp"
 
 #if EPLB_HAVE_NCCL
 #include <fmt/format.h>
+
+#include <cuda.h>
 
 #include <algorithm>
 #include <cstdio>
@@ -48,13 +54,17 @@ using core::Error;
 using core::ErrorKind;
 using runtime::Event;
 
-// Chunks are 256-byte multiples (only a stream's last chunk may be shorter), which keeps
-// every peer's staging offset aligned for NCCL's and the copy engines' wide accesses.
+// Every piece but a stream's last is a 256-byte multiple, which keeps every peer's staging
+// offset aligned for NCCL's and the copy kernel's wide accesses.
 constexpr size_t kChunkAlign = 256;
+// The ramp at both ends of a stream (detail::piece_sizes) stops at pieces of 64 MiB per
+// peer: below that, NCCL's per-peer bandwidth drops (to ~70% of its peak at 64 MiB on
+// H200s), and at 4 GPUs a ramp down to 21 MiB pieces cost more than it saved.
+constexpr size_t kMinRampPiece = size_t{64} << 20;
 
 enum class MemKind { kThisDevice, kPageable, kOther };
 
-MemKind classify(const void* data, int device) {
+MemKind query_kind(const void* data, int device) {
   cudaPointerAttributes attr{};
   if (cudaPointerGetAttributes(&attr, data) != cudaSuccess) {
     (void)cudaGetLastError();  // clear the (non-sticky) error so no later check reports it
@@ -64,6 +74,58 @@ MemKind classify(const void* data, int device) {
   if (attr.type == cudaMemoryTypeUnregistered) return MemKind::kPageable;
   return MemKind::kOther;
 }
+
+// The driver's cuPointerGetAttribute, reached through the runtime (the binary does not
+// link libcuda, so that it starts on machines without a GPU driver); nullptr if missing.
+using PointerGetAttribute = CUresult (*)(void*, CUpointer_attribute, CUdeviceptr);
+PointerGetAttribute pointer_get_attribute() {
+  static const PointerGetAttribute fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult found{};
+    if (cudaGetDriverEntryPointByVersion("cuPointerGetAttribute", &f, 12000, cudaEnableDefault,
+                                         &found) != cudaSuccess ||
+        found != cudaDriverEntryPointSuccess) {
+      (void)cudaGetLastError();
+      return PointerGetAttribute{nullptr};
+    }
+    return reinterpret_cast<PointerGetAttribute>(f);
+  }();
+  return fn;
+}
+
+// Classifies segment addresses, one driver query per device allocation rather than per
+// segment: a rebalance has thousands of segments in a few dozen allocations, and one
+// cudaPointerGetAttributes each took a measurable part of a millisecond per exchange.
+class MemoryClassifier {
+ public:
+  explicit MemoryClassifier(int device) : device_(device) {}
+  MemKind kind(const std::byte* p) {
+    for (const auto& r : ranges_) {
+      if (p >= r.begin && p < r.end) return MemKind::kThisDevice;
+    }
+    MemKind k = query_kind(p, device_);
+    CUdeviceptr start = 0;
+    size_t size = 0;
+    auto get = pointer_get_attribute();
+    if (k == MemKind::kThisDevice && get != nullptr &&
+        get(&start, CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, reinterpret_cast<CUdeviceptr>(p)) ==
+            CUDA_SUCCESS &&
+        get(&size, CU_POINTER_ATTRIBUTE_RANGE_SIZE, reinterpret_cast<CUdeviceptr>(p)) ==
+            CUDA_SUCCESS) {
+      const auto* begin = reinterpret_cast<const std::byte*>(start);
+      ranges_.push_back({begin, begin + size});
+    }
+    return k;
+  }
+
+ private:
+  struct Range {
+    const std::byte* begin;
+    const std::byte* end;
+  };
+  int device_;
+  std::vector<Range> ranges_;  // device allocations of this GPU seen so far
+};
 
 // What exchange() uses on the device; index [b] of an event pair is staging half b.
 struct DeviceResources {
@@ -96,7 +158,8 @@ struct NcclTransport::Impl {
   // Outlive a timed-out MPI_Iallreduce, which may still write them.
   long long agree_in = 0, agree_out = 0;
   std::optional<DeviceResources> dev;
-  runtime::NcclComm nccl;  // last member: aborted before the buffers it may use are freed
+  runtime::NcclComm nccl;  // aborted before the buffers it may use are freed
+  runtime::NcclRegistration staging_registration;  // dropped before the communicator
 };
 
 NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& opts)
@@ -116,7 +179,8 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
     device = runtime::select_device(node_rank);
     dev.emplace();
     dev->half_bytes = half_bytes;
-    dev->staging = runtime::DeviceBuffer(4 * half_bytes);
+    dev->staging = runtime::DeviceBuffer::for_nccl(4 * half_bytes);
+    if (!dev->staging.data()) dev->staging = runtime::DeviceBuffer(4 * half_bytes);
   } catch (const Error& e) {
     local_error = e;
   }
@@ -125,6 +189,12 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
     throw Error::reported_elsewhere(ErrorKind::kComm);
   }
   nccl = runtime::NcclComm::create(mpi.get(), options.timeout);
+  // NOTE: NCCL needs registered buffers on both ends of an operation or on neither.
+  if (runtime::all_true(mpi.get(), dev->staging.from_nccl())) {
+    staging_registration =
+        runtime::NcclRegistration(nccl, dev->staging.data(), dev->staging.size(),
+                                  runtime::deadline_after(options.timeout));
+  }
 }
 
 void NcclTransport::Impl::check_usable() const {
@@ -170,11 +240,11 @@ class ExchangeRun {
     int peer = -1;
     size_t total = 0;
     detail::SegmentCursor cursor;
+    std::vector<size_t> pieces;  // bytes per round (detail::piece_sizes)
     std::vector<MemKind> kinds;  // per segment
   };
   std::vector<Flow> make_flows(std::span<const Transfer> transfers);
   size_t chunk_bytes(const Flow& flow, size_t round) const;
-  bool in_place(const Flow& flow, size_t bytes) const;
   void gather(size_t round);
   void communicate(size_t round);
   void scatter(size_t round);
@@ -190,13 +260,15 @@ class ExchangeRun {
   std::vector<Event> trace_;  // [round][phase][start, end]
 
   NcclTransport::Impl& t_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
+  double setup_ms_ = 0;  // host time from the call to the first gather (for the trace)
+  double flows_ms_ = 0;  // of which classifying the segments
+  MemoryClassifier classifier_{t_.device};
   detail::Deadline deadline_;
   std::vector<Flow> sends_, recvs_;
   bool pageable_recv_ = false;
   size_t chunk_ = 0;
   size_t num_rounds_ = 0;
-  std::vector<std::byte*> send_ptr_[2];  // per staging half: where each send chunk is
-  std::vector<char> recv_in_place_[2];   // per staging half: chunk received in place?
   runtime::BatchedCopy batch_;
 };
 
@@ -216,10 +288,8 @@ ExchangeRun::ExchangeRun(NcclTransport::Impl& t, std::span<const Transfer> sends
   for (const auto& flow : recvs_) {
     pageable_recv_ |= std::ranges::count(flow.kinds, MemKind::kPageable) > 0;
   }
-  for (size_t b = 0; b < 2; ++b) {
-    send_ptr_[b].resize(sends_.size());
-    recv_in_place_[b].resize(recvs_.size());
-  }
+  flows_ms_ =
+      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
 }
 
 std::vector<ExchangeRun::Flow> ExchangeRun::make_flows(std::span<const Transfer> transfers) {
@@ -227,9 +297,9 @@ std::vector<ExchangeRun::Flow> ExchangeRun::make_flows(std::span<const Transfer>
   for (const auto& transfer : transfers) {
     size_t total = transfer.bytes();
     if (total == 0) continue;  // the peer skips it too: same total on both sides
-    Flow flow{transfer.peer, total, detail::SegmentCursor(transfer.segments), {}};
+    Flow flow{transfer.peer, total, detail::SegmentCursor(transfer.segments), {}, {}};
     for (const auto& seg : transfer.segments) {
-      flow.kinds.push_back(seg.bytes > 0 ? classify(seg.data, t_.device) : MemKind::kOther);
+      flow.kinds.push_back(seg.bytes > 0 ? classifier_.kind(seg.data) : MemKind::kOther);
     }
     flows.push_back(std::move(flow));
   }
@@ -237,14 +307,7 @@ std::vector<ExchangeRun::Flow> ExchangeRun::make_flows(std::span<const Transfer>
 }
 
 size_t ExchangeRun::chunk_bytes(const Flow& flow, size_t round) const {
-  size_t start = round * chunk_;
-  return start >= flow.total ? 0 : std::min(chunk_, flow.total - start);
-}
-
-bool ExchangeRun::in_place(const Flow& flow, size_t bytes) const {
-  size_t idx = flow.cursor.current_index();
-  return idx < flow.kinds.size() && flow.kinds[idx] == MemKind::kThisDevice &&
-         flow.cursor.left_in_current() >= bytes;
+  return round < flow.pieces.size() ? flow.pieces[round] : 0;
 }
 
 void ExchangeRun::run() {
@@ -257,15 +320,18 @@ void ExchangeRun::run() {
                 fmt::format("NCCL staging budget of {} bytes is too small for {} peers",
                             t_.options.max_staging_bytes, max_peers));
   }
-  for (const auto* flows : {&sends_, &recvs_}) {
-    for (const auto& flow : *flows) {
-      num_rounds_ = std::max(num_rounds_, (flow.total + chunk_ - 1) / chunk_);
+  for (auto* flows : {&sends_, &recvs_}) {
+    for (auto& flow : *flows) {
+      flow.pieces = detail::piece_sizes(flow.total, chunk_, kChunkAlign, kMinRampPiece);
+      num_rounds_ = std::max(num_rounds_, flow.pieces.size());
     }
   }
   if (num_rounds_ == 0) return;
   if (t_.options.trace_rounds) {
     for (size_t i = 0; i < num_rounds_ * 6; ++i) trace_.emplace_back(true);
   }
+  setup_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_)
+                  .count();
   // Issue order keeps G(k+1) ahead of S(k) on the host, so that it can overlap N(k); the
   // host waits for N(k-1) before G(k+1), which bounds the queued work to two rounds.
   gather(0);
@@ -296,8 +362,9 @@ void ExchangeRun::print_trace() {
     return ms;
   };
   std::string text = fmt::format(
-      "trace: rank 0, {} rounds of {} bytes per peer, ms since the first gather began\n",
-      num_rounds_, chunk_);
+      "trace: rank 0, {} rounds of at most {} bytes per peer, {:.3f} ms of host set-up ({:.3f} "
+      "of it classifying segments), then ms since the first gather began\n",
+      num_rounds_, chunk_, setup_ms_, flows_ms_);
   for (size_t k = 0; k < num_rounds_; ++k) {
     const size_t e = k * 6;
     text += fmt::format(
@@ -317,15 +384,8 @@ void ExchangeRun::gather(size_t round) {
   for (size_t i = 0; i < sends_.size(); ++i) {
     Flow& flow = sends_[i];
     size_t bytes = chunk_bytes(flow, round);
-    send_ptr_[b][i] = nullptr;
     if (bytes == 0) continue;
-    if (in_place(flow, bytes)) {
-      send_ptr_[b][i] = flow.cursor.next_byte();
-      flow.cursor.take(bytes, [](std::byte*, size_t) {});
-      continue;
-    }
     std::byte* dst = t_.send_half(b) + i * chunk_;
-    send_ptr_[b][i] = dst;
     flow.cursor.take(bytes, [&](std::byte* src, size_t n) {
       copy(flow, dst, src, n, stream);
       dst += n;
@@ -356,16 +416,14 @@ void ExchangeRun::communicate(size_t round) {
   for (size_t i = 0; i < sends_.size(); ++i) {
     size_t bytes = chunk_bytes(sends_[i], round);
     if (bytes == 0) continue;
-    EPLB_NCCL_CHECK(
-        ncclSend(send_ptr_[b][i], bytes, ncclUint8, sends_[i].peer, t_.nccl.get(), stream));
+    EPLB_NCCL_CHECK(ncclSend(t_.send_half(b) + i * chunk_, bytes, ncclUint8, sends_[i].peer,
+                             t_.nccl.get(), stream));
   }
   for (size_t j = 0; j < recvs_.size(); ++j) {
-    Flow& flow = recvs_[j];
-    size_t bytes = chunk_bytes(flow, round);
+    size_t bytes = chunk_bytes(recvs_[j], round);
     if (bytes == 0) continue;
-    recv_in_place_[b][j] = in_place(flow, bytes);
-    std::byte* dst = recv_in_place_[b][j] ? flow.cursor.next_byte() : t_.recv_half(b) + j * chunk_;
-    EPLB_NCCL_CHECK(ncclRecv(dst, bytes, ncclUint8, flow.peer, t_.nccl.get(), stream));
+    EPLB_NCCL_CHECK(ncclRecv(t_.recv_half(b) + j * chunk_, bytes, ncclUint8, recvs_[j].peer,
+                             t_.nccl.get(), stream));
   }
   // A non-blocking communicator may still be connecting to peers: wait, with the deadline.
   ncclResult_t rc = ncclGroupEnd();
@@ -390,10 +448,6 @@ void ExchangeRun::scatter(size_t round) {
     Flow& flow = recvs_[j];
     size_t bytes = chunk_bytes(flow, round);
     if (bytes == 0) continue;
-    if (recv_in_place_[b][j]) {
-      flow.cursor.take(bytes, [](std::byte*, size_t) {});
-      continue;
-    }
     const std::byte* src = t_.recv_half(b) + j * chunk_;
     flow.cursor.take(bytes, [&](std::byte* dst, size_t n) {
       copy(flow, dst, src, n, stream);
@@ -474,6 +528,12 @@ HostBuffer NcclTransport::allocate_host(size_t bytes) {
 runtime::DeviceBuffer NcclTransport::allocate_device(size_t bytes) const {
   EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
   return runtime::DeviceBuffer(bytes);
+}
+
+runtime::NcclRegistration NcclTransport::register_buffer(const runtime::DeviceBuffer& buffer) {
+  EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
+  return runtime::NcclRegistration(impl_->nccl, buffer.data(), buffer.size(),
+                                   runtime::deadline_after(impl_->options.timeout));
 }
 
 void NcclTransport::group_end(const char* what) {

@@ -45,16 +45,40 @@ size_t SegmentCursor::current_index() const {
   return segments_.size();
 }
 
-std::byte* SegmentCursor::next_byte() const {
-  size_t i = current_index();
-  if (i == segments_.size()) return nullptr;
-  return segments_[i].data + (i == seg_idx_ ? offset_ : 0);
-}
-
-size_t SegmentCursor::left_in_current() const {
-  size_t i = current_index();
-  if (i == segments_.size()) return 0;
-  return segments_[i].bytes - (i == seg_idx_ ? offset_ : 0);
+std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t min_ramp) {
+  std::vector<size_t> pieces;
+  if (total == 0) return pieces;
+  const size_t body = total / align * align;  // the unaligned tail joins the last piece
+  std::vector<size_t> ramp;                   // cap/8, cap/4, cap/2 (where aligned)
+  for (size_t s = cap / 8 / align * align; s >= align && s < cap; s *= 2) {
+    if (s >= min_ramp) ramp.push_back(s);
+  }
+  size_t ramp_bytes = 0;
+  for (size_t s : ramp) ramp_bytes += s;
+  if (body < 2 * ramp_bytes + cap) {  // too short to ramp
+    ramp.clear();
+    ramp_bytes = 0;
+  }
+  pieces = ramp;
+  // The middle in equal pieces of at most cap: no short piece left over.
+  const size_t middle = body - 2 * ramp_bytes;
+  if (middle > 0) {
+    const size_t n = (middle + cap - 1) / cap;
+    const size_t piece = ((middle + n - 1) / n + align - 1) / align * align;
+    for (size_t left = middle; left > 0; left -= std::min(piece, left)) {
+      pieces.push_back(std::min(piece, left));
+    }
+  }
+  pieces.insert(pieces.end(), ramp.rbegin(), ramp.rend());
+  const size_t tail = total - body;
+  if (tail > 0) {
+    if (!pieces.empty() && pieces.back() + tail <= cap) {
+      pieces.back() += tail;
+    } else {
+      pieces.push_back(tail);
+    }
+  }
+  return pieces;
 }
 
 namespace {

@@ -33,12 +33,16 @@ void check_nccl(ncclResult_t rc, const char* call, const char* file, int line);
 // returns it. Throws core::Error(kComm) when no device is usable.
 int select_device(int node_rank);
 
-// Move-only owner of device memory on the device current at construction (cudaMalloc).
+// Move-only owner of device memory on the device current at construction (cudaMalloc,
+// or ncclMemAlloc for memory that NCCL may register).
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
   // Local. Throws core::Error(kComm) when the allocation fails.
   explicit DeviceBuffer(size_t bytes);
+  // Local: ncclMemAlloc'd memory, which NcclRegistration can register. Returns an empty
+  // buffer (no throw) when NCCL cannot allocate it, e.g. without CUDA VMM support.
+  static DeviceBuffer for_nccl(size_t bytes);
   ~DeviceBuffer() { reset(); }
   DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
   DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
@@ -46,11 +50,13 @@ class DeviceBuffer {
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
   std::byte* data() const { return data_; }
   size_t size() const { return bytes_; }
+  bool from_nccl() const { return nccl_; }
 
  private:
   void reset() noexcept;
   std::byte* data_ = nullptr;
   size_t bytes_ = 0;
+  bool nccl_ = false;  // freed with ncclMemFree
 };
 
 // Move-only owner of page-locked host memory (cudaHostAlloc, portable across devices).
@@ -155,6 +161,32 @@ class NcclComm {
  private:
   explicit NcclComm(ncclComm_t comm) : comm_(comm) {}
   ncclComm_t comm_ = nullptr;
+};
+
+// Move-only owner of a local user-buffer registration (ncclCommRegister). With both ends
+// of a send/receive registered, NCCL moves the bytes between the user buffers directly
+// instead of through its own FIFO, halving its memory traffic and freeing SMs for the
+// work next to it (docs/PERFORMANCE.md). NCCL requires that the ranks of an operation all
+// pass registered buffers or none; NCCL_LOCAL_REGISTER=0 turns registration off.
+class NcclRegistration {
+ public:
+  NcclRegistration() = default;
+  // Local: registers [data, data + bytes) (ncclMemAlloc'd) with `comm`, which must
+  // outlive this object. Throws core::Error(kComm) on failure.
+  NcclRegistration(NcclComm& comm, void* data, size_t bytes, Clock::time_point deadline);
+  // Deregisters while the communicator is open; once it is closed or aborted, NCCL has
+  // already dropped the registration.
+  ~NcclRegistration() { reset(); }
+  NcclRegistration(NcclRegistration&& o) noexcept { *this = std::move(o); }
+  NcclRegistration& operator=(NcclRegistration&& o) noexcept;
+  NcclRegistration(const NcclRegistration&) = delete;
+  NcclRegistration& operator=(const NcclRegistration&) = delete;
+  explicit operator bool() const { return handle_ != nullptr; }
+  void reset() noexcept;
+
+ private:
+  const NcclComm* comm_ = nullptr;
+  void* handle_ = nullptr;
 };
 
 // time_point::max() for a zero timeout (wait forever), else now + timeout.

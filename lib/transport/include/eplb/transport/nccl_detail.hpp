@@ -16,10 +16,10 @@
 
 namespace eplb::transport {
 
-// NCCL transport. exchange() moves every Transfer through device staging buffers (or
-// straight from/to a device segment when a chunk lies inside one) in rounds, so that
-// device memory stays within options.max_staging_bytes; gathers, NCCL transfers and
-// scatters of consecutive rounds overlap on three streams.
+// NCCL transport. exchange() moves every Transfer through device staging buffers
+// (registered with NCCL where possible) in rounds, so that device memory stays within
+// options.max_staging_bytes; gathers, NCCL transfers and scatters of consecutive rounds
+// overlap on three streams.
 //
 // NOTE: segments in device memory must hold their data when exchange() is called: work
 // that wrote them on another stream must be synchronized with the host first.
@@ -50,6 +50,9 @@ class NcclTransport final : public Transport {
   int device() const;
   // Local: device memory on device().
   runtime::DeviceBuffer allocate_device(size_t bytes) const;
+  // Local: registers `buffer` (from DeviceBuffer::for_nccl) with comm(); the registration
+  // must be dropped before the buffer is freed. See runtime::NcclRegistration.
+  runtime::NcclRegistration register_buffer(const runtime::DeviceBuffer& buffer);
   // Local: ncclGroupEnd() for a group the caller started with ncclGroupStart(), then
   // waits until the non-blocking communicator has taken the group (bounded by the timeout).
   void group_end(const char* what);
