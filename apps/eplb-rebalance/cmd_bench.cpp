@@ -68,6 +68,15 @@ void print_result(const engine::BenchOptions& o, const engine::BenchResult& r) {
   const auto& network = r.methods[3];
   log::info("ours without the local row copies: {:.2f} ms, a/b = {:.3f} (the exchange alone)",
             network.seconds * 1e3, network.gbps() / raw.gbps());
+  const auto& registered = r.methods[4];
+  if (registered.seconds > 0) {
+    log::info(
+        "against raw NCCL from registered buffers (as our staging is): a/b' = {:.3f}, "
+        "without the local row copies {:.3f}",
+        ours.gbps() / registered.gbps(), network.gbps() / registered.gbps());
+  } else {
+    log::info("raw NCCL from registered buffers: not measured (ncclMemAlloc failed on a rank)");
+  }
   log::info(
       "device memory: weights {:.2f} GiB per GPU (old + new), peak used {:.2f} GiB "
       "(max over GPUs, cudaMemGetInfo)",
