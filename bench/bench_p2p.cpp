@@ -173,9 +173,8 @@ int main(int argc, char** argv) {
       wait_comm(comm.get());
       check_nccl(ncclCommRegister(comm.get(), rr, span, &hr), "ncclCommRegister");
       wait_comm(comm.get());
-      measure("registered raw", [&] {
-        exchange(s, static_cast<std::byte*>(rs), static_cast<std::byte*>(rr), 0, 0);
-      });
+      measure("registered raw",
+              [&] { exchange(s, static_cast<std::byte*>(rs), static_cast<std::byte*>(rr), 0, 0); });
       measure("registered rounds 512 MiB", [&] {
         exchange(s, static_cast<std::byte*>(rs), static_cast<std::byte*>(rr), 512 * kMiB, 0);
       });
@@ -186,8 +185,8 @@ int main(int argc, char** argv) {
     }
     if (mpi.rank() == 0) {
       const double bytes = static_cast<double>(per_peer) * (n - 1);
-      std::printf("bench_p2p: %d GPUs, %.2f GiB sent and received per GPU, %zu MiB per peer\n",
-                  n, bytes / (1 << 30), per_peer / kMiB);
+      std::printf("bench_p2p: %d GPUs, %.2f GiB sent and received per GPU, %zu MiB per peer\n", n,
+                  bytes / (1 << 30), per_peer / kMiB);
       std::printf("%-34s %9s %9s %8s\n", "variant", "ms", "GB/s", "vs raw");
       for (const auto& r : rows) {
         std::printf("%-34s %9.3f %9.1f %8.3f\n", r.name.c_str(), r.ms, bytes / r.ms / 1e6,

@@ -279,7 +279,6 @@ void NcclComm::close(Clock::time_point deadline) {
   }
 }
 
-
 NcclRegistration::NcclRegistration(NcclComm& comm, void* data, size_t bytes,
                                    Clock::time_point deadline)
     : comm_(&comm) {

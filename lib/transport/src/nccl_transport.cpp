@@ -191,9 +191,8 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
   nccl = runtime::NcclComm::create(mpi.get(), options.timeout);
   // NOTE: NCCL needs registered buffers on both ends of an operation or on neither.
   if (runtime::all_true(mpi.get(), dev->staging.from_nccl())) {
-    staging_registration =
-        runtime::NcclRegistration(nccl, dev->staging.data(), dev->staging.size(),
-                                  runtime::deadline_after(options.timeout));
+    staging_registration = runtime::NcclRegistration(nccl, dev->staging.data(), dev->staging.size(),
+                                                     runtime::deadline_after(options.timeout));
   }
 }
 
@@ -288,8 +287,8 @@ ExchangeRun::ExchangeRun(NcclTransport::Impl& t, std::span<const Transfer> sends
   for (const auto& flow : recvs_) {
     pageable_recv_ |= std::ranges::count(flow.kinds, MemKind::kPageable) > 0;
   }
-  flows_ms_ =
-      std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_).count();
+  flows_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_)
+                  .count();
 }
 
 std::vector<ExchangeRun::Flow> ExchangeRun::make_flows(std::span<const Transfer> transfers) {

@@ -72,7 +72,7 @@ TEST_CASE("piece_sizes: without room for a ramp, equal pieces") {
 TEST_CASE("piece_sizes: invariants over random totals, caps and alignments") {
   std::mt19937_64 rng(7);
   for (int i = 0; i < 20000; ++i) {
-    const size_t align = size_t{1} << (rng() % 9);                 // 1 .. 256
+    const size_t align = size_t{1} << (rng() % 9);                   // 1 .. 256
     const size_t cap = align * (1 + rng() % (i % 2 ? 64 : 100000));  // small and large caps
     const size_t total = rng() % (cap * (1 + rng() % 40) + 3);
     check_invariants(total, cap, align, i % 3 == 0 ? cap / 4 : 0);
