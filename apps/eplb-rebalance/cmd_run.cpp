@@ -29,9 +29,10 @@ void print_report(const engine::RebalanceReport& r) {
   log::info("  disk       read {:.3f} GiB, wrote {:.3f} GiB",
             static_cast<double>(r.bytes_read) / kGiB, static_cast<double>(r.bytes_written) / kGiB);
   log::info(
-      "  time       plan {:.3f} s, read {:.2f} s, exchange {:.2f} s, write {:.2f} s, "
-      "commit {:.2f} s (max over ranks)",
-      r.seconds_plan, r.seconds_read, r.seconds_exchange, r.seconds_write, r.seconds_commit);
+      "  time       plan {:.3f} s, set-up {:.2f} s, read {:.2f} s, exchange {:.2f} s, write "
+      "{:.2f} s (max over ranks), commit {:.2f} s",
+      r.seconds_plan, r.seconds_setup, r.seconds_read, r.seconds_exchange, r.seconds_write,
+      r.seconds_commit);
   log::info(
       "  memory     peak {:.3f} GiB resident per process (one layer of one shard: {:.3f} GiB)",
       static_cast<double>(r.peak_rss_bytes) / kGiB, static_cast<double>(r.layer_bytes) / kGiB);

@@ -92,10 +92,12 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   for (const auto& rank : stats.ranks) report.messages += rank.messages_sent;
 
   // Transport and output: the staging directory exists only once the inputs are known good.
+  const auto setup_start = Clock::now();
   auto transport = make_transport(session, options.backend, options.transport);
   report.backend = std::string(transport->name());
   CheckpointOutput output(session.comm(), options.output, options.force);
   LayerStepper stepper(session, inputs, plan, *transport, output.staging());
+  report.seconds_setup = seconds_since(setup_start);
 
   // For each layer: read, verify, exchange, fill, verify, write.
   for (int32_t layer_idx = 0; layer_idx < report.num_layers; ++layer_idx) {

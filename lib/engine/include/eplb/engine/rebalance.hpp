@@ -41,6 +41,7 @@ struct RebalanceReport {
   int64_t peak_rss_bytes = 0;      // max over ranks of the process's peak resident memory
   double seconds_total = 0;
   double seconds_plan = 0;
+  double seconds_setup = 0;  // transport (NCCL communicator, staging), layer buffers
   // Max over ranks of the time each phase took on that rank.
   double seconds_read = 0;
   double seconds_exchange = 0;
