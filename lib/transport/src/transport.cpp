@@ -55,9 +55,9 @@ std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t m
   }
   size_t ramp_bytes = 0;
   for (size_t s : ramp) ramp_bytes += s;
-  if (body < 2 * ramp_bytes + cap) {  // too short to ramp
-    ramp.clear();
-    ramp_bytes = 0;
+  while (!ramp.empty() && 2 * ramp_bytes > body) {  // a shorter stream ramps less high
+    ramp_bytes -= ramp.back();
+    ramp.pop_back();
   }
   pieces = ramp;
   // The middle in equal pieces of at most cap: no short piece left over.

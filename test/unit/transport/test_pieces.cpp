@@ -32,7 +32,7 @@ void check_invariants(size_t total, size_t cap, size_t align, size_t min_ramp = 
 TEST_CASE("piece_sizes: empty and short streams are one piece") {
   CHECK(piece_sizes(0, 512 * kMiB, 256).empty());
   CHECK(piece_sizes(100, 512 * kMiB, 256) == std::vector<size_t>{100});
-  CHECK(piece_sizes(512 * kMiB, 512 * kMiB, 256) == std::vector<size_t>{512 * kMiB});
+  CHECK(piece_sizes(512 * kMiB, 512 * kMiB, 256, 512 * kMiB) == std::vector<size_t>{512 * kMiB});
 }
 
 TEST_CASE("piece_sizes: a long stream ramps up from cap/8 and back down") {
@@ -63,9 +63,25 @@ TEST_CASE("piece_sizes: ramp pieces under min_ramp are left out") {
   CHECK(piece_sizes(10 * cap, cap, 256, cap)[0] == cap);  // no ramp at all
 }
 
-TEST_CASE("piece_sizes: without room for a ramp, equal pieces") {
+TEST_CASE("piece_sizes: a shorter stream ramps less high") {
   const size_t cap = 512 * kMiB;
-  const auto pieces = piece_sizes(cap + cap / 2, cap, 256);
+  // 1.1 GiB: the whole ramp (2 x 448 MiB) fits, the middle is one short piece.
+  CHECK(piece_sizes(1100 * kMiB, cap, 256) == std::vector<size_t>{64 * kMiB, 128 * kMiB, 256 * kMiB,
+                                                                  204 * kMiB, 256 * kMiB,
+                                                                  128 * kMiB, 64 * kMiB});
+  // 600 MiB: 2 x (64 + 128) fits, 2 x 448 does not.
+  CHECK(piece_sizes(600 * kMiB, cap, 256) ==
+        std::vector<size_t>{64 * kMiB, 128 * kMiB, 216 * kMiB, 128 * kMiB, 64 * kMiB});
+  // One cap's worth ramps too: the first gather is 64 MiB, not 512.
+  CHECK(piece_sizes(512 * kMiB, cap, 256) ==
+        std::vector<size_t>{64 * kMiB, 128 * kMiB, 128 * kMiB, 128 * kMiB, 64 * kMiB});
+  // Under twice the smallest step: no ramp, one piece.
+  CHECK(piece_sizes(100 * kMiB, cap, 256) == std::vector<size_t>{100 * kMiB});
+}
+
+TEST_CASE("piece_sizes: without a ramp, equal pieces") {
+  const size_t cap = 512 * kMiB;
+  const auto pieces = piece_sizes(cap + cap / 2, cap, 256, cap);
   CHECK(pieces == std::vector<size_t>{3 * cap / 4, 3 * cap / 4});
 }
 
