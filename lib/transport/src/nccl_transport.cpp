@@ -349,7 +349,8 @@ void ExchangeRun::run() {
 }
 
 void ExchangeRun::mark(size_t round, Phase phase, bool end, cudaStream_t stream) {
-  if (!trace_.empty()) trace_[round * 6 + static_cast<size_t>(phase) * 2 + (end ? 1 : 0)].record(stream);
+  if (!trace_.empty())
+    trace_[round * 6 + static_cast<size_t>(phase) * 2 + (end ? 1 : 0)].record(stream);
 }
 
 // Rank 0 only; every event has completed (run() waited for the last scatter).
