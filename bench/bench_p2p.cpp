@@ -39,7 +39,7 @@ constexpr size_t kRow = 6 * kMiB;  // a Qwen3-30B-A3B gate/up row
 
 struct Setup {
   eplb::runtime::MpiSession& mpi;
-  ncclComm_t comm;
+  eplb::runtime::NcclComm& comm;
   cudaStream_t net;
   cudaStream_t copy;
   size_t per_peer;  // bytes to and from each peer
@@ -64,18 +64,7 @@ double median_ms(const Setup& s, const std::function<void()>& enqueue) {
   return times[times.size() / 2];
 }
 
-void check_nccl(ncclResult_t rc, const char* what) {
-  if (rc != ncclSuccess && rc != ncclInProgress) {
-    throw eplb::core::Error(eplb::core::ErrorKind::kComm,
-                            fmt::format("{}: {}", what, ncclGetErrorString(rc)));
-  }
-}
-
-void wait_comm(ncclComm_t comm) {
-  ncclResult_t state = ncclInProgress;
-  while (state == ncclInProgress) check_nccl(ncclCommGetAsyncError(comm, &state), "async");
-  check_nccl(state, "group");
-}
+constexpr auto kNoDeadline = eplb::runtime::Clock::time_point::max();
 
 // Groups of `chunk` bytes per peer (0: the whole volume in one group), each peer's share
 // of a group cut into ops of `op` bytes (0: one op).
@@ -85,18 +74,17 @@ void exchange(const Setup& s, std::byte* send, std::byte* recv, size_t chunk, si
   if (op == 0) op = chunk;
   for (size_t start = 0; start < s.per_peer; start += chunk) {
     const size_t len = std::min(chunk, s.per_peer - start);
-    check_nccl(ncclGroupStart(), "ncclGroupStart");
+    EPLB_NCCL_CHECK(ncclGroupStart());
     for (int peer = 0; peer < n; ++peer) {
       if (peer == me) continue;
       for (size_t o = 0; o < len; o += op) {
         const size_t b = std::min(op, len - o);
         const size_t at = static_cast<size_t>(peer) * s.per_peer + start + o;
-        check_nccl(ncclSend(send + at, b, ncclUint8, peer, s.comm, s.net), "ncclSend");
-        check_nccl(ncclRecv(recv + at, b, ncclUint8, peer, s.comm, s.net), "ncclRecv");
+        EPLB_NCCL_CHECK(ncclSend(send + at, b, ncclUint8, peer, s.comm.get(), s.net));
+        EPLB_NCCL_CHECK(ncclRecv(recv + at, b, ncclUint8, peer, s.comm.get(), s.net));
       }
     }
-    check_nccl(ncclGroupEnd(), "ncclGroupEnd");
-    wait_comm(s.comm);
+    s.comm.group_end("bench group", kNoDeadline);
   }
 }
 
@@ -128,7 +116,7 @@ int main(int argc, char** argv) {
     const size_t per_peer =
         static_cast<size_t>(gib * (1 << 30)) / static_cast<size_t>(n - 1) / 256 * 256;
     const size_t span = per_peer * static_cast<size_t>(n);  // indexed by peer, own slot unused
-    Setup s{mpi, comm.get(), net.get(), copy.get(), per_peer, iterations};
+    Setup s{mpi, comm, net.get(), copy.get(), per_peer, iterations};
     DeviceBuffer send(span), recv(span), scratch_a(2 * span), scratch_b(2 * span);
     EPLB_CUDA_CHECK(cudaMemset(send.data(), 1, span));
     EPLB_CUDA_CHECK(cudaMemset(scratch_a.data(), 2, 2 * span));
@@ -166,22 +154,15 @@ int main(int argc, char** argv) {
       exchange(s, send.data(), recv.data(), 512 * kMiB, 0);
     });
     {
-      void *rs = nullptr, *rr = nullptr, *hs = nullptr, *hr = nullptr;
-      check_nccl(ncclMemAlloc(&rs, span), "ncclMemAlloc");
-      check_nccl(ncclMemAlloc(&rr, span), "ncclMemAlloc");
-      check_nccl(ncclCommRegister(comm.get(), rs, span, &hs), "ncclCommRegister");
-      wait_comm(comm.get());
-      check_nccl(ncclCommRegister(comm.get(), rr, span, &hr), "ncclCommRegister");
-      wait_comm(comm.get());
-      measure("registered raw",
-              [&] { exchange(s, static_cast<std::byte*>(rs), static_cast<std::byte*>(rr), 0, 0); });
-      measure("registered rounds 512 MiB", [&] {
-        exchange(s, static_cast<std::byte*>(rs), static_cast<std::byte*>(rr), 512 * kMiB, 0);
-      });
-      check_nccl(ncclCommDeregister(comm.get(), hs), "ncclCommDeregister");
-      check_nccl(ncclCommDeregister(comm.get(), hr), "ncclCommDeregister");
-      ncclMemFree(rs);
-      ncclMemFree(rr);
+      DeviceBuffer rs = DeviceBuffer::for_nccl(span), rr = DeviceBuffer::for_nccl(span);
+      if (rs.data() == nullptr || rr.data() == nullptr) {
+        throw eplb::core::Error(eplb::core::ErrorKind::kComm, "ncclMemAlloc failed");
+      }
+      eplb::runtime::NcclRegistration send_reg(comm, rs.data(), span, kNoDeadline);
+      eplb::runtime::NcclRegistration recv_reg(comm, rr.data(), span, kNoDeadline);
+      measure("registered raw", [&] { exchange(s, rs.data(), rr.data(), 0, 0); });
+      measure("registered rounds 512 MiB",
+              [&] { exchange(s, rs.data(), rr.data(), 512 * kMiB, 0); });
     }
     if (mpi.rank() == 0) {
       const double bytes = static_cast<double>(per_peer) * (n - 1);

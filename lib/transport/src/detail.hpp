@@ -50,8 +50,8 @@ class SegmentCursor {
 // stream identically. Streams ramp up and back down at the end (cap/8, cap/4, cap/2,
 // cap..., cap/2, cap/4, cap/8; without ramp pieces under `min_ramp`, and a stream shorter
 // than twice the ramp drops its top steps), so the first gather and the last scatter,
-// which nothing overlaps, are short. Every piece but the last
-// is a multiple of `align` (which divides `cap`), so each starts aligned in the stream.
+// which nothing overlaps, are short. Every piece but the last is a multiple of `align`
+// (which divides `cap`), so each starts aligned in the stream.
 std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t min_ramp = 0);
 
 // Throws core::Error(kInternal) if a transfer names an invalid peer (out of range or the

@@ -203,8 +203,8 @@ void NcclTransport::Impl::check_usable() const {
   }
 }
 
-// NOTE: the sender and the receiver of a pair must cut its stream into the same chunks, so
-// the chunk size derives from the largest peer count of any rank, agreed here.
+// NOTE: the sender and the receiver of a pair must cut its stream into the same pieces, so
+// the piece cap (chunk_) derives from the largest peer count of any rank, agreed here.
 size_t NcclTransport::Impl::agree_max_peers(long long local, const detail::Deadline& deadline) {
   agree_in = local;
   MPI_Request req = MPI_REQUEST_NULL;
@@ -243,7 +243,7 @@ class ExchangeRun {
     std::vector<MemKind> kinds;  // per segment
   };
   std::vector<Flow> make_flows(std::span<const Transfer> transfers);
-  size_t chunk_bytes(const Flow& flow, size_t round) const;
+  size_t piece_bytes(const Flow& flow, size_t round) const;
   void gather(size_t round);
   void communicate(size_t round);
   void scatter(size_t round);
@@ -305,7 +305,7 @@ std::vector<ExchangeRun::Flow> ExchangeRun::make_flows(std::span<const Transfer>
   return flows;
 }
 
-size_t ExchangeRun::chunk_bytes(const Flow& flow, size_t round) const {
+size_t ExchangeRun::piece_bytes(const Flow& flow, size_t round) const {
   return round < flow.pieces.size() ? flow.pieces[round] : 0;
 }
 
@@ -383,7 +383,7 @@ void ExchangeRun::gather(size_t round) {
   mark(round, kGather, false, stream);
   for (size_t i = 0; i < sends_.size(); ++i) {
     Flow& flow = sends_[i];
-    size_t bytes = chunk_bytes(flow, round);
+    size_t bytes = piece_bytes(flow, round);
     if (bytes == 0) continue;
     std::byte* dst = t_.send_half(b) + i * chunk_;
     flow.cursor.take(bytes, [&](std::byte* src, size_t n) {
@@ -405,7 +405,7 @@ void ExchangeRun::communicate(size_t round) {
   mark(round, kComm, false, stream);
   bool any = false;
   for (const auto* flows : {&sends_, &recvs_}) {
-    for (const auto& flow : *flows) any |= chunk_bytes(flow, round) > 0;
+    for (const auto& flow : *flows) any |= piece_bytes(flow, round) > 0;
   }
   if (!any) {  // this rank has finished early: nothing to enqueue, keep the events chained
     mark(round, kComm, true, stream);
@@ -414,13 +414,13 @@ void ExchangeRun::communicate(size_t round) {
   }
   EPLB_NCCL_CHECK(ncclGroupStart());
   for (size_t i = 0; i < sends_.size(); ++i) {
-    size_t bytes = chunk_bytes(sends_[i], round);
+    size_t bytes = piece_bytes(sends_[i], round);
     if (bytes == 0) continue;
     EPLB_NCCL_CHECK(ncclSend(t_.send_half(b) + i * chunk_, bytes, ncclUint8, sends_[i].peer,
                              t_.nccl.get(), stream));
   }
   for (size_t j = 0; j < recvs_.size(); ++j) {
-    size_t bytes = chunk_bytes(recvs_[j], round);
+    size_t bytes = piece_bytes(recvs_[j], round);
     if (bytes == 0) continue;
     EPLB_NCCL_CHECK(ncclRecv(t_.recv_half(b) + j * chunk_, bytes, ncclUint8, recvs_[j].peer,
                              t_.nccl.get(), stream));
@@ -446,7 +446,7 @@ void ExchangeRun::scatter(size_t round) {
   mark(round, kScatter, false, stream);
   for (size_t j = 0; j < recvs_.size(); ++j) {
     Flow& flow = recvs_[j];
-    size_t bytes = chunk_bytes(flow, round);
+    size_t bytes = piece_bytes(flow, round);
     if (bytes == 0) continue;
     const std::byte* src = t_.recv_half(b) + j * chunk_;
     flow.cursor.take(bytes, [&](std::byte* dst, size_t n) {
@@ -482,7 +482,7 @@ void ExchangeRun::fail_round(size_t round, const std::string& what) {
   std::set<int> peers;
   for (const auto* flows : {&sends_, &recvs_}) {
     for (const auto& flow : *flows) {
-      if (chunk_bytes(flow, round) > 0) peers.insert(flow.peer);
+      if (piece_bytes(flow, round) > 0) peers.insert(flow.peer);
     }
   }
   t_.nccl.abort();

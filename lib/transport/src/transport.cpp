@@ -46,8 +46,7 @@ size_t SegmentCursor::current_index() const {
 }
 
 std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t min_ramp) {
-  std::vector<size_t> pieces;
-  if (total == 0) return pieces;
+  if (total == 0) return {};
   const size_t body = total / align * align;  // the unaligned tail joins the last piece
   std::vector<size_t> ramp;                   // cap/8, cap/4, cap/2 (where aligned)
   for (size_t s = cap / 8 / align * align; s >= align && s < cap; s *= 2) {
@@ -59,7 +58,7 @@ std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t m
     ramp_bytes -= ramp.back();
     ramp.pop_back();
   }
-  pieces = ramp;
+  std::vector<size_t> pieces = ramp;
   // The middle in equal pieces of at most cap: no short piece left over.
   const size_t middle = body - 2 * ramp_bytes;
   if (middle > 0) {
