@@ -17,16 +17,16 @@
 
 #include "eplb/core/error.hpp"
 #include "eplb/core/ids.hpp"
+#include "eplb/core/json_reader.hpp"
 #include "eplb/placement/placement.hpp"
-#include "json_reader.hpp"
 
 namespace eplb::placement {
 namespace {
 
-using detail::as_int;
-using detail::describe;
-using detail::pointer_to_key;
-using detail::Reporter;
+using core::json::as_int;
+using core::json::describe;
+using core::json::pointer_to_key;
+using core::json::Reporter;
 using nlohmann::json;
 
 constexpr std::string_view kFormatName = "eplb-placement";
@@ -305,7 +305,7 @@ std::vector<int32_t> read_layer(const json& row, const std::string& pointer, siz
 
 Placement parse_placement(const std::string& json_text, const ParseOptions& options) {
   Reporter report(options.source_name);
-  const json doc = detail::parse_document(json_text, report);
+  const json doc = core::json::parse_document(json_text, report);
   const Header header = read_header(doc, report);
   const auto ep_size = resolve_ep_size(header, options, report);
   auto num_logical_experts = given_num_logical_experts(header, options, report);

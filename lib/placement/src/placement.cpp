@@ -4,13 +4,10 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
-#include <memory>
 
 #include "eplb/core/error.hpp"
 #include "eplb/core/ids.hpp"
+#include "eplb/core/input_file.hpp"
 
 namespace eplb::placement {
 namespace {
@@ -18,27 +15,6 @@ namespace {
 // Beyond this many missing experts in one layer the rest are counted, not listed: a wrong
 // --old file would otherwise print a line for nearly every expert of every layer.
 constexpr size_t kMaxMissingListedPerLayer = 20;
-
-[[noreturn]] void throw_unreadable(const std::filesystem::path& path, int error_number) {
-  throw core::Error(
-      core::ErrorKind::kInput,
-      fmt::format("'{}': cannot read file: {}", path.string(), std::strerror(error_number)));
-}
-
-std::string read_file(const std::filesystem::path& path) {
-  std::unique_ptr<std::FILE, int (*)(std::FILE*)> file(std::fopen(path.c_str(), "rb"),
-                                                       &std::fclose);
-  if (!file) throw_unreadable(path, errno);
-  std::string text;
-  char buffer[1 << 16];
-  size_t num_read = 0;
-  while ((num_read = std::fread(buffer, 1, sizeof(buffer), file.get())) > 0) {
-    text.append(buffer, num_read);
-  }
-  // fopen succeeds on a directory; the read then fails with EISDIR.
-  if (std::ferror(file.get())) throw_unreadable(path, errno);
-  return text;
-}
 
 // "0,1,2, 3,4,5": slots of one rank together, ranks apart, so a layer reads by rank.
 std::string format_layer(const std::vector<int32_t>& layer, int32_t num_slots_per_rank) {
@@ -80,7 +56,7 @@ std::vector<int32_t> missing_experts(const std::vector<int32_t>& old_layer,
 Placement load_placement(const std::filesystem::path& path, ParseOptions options) {
   // Messages name the file unless the caller chose another name.
   if (options.source_name == ParseOptions{}.source_name) options.source_name = path.string();
-  return parse_placement(read_file(path), options);
+  return parse_placement(core::read_input_file(path, "placement file"), options);
 }
 
 std::string to_json(const Placement& placement) {

@@ -99,14 +99,15 @@ TEST_CASE("load_placement reports an unreadable file as an input error", "[place
   } catch (const core::Error& error) {
     CHECK(error.kind() == core::ErrorKind::kInput);
     CHECK(error.problems() ==
-          Problems{"'" + missing.string() + "': cannot read file: No such file or directory"});
+          Problems{"'" + missing.string() + "': placement file does not exist"});
   }
   try {
     load_placement(dir.path, {});
     FAIL("read a directory");
   } catch (const core::Error& error) {
     CHECK(error.problems() ==
-          Problems{"'" + dir.path.string() + "': cannot read file: Is a directory"});
+          Problems{"'" + dir.path.string() +
+                   "': placement file must be a regular file, but it is a directory"});
   }
 }
 
