@@ -143,7 +143,7 @@ class SafetensorsWriter {
  public:
   // Creates `path` (O_EXCL | O_NOFOLLOW, mode 0644 & ~umask) holding exactly `raw_prefix`
   // as header (so an export can reproduce an input file byte for byte) and sized to
-  // raw_prefix.size() + data_bytes. Throws kIo naming the path (kUsage if it exists).
+  // raw_prefix.size() + data_bytes. Throws kIo naming the path (also when it exists).
   SafetensorsWriter(const std::filesystem::path& path, std::string raw_prefix, uint64_t data_bytes);
   SafetensorsWriter(SafetensorsWriter&& other) noexcept;
   SafetensorsWriter& operator=(SafetensorsWriter&& other) noexcept;
