@@ -58,6 +58,21 @@ TEST_CASE("make_raw_prefix writes the library's key order and padding", "[hf][wr
         "safetensors header: a tensor has an empty name");
 }
 
+TEST_CASE("make_raw_prefix matches the safetensors library's own test vectors", "[hf][writer]") {
+  // From the library's tests (safetensors/src/tensor.rs): an empty file, an empty file with
+  // metadata, and one F32 tensor whose header needs 7 spaces of padding.
+  std::vector<TensorEntry> none;
+  CHECK(make_raw_prefix(none, {}) == test::le64(8) + "{}      ");
+  CHECK(make_raw_prefix(none, {{"framework", "pt"}}) ==
+        test::le64(40) + R"({"__metadata__":{"framework":"pt"}})" + "     ");
+  std::vector<TensorEntry> attn = {{"attn0", io::DType::kFp32, {1, 1, 2, 3}, 0, 0}};
+  CHECK(make_raw_prefix(attn, {}) ==
+        test::le64(72) + R"({"attn0":{"dtype":"F32","shape":[1,1,2,3],"data_offsets":[0,24]}})" +
+            "       ");
+  CHECK(attn[0].data_begin == 80);
+  CHECK(attn[0].num_bytes == 24);
+}
+
 TEST_CASE("writer: tensors written in any order read back", "[hf][writer]") {
   TempDir dir;
   std::vector<TensorEntry> tensors = {{"a", io::DType::kI64, {2}, 0, 0},
