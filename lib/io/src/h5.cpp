@@ -2,6 +2,7 @@
 
 #include <cstring>
 #include <mutex>
+#include <utility>
 
 #include "eplb/core/error.hpp"
 
@@ -171,9 +172,28 @@ Handle make_dtype(DType dtype) {
       return make_half_type(5, 10, 15);
     case DType::kFp32:
       return EPLB_H5_OWN(H5Tcopy(H5T_IEEE_F32LE), kDatatype);
+    case DType::kFp64:
+      return EPLB_H5_OWN(H5Tcopy(H5T_IEEE_F64LE), kDatatype);
     case DType::kFp8E4m3:
     case DType::kFp8E5m2:
+    case DType::kFp8E8m0:
+    case DType::kBool:
+    case DType::kU8:
       return EPLB_H5_OWN(H5Tcopy(H5T_STD_U8LE), kDatatype);
+    case DType::kI8:
+      return EPLB_H5_OWN(H5Tcopy(H5T_STD_I8LE), kDatatype);
+    case DType::kU16:
+      return EPLB_H5_OWN(H5Tcopy(H5T_STD_U16LE), kDatatype);
+    case DType::kI16:
+      return EPLB_H5_OWN(H5Tcopy(H5T_STD_I16LE), kDatatype);
+    case DType::kU32:
+      return EPLB_H5_OWN(H5Tcopy(H5T_STD_U32LE), kDatatype);
+    case DType::kI32:
+      return EPLB_H5_OWN(H5Tcopy(H5T_STD_I32LE), kDatatype);
+    case DType::kU64:
+      return EPLB_H5_OWN(H5Tcopy(H5T_STD_U64LE), kDatatype);
+    case DType::kI64:
+      return EPLB_H5_OWN(H5Tcopy(H5T_STD_I64LE), kDatatype);
   }
   throw Error(ErrorKind::kInternal, "make_dtype: unknown dtype");
 }
@@ -182,9 +202,14 @@ std::string describe_type(hid_t type) {
   for (DType dtype : {DType::kBf16, DType::kFp16, DType::kFp32}) {
     if (H5Tequal(type, make_dtype(dtype).get()) > 0) return std::string(to_string(dtype));
   }
-  if (H5Tequal(type, H5T_STD_U8LE) > 0) return "uint8";
-  if (H5Tequal(type, H5T_STD_I32LE) > 0) return "int32";
-  if (H5Tequal(type, H5T_STD_U64LE) > 0) return "uint64";
+  if (H5Tequal(type, H5T_IEEE_F64LE) > 0) return "fp64";
+  const std::pair<hid_t, const char*> integers[] = {
+      {H5T_STD_U8LE, "uint8"},   {H5T_STD_I8LE, "int8"},    {H5T_STD_U16LE, "uint16"},
+      {H5T_STD_I16LE, "int16"},  {H5T_STD_U32LE, "uint32"}, {H5T_STD_I32LE, "int32"},
+      {H5T_STD_U64LE, "uint64"}, {H5T_STD_I64LE, "int64"}};
+  for (const auto& [known, name] : integers) {
+    if (H5Tequal(type, known) > 0) return name;
+  }
   const H5T_class_t cls = H5Tget_class(type);
   const char* name = cls == H5T_INTEGER  ? "integer"
                      : cls == H5T_FLOAT  ? "float"

@@ -184,7 +184,11 @@ void ShardReader::Impl::validate_layer(int32_t layer_idx, core::ProblemList& pro
     std::vector<hsize_t> dims{num_slots};
     dims.insert(dims.end(), spec.shape.begin(), spec.shape.end());
     const std::string dtype(to_string(spec.dtype));
-    add(dataset_problem(group.get(), spec.name, spec.name, {dtypes[t].get(), dims, dtype, dtype}));
+    // "bf16", or the HDF5 type and the dtype it carries: "uint8 (dtype fp8_e4m3)".
+    std::string type_name = h5::describe_type(dtypes[t].get());
+    if (type_name != dtype) type_name += " (dtype " + dtype + ")";
+    add(dataset_problem(group.get(), spec.name, spec.name,
+                        {dtypes[t].get(), dims, type_name, dtype}));
   }
   if (h5::object_type(group.get(), detail::kChecksumGroup) != h5::ObjType::kGroup) {
     add(std::string("group '") + detail::kChecksumGroup + "' is missing");

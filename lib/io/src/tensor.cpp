@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cstring>
+#include <iterator>
 #include <set>
 
 #include "eplb/core/error.hpp"
@@ -68,8 +69,8 @@ void parse_item(std::string_view item, std::set<std::string, std::less<>>& seen,
   }
   const std::optional<DType> dtype = parse_dtype(fields[1]);
   if (!dtype) {
-    problems.add(where + "unknown dtype '" + std::string(fields[1]) +
-                 "' (expected bf16, fp16, fp32, fp8_e4m3 or fp8_e5m2)");
+    problems.add(where + "unknown dtype '" + std::string(fields[1]) + "' (expected one of " +
+                 dtype_spellings() + ")");
     return;
   }
   spec.dtype = *dtype;
@@ -131,6 +132,26 @@ inline uint64_t to_e5m2x8(uint64_t w) {
   return w ^ all_ones;
 }
 
+inline uint64_t to_fp64(uint64_t w) {
+  // 53 random bits -> a double in [-2, 2), exactly representable.
+  const double value = static_cast<double>(w >> 11) * (4.0 / 9007199254740992.0) - 2.0;
+  uint64_t raw = 0;
+  std::memcpy(&raw, &value, sizeof(raw));
+  return raw;
+}
+
+inline uint64_t to_e8m0x8(uint64_t w) {
+  // 0xff is NaN (the only special value): such bytes get bit 0 cleared.
+  const uint64_t all_ones =
+      (((w & 0x7F7F7F7F7F7F7F7Full) + 0x0101010101010101ull) & w & 0x8080808080808080ull) >> 7;
+  return w ^ all_ones;
+}
+
+inline uint64_t to_boolx8(uint64_t w) { return w & 0x0101010101010101ull; }
+
+// Integers: every bit pattern is a valid value.
+inline uint64_t to_raw(uint64_t w) { return w; }
+
 template <uint64_t (*Convert)(uint64_t)>
 void fill_words(uint64_t key, std::span<std::byte> out) {
   const size_t num_words = out.size() / 8;
@@ -166,42 +187,72 @@ std::string tensor_name_problem(std::string_view name) {
 
 }  // namespace detail
 
-size_t dtype_size(DType dtype) {
-  switch (dtype) {
-    case DType::kBf16:
-    case DType::kFp16:
-      return 2;
-    case DType::kFp32:
-      return 4;
-    case DType::kFp8E4m3:
-    case DType::kFp8E5m2:
-      return 1;
-  }
-  return 0;
+namespace {
+
+// One row per dtype: our spelling, the safetensors spelling, the element size.
+struct DTypeInfo {
+  DType dtype;
+  std::string_view name;
+  std::string_view safetensors;
+  size_t size;
+};
+
+constexpr DTypeInfo kDTypeInfo[] = {
+    {DType::kBf16, "bf16", "BF16", 2},
+    {DType::kFp16, "fp16", "F16", 2},
+    {DType::kFp32, "fp32", "F32", 4},
+    {DType::kFp8E4m3, "fp8_e4m3", "F8_E4M3", 1},
+    {DType::kFp8E5m2, "fp8_e5m2", "F8_E5M2", 1},
+    {DType::kBool, "bool", "BOOL", 1},
+    {DType::kU8, "u8", "U8", 1},
+    {DType::kI8, "i8", "I8", 1},
+    {DType::kU16, "u16", "U16", 2},
+    {DType::kI16, "i16", "I16", 2},
+    {DType::kU32, "u32", "U32", 4},
+    {DType::kI32, "i32", "I32", 4},
+    {DType::kU64, "u64", "U64", 8},
+    {DType::kI64, "i64", "I64", 8},
+    {DType::kFp8E8m0, "fp8_e8m0", "F8_E8M0", 1},
+    {DType::kFp64, "fp64", "F64", 8},
+};
+static_assert(std::size(kDTypeInfo) == std::size(kAllDTypes));
+
+const DTypeInfo& info_of(DType dtype) {
+  const auto idx = static_cast<size_t>(dtype);
+  EPLB_ASSERT(idx < std::size(kDTypeInfo) && kDTypeInfo[idx].dtype == dtype);
+  return kDTypeInfo[idx];
 }
 
-std::string_view to_string(DType dtype) {
-  switch (dtype) {
-    case DType::kBf16:
-      return "bf16";
-    case DType::kFp16:
-      return "fp16";
-    case DType::kFp32:
-      return "fp32";
-    case DType::kFp8E4m3:
-      return "fp8_e4m3";
-    case DType::kFp8E5m2:
-      return "fp8_e5m2";
-  }
-  return "unknown";
-}
+}  // namespace
+
+size_t dtype_size(DType dtype) { return info_of(dtype).size; }
+
+std::string_view to_string(DType dtype) { return info_of(dtype).name; }
 
 std::optional<DType> parse_dtype(std::string_view text) {
-  for (DType dtype : {DType::kBf16, DType::kFp16, DType::kFp32, DType::kFp8E4m3, DType::kFp8E5m2}) {
-    if (text == to_string(dtype)) return dtype;
+  for (const DTypeInfo& info : kDTypeInfo) {
+    if (text == info.name) return info.dtype;
   }
   return std::nullopt;
 }
+
+std::string dtype_spellings() {
+  std::string out;
+  for (const DTypeInfo& info : kDTypeInfo) {
+    if (!out.empty()) out += ", ";
+    out += info.name;
+  }
+  return out;
+}
+
+std::optional<DType> dtype_from_safetensors(std::string_view text) {
+  for (const DTypeInfo& info : kDTypeInfo) {
+    if (text == info.safetensors) return info.dtype;
+  }
+  return std::nullopt;
+}
+
+std::string_view to_safetensors(DType dtype) { return info_of(dtype).safetensors; }
 
 size_t TensorSpec::row_bytes() const {
   size_t bytes = dtype_size(dtype);
@@ -265,6 +316,21 @@ void fill_synthetic(uint64_t seed, int32_t layer_idx, int32_t expert_id, const T
       return fill_words<to_e4m3x8>(key, out);
     case DType::kFp8E5m2:
       return fill_words<to_e5m2x8>(key, out);
+    case DType::kBool:
+      return fill_words<to_boolx8>(key, out);
+    case DType::kFp8E8m0:
+      return fill_words<to_e8m0x8>(key, out);
+    case DType::kFp64:
+      return fill_words<to_fp64>(key, out);
+    case DType::kU8:
+    case DType::kI8:
+    case DType::kU16:
+    case DType::kI16:
+    case DType::kU32:
+    case DType::kI32:
+    case DType::kU64:
+    case DType::kI64:
+      return fill_words<to_raw>(key, out);
   }
 }
 

@@ -2,9 +2,11 @@
 """Reads and damages eplb shards with h5py, an HDF5 client independent of lib/io.
 
   h5py_tool.py dump FILE          root attributes, then every dataset of /layer_00000 as
-                                  "data NAME NUMPY_DTYPE SHAPE v0 v1 ..." ('%.17g' values)
+                                  "data NAME NUMPY_DTYPE SHAPE v0 v1 ..." (integers exactly,
+                                  floats as '%.17g')
   h5py_tool.py delete FILE PATH   removes a link
   h5py_tool.py reshape FILE PATH D0xD1...   replaces a dataset by one of that shape
+  h5py_tool.py retype FILE PATH NUMPY_DTYPE   replaces a dataset by one of that type
   h5py_tool.py set-attr FILE PATH NAME VALUE   sets a (variable-length) string attribute
   h5py_tool.py set-fixed-attr FILE PATH NAME VALUE   sets a fixed-length string attribute
 """
@@ -25,7 +27,11 @@ def dump(path):
                 continue
             values = obj[...].reshape(-1)
             shape = "x".join(str(d) for d in obj.shape)
-            print("data", name, obj.dtype.name, shape, *("%.17g" % float(v) for v in values))
+            if obj.dtype.kind in "iub":
+                shown = (str(int(v)) for v in values)  # exact, even beyond 2^53
+            else:
+                shown = ("%.17g" % float(v) for v in values)
+            print("data", name, obj.dtype.name, shape, *shown)
             if "dtype" in obj.attrs:
                 print("dtype-attr", name, obj.attrs["dtype"])
 
@@ -43,6 +49,13 @@ def main(argv):
             del f[argv[3]]
             new = f.create_dataset(argv[3], shape=[int(d) for d in argv[4].split("x")],
                                    dtype=dtype)
+            for key, value in attrs.items():
+                new.attrs[key] = value
+        elif op == "retype":
+            old = f[argv[3]]
+            shape, attrs = old.shape, dict(old.attrs)
+            del f[argv[3]]
+            new = f.create_dataset(argv[3], shape=shape, dtype=np.dtype(argv[4]))
             for key, value in attrs.items():
                 new.attrs[key] = value
         elif op == "set-attr":

@@ -1,8 +1,10 @@
 #include <sys/resource.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstring>
 #include <thread>
 
@@ -20,10 +22,11 @@ using test::TempDir;
 constexpr const char* kTool = EPLB_TEST_SOURCE_DIR "/unit/io/h5py_tool.py";
 
 ShardInfo sample_info() {
-  // Every dtype, several shapes, odd byte counts for fp8.
+  // Every dtype, several shapes, odd byte counts for the 1-byte types.
   return ShardInfo{1, 4, 3, 3,
                    parse_tensor_specs("a:bf16:3x5,b:fp16:7,c:fp32:2x2x2,d:fp8_e4m3:9,"
-                                      "e:fp8_e5m2:4x3")};
+                                      "e:fp8_e5m2:4x3,f:bool:5,g:u8:3,h:i8:7,i:u16:3,j:i16:5,"
+                                      "k:u32:3,l:i32:1x3,m:u64:2,n:i64:3,o:fp8_e8m0:11,p:fp64:3")};
 }
 
 // The content of one layer: logical ids and synthetic rows, with their checksums.
@@ -280,6 +283,74 @@ TEST_CASE("h5py and h5dump read shards with the right values", "[io][shard][h5py
   CHECK(status == 0);
   CHECK_THAT(header, Catch::Contains("16-bit little-endian floating-point 16-bit precision"));
   CHECK_THAT(header, Catch::Contains("DATASET \"logical_ids\""));
+}
+
+TEST_CASE("h5py reads the integer, bool and fp64 datasets back exactly", "[io][shard][h5py]") {
+  TempDir dir;
+  const ShardInfo info{0, 1, 1, 1,
+                       parse_tensor_specs("b:bool:3,u8:u8:2,i8:i8:2,u16:u16:2,i16:i16:2,"
+                                          "u32:u32:2,i32:i32:2,u64:u64:2,i64:i64:3,"
+                                          "s:fp8_e8m0:2,d:fp64:3")};
+  const std::vector<uint8_t> b = {1, 0, 1}, u8 = {0, 255}, s = {0x7f, 0xfe};
+  const std::vector<int8_t> i8 = {-128, 127};
+  const std::vector<uint16_t> u16 = {1, 65535};
+  const std::vector<int16_t> i16 = {-32768, 32767};
+  const std::vector<uint32_t> u32 = {4294967295u, 7};
+  const std::vector<int32_t> i32 = {INT32_MIN, INT32_MAX};
+  // Beyond 2^53: a reader going through double would round these.
+  const std::vector<uint64_t> u64 = {UINT64_MAX, (uint64_t{1} << 53) + 1};
+  const std::vector<int64_t> i64 = {INT64_MIN, INT64_MAX, -((int64_t{1} << 53) + 1)};
+  const std::vector<double> d = {0.1, -1e308, 4.9406564584124654e-324};
+  const std::vector<std::span<const std::byte>> rows = {
+      std::as_bytes(std::span(b)),   std::as_bytes(std::span(u8)),  std::as_bytes(std::span(i8)),
+      std::as_bytes(std::span(u16)), std::as_bytes(std::span(i16)), std::as_bytes(std::span(u32)),
+      std::as_bytes(std::span(i32)), std::as_bytes(std::span(u64)), std::as_bytes(std::span(i64)),
+      std::as_bytes(std::span(s)),   std::as_bytes(std::span(d))};
+  const std::vector<std::vector<uint64_t>> sums(rows.size(), std::vector<uint64_t>{1});
+  const auto path = dir / "rank-00000.h5";
+  ShardWriter writer(path, info);
+  writer.write_layer(0, std::vector<int32_t>{5}, rows, sums);
+  writer.close();
+
+  int status = 0;
+  const std::string out = test::run_command(
+      std::string("/usr/bin/python3 ") + kTool + " dump " + path.string() + " 2>&1", status);
+  REQUIRE(status == 0);
+  // h5py lists datasets in name order; bool and fp8_e8m0 are raw bytes.
+  CHECK_THAT(out, Catch::Contains("data b uint8 1x3 1 0 1\ndtype-attr b bool\n"
+                                  "data d float64 1x3 0.10000000000000001 -1e+308 "
+                                  "4.9406564584124654e-324\ndtype-attr d fp64\n"
+                                  "data i16 int16 1x2 -32768 32767\ndtype-attr i16 i16\n"
+                                  "data i32 int32 1x2 -2147483648 2147483647\ndtype-attr i32 i32\n"
+                                  "data i64 int64 1x3 -9223372036854775808 9223372036854775807 "
+                                  "-9007199254740993\ndtype-attr i64 i64\n"
+                                  "data i8 int8 1x2 -128 127\ndtype-attr i8 i8\n"
+                                  "data logical_ids int32 1 5\n"
+                                  "data s uint8 1x2 127 254\ndtype-attr s fp8_e8m0\n"
+                                  "data u16 uint16 1x2 1 65535\ndtype-attr u16 u16\n"
+                                  "data u32 uint32 1x2 4294967295 7\ndtype-attr u32 u32\n"
+                                  "data u64 uint64 1x2 18446744073709551615 9007199254740993\n"
+                                  "dtype-attr u64 u64\n"
+                                  "data u8 uint8 1x2 0 255\ndtype-attr u8 u8\n"));
+  // And our reader gets the same bytes back.
+  ShardReader reader(path);
+  for (size_t t = 0; t < rows.size(); ++t) {
+    std::vector<std::byte> back(rows[t].size());
+    reader.read_tensor(0, t, back);
+    CHECK(std::equal(back.begin(), back.end(), rows[t].begin(), rows[t].end()));
+  }
+}
+
+TEST_CASE("a dataset of another integer type is refused", "[io][shard]") {
+  TempDir dir;
+  ShardInfo info = sample_info();
+  const auto path = dir / "rank-00001.h5";
+  write_shard(path, info);
+  // Same element size, other signedness: the bytes would mean something else.
+  h5py("retype " + path.string() + " layer_00001/k int32");
+  const std::string p = "'" + path.string() + "'";
+  CHECK(error_text([&] { ShardReader r(path); }) ==
+        p + " layer 1: dataset 'k' has type int32, expected uint32 (dtype u32)");
 }
 
 }  // namespace eplb::io

@@ -1,6 +1,9 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstring>
+#include <iterator>
+#include <string_view>
+#include <tuple>
 #include <vector>
 
 #include "eplb/core/error.hpp"
@@ -72,8 +75,9 @@ TEST_CASE("tensor spec errors quote the bad item", "[io][tensor]") {
         "tensor spec item 'logical_ids:bf16:4': name 'logical_ids' is reserved by the shard "
         "format");
   CHECK(error_text([] { parse_tensor_specs("w2:bf17:4"); }) ==
-        "tensor spec item 'w2:bf17:4': unknown dtype 'bf17' (expected bf16, fp16, fp32, "
-        "fp8_e4m3 or fp8_e5m2)");
+        "tensor spec item 'w2:bf17:4': unknown dtype 'bf17' (expected one of bf16, fp16, "
+        "fp32, fp8_e4m3, fp8_e5m2, bool, u8, i8, u16, i16, u32, i32, u64, i64, fp8_e8m0, "
+        "fp64)");
   CHECK(error_text([] { parse_tensor_specs("w2:bf16:4x0"); }) ==
         "tensor spec item 'w2:bf16:4x0': dimension '0' is not a positive integer");
   CHECK(error_text([] { parse_tensor_specs("w2:bf16:4x"); }) ==
@@ -84,8 +88,47 @@ TEST_CASE("tensor spec errors quote the bad item", "[io][tensor]") {
   CHECK(error_text([] { parse_tensor_specs("w2:bf16:4,w2:fp32:8,,x:fp8:2"); }) ==
         "tensor spec item 'w2:fp32:8': tensor 'w2' is listed twice\n"
         "tensor spec item '': expected NAME:DTYPE:DIMS, e.g. 'w13:bf16:256x128'\n"
-        "tensor spec item 'x:fp8:2': unknown dtype 'fp8' (expected bf16, fp16, fp32, fp8_e4m3 "
-        "or fp8_e5m2)");
+        "tensor spec item 'x:fp8:2': unknown dtype 'fp8' (expected one of bf16, fp16, fp32, "
+        "fp8_e4m3, fp8_e5m2, bool, u8, i8, u16, i16, u32, i32, u64, i64, fp8_e8m0, fp64)");
+}
+
+TEST_CASE("every dtype has one spelling of ours and one of safetensors", "[io][tensor]") {
+  // name, safetensors name, bytes: the table of docs/FORMAT.md.
+  const std::tuple<DType, std::string_view, std::string_view, size_t> table[] = {
+      {DType::kBf16, "bf16", "BF16", 2},
+      {DType::kFp16, "fp16", "F16", 2},
+      {DType::kFp32, "fp32", "F32", 4},
+      {DType::kFp8E4m3, "fp8_e4m3", "F8_E4M3", 1},
+      {DType::kFp8E5m2, "fp8_e5m2", "F8_E5M2", 1},
+      {DType::kBool, "bool", "BOOL", 1},
+      {DType::kU8, "u8", "U8", 1},
+      {DType::kI8, "i8", "I8", 1},
+      {DType::kU16, "u16", "U16", 2},
+      {DType::kI16, "i16", "I16", 2},
+      {DType::kU32, "u32", "U32", 4},
+      {DType::kI32, "i32", "I32", 4},
+      {DType::kU64, "u64", "U64", 8},
+      {DType::kI64, "i64", "I64", 8},
+      {DType::kFp8E8m0, "fp8_e8m0", "F8_E8M0", 1},
+      {DType::kFp64, "fp64", "F64", 8}};
+  REQUIRE(std::size(table) == std::size(kAllDTypes));
+  for (size_t i = 0; i < std::size(table); ++i) {
+    const auto& [dtype, name, st_name, size] = table[i];
+    CAPTURE(name);
+    CHECK(kAllDTypes[i] == dtype);
+    CHECK(to_string(dtype) == name);
+    CHECK(parse_dtype(name) == dtype);
+    CHECK(to_safetensors(dtype) == st_name);
+    CHECK(dtype_from_safetensors(st_name) == dtype);
+    CHECK(dtype_size(dtype) == size);
+    // The two spellings are not interchangeable.
+    CHECK_FALSE(parse_dtype(st_name).has_value());
+    CHECK_FALSE(dtype_from_safetensors(name).has_value());
+  }
+  // Case-sensitive, and safetensors dtypes we do not carry are unknown.
+  for (std::string_view text : {"f32", "Bf16", "F4", "F6_E2M3", "C64", "", "F32 "}) {
+    CHECK_FALSE(dtype_from_safetensors(text).has_value());
+  }
 }
 
 TEST_CASE("checksum is xxh3-64 with seed 0", "[io][tensor]") {
@@ -131,7 +174,46 @@ TEST_CASE("synthetic values are finite for every dtype", "[io][tensor]") {
       REQUIRE((e4 & 0x7f) != 0x7f);
       REQUIRE((e5 & 0x7c) != 0x7c);
     }
+    const auto fp64 = synthetic(seed, 0, 1, {"a", DType::kFp64, {4099}});
+    const auto e8m0 = synthetic(seed, 0, 1, {"a", DType::kFp8E8m0, {4099}});
+    const auto flags = synthetic(seed, 0, 1, {"a", DType::kBool, {4099}});
+    for (size_t i = 0; i < 4099; ++i) {
+      double d = 0;
+      std::memcpy(&d, fp64.data() + 8 * i, 8);
+      REQUIRE((std::isfinite(d) && d >= -2.0 && d < 2.0));
+      REQUIRE(static_cast<uint8_t>(e8m0[i]) != 0xff);  // the NaN of e8m0
+      REQUIRE(static_cast<uint8_t>(flags[i]) <= 1);
+    }
   }
+}
+
+TEST_CASE("synthetic bytes of the new dtypes are not degenerate", "[io][tensor]") {
+  const size_t n = 1 << 14;
+  for (DType dtype : kAllDTypes) {
+    CAPTURE(to_string(dtype));
+    const auto bytes = synthetic(5, 1, 2, {"t", dtype, {static_cast<int64_t>(n)}});
+    REQUIRE(bytes.size() == n * dtype_size(dtype));
+    std::vector<int> seen(256, 0);
+    for (std::byte b : bytes) seen[static_cast<uint8_t>(b)] = 1;
+    int distinct = 0;
+    for (int s : seen) distinct += s;
+    if (dtype == DType::kBool) {
+      CHECK(distinct == 2);
+    } else if (dtype == DType::kFp8E8m0 || dtype == DType::kFp8E4m3) {
+      CHECK(distinct >= 254);
+    } else {
+      CHECK(distinct >= 200);
+    }
+  }
+  // Integers use every bit pattern: the top bit of an i64 is set about half the time.
+  const auto i64 = synthetic(5, 1, 2, {"t", DType::kI64, {4096}});
+  int negative = 0;
+  for (size_t i = 0; i < 4096; ++i) {
+    int64_t v = 0;
+    std::memcpy(&v, i64.data() + 8 * i, 8);
+    negative += v < 0;
+  }
+  CHECK((negative > 1800 && negative < 2300));
 }
 
 TEST_CASE("synthetic bytes cover the value range", "[io][tensor]") {
