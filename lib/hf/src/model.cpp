@@ -16,9 +16,9 @@ using nlohmann::json;
 
 // Where the families keep their routed experts. "{L}" is the model layer number.
 constexpr std::string_view kContainers[] = {
-    "model.layers.{L}.mlp.experts.",                     // DeepSeek, Qwen, OLMoE, gpt-oss
-    "model.layers.{L}.block_sparse_moe.experts.",        // Mixtral
-    "model.layers.{L}.feed_forward.experts.",            // Llama-4 text
+    "model.layers.{L}.mlp.experts.",                          // DeepSeek, Qwen, OLMoE, gpt-oss
+    "model.layers.{L}.block_sparse_moe.experts.",             // Mixtral
+    "model.layers.{L}.feed_forward.experts.",                 // Llama-4 text
     "language_model.model.layers.{L}.feed_forward.experts.",  // Llama-4 multimodal
     "model.language_model.layers.{L}.feed_forward.experts.",
 };
@@ -42,8 +42,7 @@ std::optional<int64_t> int_key(const json& j, std::string_view key) {
   return it->get<int64_t>();
 }
 
-int32_t required_int(const json& j, std::string_view key, const std::string& source,
-                     int64_t min) {
+int32_t required_int(const json& j, std::string_view key, const std::string& source, int64_t min) {
   auto value = int_key(j, key);
   if (!value || *value < min || *value > INT32_MAX) {
     throw Error(ErrorKind::kInput, "'" + source + "': \"" + std::string(key) +
@@ -150,7 +149,8 @@ Found collect(std::string_view container, const Catalog& catalog) {
 int32_t experts_from_names(const Found& f, const Catalog& catalog) {
   int64_t n = 0;
   for (const auto& [layer, tensors] : f.per_expert) {
-    for (const auto& [tensor, experts] : tensors) n = std::max<int64_t>(n, experts.rbegin()->first + 1);
+    for (const auto& [tensor, experts] : tensors)
+      n = std::max<int64_t>(n, experts.rbegin()->first + 1);
   }
   for (const auto& [layer, tensors] : f.stacked) {
     for (const auto& [tensor, name] : tensors) {
@@ -212,7 +212,8 @@ void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
   for (auto& [tensor, t] : tensors) {
     const bool bad_name =
         tensor == "logical_ids" || tensor == "xxh3" ||
-        tensor.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+        tensor.find_first_not_of(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
             std::string::npos;
     if (bad_name) {
       problems.add("expert tensor '" + t.hf_template + "': '" + tensor +
@@ -299,10 +300,9 @@ MoeLayout detect_moe_layers(const json& config_in, const std::string& source) {
     if (f.model_type == model_type) family = &f;
   }
   if (family == nullptr) {
-    throw Error(ErrorKind::kInput,
-                "'" + source + "': model_type \"" + model_type +
-                    "\" is not a known MoE family (" + known_model_types() +
-                    "); name its expert tensors with --experts (docs/CLI.md)");
+    throw Error(ErrorKind::kInput, "'" + source + "': model_type \"" + model_type +
+                                       "\" is not a known MoE family (" + known_model_types() +
+                                       "); name its expert tensors with --experts (docs/CLI.md)");
   }
   // Llama-4 multimodal configs keep the language model's keys in "text_config".
   const json& config = config_in.contains("text_config") && config_in["text_config"].is_object()
@@ -323,13 +323,15 @@ MoeLayout detect_moe_layers(const json& config_in, const std::string& source) {
       if (step < 1) {
         throw Error(ErrorKind::kInput, "'" + source + "': \"decoder_sparse_step\" must be >= 1");
       }
-      moe = int_list(config, "mlp_only_layers", source).count(layer) == 0 && (layer + 1) % step == 0;
+      moe =
+          int_list(config, "mlp_only_layers", source).count(layer) == 0 && (layer + 1) % step == 0;
     } else if (type == "llama4" || type == "llama4_text") {
       auto listed = int_list(config, "moe_layers", source);
       if (config.contains("moe_layers") && !config["moe_layers"].is_null()) {
         moe = listed.count(layer) != 0;
       } else {
-        const int64_t step = std::max<int64_t>(1, int_key(config, "interleave_moe_layer_step").value_or(1));
+        const int64_t step =
+            std::max<int64_t>(1, int_key(config, "interleave_moe_layer_step").value_or(1));
         moe = (layer + 1) % step == 0;
       }
     }
@@ -378,8 +380,8 @@ ModelMap map_model(const json& config, const Catalog& catalog, const std::string
     map.container = pattern;
     found = collect(pattern, catalog);
     if (found.layers.empty()) {
-      throw Error(ErrorKind::kInput, "'" + source + "': no tensor name matches --experts '" +
-                                         pattern + "'");
+      throw Error(ErrorKind::kInput,
+                  "'" + source + "': no tensor name matches --experts '" + pattern + "'");
     }
     map.model_layers.assign(found.layers.begin(), found.layers.end());
     map.num_logical_experts = experts_from_names(found, catalog);
@@ -407,11 +409,12 @@ ModelMap map_model(const json& config, const Catalog& catalog, const std::string
                                       : matching)) {
         known += (known.empty() ? "'" : ", '") + std::string(c) + "'";
       }
-      throw Error(ErrorKind::kInput,
-                  "'" + source + "': " +
-                      (matching.empty() ? "no expert tensors found under any of " + known
-                                        : "expert tensors found under several containers: " + known) +
-                      "; name them with --experts");
+      throw Error(
+          ErrorKind::kInput,
+          "'" + source + "': " +
+              (matching.empty() ? "no expert tensors found under any of " + known
+                                : "expert tensors found under several containers: " + known) +
+              "; name them with --experts");
     }
     map.container = std::string(matching.front());
     for (int32_t layer : found.layers) {

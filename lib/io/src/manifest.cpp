@@ -325,7 +325,8 @@ void parse_hf(Checker& c, const json& j, size_t num_tensors, HfSource& hf) {
   if (j.contains("tensors")) {
     const json& tensors = j.at("tensors");
     if (!tensors.is_array() || tensors.size() != num_tensors) {
-      c.add(ptr + "/tensors", "expected one entry per tensor (" + std::to_string(num_tensors) + ")");
+      c.add(ptr + "/tensors",
+            "expected one entry per tensor (" + std::to_string(num_tensors) + ")");
     }
     for (size_t i = 0; tensors.is_array() && i < tensors.size(); ++i) {
       const std::string at = ptr + "/tensors/" + std::to_string(i);

@@ -42,8 +42,11 @@ Catalog deepseek_catalog(int32_t num_layers = 3, int32_t num_experts = 4) {
 }
 
 json deepseek_config() {
-  return {{"model_type", "deepseek_v3"}, {"num_hidden_layers", 3}, {"n_routed_experts", 4},
-          {"first_k_dense_replace", 1}, {"moe_layer_freq", 1}};
+  return {{"model_type", "deepseek_v3"},
+          {"num_hidden_layers", 3},
+          {"n_routed_experts", 4},
+          {"first_k_dense_replace", 1},
+          {"moe_layer_freq", 1}};
 }
 
 }  // namespace
@@ -83,8 +86,11 @@ TEST_CASE("kimi_k2 maps like deepseek_v3; unknown model types ask for --experts"
 
 TEST_CASE("qwen: decoder_sparse_step and mlp_only_layers; shared_expert stays out") {
   Catalog c;
-  json config = {{"model_type", "qwen2_moe"}, {"num_hidden_layers", 4}, {"num_experts", 2},
-                 {"decoder_sparse_step", 2}, {"mlp_only_layers", json::array({3})}};
+  json config = {{"model_type", "qwen2_moe"},
+                 {"num_hidden_layers", 4},
+                 {"num_experts", 2},
+                 {"decoder_sparse_step", 2},
+                 {"mlp_only_layers", json::array({3})}};
   for (int32_t l : {1}) {
     const std::string p = "model.layers." + std::to_string(l) + ".mlp.";
     c[p + "shared_expert.up_proj.weight"] = {DType::kBf16, {8, 4}, "a"};
@@ -115,10 +121,10 @@ TEST_CASE("mixtral: block_sparse_moe container") {
 
 TEST_CASE("stacked experts (gpt-oss, llama4): dim 0 is the expert") {
   Catalog c;
-  json config = {{"model_type", "llama4"},
-                 {"text_config",
-                  {{"num_hidden_layers", 2}, {"num_local_experts", 3},
-                   {"interleave_moe_layer_step", 2}}}};
+  json config = {
+      {"model_type", "llama4"},
+      {"text_config",
+       {{"num_hidden_layers", 2}, {"num_local_experts", 3}, {"interleave_moe_layer_step", 2}}}};
   c["model.layers.1.feed_forward.experts.gate_up_proj"] = {DType::kBf16, {3, 4, 16}, "a"};
   c["model.layers.1.feed_forward.experts.down_proj"] = {DType::kBf16, {3, 8, 4}, "b"};
   c["model.layers.1.feed_forward.shared_expert.down_proj.weight"] = {DType::kBf16, {4, 8}, "b"};
@@ -140,14 +146,16 @@ TEST_CASE("errors: missing expert, differing shape or dtype, missing layer, extr
   auto c = deepseek_catalog();
   c.erase("model.layers.2.mlp.experts.1.down_proj.weight");
   c["model.layers.1.mlp.experts.3.gate_proj.weight"] = {DType::kFp8E4m3, {16, 64}, "b.safetensors"};
-  c["model.layers.2.mlp.experts.2.gate_proj.weight_scale_inv"] = {DType::kBf16, {1, 1}, "c.safetensors"};
+  c["model.layers.2.mlp.experts.2.gate_proj.weight_scale_inv"] = {
+      DType::kBf16, {1, 1}, "c.safetensors"};
   c["model.layers.2.mlp.experts.4.down_proj.weight"] = {DType::kFp8E4m3, {64, 32}, "c.safetensors"};
   auto text = message_of([&] { map_model(deepseek_config(), c, "", "hf"); });
   CHECK_THAT(text, Catch::Contains("layer 2, expert 1: tensor "
                                    "'model.layers.2.mlp.experts.1.down_proj.weight' is missing"));
   CHECK_THAT(text, Catch::Contains("layer 1, expert 3: 'model.layers.1.mlp.experts.3.gate_proj."
                                    "weight' (in 'b.safetensors') is F8_E4M3 [16, 64], but "));
-  CHECK_THAT(text, Catch::Contains("gate_proj.weight_scale_inv' (in 'c.safetensors') is BF16 [1, 1]"));
+  CHECK_THAT(text,
+             Catch::Contains("gate_proj.weight_scale_inv' (in 'c.safetensors') is BF16 [1, 1]"));
   CHECK_THAT(text, Catch::Contains("expert 4 is beyond the model's 4 routed experts"));
 
   auto config = deepseek_config();

@@ -35,7 +35,7 @@ using Catalog = std::map<std::string, TensorInfo, std::less<>>;
 
 // One per-expert tensor: a slot tensor of our checkpoint.
 struct ExpertTensor {
-  std::string name;         // slot tensor name: the part of the HF name below "<E>." or the container
+  std::string name;  // slot tensor name: the part of the HF name below "<E>." or the container
   std::string hf_template;  // the HF name with "{L}" and, unless stacked, "{E}"
   bool stacked = false;     // one HF tensor [num_logical_experts, ...] holds every expert
   io::DType dtype = io::DType::kU8;
@@ -44,8 +44,8 @@ struct ExpertTensor {
 };
 
 struct ModelMap {
-  std::string model_type;             // config.json "model_type" ("" with a pattern)
-  std::string container;              // e.g. "model.layers.{L}.mlp.experts."
+  std::string model_type;  // config.json "model_type" ("" with a pattern)
+  std::string container;   // e.g. "model.layers.{L}.mlp.experts."
   int32_t num_logical_experts = 0;
   std::vector<int32_t> model_layers;  // model layer number of each MoE layer, ascending
   std::vector<ExpertTensor> tensors;  // slot tensor order: sorted by name
@@ -79,8 +79,8 @@ std::string pattern_problem(std::string_view pattern);
 // names. Throws core::Error(kInput) listing every problem, each naming the tensor (and its
 // file): a layer without experts, an expert missing a tensor, experts or layers whose tensor
 // differs in dtype or shape, a stacked tensor whose first dimension is not the expert count.
-ModelMap map_model(const nlohmann::json& config, const Catalog& catalog,
-                   const std::string& pattern, const std::string& source);
+ModelMap map_model(const nlohmann::json& config, const Catalog& catalog, const std::string& pattern,
+                   const std::string& source);
 
 // "{L}" and "{E}" replaced.
 std::string expand(std::string_view hf_template, int32_t model_layer, int32_t expert_id);

@@ -21,8 +21,8 @@ struct FileEntry {
 
 // How one slot tensor maps to the Hugging Face checkpoint it was imported from.
 struct HfTensor {
-  std::string hf_template;    // HF name with "{L}" (model layer) and, unless stacked, "{E}"
-  bool stacked = false;       // one HF tensor holds every expert along dimension 0
+  std::string hf_template;     // HF name with "{L}" (model layer) and, unless stacked, "{E}"
+  bool stacked = false;        // one HF tensor holds every expert along dimension 0
   std::vector<int64_t> shape;  // one expert's shape in the HF file (may be empty: a scalar)
   bool operator==(const HfTensor&) const = default;
 };
@@ -45,8 +45,8 @@ struct HfSource {
 
 struct Manifest {
   std::vector<TensorSpec> tensors;
-  placement::Placement placement;  // the placement the checkpoint holds
-  std::vector<FileEntry> files;    // one per EP rank, in rank order
+  placement::Placement placement;        // the placement the checkpoint holds
+  std::vector<FileEntry> files;          // one per EP rank, in rank order
   std::optional<HfSource> hugging_face;  // set for checkpoints made by `import`
   bool operator==(const Manifest&) const = default;
 };
