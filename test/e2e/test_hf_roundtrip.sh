@@ -10,15 +10,15 @@ py=/usr/bin/python3
 check="$here/hf_check.py"
 
 # Kimi-K2 ships DeepSeek-V3 tensors under model_type "kimi_k2".
-cp -a "$data/deepseek_v3_fp8" "$work/kimi_k2_fp8"
-sed -i 's/"model_type": "deepseek_v3"/"model_type": "kimi_k2"/' "$work/kimi_k2_fp8/config.json"
-grep -q '"kimi_k2"' "$work/kimi_k2_fp8/config.json" && pass || fail "kimi config not made"
+cp -a "$data/deepseek_v3_fp8" "$work/hf-kimi"
+sed -i 's/"model_type": "deepseek_v3"/"model_type": "kimi_k2"/' "$work/hf-kimi/config.json"
+grep -q '"kimi_k2"' "$work/hf-kimi/config.json" && pass || fail "kimi config not made"
 
 # name  directory  MoE layers  experts  (the counts come from the configs make_test_models.py wrote)
 models=(
   "deepseek_v3     $data/deepseek_v3      3 8"
   "deepseek_v3_fp8 $data/deepseek_v3_fp8  2 4"
-  "kimi_k2_fp8     $work/kimi_k2_fp8      2 4"
+  "kimi_k2_fp8     $work/hf-kimi          2 4"
   "qwen3_moe       $data/qwen3_moe        2 8"
   "qwen2_moe       $data/qwen2_moe        2 6"
   "olmoe           $data/olmoe            2 8"

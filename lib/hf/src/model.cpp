@@ -25,15 +25,21 @@ constexpr std::string_view kContainers[] = {
 
 struct Family {
   std::string_view model_type;
-  std::string_view experts_key;
+  // The keys that may hold the routed expert count, first found wins (transformers 5
+  // writes "num_local_experts" where released Qwen configs have "num_experts").
+  std::string_view experts_keys[2];
 };
-// model_type -> the key holding the routed expert count.
 constexpr Family kFamilies[] = {
-    {"deepseek_v3", "n_routed_experts"}, {"deepseek_v2", "n_routed_experts"},
-    {"kimi_k2", "n_routed_experts"},     {"qwen3_moe", "num_experts"},
-    {"qwen2_moe", "num_experts"},        {"olmoe", "num_experts"},
-    {"mixtral", "num_local_experts"},    {"gpt_oss", "num_local_experts"},
-    {"llama4", "num_local_experts"},     {"llama4_text", "num_local_experts"},
+    {"deepseek_v3", {"n_routed_experts", ""}},
+    {"deepseek_v2", {"n_routed_experts", ""}},
+    {"kimi_k2", {"n_routed_experts", ""}},
+    {"qwen3_moe", {"num_experts", "num_local_experts"}},
+    {"qwen2_moe", {"num_experts", "num_local_experts"}},
+    {"olmoe", {"num_experts", "num_local_experts"}},
+    {"mixtral", {"num_local_experts", ""}},
+    {"gpt_oss", {"num_local_experts", ""}},
+    {"llama4", {"num_local_experts", ""}},
+    {"llama4_text", {"num_local_experts", ""}},
 };
 
 std::optional<int64_t> int_key(const json& j, std::string_view key) {
@@ -310,7 +316,14 @@ MoeLayout detect_moe_layers(const json& config_in, const std::string& source) {
                            : config_in;
   MoeLayout out;
   out.num_hidden_layers = required_int(config, "num_hidden_layers", source, 1);
-  out.num_logical_experts = required_int(config, family->experts_key, source, 1);
+  std::string_view experts_key = family->experts_keys[0];
+  for (std::string_view key : family->experts_keys) {
+    if (!key.empty() && config.contains(key)) {
+      experts_key = key;
+      break;
+    }
+  }
+  out.num_logical_experts = required_int(config, experts_key, source, 1);
   const std::string_view type = family->model_type;
   for (int32_t layer = 0; layer < out.num_hidden_layers; ++layer) {
     bool moe = true;

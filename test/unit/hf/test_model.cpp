@@ -100,6 +100,9 @@ TEST_CASE("qwen: decoder_sparse_step and mlp_only_layers; shared_expert stays ou
   }
   auto map = map_model(config, c, "", "hf");
   CHECK(map.model_layers == std::vector<int32_t>{1});
+  config.erase("num_experts");  // transformers 5 writes num_local_experts
+  config["num_local_experts"] = 2;
+  CHECK(map_model(config, c, "", "hf").num_logical_experts == 2);
   REQUIRE(map.tensors.size() == 1);
   CHECK(map.tensors[0].hf_template == "model.layers.{L}.mlp.experts.{E}.up_proj.weight");
 }
