@@ -75,9 +75,15 @@ expect_no_output "$d/out"
 
 # 7. Export against another base (a file of another size) is refused.
 rm -rf "$d/ck"; mpi 1 "$tool" import --hf "$d/hf" --placement "$d/qwen.json" --output "$d/ck" >/dev/null
-fresh mixtral
+$py "$check" drop "$d/hf" model.norm.weight
+file=$($py -c "import json;print(json.load(open('$data/qwen3_moe/model.safetensors.index.json'))['weight_map']['model.norm.weight'])")
 expect_exit 2 "$d/e9.log" -- mpi 1 "$tool" export --checkpoint "$d/ck" --hf-base "$d/hf" --output "$d/out"
+expect_in "$d/e9.log" "'$d/hf': '$file' has "
 expect_in "$d/e9.log" "not the base this checkpoint was imported from"
+expect_no_output "$d/out"
+fresh mixtral
+expect_exit 2 "$d/e9b.log" -- mpi 1 "$tool" export --checkpoint "$d/ck" --hf-base "$d/hf" --output "$d/out"
+expect_in "$d/e9b.log" "'$d/hf' has no 'model-00001-of-00008.safetensors', which the checkpoint was imported from"
 expect_no_output "$d/out"
 
 # 8. Export of a checkpoint that was not imported.
