@@ -23,5 +23,7 @@ Subcommand add_run_command(CLI::App& root);       // cmd_run.cpp
 Subcommand add_generate_command(CLI::App& root);  // cmd_generate.cpp
 Subcommand add_verify_command(CLI::App& root);    // cmd_verify.cpp
 Subcommand add_bench_command(CLI::App& root);     // cmd_bench.cpp
+Subcommand add_import_command(CLI::App& root);    // cmd_import.cpp
+Subcommand add_export_command(CLI::App& root);    // cmd_export.cpp
 
 }  // namespace eplb::app

@@ -68,7 +68,7 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
     }
   });
   agree(session.comm(), write_problems);
-  output.commit(my_files, io::Manifest{options.tensors, p, {}});
+  output.commit(my_files, io::Manifest{options.tensors, p, {}, std::nullopt});
 
   report.bytes_written = runtime::all_sum(session.comm(), {report.bytes_written})[0];
   report.num_files = p.ep_size;

@@ -157,6 +157,7 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   io::Manifest manifest;
   core::ProblemList problems(core::ErrorKind::kInput);
   load_placements(options, inputs, manifest, problems);
+  inputs.hugging_face = manifest.hugging_face;
   agree_identical(session.comm(), problems);
   check_process_count(session, inputs, options);
 

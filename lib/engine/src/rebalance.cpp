@@ -107,7 +107,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
 
   // Commit: manifest last, then rename into place.
   const auto commit_start = Clock::now();
-  io::Manifest manifest{inputs.tensors, inputs.new_placement, {}};
+  io::Manifest manifest{inputs.tensors, inputs.new_placement, {}, inputs.hugging_face};
   output.commit(my_files, std::move(manifest));
   report.seconds_commit = seconds_since(commit_start);
   transport->close();

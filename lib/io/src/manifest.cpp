@@ -282,6 +282,91 @@ std::string read_whole_file(const std::filesystem::path& path) {
   return out;
 }
 
+std::string hf_to_json(const HfSource& hf) {
+  nlohmann::ordered_json head = {{"model_type", hf.model_type},
+                                 {"container", hf.container},
+                                 {"model_layers", hf.model_layers}};
+  std::string text = head.dump();
+  text.pop_back();  // the closing brace: the lists follow, one item per line
+  std::string out = ",\n  \"hugging_face\": " + text + ",\n    \"tensors\": [";
+  for (size_t i = 0; i < hf.tensors.size(); ++i) {
+    const HfTensor& t = hf.tensors[i];
+    nlohmann::ordered_json item = {
+        {"hf_template", t.hf_template}, {"stacked", t.stacked}, {"shape", t.shape}};
+    out += (i ? ",\n      " : "\n      ") + item.dump();
+  }
+  out += "\n    ],\n    \"files\": [";
+  for (size_t i = 0; i < hf.files.size(); ++i) {
+    nlohmann::ordered_json item = {{"name", hf.files[i].name}, {"size", hf.files[i].size}};
+    out += (i ? ",\n      " : "\n      ") + item.dump();
+  }
+  return out + "\n    ]\n  }";
+}
+
+void parse_hf(Checker& c, const json& j, size_t num_tensors, HfSource& hf) {
+  const std::string ptr = "/hugging_face";
+  if (!c.object(j, ptr, {"model_type", "container", "model_layers", "tensors", "files"})) return;
+  hf.model_type = c.string(j, "model_type", ptr).value_or("");
+  hf.container = c.string(j, "container", ptr).value_or("");
+  if (j.contains("model_layers")) {
+    const json& layers = j.at("model_layers");
+    if (!layers.is_array()) c.add(ptr + "/model_layers", "expected an array of layer numbers");
+    for (size_t i = 0; layers.is_array() && i < layers.size(); ++i) {
+      if (!layers[i].is_number_integer() || layers[i].get<int64_t>() < 0 ||
+          layers[i].get<int64_t>() > kMaxI32 ||
+          (i > 0 && layers[i].get<int64_t>() <= layers[i - 1].get<int64_t>())) {
+        c.add(ptr + "/model_layers/" + std::to_string(i),
+              "expected ascending non-negative layer numbers, got " + layers[i].dump());
+        continue;
+      }
+      hf.model_layers.push_back(layers[i].get<int32_t>());
+    }
+  }
+  if (j.contains("tensors")) {
+    const json& tensors = j.at("tensors");
+    if (!tensors.is_array() || tensors.size() != num_tensors) {
+      c.add(ptr + "/tensors",
+            "expected one entry per tensor (" + std::to_string(num_tensors) + ")");
+    }
+    for (size_t i = 0; tensors.is_array() && i < tensors.size(); ++i) {
+      const std::string at = ptr + "/tensors/" + std::to_string(i);
+      if (!c.object(tensors[i], at, {"hf_template", "stacked", "shape"})) continue;
+      HfTensor t;
+      t.hf_template = c.string(tensors[i], "hf_template", at).value_or("");
+      if (t.hf_template.find("{L}") == std::string::npos) {
+        c.add(at + "/hf_template", "expected a name holding {L}");
+      }
+      const json& stacked = tensors[i].contains("stacked") ? tensors[i].at("stacked") : json();
+      if (!stacked.is_boolean()) c.add(at + "/stacked", "expected true or false");
+      t.stacked = stacked.is_boolean() && stacked.get<bool>();
+      const json& shape = tensors[i].contains("shape") ? tensors[i].at("shape") : json();
+      if (!shape.is_array()) c.add(at + "/shape", "expected an array of non-negative integers");
+      for (size_t d = 0; shape.is_array() && d < shape.size(); ++d) {
+        if (!shape[d].is_number_integer() || shape[d].get<int64_t>() < 0) {
+          c.add(at + "/shape/" + std::to_string(d), "expected a non-negative integer");
+        } else {
+          t.shape.push_back(shape[d].get<int64_t>());
+        }
+      }
+      hf.tensors.push_back(std::move(t));
+    }
+  }
+  if (j.contains("files")) {
+    const json& files = j.at("files");
+    if (!files.is_array()) c.add(ptr + "/files", "expected an array");
+    for (size_t i = 0; files.is_array() && i < files.size(); ++i) {
+      const std::string at = ptr + "/files/" + std::to_string(i);
+      if (!c.object(files[i], at, {"name", "size"})) continue;
+      HfFileEntry f;
+      f.name = c.string(files[i], "name", at).value_or("");
+      const json& size = files[i].contains("size") ? files[i].at("size") : json();
+      if (!size.is_number_unsigned()) c.add(at + "/size", "expected a byte count");
+      if (size.is_number_unsigned()) f.size = size.get<uint64_t>();
+      hf.files.push_back(std::move(f));
+    }
+  }
+}
+
 }  // namespace
 
 std::string to_json(const Manifest& m) {
@@ -308,14 +393,24 @@ std::string to_json(const Manifest& m) {
     nlohmann::ordered_json item = {{"name", f.name}, {"size", f.size}, {"xxh3", hex16(f.xxh3)}};
     out += (i ? ",\n    " : "\n    ") + item.dump();
   }
-  return out + "\n  ]\n}\n";
+  out += "\n  ]";
+  if (m.hugging_face) out += hf_to_json(*m.hugging_face);
+  return out + "\n}\n";
 }
 
 Manifest parse_manifest(const std::string& json_text, const std::string& source_name) {
   const json j = parse_rejecting_duplicates(json_text, source_name);
   Checker c(source_name);
   Manifest m;
-  if (!c.object(j, "", {"format", "version", "tensors", "placement", "files"})) c.throw_if_any();
+  // "hugging_face" is optional (checkpoints made by `import`): check it like the rest.
+  if (!c.object(j, "",
+                j.is_object() && j.contains("hugging_face")
+                    ? std::initializer_list<const char*>{"format", "version", "tensors",
+                                                         "placement", "files", "hugging_face"}
+                    : std::initializer_list<const char*>{"format", "version", "tensors",
+                                                         "placement", "files"})) {
+    c.throw_if_any();
+  }
   if (auto format = c.string(j, "format", ""); format && *format != kFormat) {
     c.add("/format", "expected \"" + std::string(kFormat) + "\", got \"" + *format + "\"");
   }
@@ -334,6 +429,10 @@ Manifest parse_manifest(const std::string& json_text, const std::string& source_
   }
   if (j.contains("placement")) parse_placement_obj(c, j.at("placement"), m.placement);
   if (j.contains("files")) parse_files(c, j.at("files"), m.placement.ep_size, m.files);
+  if (j.contains("hugging_face")) {
+    m.hugging_face.emplace();
+    parse_hf(c, j.at("hugging_face"), m.tensors.size(), *m.hugging_face);
+  }
   c.throw_if_any();
   return m;
 }

@@ -16,6 +16,9 @@ struct Inputs {
   placement::Placement old_placement;
   placement::Placement new_placement;
   std::vector<io::TensorSpec> tensors;  // the checkpoint's fixed tensor order
+  // The input manifest's Hugging Face section, carried to the output so that an imported
+  // checkpoint can still be exported after any number of rebalances.
+  std::optional<io::HfSource> hugging_face;
   std::filesystem::path input_dir;
   // EP ranks -> processes (block distribution), and the EP ranks this process hosts.
   plan::ProcessMap process_map;

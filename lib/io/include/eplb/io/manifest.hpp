@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -18,10 +19,35 @@ struct FileEntry {
   bool operator==(const FileEntry&) const = default;
 };
 
+// How one slot tensor maps to the Hugging Face checkpoint it was imported from.
+struct HfTensor {
+  std::string hf_template;     // HF name with "{L}" (model layer) and, unless stacked, "{E}"
+  bool stacked = false;        // one HF tensor holds every expert along dimension 0
+  std::vector<int64_t> shape;  // one expert's shape in the HF file (may be empty: a scalar)
+  bool operator==(const HfTensor&) const = default;
+};
+
+struct HfFileEntry {
+  std::string name;  // "model-00001-of-00163.safetensors"
+  uint64_t size = 0;
+  bool operator==(const HfFileEntry&) const = default;
+};
+
+// Optional "hugging_face" section: what `export` needs to rebuild the HF checkpoint.
+struct HfSource {
+  std::string model_type;             // config.json "model_type" ("" if unknown)
+  std::string container;              // e.g. "model.layers.{L}.mlp.experts."
+  std::vector<int32_t> model_layers;  // model layer number of each MoE layer
+  std::vector<HfTensor> tensors;      // one per Manifest::tensors entry, same order
+  std::vector<HfFileEntry> files;     // the HF base's safetensors files, sorted by name
+  bool operator==(const HfSource&) const = default;
+};
+
 struct Manifest {
   std::vector<TensorSpec> tensors;
-  placement::Placement placement;  // the placement the checkpoint holds
-  std::vector<FileEntry> files;    // one per EP rank, in rank order
+  placement::Placement placement;        // the placement the checkpoint holds
+  std::vector<FileEntry> files;          // one per EP rank, in rank order
+  std::optional<HfSource> hugging_face;  // set for checkpoints made by `import`
   bool operator==(const Manifest&) const = default;
 };
 

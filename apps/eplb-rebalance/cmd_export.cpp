@@ -1,0 +1,31 @@
+// `eplb-rebalance export`: an imported (and rebalanced) checkpoint -> a Hugging Face one.
+#include <memory>
+
+#include "commands.hpp"
+#include "eplb/core/log.hpp"
+#include "eplb/engine/hf_io.hpp"
+
+namespace eplb::app {
+
+Subcommand add_export_command(CLI::App& root) {
+  auto options = std::make_shared<engine::ExportOptions>();
+  auto* app = root.add_subcommand(
+      "export", "Write a Hugging Face checkpoint from an imported checkpoint and its base");
+  app->add_option("--checkpoint", options->checkpoint, "Checkpoint made by `import` (or `run`)")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  app->add_option("--hf-base", options->hf_base,
+                  "The Hugging Face directory the checkpoint was imported from")
+      ->required()
+      ->check(CLI::ExistingDirectory);
+  app->add_option("--output", options->output, "Hugging Face directory to create")->required();
+  return {app, [options](const runtime::MpiSession& session) {
+            auto report = engine::export_hf(session, *options);
+            core::log::info("exported {} safetensors files ({:.3f} GiB) in {:.2f} s: '{}'",
+                            report.num_files, static_cast<double>(report.bytes_written) / (1 << 30),
+                            report.seconds, options->output.string());
+            return 0;
+          }};
+}
+
+}  // namespace eplb::app

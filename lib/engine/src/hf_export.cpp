@@ -1,0 +1,344 @@
+// `export`: our checkpoint (made by `import`, then rebalanced any number of times) -> the
+// Hugging Face checkpoint it came from, file for file.
+//
+// load (manifest, HF base headers) -> check the base is the one imported -> choose one
+// source slot per logical expert, refusing replicas that disagree -> each process rebuilds
+// its share of the safetensors files (same header; non-expert tensors from the base; expert
+// bytes from the shards, checked against their recorded xxh3) -> rank 0 copies the small
+// files -> rename staging into place.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <map>
+#include <optional>
+
+#include <tuple>
+
+#include "eplb/core/clock.hpp"
+#include "eplb/core/log.hpp"
+#include "eplb/engine/agreement.hpp"
+#include "eplb/engine/hf_io.hpp"
+#include "eplb/hf/model.hpp"
+#include "eplb/hf/safetensors.hpp"
+#include "eplb/io/atomic_dir.hpp"
+#include "eplb/io/manifest.hpp"
+#include "eplb/io/shard.hpp"
+
+namespace eplb::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using core::Error;
+using core::ErrorKind;
+
+struct Slot {
+  int32_t ep_rank = -1;
+  int32_t row = -1;
+};
+
+// What an HF tensor of the base is, if it is an expert tensor.
+struct ExpertPiece {
+  int32_t layer_idx = 0;  // MoE layer (placement layer)
+  size_t tensor_idx = 0;
+  int32_t expert_id = -1;  // -1: stacked, every expert
+};
+
+struct Checkpoint {
+  io::Manifest manifest;
+  std::optional<hf::ModelFiles> base;
+  std::map<std::string, ExpertPiece, std::less<>> pieces;  // HF name -> piece
+  // sums[rank][layer][tensor][row]
+  std::vector<std::vector<std::vector<std::vector<uint64_t>>>> sums;
+  std::vector<std::vector<Slot>> source;  // [layer][expert] -> the slot taken
+};
+
+std::string shape_text(const std::vector<int64_t>& shape) {
+  std::string out = "[";
+  for (size_t i = 0; i < shape.size(); ++i) out += (i ? ", " : "") + std::to_string(shape[i]);
+  return out + "]";
+}
+
+// The base must be the HF checkpoint the shards came from: same files, same sizes, and
+// every expert tensor where the manifest says, with the recorded dtype and shape.
+void check_base(const ExportOptions& options, Checkpoint& ck, core::ProblemList& problems) {
+  const io::HfSource& src = *ck.manifest.hugging_face;
+  const std::string base = "'" + options.hf_base.string() + "'";
+  std::map<std::string, uint64_t> have;
+  for (const auto& f : ck.base->files()) have[f.path().filename().string()] = f.file_size();
+  std::map<std::string, uint64_t> want;
+  for (const auto& f : src.files) want[f.name] = f.size;
+  for (const auto& [name, size] : want) {
+    auto it = have.find(name);
+    if (it == have.end()) {
+      problems.add(base + " has no '" + name + "', which the checkpoint was imported from");
+    } else if (it->second != size) {
+      problems.add(base + ": '" + name + "' has " + std::to_string(it->second) +
+                   " bytes, but the imported file had " + std::to_string(size) +
+                   ": not the base this checkpoint was imported from");
+    }
+  }
+  for (const auto& [name, size] : have) {
+    if (want.count(name) == 0) {
+      problems.add(base + ": '" + name + "' was not part of the imported checkpoint");
+    }
+  }
+  if (!problems.empty()) return;
+  const auto& p = ck.manifest.placement;
+  if (src.model_layers.size() != static_cast<size_t>(p.num_layers())) {
+    problems.add("'" + options.checkpoint.string() + "': the manifest lists " +
+                 std::to_string(src.model_layers.size()) + " model layers for " +
+                 std::to_string(p.num_layers()) + " placement layers");
+    return;
+  }
+  for (size_t t = 0; t < src.tensors.size(); ++t) {
+    const io::HfTensor& ht = src.tensors[t];
+    const io::TensorSpec& spec = ck.manifest.tensors[t];
+    for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
+      const int32_t model_layer = src.model_layers[static_cast<size_t>(layer)];
+      for (int32_t e = 0; e < (ht.stacked ? 1 : p.num_logical_experts); ++e) {
+        const std::string name = hf::expand(ht.hf_template, model_layer, e);
+        if (!ck.base->contains(name)) {
+          problems.add(base + " has no tensor '" + name + "'");
+          continue;
+        }
+        const auto& entry = ck.base->entry(name);
+        std::vector<int64_t> shape = ht.shape;
+        if (ht.stacked) shape.insert(shape.begin(), p.num_logical_experts);
+        if (entry.dtype != spec.dtype || entry.shape != shape) {
+          problems.add(base + ": '" + name + "' is " +
+                       std::string(io::to_safetensors(entry.dtype)) + " " +
+                       shape_text(entry.shape) + ", the checkpoint holds " +
+                       std::string(io::to_safetensors(spec.dtype)) + " " + shape_text(shape));
+          continue;
+        }
+        ck.pieces[name] = {layer, t, ht.stacked ? -1 : e};
+      }
+    }
+  }
+}
+
+// Every shard's logical ids (checked against the manifest) and recorded checksums.
+void read_sums(const ExportOptions& options, Checkpoint& ck, core::ProblemList& problems) {
+  const auto& p = ck.manifest.placement;
+  ck.sums.resize(static_cast<size_t>(p.ep_size));
+  for (int32_t rank = 0; rank < p.ep_size; ++rank) {
+    capture(problems, [&] {
+      io::ShardReader reader(options.checkpoint / io::shard_file_name(rank));
+      if (!(reader.info().tensors == ck.manifest.tensors)) {
+        problems.add("'" + reader.path().string() + "': tensors differ from the manifest");
+        return;
+      }
+      auto& mine = ck.sums[static_cast<size_t>(rank)];
+      for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
+        const auto ids = reader.read_logical_ids(layer);
+        for (int32_t row = 0; row < p.num_slots_per_rank; ++row) {
+          const int32_t want = p.expert_at(layer, rank, row);
+          if (ids[static_cast<size_t>(row)] != want) {
+            problems.add("'" + reader.path().string() + "' layer " + std::to_string(layer) +
+                         ", row " + std::to_string(row) + ": holds logical expert " +
+                         std::to_string(ids[static_cast<size_t>(row)]) +
+                         " but the manifest places " + std::to_string(want) + " there");
+          }
+        }
+        mine.emplace_back();
+        for (size_t t = 0; t < ck.manifest.tensors.size(); ++t) {
+          mine.back().push_back(reader.read_checksums(layer, t));
+        }
+      }
+    });
+  }
+}
+
+// One source slot per (layer, logical expert): the lowest; every replica must match it.
+void choose_sources(Checkpoint& ck, core::ProblemList& problems) {
+  const auto& p = ck.manifest.placement;
+  const auto& src = *ck.manifest.hugging_face;
+  ck.source.assign(static_cast<size_t>(p.num_layers()),
+                   std::vector<Slot>(static_cast<size_t>(p.num_logical_experts)));
+  for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
+    auto& sources = ck.source[static_cast<size_t>(layer)];
+    const int32_t model_layer = src.model_layers[static_cast<size_t>(layer)];
+    for (int32_t rank = 0; rank < p.ep_size; ++rank) {
+      for (int32_t row = 0; row < p.num_slots_per_rank; ++row) {
+        const int32_t e = p.expert_at(layer, rank, row);
+        if (e < 0) continue;
+        Slot& first = sources[static_cast<size_t>(e)];
+        if (first.ep_rank < 0) {
+          first = {rank, row};
+          continue;
+        }
+        const auto& a = ck.sums[static_cast<size_t>(first.ep_rank)][static_cast<size_t>(layer)];
+        const auto& b = ck.sums[static_cast<size_t>(rank)][static_cast<size_t>(layer)];
+        for (size_t t = 0; t < a.size(); ++t) {
+          const uint64_t x = a[t][static_cast<size_t>(first.row)];
+          const uint64_t y = b[t][static_cast<size_t>(row)];
+          if (x != y) {
+            problems.add(fmt::format(
+                "layer {} (model layer {}), logical expert {}: replicas differ in tensor '{}': "
+                "EP rank {} slot {} has xxh3 {:016x}, EP rank {} slot {} has {:016x}",
+                layer, model_layer, e, ck.manifest.tensors[t].name, first.ep_rank,
+                first.ep_rank * p.num_slots_per_rank + first.row, x, rank,
+                rank * p.num_slots_per_rank + row, y));
+            break;
+          }
+        }
+      }
+    }
+    for (size_t e = 0; e < sources.size(); ++e) {
+      if (sources[e].ep_rank < 0) {
+        problems.add(
+            fmt::format("layer {} (model layer {}): logical expert {} is in no slot, "
+                        "so the checkpoint does not hold its weights",
+                        layer, model_layer, e));
+      }
+    }
+  }
+}
+
+constexpr size_t kCopyChunk = size_t{16} << 20;
+
+// One output file: header as in the base, non-expert tensors copied, expert rows from shards.
+uint64_t write_file(const ExportOptions& options, const Checkpoint& ck,
+                    const hf::SafetensorsFile& in, const fs::path& out_path,
+                    std::map<int32_t, io::ShardReader>& readers) {
+  const auto& p = ck.manifest.placement;
+  const std::string prefix = in.raw_prefix();
+  hf::SafetensorsWriter writer(out_path, prefix, in.file_size() - prefix.size());
+  // (rank, layer, tensor) -> (row, absolute offset): each shard dataset read once.
+  std::map<std::tuple<int32_t, int32_t, size_t>, std::vector<std::pair<int32_t, uint64_t>>> groups;
+  std::vector<std::byte> buf;
+  for (const auto& entry : in.header().tensors) {
+    auto piece = ck.pieces.find(entry.name);
+    if (piece == ck.pieces.end()) {
+      buf.resize(std::min<uint64_t>(entry.num_bytes, kCopyChunk));
+      for (uint64_t at = 0; at < entry.num_bytes; at += buf.size()) {
+        std::span<std::byte> chunk(buf.data(),
+                                   std::min<uint64_t>(buf.size(), entry.num_bytes - at));
+        in.read(entry, at, chunk);
+        writer.write(entry.data_begin + at, chunk);
+      }
+      continue;
+    }
+    const ExpertPiece& x = piece->second;
+    const uint64_t row_bytes = ck.manifest.tensors[x.tensor_idx].row_bytes();
+    const int32_t first = x.expert_id < 0 ? 0 : x.expert_id;
+    const int32_t last = x.expert_id < 0 ? p.num_logical_experts : x.expert_id + 1;
+    for (int32_t e = first; e < last; ++e) {
+      const Slot s = ck.source[static_cast<size_t>(x.layer_idx)][static_cast<size_t>(e)];
+      groups[{s.ep_rank, x.layer_idx, x.tensor_idx}].emplace_back(
+          s.row, entry.data_begin + row_bytes * static_cast<uint64_t>(e - first));
+    }
+  }
+  for (const auto& [key, rows] : groups) {
+    const auto [rank, layer, t] = key;
+    auto it = readers.find(rank);
+    if (it == readers.end()) {
+      it = readers.emplace(rank, io::ShardReader(options.checkpoint / io::shard_file_name(rank)))
+               .first;
+    }
+    const size_t row_bytes = ck.manifest.tensors[t].row_bytes();
+    buf.resize(row_bytes * static_cast<size_t>(p.num_slots_per_rank));
+    it->second.read_tensor(layer, t, buf);
+    const auto& sums = ck.sums[static_cast<size_t>(rank)][static_cast<size_t>(layer)][t];
+    for (const auto& [row, offset] : rows) {
+      std::span<const std::byte> bytes(buf.data() + row_bytes * static_cast<size_t>(row),
+                                       row_bytes);
+      if (io::checksum(bytes) != sums[static_cast<size_t>(row)]) {
+        throw Error(ErrorKind::kInput,
+                    fmt::format("'{}' layer {}, slot {}, tensor '{}': bytes do not match their "
+                                "recorded xxh3",
+                                it->second.path().string(), layer,
+                                rank * p.num_slots_per_rank + row, ck.manifest.tensors[t].name));
+      }
+      writer.write(offset, bytes);
+    }
+  }
+  writer.close();
+  return in.file_size();
+}
+
+// The small files (config.json, tokenizer, index, ...): regular files at the top level that
+// are not safetensors files. Subdirectories are left out.
+void copy_small_files(const fs::path& base, const fs::path& staging) {
+  for (const auto& item : fs::directory_iterator(base)) {
+    if (!item.is_regular_file() || item.path().extension() == ".safetensors") continue;
+    if (item.path().filename().string().starts_with(".")) continue;
+    fs::copy_file(item.path(), staging / item.path().filename());
+    io::fsync_path(staging / item.path().filename());
+  }
+}
+
+}  // namespace
+
+HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& options) {
+  const auto start = core::Clock::now();
+  // Load and check: identical on every process; rank 0 prints.
+  Checkpoint ck;
+  core::ProblemList problems(ErrorKind::kInput);
+  capture(problems, [&] {
+    ck.manifest = io::load_manifest(options.checkpoint);
+    if (!ck.manifest.hugging_face) {
+      throw Error(ErrorKind::kInput, "'" + options.checkpoint.string() +
+                                         "' was not made by `import`: its manifest has no "
+                                         "hugging_face section");
+    }
+    ck.base.emplace(hf::load_index(options.hf_base));
+    check_base(options, ck, problems);
+  });
+  agree_identical(session.comm(), problems);
+  read_sums(options, ck, problems);
+  if (problems.empty()) choose_sources(ck, problems);
+  agree_identical(session.comm(), problems);
+
+  // Stage: rank 0 creates the staging directory next to the output.
+  const fs::path staging = io::staging_path_for(options.output);
+  core::ProblemList stage_problems(ErrorKind::kUsage);
+  if (session.rank() == 0) {
+    capture(stage_problems, [&] { io::create_staging(staging, options.output, false); });
+  }
+  agree(session.comm(), stage_problems);
+
+  // Write: process p rebuilds files p, p + size, ... of the base.
+  HfReport report;
+  core::ProblemList write_problems(ErrorKind::kIo);
+  capture(write_problems, [&] {
+    std::map<int32_t, io::ShardReader> readers;
+    const auto& files = ck.base->files();
+    for (size_t i = static_cast<size_t>(session.rank()); i < files.size();
+         i += static_cast<size_t>(session.size())) {
+      const fs::path out = staging / files[i].path().filename();
+      report.bytes_written +=
+          static_cast<long long>(write_file(options, ck, files[i], out, readers));
+    }
+  });
+  try {
+    agree(session.comm(), write_problems);
+  } catch (...) {
+    if (session.rank() == 0) io::remove_tree_noexcept(staging);
+    throw;
+  }
+
+  // Commit: the small files, a check that the result reads as a HF checkpoint, rename.
+  core::ProblemList commit_problems(ErrorKind::kIo);
+  if (session.rank() == 0) {
+    const bool ok = capture(commit_problems, [&] {
+      copy_small_files(options.hf_base, staging);
+      hf::load_index(staging);
+      io::commit_staging(staging, options.output, false);
+    });
+    if (!ok) io::remove_tree_noexcept(staging);
+  }
+  agree(session.comm(), commit_problems);
+  report.bytes_written = runtime::all_sum(session.comm(), {report.bytes_written})[0];
+  report.num_files = static_cast<int32_t>(ck.base->files().size());
+  report.num_moe_layers = ck.manifest.placement.num_layers();
+  report.num_logical_experts = ck.manifest.placement.num_logical_experts;
+  report.seconds = core::seconds_since(start);
+  return report;
+}
+
+}  // namespace eplb::engine

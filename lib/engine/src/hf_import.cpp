@@ -1,0 +1,199 @@
+// `import`: a Hugging Face checkpoint -> our sharded HDF5 checkpoint for a placement.
+//
+// load (index headers, config.json, placement) -> map the model -> check the placement
+// against it -> each process writes its shards, reading each expert's bytes once per shard
+// with pread -> commit (manifest with the Hugging Face section, then rename).
+#include <cstring>
+#include <map>
+#include <optional>
+
+#include "eplb/core/clock.hpp"
+#include "eplb/core/input_file.hpp"
+#include "eplb/core/json_reader.hpp"
+#include "eplb/core/log.hpp"
+#include "eplb/engine/agreement.hpp"
+#include "eplb/engine/checkpoint_output.hpp"
+#include "eplb/engine/hf_io.hpp"
+#include "eplb/hf/model.hpp"
+#include "eplb/hf/safetensors.hpp"
+#include "eplb/io/shard.hpp"
+#include "eplb/placement/placement.hpp"
+
+namespace eplb::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using core::ErrorKind;
+
+// config.json, or null when there is none (allowed with --experts).
+nlohmann::json read_config(const fs::path& hf_dir, bool required) {
+  const fs::path path = hf_dir / "config.json";
+  std::error_code ec;
+  if (!required && !fs::exists(path, ec)) return nullptr;
+  core::json::Reporter report(path.string());
+  auto config = core::json::parse_document(core::read_input_file(path, "model config"), report);
+  report.throw_if_any();
+  return config;
+}
+
+struct Model {
+  std::optional<hf::ModelFiles> files;
+  hf::ModelMap map;
+};
+
+// Fills `model` in place: ModelFiles' lookup points into its own files.
+void load_model(const ImportOptions& options, Model& model) {
+  model.files.emplace(hf::load_index(options.hf_dir));
+  hf::Catalog catalog;
+  for (const auto& file : model.files->files()) {
+    for (const auto& t : file.header().tensors) {
+      catalog[t.name] = {t.dtype, t.shape, file.path().filename().string()};
+    }
+  }
+  const auto config = read_config(options.hf_dir, options.experts_pattern.empty());
+  model.map = hf::map_model(config, catalog, options.experts_pattern, options.hf_dir.string());
+}
+
+std::string layer_list(const std::vector<int32_t>& layers) {
+  std::string out;
+  for (size_t i = 0; i < layers.size() && i < 8; ++i)
+    out += (i ? ", " : "") + std::to_string(layers[i]);
+  return layers.size() > 8 ? out + ", ..." : out;
+}
+
+// The placement must cover the model exactly: one placement layer per MoE layer, the
+// model's expert count, and every logical expert in some slot of every layer.
+void check_placement(const placement::Placement& p, const hf::ModelMap& map,
+                     const ImportOptions& options, core::ProblemList& problems) {
+  const std::string name = "placement '" + options.placement.string() + "'";
+  const auto num_moe = static_cast<int32_t>(map.model_layers.size());
+  if (p.num_layers() != num_moe) {
+    problems.add(name + " has " + std::to_string(p.num_layers()) + " layers, but '" +
+                 options.hf_dir.string() + "' has " + std::to_string(num_moe) +
+                 " MoE layers (model layers " + layer_list(map.model_layers) + ")");
+  }
+  if (p.num_logical_experts != map.num_logical_experts) {
+    problems.add(name + " has " + std::to_string(p.num_logical_experts) +
+                 " logical experts, but '" + options.hf_dir.string() + "' has " +
+                 std::to_string(map.num_logical_experts) + " routed experts per MoE layer");
+    return;
+  }
+  for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
+    std::vector<bool> held(static_cast<size_t>(p.num_logical_experts), false);
+    for (int32_t id : p.physical_to_logical_map[static_cast<size_t>(layer)]) {
+      if (id >= 0) held[static_cast<size_t>(id)] = true;
+    }
+    for (size_t e = 0; e < held.size(); ++e) {
+      if (!held[e]) {
+        problems.add(name + " layer " + std::to_string(layer) + ": logical expert " +
+                     std::to_string(e) + " is in no slot; its weights would be lost");
+        break;
+      }
+    }
+  }
+}
+
+// One layer of one shard: each distinct expert read once from the HF files, replicas copied.
+void write_layer(const Model& model, const placement::Placement& p, int32_t ep_rank,
+                 int32_t layer_idx, io::ShardWriter& writer,
+                 std::vector<std::vector<std::byte>>& rows) {
+  const auto num_rows = static_cast<size_t>(p.num_slots_per_rank);
+  const auto& map_row = p.physical_to_logical_map[static_cast<size_t>(layer_idx)];
+  std::span<const int32_t> ids(map_row.data() + static_cast<size_t>(ep_rank) * num_rows, num_rows);
+  const int32_t model_layer = model.map.model_layers[static_cast<size_t>(layer_idx)];
+  const auto specs = model.map.specs();
+  std::vector<std::vector<uint64_t>> sums(specs.size());
+  std::vector<std::span<const std::byte>> views;
+  for (size_t t = 0; t < specs.size(); ++t) {
+    const size_t bytes = specs[t].row_bytes();
+    rows[t].assign(bytes * num_rows, std::byte{0});
+    std::map<int32_t, size_t> first_row;  // logical expert -> row already read
+    for (size_t row = 0; row < num_rows; ++row) {
+      std::span<std::byte> out(rows[t].data() + bytes * row, bytes);
+      const int32_t e = ids[row];
+      if (e >= 0) {
+        if (auto it = first_row.find(e); it != first_row.end()) {
+          std::memcpy(out.data(), rows[t].data() + bytes * it->second, bytes);
+        } else {
+          const std::string name = model.map.hf_name(t, model_layer, e);
+          const auto& file = model.files->file_of(name);
+          const uint64_t offset =
+              model.map.tensors[t].stacked ? bytes * static_cast<uint64_t>(e) : 0;
+          file.read(model.files->entry(name), offset, out);
+          first_row.emplace(e, row);
+        }
+      }
+      sums[t].push_back(io::checksum(out));
+    }
+    views.emplace_back(rows[t]);
+  }
+  writer.write_layer(layer_idx, ids, views, sums);
+}
+
+io::HfSource describe_source(const Model& model) {
+  io::HfSource src;
+  src.model_type = model.map.model_type;
+  src.container = model.map.container;
+  src.model_layers = model.map.model_layers;
+  for (const auto& t : model.map.tensors)
+    src.tensors.push_back({t.hf_template, t.stacked, t.shape});
+  for (const auto& file : model.files->files()) {
+    src.files.push_back({file.path().filename().string(), file.file_size()});
+  }
+  return src;
+}
+
+}  // namespace
+
+HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& options) {
+  const auto start = core::Clock::now();
+  // Load and validate: every process finds the same problems; rank 0 prints them.
+  Model model;
+  placement::Placement p;
+  core::ProblemList problems(ErrorKind::kInput);
+  const bool model_ok = capture(problems, [&] { load_model(options, model); });
+  const bool placement_ok = capture(problems, [&] {
+    p = placement::load_placement(options.placement,
+                                  {options.placement.string(), options.ep_size, {}, {}});
+  });
+  if (model_ok && placement_ok) check_placement(p, model.map, options, problems);
+  agree_identical(session.comm(), problems);
+  core::log::info("'{}': {} model, {} MoE layers (model layers {}), {} experts, {} tensors each",
+                  options.hf_dir.string(),
+                  model.map.model_type.empty() ? "--experts" : model.map.model_type,
+                  model.map.model_layers.size(), layer_list(model.map.model_layers),
+                  model.map.num_logical_experts, model.map.tensors.size());
+
+  // Write: process p writes the shards of EP ranks p, p + size, ...
+  CheckpointOutput output(session.comm(), options.output, options.force);
+  HfReport report;
+  const auto specs = model.map.specs();
+  std::vector<fs::path> my_files;
+  core::ProblemList write_problems(ErrorKind::kIo);
+  capture(write_problems, [&] {
+    std::vector<std::vector<std::byte>> rows(specs.size());
+    for (int32_t rank = session.rank(); rank < p.ep_size; rank += session.size()) {
+      auto path = output.staging() / io::shard_file_name(rank);
+      io::ShardWriter writer(path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank, specs});
+      for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
+        write_layer(model, p, rank, layer, writer, rows);
+        report.bytes_written +=
+            static_cast<long long>(io::expert_bytes(specs)) * p.num_slots_per_rank;
+      }
+      writer.close();
+      my_files.push_back(path);
+    }
+  });
+  agree(session.comm(), write_problems);
+
+  // Commit: the manifest records where the experts came from, for export.
+  output.commit(my_files, io::Manifest{specs, p, {}, describe_source(model)});
+  report.bytes_written = runtime::all_sum(session.comm(), {report.bytes_written})[0];
+  report.num_files = p.ep_size;
+  report.num_moe_layers = p.num_layers();
+  report.num_logical_experts = p.num_logical_experts;
+  report.seconds = core::seconds_since(start);
+  return report;
+}
+
+}  // namespace eplb::engine
