@@ -41,7 +41,8 @@ Packing balanced_packing(const std::vector<float>& weight, int32_t num_packs) {
   for (int32_t item : order) {
     size_t best = pack_weight.size();
     for (size_t p = 0; p < pack_weight.size(); ++p) {
-      if (pack_items[p] < per_pack && (best == pack_weight.size() || pack_weight[p] < pack_weight[best])) {
+      if (pack_items[p] < per_pack &&
+          (best == pack_weight.size() || pack_weight[p] < pack_weight[best])) {
         best = p;
       }
     }
@@ -105,10 +106,9 @@ std::vector<int32_t> balance_layer(const std::vector<float>& weight, const Shape
   const Packing groups = balanced_packing(group_weight, static_cast<int32_t>(s.num_nodes));
   std::vector<int32_t> node_order_to_log(s.num_experts);
   for (size_t g = 0; g < s.num_groups; ++g) {
-    const size_t base =
-        (static_cast<size_t>(groups.pack[g]) * s.groups_per_node() +
-         static_cast<size_t>(groups.rank_in_pack[g])) *
-        s.group_size();
+    const size_t base = (static_cast<size_t>(groups.pack[g]) * s.groups_per_node() +
+                         static_cast<size_t>(groups.rank_in_pack[g])) *
+                        s.group_size();
     for (size_t j = 0; j < s.group_size(); ++j) {
       node_order_to_log[base + j] = static_cast<int32_t>(g * s.group_size() + j);
     }
@@ -118,7 +118,8 @@ std::vector<int32_t> balance_layer(const std::vector<float>& weight, const Shape
     // 2. Replicas within the node.
     std::vector<float> node_weight(s.experts_per_node());
     for (size_t k = 0; k < node_weight.size(); ++k) {
-      node_weight[k] = weight[static_cast<size_t>(node_order_to_log[node * s.experts_per_node() + k])];
+      node_weight[k] =
+          weight[static_cast<size_t>(node_order_to_log[node * s.experts_per_node() + k])];
     }
     const Replication rep = replicate_experts(node_weight, s.phy_per_node());
     // 3. Physical experts to the node's GPUs, each weighing its expert's load per replica.
@@ -165,10 +166,10 @@ std::vector<std::string> check_config(const Config& c, int32_t num_logical_exper
   }
   if (c.hierarchical()) {
     if (num_logical_experts % c.num_groups != 0) {
-      problems.push_back(fmt::format(
-          "--num-groups {} must divide the {} logical experts of the loads (groups of "
-          "consecutive experts)",
-          c.num_groups, num_logical_experts));
+      problems.push_back(
+          fmt::format("--num-groups {} must divide the {} logical experts of the loads (groups of "
+                      "consecutive experts)",
+                      c.num_groups, num_logical_experts));
     }
     if (c.num_gpus % c.num_nodes != 0) {
       problems.push_back(fmt::format(

@@ -70,8 +70,8 @@ void read_row(const json& row, const std::string& pointer, size_t width, std::ve
     return;
   }
   if (row.size() != width) {
-    report.add(pointer, fmt::format("expected {} loads (as in the first layer), got {}", width,
-                                    row.size()));
+    report.add(pointer,
+               fmt::format("expected {} loads (as in the first layer), got {}", width, row.size()));
     return;
   }
   int problems = 0;
@@ -110,9 +110,9 @@ Grid read_grid(const json& counts, const std::string& pointer, Reporter& report)
   grid.num_steps = has_steps ? counts.size() : 1;
   grid.num_layers = first_layers.size();
   if (!first_layers[0].is_array() || first_layers[0].empty()) {
-    report.add(pointer + (has_steps ? "/0/0" : "/0"),
-               fmt::format("expected a non-empty array of loads, got {}",
-                           describe(first_layers[0])));
+    report.add(
+        pointer + (has_steps ? "/0/0" : "/0"),
+        fmt::format("expected a non-empty array of loads, got {}", describe(first_layers[0])));
     return grid;
   }
   grid.width = first_layers[0].size();
@@ -126,8 +126,7 @@ Grid read_grid(const json& counts, const std::string& pointer, Reporter& report)
       continue;
     }
     for (size_t layer = 0; layer < grid.num_layers; ++layer) {
-      read_row(layers[layer], fmt::format("{}/{}", at, layer), grid.width, grid.sum[layer],
-               report);
+      read_row(layers[layer], fmt::format("{}/{}", at, layer), grid.width, grid.sum[layer], report);
     }
   }
   return grid;
@@ -173,10 +172,10 @@ void fold(const Grid& grid, const placement::Placement& old_p, const std::string
           Loads& loads, Reporter& report) {
   if (grid.num_layers != static_cast<size_t>(old_p.num_layers()) ||
       grid.width != static_cast<size_t>(old_p.num_slots())) {
-    report.add(pointer, fmt::format("per-slot loads [{}][{}] do not fit the old placement's {} "
-                                    "layers x {} slots",
-                                    grid.num_layers, grid.width, old_p.num_layers(),
-                                    old_p.num_slots()));
+    report.add(pointer,
+               fmt::format("per-slot loads [{}][{}] do not fit the old placement's {} "
+                           "layers x {} slots",
+                           grid.num_layers, grid.width, old_p.num_layers(), old_p.num_slots()));
     return;
   }
   loads.num_logical_experts = old_p.num_logical_experts;
@@ -189,9 +188,9 @@ void fold(const Grid& grid, const placement::Placement& old_p, const std::string
       if (map[slot] >= 0) {
         loads.per_layer[layer][static_cast<size_t>(map[slot])] += v;
       } else if (v != 0) {
-        report.add(fmt::format("{}/{}/{}", pointer, layer, slot),
-                   fmt::format("load {:g} on slot {}, which the old placement leaves empty", v,
-                               slot));
+        report.add(
+            fmt::format("{}/{}/{}", pointer, layer, slot),
+            fmt::format("load {:g} on slot {}, which the old placement leaves empty", v, slot));
       }
     }
   }

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 #include "eplb/balance/balance.hpp"
@@ -34,21 +35,32 @@ struct LayerShape {
 
 class LayerSearch {
  public:
+  // Starts from `start` (OLD, or OLD with some slots emptied as -1); moves are counted
+  // against `old_map`. `group_node` pins each group to a node (empty: pinned where `start`
+  // holds a group on one node only).
   LayerSearch(const LayerShape& shape, const std::vector<int32_t>& old_map,
-              const std::vector<double>& loads, double target)
-      : s_(shape), old_(old_map), w_(loads), target_(target), slot_(old_map) {
+              const std::vector<int32_t>& start, const std::vector<double>& loads, double target,
+              std::vector<int32_t> group_node = {})
+      : s_(shape),
+        old_(old_map),
+        w_(loads),
+        target_(target),
+        slot_(start),
+        pinned_node_(std::move(group_node)) {
     const auto cells = static_cast<size_t>(s_.num_gpus) * static_cast<size_t>(s_.num_experts);
     old_has_.assign(cells, 0);
     has_.assign(cells, 0);
     count_.assign(static_cast<size_t>(s_.num_experts), 0);
     holders_.assign(static_cast<size_t>(s_.num_experts), {});
+    for (size_t slot = 0; slot < old_.size(); ++slot) {
+      if (old_[slot] >= 0) old_has_[cell(gpu_of(slot), old_[slot])] = 1;
+    }
     for (size_t slot = 0; slot < slot_.size(); ++slot) {
       const int32_t e = slot_[slot];
-      if (e < 0) continue;
-      old_has_[cell(gpu_of(slot), e)] = 1;
-      add(slot, e);
+      slot_[slot] = -1;
+      if (e >= 0) add(slot, e);
     }
-    pin_groups();
+    if (pinned_node_.empty()) pin_groups();
     fill_empty_slots();
     load_.resize(static_cast<size_t>(s_.num_gpus));
     for (int32_t g = 0; g < s_.num_gpus; ++g) refresh(g);
@@ -63,8 +75,13 @@ class LayerSearch {
       Move best;
       best_swap(best);
       best_repoint(best);
+      if (!best.valid()) best_chain(best);
       if (!best.valid()) break;
-      if (best.to_expert >= 0) {
+      if (best.chained) {
+        apply_swap(best.slot_a, best.slot_b);
+        apply_swap(best.slot_c, best.slot_d);
+        stats.swaps += 2;
+      } else if (best.to_expert >= 0) {
         apply_repoint(best.slot_a, best.to_expert);
         ++stats.repoints;
       } else {
@@ -111,7 +128,9 @@ class LayerSearch {
     double score = 0;  // excess removed (per expert moved when the move costs any)
     int cost = 1;      // experts moved; <= 0 ranks above every costly move
     size_t slot_a = 0, slot_b = 0;
-    int32_t to_expert = -1;  // >= 0: re-point slot_a to it; else swap slot_a and slot_b
+    int32_t to_expert = -1;         // >= 0: re-point slot_a to it; else swap slot_a and slot_b
+    size_t slot_c = 0, slot_d = 0;  // chained: then swap slot_c and slot_d
+    bool chained = false;
     bool set = false;
     bool valid() const { return set; }
     // Free moves first (most excess removed), then the most excess removed per expert.
@@ -124,8 +143,7 @@ class LayerSearch {
   };
 
   size_t cell(int32_t gpu, int32_t e) const {
-    return static_cast<size_t>(gpu) * static_cast<size_t>(s_.num_experts) +
-           static_cast<size_t>(e);
+    return static_cast<size_t>(gpu) * static_cast<size_t>(s_.num_experts) + static_cast<size_t>(e);
   }
   int32_t gpu_of(size_t slot) const {
     return static_cast<int32_t>(slot / static_cast<size_t>(s_.slots_per_gpu));
@@ -197,17 +215,31 @@ class LayerSearch {
     }
   }
 
-  // OLD's empty slots take replicas the way the reference adds them: the allowed expert
-  // with the highest load per replica (lowest id among equals).
+  // Empty slots first take every expert without a replica (heaviest first, each to the
+  // first empty slot it may use), then replicas the way the reference adds them: the
+  // allowed expert with the highest load per replica (lowest id among equals).
   void fill_empty_slots() {
+    std::vector<int32_t> missing;
+    for (int32_t e = 0; e < s_.num_experts; ++e) {
+      if (count_[static_cast<size_t>(e)] == 0) missing.push_back(e);
+    }
+    std::stable_sort(missing.begin(), missing.end(), [&](int32_t a, int32_t b) {
+      return w_[static_cast<size_t>(a)] > w_[static_cast<size_t>(b)];
+    });
+    for (int32_t e : missing) {
+      size_t slot = 0;
+      while (slot < slot_.size() && (slot_[slot] >= 0 || !allowed(e, gpu_of(slot)))) ++slot;
+      EPLB_ASSERT(slot < slot_.size());
+      add(slot, e);
+    }
     for (size_t slot = 0; slot < slot_.size(); ++slot) {
       if (slot_[slot] >= 0) continue;
       int32_t best = -1;
       for (int32_t e = 0; e < s_.num_experts; ++e) {
         if (!allowed(e, gpu_of(slot))) continue;
         const double value = w_[static_cast<size_t>(e)] / (count_[static_cast<size_t>(e)] + 1);
-        if (best < 0 || value > w_[static_cast<size_t>(best)] /
-                                    (count_[static_cast<size_t>(best)] + 1)) {
+        if (best < 0 ||
+            value > w_[static_cast<size_t>(best)] / (count_[static_cast<size_t>(best)] + 1)) {
           best = e;
         }
       }
@@ -216,11 +248,13 @@ class LayerSearch {
     }
   }
 
-  void best_swap(Move& best) const {
+  // Swaps of a slot on a GPU above the target (only `only_gpu` when >= 0) with any slot of
+  // another GPU. `base_gain` and `base_cost` are added (a chain's first swap).
+  void best_swap(Move& best, int32_t only_gpu = -1, double base_gain = 0, int base_cost = 0) const {
     const size_t per = static_cast<size_t>(s_.slots_per_gpu);
     for (int32_t g1 = 0; g1 < s_.num_gpus; ++g1) {
       const double l1 = load_[static_cast<size_t>(g1)];
-      if (l1 <= target_) continue;
+      if (l1 <= target_ || (only_gpu >= 0 && g1 != only_gpu)) continue;
       for (size_t a = static_cast<size_t>(g1) * per; a < (static_cast<size_t>(g1) + 1) * per; ++a) {
         const int32_t e1 = slot_[a];
         const double x1 = per_replica(e1);
@@ -233,11 +267,47 @@ class LayerSearch {
           if (x2 >= x1 || !allowed(e1, g2) || !allowed(e2, g1)) continue;
           const double l2 = load_[static_cast<size_t>(g2)];
           const double gain =
-              excess(l1) + excess(l2) - excess(l1 - x1 + x2) - excess(l2 - x2 + x1);
+              base_gain + excess(l1) + excess(l2) - excess(l1 - x1 + x2) - excess(l2 - x2 + x1);
           if (gain <= min_gain()) continue;
-          const int cost =
-              leave1 + departure_cost(g2, e2) + arrival_cost(g2, e1) + arrival_cost(g1, e2);
+          const int cost = base_cost + leave1 + departure_cost(g2, e2) + arrival_cost(g2, e1) +
+                           arrival_cost(g1, e2);
           consider(best, cost, gain, a, b, -1);
+        }
+      }
+    }
+  }
+
+  // When no single move lowers the excess: a swap that pushes its partner GPU above the
+  // target, followed by the best swap out of that partner (an ejection chain of two).
+  void best_chain(Move& best) {
+    const size_t per = static_cast<size_t>(s_.slots_per_gpu);
+    for (int32_t g1 = 0; g1 < s_.num_gpus; ++g1) {
+      if (load_[static_cast<size_t>(g1)] <= target_) continue;
+      for (size_t a = static_cast<size_t>(g1) * per; a < (static_cast<size_t>(g1) + 1) * per; ++a) {
+        for (size_t b = 0; b < slot_.size(); ++b) {
+          const int32_t g2 = gpu_of(b), e1 = slot_[a], e2 = slot_[b];
+          if (g2 == g1 || e2 == e1 || per_replica(e2) >= per_replica(e1) || !allowed(e1, g2) ||
+              !allowed(e2, g1)) {
+            continue;
+          }
+          const double before =
+              excess(load_[static_cast<size_t>(g1)]) + excess(load_[static_cast<size_t>(g2)]);
+          const int cost = departure_cost(g1, e1) + departure_cost(g2, e2) + arrival_cost(g2, e1) +
+                           arrival_cost(g1, e2);
+          apply_swap(a, b);
+          const double gain = before - excess(load_[static_cast<size_t>(g1)]) -
+                              excess(load_[static_cast<size_t>(g2)]);
+          Move second;
+          if (load_[static_cast<size_t>(g2)] > target_) best_swap(second, g2, gain, cost);
+          apply_swap(a, b);  // back
+          if (second.valid() && best.worse_than(second.cost, second.score)) {
+            best = second;
+            best.slot_c = second.slot_a;
+            best.slot_d = second.slot_b;
+            best.slot_a = a;
+            best.slot_b = b;
+            best.chained = true;
+          }
         }
       }
     }
@@ -292,7 +362,13 @@ class LayerSearch {
   void consider(Move& best, int cost, double gain, size_t a, size_t b, int32_t to) const {
     const double score = cost <= 0 ? gain : gain / cost;
     if (best.worse_than(cost, score)) {
-      best = Move{score, cost, a, b, to, true};
+      best = Move{};
+      best.score = score;
+      best.cost = cost;
+      best.slot_a = a;
+      best.slot_b = b;
+      best.to_expert = to;
+      best.set = true;
     }
   }
 
@@ -356,7 +432,8 @@ std::vector<int32_t> relabelled_reference(const LayerShape& s, const std::vector
     std::sort(mine.begin(), mine.end());
     mine.erase(std::unique(mine.begin(), mine.end()), mine.end());
     for (size_t b = 0; b < num_gpus; ++b) {
-      for (int32_t e : mine) overlap[a][b] += std::binary_search(old_sets[b].begin(), old_sets[b].end(), e);
+      for (int32_t e : mine)
+        overlap[a][b] += std::binary_search(old_sets[b].begin(), old_sets[b].end(), e);
     }
   }
   // Greedy matching of items [0, n) of two sides by descending score.
@@ -400,6 +477,27 @@ std::vector<int32_t> relabelled_reference(const LayerShape& s, const std::vector
     }
   }
   return LayerSearch::keep_old_rows(old_map, out, s.slots_per_gpu);
+}
+
+// Node of each group in a layer that keeps every group on one node.
+std::vector<int32_t> groups_to_nodes(const LayerShape& s, const std::vector<int32_t>& map) {
+  std::vector<int32_t> node(static_cast<size_t>(s.num_experts / s.group_size), -1);
+  for (size_t slot = 0; slot < map.size(); ++slot) {
+    const auto gpu = static_cast<int32_t>(slot / static_cast<size_t>(s.slots_per_gpu));
+    node[static_cast<size_t>(map[slot] / s.group_size)] = s.node_of(gpu);
+  }
+  return node;
+}
+
+// Experts moved in one layer, as experts_moved counts them.
+int64_t layer_moves(const LayerShape& s, const std::vector<int32_t>& from,
+                    const std::vector<int32_t>& to) {
+  placement::Placement a, b;
+  a.ep_size = b.ep_size = s.num_gpus;
+  a.num_slots_per_rank = b.num_slots_per_rank = s.slots_per_gpu;
+  a.physical_to_logical_map = {from};
+  b.physical_to_logical_map = {to};
+  return experts_moved(a, b);
 }
 
 void check_old(const placement::Placement& old_p, const Loads& loads, const Config& config) {
@@ -460,18 +558,47 @@ placement::Placement rebalance_from(const placement::Placement& old_p, const Loa
     const auto l = static_cast<size_t>(layer);
     const auto ref_loads = gpu_loads(reference, layer, loads.per_layer[l]);
     const double target = *std::max_element(ref_loads.begin(), ref_loads.end());
-    LayerSearch search(shape, old_p.physical_to_logical_map[l], loads.per_layer[l], target);
-    if (search.balanced() && search.result() == old_p.physical_to_logical_map[l]) {
+    const auto& old_map = old_p.physical_to_logical_map[l];
+    LayerSearch search(shape, old_map, old_map, loads.per_layer[l], target);
+    if (search.balanced() && search.result() == old_map) {
       ++stats.layers_unchanged;
-      out.physical_to_logical_map[l] = old_p.physical_to_logical_map[l];
-    } else if (search.run(stats)) {
+      out.physical_to_logical_map[l] = old_map;
+      continue;
+    }
+    if (search.run(stats)) {
       ++stats.layers_searched;
       out.physical_to_logical_map[l] = search.result();
-    } else {
-      ++stats.layers_fallback;
-      out.physical_to_logical_map[l] = relabelled_reference(
-          shape, old_p.physical_to_logical_map[l], reference.physical_to_logical_map[l]);
+      continue;
     }
+    // Stuck: OLD's groups do not fit its nodes at the reference's balance. Take the
+    // reference's grouping (nodes relabelled onto OLD's), keep every slot whose group stays
+    // on its node, search again, and keep the cheaper of that and the reference itself.
+    auto ref_map = relabelled_reference(shape, old_map, reference.physical_to_logical_map[l]);
+    std::vector<int32_t> regrouped;
+    if (shape.group_size > 0) {
+      const auto group_node = groups_to_nodes(shape, ref_map);
+      std::vector<int32_t> start = old_map;
+      for (size_t slot = 0; slot < start.size(); ++slot) {
+        const auto gpu = static_cast<int32_t>(slot / static_cast<size_t>(shape.slots_per_gpu));
+        if (start[slot] >= 0 &&
+            group_node[static_cast<size_t>(start[slot] / shape.group_size)] != shape.node_of(gpu)) {
+          start[slot] = -1;
+        }
+      }
+      LayerSearch again(shape, old_map, start, loads.per_layer[l], target, group_node);
+      TrafficStats trial;
+      if (again.run(trial)) regrouped = again.result();
+      if (!regrouped.empty() &&
+          layer_moves(shape, old_map, regrouped) <= layer_moves(shape, old_map, ref_map)) {
+        ++stats.layers_regrouped;
+        stats.swaps += trial.swaps;
+        stats.repoints += trial.repoints;
+        out.physical_to_logical_map[l] = std::move(regrouped);
+        continue;
+      }
+    }
+    ++stats.layers_fallback;
+    out.physical_to_logical_map[l] = std::move(ref_map);
   }
   if (stats_out) *stats_out = stats;
   return out;

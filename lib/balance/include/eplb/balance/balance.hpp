@@ -56,6 +56,7 @@ placement::Placement rebalance_experts(const Loads& loads, const Config& config)
 struct TrafficStats {
   int32_t layers_unchanged = 0;  // OLD already as balanced as the reference
   int32_t layers_searched = 0;   // reached the reference's balance by local moves
+  int32_t layers_regrouped = 0;  // needed the reference's groups-to-nodes, then searched
   int32_t layers_fallback = 0;   // took the reference's layer, relabelled onto OLD's GPUs
   int64_t swaps = 0;             // slot swaps between GPUs applied
   int64_t repoints = 0;          // replica slots re-pointed to another logical expert
