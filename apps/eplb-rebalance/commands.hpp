@@ -23,5 +23,6 @@ Subcommand add_run_command(CLI::App& root);       // cmd_run.cpp
 Subcommand add_generate_command(CLI::App& root);  // cmd_generate.cpp
 Subcommand add_verify_command(CLI::App& root);    // cmd_verify.cpp
 Subcommand add_bench_command(CLI::App& root);     // cmd_bench.cpp
+Subcommand add_balance_command(CLI::App& root);   // cmd_balance.cpp
 
 }  // namespace eplb::app
