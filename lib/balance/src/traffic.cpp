@@ -500,6 +500,65 @@ int64_t layer_moves(const LayerShape& s, const std::vector<int32_t>& from,
   return experts_moved(a, b);
 }
 
+// Groupings worth a search when OLD's does not fit: OLD's with two groups on different
+// nodes exchanged (when OLD holds every group on one node), then the reference's.
+std::vector<std::vector<int32_t>> candidate_groupings(const LayerShape& s,
+                                                      const std::vector<int32_t>& old_map,
+                                                      const std::vector<int32_t>& ref_map) {
+  std::vector<std::vector<int32_t>> out;
+  if (s.group_size == 0) return out;
+  const auto num_groups = static_cast<size_t>(s.num_experts / s.group_size);
+  std::vector<int32_t> old_node(num_groups, -1);
+  bool all_pinned = true;
+  for (size_t slot = 0; slot < old_map.size(); ++slot) {
+    if (old_map[slot] < 0) continue;
+    const auto group = static_cast<size_t>(old_map[slot] / s.group_size);
+    const int32_t node =
+        s.node_of(static_cast<int32_t>(slot / static_cast<size_t>(s.slots_per_gpu)));
+    if (old_node[group] >= 0 && old_node[group] != node) all_pinned = false;
+    old_node[group] = node;
+  }
+  if (all_pinned && std::find(old_node.begin(), old_node.end(), -1) == old_node.end()) {
+    for (size_t a = 0; a < num_groups; ++a) {
+      for (size_t b = a + 1; b < num_groups; ++b) {
+        if (old_node[a] == old_node[b]) continue;
+        auto grouping = old_node;
+        std::swap(grouping[a], grouping[b]);
+        out.push_back(std::move(grouping));
+      }
+    }
+  }
+  out.push_back(groups_to_nodes(s, ref_map));
+  return out;
+}
+
+// The search from OLD with every slot whose group `grouping` puts on another node emptied.
+// Empty when it does not reach the target.
+std::vector<int32_t> search_regrouped(const LayerShape& s, const std::vector<int32_t>& old_map,
+                                      const std::vector<int32_t>& grouping,
+                                      const std::vector<double>& loads, double target,
+                                      TrafficStats& stats) {
+  // A node's GPUs cannot all stay at or below the target when their sum exceeds it.
+  std::vector<double> node_load(static_cast<size_t>(s.num_gpus / s.gpus_per_node), 0.0);
+  for (size_t e = 0; e < loads.size(); ++e) {
+    node_load[static_cast<size_t>(grouping[e / static_cast<size_t>(s.group_size)])] += loads[e];
+  }
+  for (double total : node_load) {
+    if (total > target * s.gpus_per_node) return {};
+  }
+  std::vector<int32_t> start = old_map;
+  for (size_t slot = 0; slot < start.size(); ++slot) {
+    const auto gpu = static_cast<int32_t>(slot / static_cast<size_t>(s.slots_per_gpu));
+    if (start[slot] >= 0 &&
+        grouping[static_cast<size_t>(start[slot] / s.group_size)] != s.node_of(gpu)) {
+      start[slot] = -1;
+    }
+  }
+  LayerSearch search(s, old_map, start, loads, target, grouping);
+  if (!search.run(stats)) return {};
+  return search.result();
+}
+
 void check_old(const placement::Placement& old_p, const Loads& loads, const Config& config) {
   core::ProblemList problems;
   if (old_p.num_layers() != loads.num_layers()) {
@@ -570,32 +629,32 @@ placement::Placement rebalance_from(const placement::Placement& old_p, const Loa
       out.physical_to_logical_map[l] = search.result();
       continue;
     }
-    // Stuck: OLD's groups do not fit its nodes at the reference's balance. Take the
-    // reference's grouping (nodes relabelled onto OLD's), keep every slot whose group stays
-    // on its node, search again, and keep the cheaper of that and the reference itself.
+    // Stuck: OLD's groups do not fit its nodes at the reference's balance. Try other
+    // groupings (each swap of two groups between nodes, and the reference's grouping with
+    // its nodes relabelled onto OLD's), keeping every slot whose group stays on its node;
+    // keep the cheapest that reaches the balance, or the reference's layer if cheaper.
     auto ref_map = relabelled_reference(shape, old_map, reference.physical_to_logical_map[l]);
-    std::vector<int32_t> regrouped;
-    if (shape.group_size > 0) {
-      const auto group_node = groups_to_nodes(shape, ref_map);
-      std::vector<int32_t> start = old_map;
-      for (size_t slot = 0; slot < start.size(); ++slot) {
-        const auto gpu = static_cast<int32_t>(slot / static_cast<size_t>(shape.slots_per_gpu));
-        if (start[slot] >= 0 &&
-            group_node[static_cast<size_t>(start[slot] / shape.group_size)] != shape.node_of(gpu)) {
-          start[slot] = -1;
-        }
-      }
-      LayerSearch again(shape, old_map, start, loads.per_layer[l], target, group_node);
+    std::vector<int32_t> best_map;
+    int64_t best_moves = layer_moves(shape, old_map, ref_map);
+    TrafficStats best_trial;
+    for (const auto& grouping : candidate_groupings(shape, old_map, ref_map)) {
       TrafficStats trial;
-      if (again.run(trial)) regrouped = again.result();
-      if (!regrouped.empty() &&
-          layer_moves(shape, old_map, regrouped) <= layer_moves(shape, old_map, ref_map)) {
-        ++stats.layers_regrouped;
-        stats.swaps += trial.swaps;
-        stats.repoints += trial.repoints;
-        out.physical_to_logical_map[l] = std::move(regrouped);
-        continue;
+      auto regrouped =
+          search_regrouped(shape, old_map, grouping, loads.per_layer[l], target, trial);
+      if (regrouped.empty()) continue;
+      const int64_t moves = layer_moves(shape, old_map, regrouped);
+      if (moves < best_moves || (moves == best_moves && best_map.empty())) {
+        best_moves = moves;
+        best_map = std::move(regrouped);
+        best_trial = trial;
       }
+    }
+    if (!best_map.empty()) {
+      ++stats.layers_regrouped;
+      stats.swaps += best_trial.swaps;
+      stats.repoints += best_trial.repoints;
+      out.physical_to_logical_map[l] = std::move(best_map);
+      continue;
     }
     ++stats.layers_fallback;
     out.physical_to_logical_map[l] = std::move(ref_map);
