@@ -215,10 +215,34 @@ class LayerSearch {
     }
   }
 
-  // Empty slots first take every expert without a replica (heaviest first, each to the
-  // first empty slot it may use), then replicas the way the reference adds them: the
-  // allowed expert with the highest load per replica (lowest id among equals).
+  // Empty slots first take every expert without a replica (heaviest first), then replicas
+  // the way the reference adds them (the allowed expert with the highest load per replica,
+  // lowest id among equals); each goes to the empty slot, among those it may use, of the
+  // GPU with the least load so far (the lowest slot on ties), as a packing would.
   void fill_empty_slots() {
+    std::vector<double> approx(static_cast<size_t>(s_.num_gpus), 0.0);
+    size_t num_free = 0;
+    for (size_t slot = 0; slot < slot_.size(); ++slot) {
+      if (slot_[slot] >= 0) {
+        approx[static_cast<size_t>(gpu_of(slot))] += per_replica(slot_[slot]);
+      } else {
+        ++num_free;
+      }
+    }
+    const auto place = [&](int32_t e) {
+      size_t best = slot_.size();
+      for (size_t slot = 0; slot < slot_.size(); ++slot) {
+        if (slot_[slot] >= 0 || !allowed(e, gpu_of(slot))) continue;
+        if (best == slot_.size() ||
+            approx[static_cast<size_t>(gpu_of(slot))] < approx[static_cast<size_t>(gpu_of(best))]) {
+          best = slot;
+        }
+      }
+      EPLB_ASSERT(best < slot_.size());
+      add(best, e);
+      approx[static_cast<size_t>(gpu_of(best))] += per_replica(e);
+      --num_free;
+    };
     std::vector<int32_t> missing;
     for (int32_t e = 0; e < s_.num_experts; ++e) {
       if (count_[static_cast<size_t>(e)] == 0) missing.push_back(e);
@@ -226,17 +250,16 @@ class LayerSearch {
     std::stable_sort(missing.begin(), missing.end(), [&](int32_t a, int32_t b) {
       return w_[static_cast<size_t>(a)] > w_[static_cast<size_t>(b)];
     });
-    for (int32_t e : missing) {
-      size_t slot = 0;
-      while (slot < slot_.size() && (slot_[slot] >= 0 || !allowed(e, gpu_of(slot)))) ++slot;
-      EPLB_ASSERT(slot < slot_.size());
-      add(slot, e);
-    }
-    for (size_t slot = 0; slot < slot_.size(); ++slot) {
-      if (slot_[slot] >= 0) continue;
+    for (int32_t e : missing) place(e);
+    while (num_free > 0) {
+      // An expert that may use some free slot, with the highest load per added replica.
       int32_t best = -1;
       for (int32_t e = 0; e < s_.num_experts; ++e) {
-        if (!allowed(e, gpu_of(slot))) continue;
+        bool usable = false;
+        for (size_t slot = 0; slot < slot_.size() && !usable; ++slot) {
+          usable = slot_[slot] < 0 && allowed(e, gpu_of(slot));
+        }
+        if (!usable) continue;
         const double value = w_[static_cast<size_t>(e)] / (count_[static_cast<size_t>(e)] + 1);
         if (best < 0 ||
             value > w_[static_cast<size_t>(best)] / (count_[static_cast<size_t>(best)] + 1)) {
@@ -244,7 +267,7 @@ class LayerSearch {
         }
       }
       EPLB_ASSERT(best >= 0);
-      add(slot, best);
+      place(best);
     }
   }
 
