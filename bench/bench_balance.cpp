@@ -49,6 +49,10 @@ double mean_balancedness(const eplb::placement::Placement& p, const balance::Loa
   return sum / loads.num_layers();
 }
 
+double pct(int64_t part, int64_t whole) {
+  return 100.0 * static_cast<double>(part) / static_cast<double>(whole);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -98,9 +102,9 @@ int main(int argc, char** argv) {
         "ratio {:.3f}; balancedness reference {:.4f} ours {:.4f} (old {:.4f}); "
         "layers less balanced than the reference: {}; layers unchanged/searched/"
         "regrouped/fallback {}/{}/{}/{}; swaps {} re-points {}; {:.1f} ms\n",
-        drift * 100, ref_moved, 100.0 * ref_moved / total_slots, ours_moved,
-        100.0 * ours_moved / total_slots,
-        ref_moved ? static_cast<double>(ours_moved) / ref_moved : 0.0, mean_balancedness(ref, now),
+        drift * 100, ref_moved, pct(ref_moved, total_slots), ours_moved,
+        pct(ours_moved, total_slots),
+        ref_moved ? static_cast<double>(ours_moved) / static_cast<double>(ref_moved) : 0.0, mean_balancedness(ref, now),
         mean_balancedness(ours, now), mean_balancedness(old_p, now), worse_layers,
         stats.layers_unchanged, stats.layers_searched, stats.layers_regrouped,
         stats.layers_fallback, stats.swaps, stats.repoints, ours_ms);
