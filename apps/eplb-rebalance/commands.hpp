@@ -25,5 +25,6 @@ Subcommand add_verify_command(CLI::App& root);    // cmd_verify.cpp
 Subcommand add_bench_command(CLI::App& root);     // cmd_bench.cpp
 Subcommand add_import_command(CLI::App& root);    // cmd_import.cpp
 Subcommand add_export_command(CLI::App& root);    // cmd_export.cpp
+Subcommand add_balance_command(CLI::App& root);   // cmd_balance.cpp
 
 }  // namespace eplb::app
