@@ -93,7 +93,6 @@ std::string make_raw_prefix(std::vector<TensorEntry>& tensors_in_order,
   std::set<std::string_view> seen;
   core::ProblemList problems;
   for (const TensorEntry& t : tensors_in_order) {
-    if (t.name.empty()) problems.add("safetensors header: a tensor has an empty name");
     if (t.name == "__metadata__") {
       problems.add("safetensors header: a tensor may not be named '__metadata__'");
     }

@@ -49,13 +49,13 @@ TEST_CASE("make_raw_prefix writes the library's key order and padding", "[hf][wr
   // No metadata: no "__metadata__" key.
   std::vector<TensorEntry> one = {{"x", io::DType::kI32, {1}, 0, 0}};
   CHECK(make_raw_prefix(one, {}).substr(8, 9) == R"({"x":{"dt)");
-  // Names must be unique, non-empty and not the metadata key.
+  // Names must be unique and not the metadata key (an empty name is valid, as on reading).
   std::vector<TensorEntry> bad = {{"x", io::DType::kU8, {1}, 0, 0},
                                   {"x", io::DType::kU8, {1}, 0, 0},
-                                  {"", io::DType::kU8, {1}, 0, 0}};
+                                  {"__metadata__", io::DType::kU8, {1}, 0, 0}};
   CHECK(error_text([&] { make_raw_prefix(bad, {}); }) ==
         "safetensors header: tensor 'x' is listed twice\n"
-        "safetensors header: a tensor has an empty name");
+        "safetensors header: a tensor may not be named '__metadata__'");
 }
 
 TEST_CASE("make_raw_prefix matches the safetensors library's own test vectors", "[hf][writer]") {
