@@ -15,7 +15,7 @@ fresh qwen3_moe
 $py "$check" drop "$d/hf" model.layers.2.mlp.experts.5.up_proj.weight
 before=$(tree_hash "$d/hf")
 expect_exit 2 "$d/e1.log" -- import2 --placement "$d/qwen.json"
-expect_in "$d/e1.log" "layer 2, expert 5: tensor 'model.layers.2.mlp.experts.5.up_proj.weight' is missing from the checkpoint"
+expect_in "$d/e1.log" "'$d/hf' layer 2, expert 5: tensor 'model.layers.2.mlp.experts.5.up_proj.weight' is missing from the checkpoint"
 expect_no_output "$d/out"
 [[ "$(tree_hash "$d/hf")" == "$before" ]] && pass || fail "input modified by a failed import"
 
