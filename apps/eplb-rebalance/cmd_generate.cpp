@@ -20,8 +20,8 @@ Subcommand add_generate_command(CLI::App& root) {
       ->check(CLI::ExistingFile);
   app->add_option("--output", args->options.output, "Checkpoint directory to create")->required();
   app->add_option("--tensors", args->tensors,
-                  "Per-expert tensors, name:dtype:AxB..., comma separated; dtype one of bf16, "
-                  "fp16, fp32, fp8_e4m3, fp8_e5m2")
+                  "Per-expert tensors, name:dtype:AxB..., comma separated; dtype one of " +
+                      io::dtype_spellings())
       ->required();
   app->add_option("--seed", args->options.seed, "Seed of the synthetic bytes")
       ->capture_default_str();

@@ -143,7 +143,7 @@ class SafetensorsWriter {
  public:
   // Creates `path` (O_EXCL | O_NOFOLLOW, mode 0644 & ~umask) holding exactly `raw_prefix`
   // as header (so an export can reproduce an input file byte for byte) and sized to
-  // raw_prefix.size() + data_bytes. Throws kIo naming the path (kUsage if it exists).
+  // raw_prefix.size() + data_bytes. Throws kIo naming the path (also when it exists).
   SafetensorsWriter(const std::filesystem::path& path, std::string raw_prefix, uint64_t data_bytes);
   SafetensorsWriter(SafetensorsWriter&& other) noexcept;
   SafetensorsWriter& operator=(SafetensorsWriter&& other) noexcept;
@@ -171,7 +171,8 @@ class SafetensorsWriter {
 // are laid out contiguously in that order. Sets each entry's data_begin (absolute) and
 // num_bytes (from dtype and shape). JSON key order follows the safetensors library:
 // "__metadata__" first (left out when `metadata` is empty), then the tensors in data order,
-// each {"dtype","shape","data_offsets"}. Throws kInput on a duplicate or empty name.
+// each {"dtype","shape","data_offsets"}. Throws kInput on a duplicate name or one named
+// "__metadata__".
 std::string make_raw_prefix(std::vector<TensorEntry>& tensors_in_order,
                             const std::map<std::string, std::string>& metadata);
 
