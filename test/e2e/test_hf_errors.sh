@@ -15,7 +15,7 @@ fresh qwen3_moe
 $py "$check" drop "$d/hf" model.layers.2.mlp.experts.5.up_proj.weight
 before=$(tree_hash "$d/hf")
 expect_exit 2 "$d/e1.log" -- import2 --placement "$d/qwen.json"
-expect_in "$d/e1.log" "layer 2, expert 5: tensor 'model.layers.2.mlp.experts.5.up_proj.weight' is missing from the checkpoint"
+expect_in "$d/e1.log" "'$d/hf' layer 2, expert 5: tensor 'model.layers.2.mlp.experts.5.up_proj.weight' is missing from the checkpoint"
 expect_no_output "$d/out"
 [[ "$(tree_hash "$d/hf")" == "$before" ]] && pass || fail "input modified by a failed import"
 
@@ -53,6 +53,16 @@ expect_no_output "$d/out"
 # ...and with --experts the unknown model imports.
 expect_exit 0 "$d/e7.log" -- import2 --placement "$d/qwen.json" --experts 'model.layers.{L}.mlp.experts.'
 rm -rf "$d/out"
+
+# 5b. --force never replaces the HF input, nor a directory that is not a checkpoint of ours.
+fresh qwen3_moe
+before=$(tree_hash "$d/hf")
+expect_exit 64 "$d/f1.log" -- mpi 1 "$tool" import --hf "$d/hf" --placement "$d/qwen.json" --output "$d/hf" --force
+expect_in "$d/f1.log" "output '$d/hf' is the Hugging Face input directory"
+mkdir -p "$d/mine"; echo keep >"$d/mine/notes.txt"
+expect_exit 64 "$d/f2.log" -- mpi 1 "$tool" import --hf "$d/hf" --placement "$d/qwen.json" --output "$d/mine" --force
+expect_in "$d/f2.log" "is not an eplb checkpoint (no manifest.json): --force replaces only those"
+[[ -f "$d/mine/notes.txt" && "$(tree_hash "$d/hf")" == "$before" ]] && pass || fail "--force destroyed a directory"
 
 # 6. Export: replicas that disagree are refused, naming layer, expert and EP ranks. Expert
 #    4 sits on EP ranks 0 and 1; rank 1's shard comes from an import of a copy of the model

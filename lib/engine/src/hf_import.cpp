@@ -143,6 +143,19 @@ io::HfSource describe_source(const Model& model) {
   return src;
 }
 
+// --force replaces only a checkpoint of ours, never the HF input under any alias.
+void check_output(const ImportOptions& options, core::ProblemList& problems) {
+  std::error_code ec;
+  if (!fs::exists(fs::symlink_status(options.output, ec))) return;
+  const std::string out = "'" + options.output.string() + "'";
+  if (fs::equivalent(options.output, options.hf_dir, ec)) {
+    problems.add("output " + out + " is the Hugging Face input directory");
+  } else if (options.force && !fs::exists(options.output / io::kManifestName, ec)) {
+    problems.add("output " + out + " is not an eplb checkpoint (no " +
+                 std::string(io::kManifestName) + "): --force replaces only those");
+  }
+}
+
 }  // namespace
 
 HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& options) {
@@ -158,6 +171,9 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   });
   if (model_ok && placement_ok) check_placement(p, model.map, options, problems);
   agree_identical(session.comm(), problems);
+  core::ProblemList usage(ErrorKind::kUsage);
+  check_output(options, usage);
+  agree_identical(session.comm(), usage);
   core::log::info("'{}': {} model, {} MoE layers (model layers {}), {} experts, {} tensors each",
                   options.hf_dir.string(),
                   model.map.model_type.empty() ? "--experts" : model.map.model_type,

@@ -173,7 +173,7 @@ std::string where(const Catalog& catalog, const std::string& name) {
 
 // Checks every MoE layer holds every expert's tensors, all alike; fills map.tensors.
 void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
-                    core::ProblemList& problems) {
+                    const std::string& source, core::ProblemList& problems) {
   const int32_t n = map.num_logical_experts;
   // The slot tensors: every tensor name seen at any MoE layer.
   std::map<std::string, ExpertTensor> tensors;
@@ -231,7 +231,7 @@ void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
         const std::string name = expand(t.hf_template, layer, e);
         auto it = catalog.find(name);
         if (it == catalog.end()) {
-          problems.add("layer " + std::to_string(layer) +
+          problems.add("'" + source + "' layer " + std::to_string(layer) +
                        (t.stacked ? "" : ", expert " + std::to_string(e)) + ": tensor '" + name +
                        "' is missing from the checkpoint");
           continue;
@@ -447,7 +447,7 @@ ModelMap map_model(const json& config, const Catalog& catalog, const std::string
   }
   if (map.num_logical_experts < 1) problems.add("'" + source + "': no expert found");
   problems.throw_if_any();
-  check_and_fill(found, catalog, map, problems);
+  check_and_fill(found, catalog, map, source, problems);
   problems.throw_if_any();
   return map;
 }

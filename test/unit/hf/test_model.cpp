@@ -153,7 +153,7 @@ TEST_CASE("errors: missing expert, differing shape or dtype, missing layer, extr
       DType::kBf16, {1, 1}, "c.safetensors"};
   c["model.layers.2.mlp.experts.4.down_proj.weight"] = {DType::kFp8E4m3, {64, 32}, "c.safetensors"};
   auto text = message_of([&] { map_model(deepseek_config(), c, "", "hf"); });
-  CHECK_THAT(text, Catch::Contains("layer 2, expert 1: tensor "
+  CHECK_THAT(text, Catch::Contains("'hf' layer 2, expert 1: tensor "
                                    "'model.layers.2.mlp.experts.1.down_proj.weight' is missing"));
   CHECK_THAT(text, Catch::Contains("layer 1, expert 3: 'model.layers.1.mlp.experts.3.gate_proj."
                                    "weight' (in 'b.safetensors') is F8_E4M3 [16, 64], but "));

@@ -127,3 +127,42 @@ TEST_CASE("load_manifest and describe_file", "[io][manifest]") {
 }
 
 }  // namespace eplb::io
+
+namespace eplb::io {
+
+TEST_CASE("manifest hugging_face section: optional, round trip, strict", "[io][manifest]") {
+  Manifest m = sample_manifest();
+  m.hugging_face = HfSource{"qwen3_moe",
+                            "model.layers.{L}.mlp.experts.",
+                            {1, 3},
+                            {{"model.layers.{L}.mlp.experts.{E}.w13", false, {4, 2}},
+                             {"model.layers.{L}.mlp.experts.w2", true, {}}},
+                            {{"model-00001-of-00002.safetensors", 100}, {"b.safetensors", 7}}};
+  const std::string text = to_json(m);
+  CHECK(text.find("\"hugging_face\": {\"model_type\":\"qwen3_moe\"") != std::string::npos);
+  CHECK(parse_manifest(text, "m.json") == m);
+  // Without the section a manifest reads as before (checked above); with a broken one,
+  // every problem has its location.
+  auto broken = [&](const std::string& from, const std::string& to) {
+    std::string t = text;
+    const size_t at = t.find(from);
+    REQUIRE(at != std::string::npos);
+    t.replace(at, from.size(), to);
+    ErrorKind kind = ErrorKind::kInternal;
+    auto out = test::error_text([&] { parse_manifest(t, "m.json"); }, &kind);
+    CHECK(kind == ErrorKind::kInput);
+    return out;
+  };
+  CHECK(broken("\"model_layers\":[1,3]", "\"model_layers\":[3,1]") ==
+        "'m.json' at /hugging_face/model_layers/1: expected ascending non-negative layer "
+        "numbers, got 1");
+  CHECK(broken("\"stacked\":true", "\"stacked\":1") ==
+        "'m.json' at /hugging_face/tensors/1/stacked: expected true or false");
+  CHECK(broken("\"size\":7", "\"size\":-7") ==
+        "'m.json' at /hugging_face/files/1/size: expected a byte count");
+  CHECK(broken("\"container\"", "\"containr\"") ==
+        "'m.json' at /hugging_face: missing key 'container'\n"
+        "'m.json' at /hugging_face/containr: unknown key");
+}
+
+}  // namespace eplb::io
