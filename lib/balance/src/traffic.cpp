@@ -577,6 +577,24 @@ std::vector<int32_t> search_regrouped(const LayerShape& s, const std::vector<int
       start[slot] = -1;
     }
   }
+  // Each node needs a free slot for every expert of its groups that it does not hold yet
+  // (an OLD without hierarchy may hold many replicas there): otherwise skip this grouping.
+  const auto num_nodes = static_cast<size_t>(s.num_gpus / s.gpus_per_node);
+  std::vector<int64_t> spare(num_nodes, 0);
+  std::vector<char> held(loads.size(), 0);
+  for (size_t slot = 0; slot < start.size(); ++slot) {
+    const auto node = static_cast<size_t>(
+        s.node_of(static_cast<int32_t>(slot / static_cast<size_t>(s.slots_per_gpu))));
+    if (start[slot] < 0) {
+      ++spare[node];
+    } else {
+      held[static_cast<size_t>(start[slot])] = 1;
+    }
+  }
+  for (size_t e = 0; e < held.size(); ++e) {
+    if (!held[e]) --spare[static_cast<size_t>(grouping[e / static_cast<size_t>(s.group_size)])];
+  }
+  if (*std::min_element(spare.begin(), spare.end()) < 0) return {};
   LayerSearch search(s, old_map, start, loads, target, grouping);
   if (!search.run(stats)) return {};
   return search.result();
