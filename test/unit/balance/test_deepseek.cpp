@@ -184,6 +184,27 @@ TEST_CASE("traffic-aware: DeepSeek-V3 scale at +-10% drift moves under a tenth o
   CHECK(experts_moved(old_p, ours) * 10 <= experts_moved(old_p, ref));
 }
 
+TEST_CASE("traffic-aware: from an OLD made without groups, or shuffled at random",
+          "[balance][traffic]") {
+  std::mt19937_64 rng(9);
+  const Config c{80, 8, 2, 8};
+  for (int trial = 0; trial < 6; ++trial) {
+    const Loads base = random_loads(rng, 3, 64, true);
+    auto old_p = rebalance_experts(base, {80, 1, 1, 8});  // groups spread over nodes
+    if (trial % 2 == 1) {
+      for (auto& layer : old_p.physical_to_logical_map)
+        std::shuffle(layer.begin(), layer.end(), rng);
+    }
+    const Loads now = drifted(base, 0.3, rng);
+    const auto ref = rebalance_experts(now, c);
+    const auto ours = rebalance_from(old_p, now, c, ref);
+    check_valid(ours, now, c);
+    for (int32_t l = 0; l < now.num_layers(); ++l) {
+      CHECK(max_load(ours, l, now) <= max_load(ref, l, now));
+    }
+  }
+}
+
 TEST_CASE("traffic-aware: empty slots are filled, an OLD without some expert is refused",
           "[balance][traffic]") {
   const Loads loads{4, {{10, 1, 1, 1}}};
