@@ -166,7 +166,8 @@ PlacementPair load_pair(const PairOptions& options) {
   // highest expert would get a smaller count).
   ParseOptions new_options;
   new_options.ep_size = options.new_ep_size;
-  if (mapping && mapping->num_kept_ranks() < mapping->num_old_ranks()) {
+  if (mapping) {
+    // The new ranks are the kept ones (scale-up needs --new-ep-size or a sized form).
     new_options.fallback_ep_size = mapping->num_kept_ranks();
   } else if (old_ok) {
     new_options.fallback_ep_size = pair.old_placement.ep_size;

@@ -47,7 +47,8 @@ struct PlacementPair {
 
 // Loads both placements and checks that new is reachable from old (check_compatible).
 // The new placement takes its ep_size from --new-ep-size, else the rank mapping's kept
-// ranks, else the old placement's; its expert count from the old placement.
+// ranks (so scale-up with a form without ep_size needs --new-ep-size), else the old
+// placement's; its expert count from the old placement.
 //
 // With a rank mapping, vLLM's semantics (rearrange_expert_weights_inplace): old_ep_size is
 // the mapping's size. When ranks are removed (scale-down) or renumbered, the new map is
