@@ -9,6 +9,7 @@ packages=(
   libopenmpi-dev openmpi-bin          # MPI backend and mpirun
   libhdf5-dev hdf5-tools              # checkpoint shards; h5dump
   libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev
+  libyaml-cpp-dev                     # TensorRT-LLM placement files (YAML)
   catch2                              # Catch2 2.13 (v2 API)
   python3 python3-h5py python3-numpy  # format tests read shards back with h5py
 )

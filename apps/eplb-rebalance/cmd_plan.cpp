@@ -19,26 +19,18 @@ namespace eplb::app {
 namespace {
 
 struct PlanArgs {
-  std::string old_path;
-  std::string new_path;
-  int32_t ep_size = 0;
+  PlacementArgs placements;
   int32_t ranks_per_node = 0;
   bool json = false;
 };
 
 struct PlanReport {
   placement::Placement old_placement, new_placement;
+  std::string old_name, new_name;
   plan::Topology topology;
   plan::PlanStats balanced, vllm;
   double balanced_ms = 0, vllm_ms = 0;
 };
-
-placement::Placement load(const std::string& path, int32_t ep_size) {
-  placement::ParseOptions options;
-  options.source_name = path;
-  if (ep_size > 0) options.ep_size = ep_size;
-  return placement::load_placement(path, options);
-}
 
 plan::Plan timed_plan(const PlanReport& r, plan::SenderPolicy policy, double& ms) {
   const auto start = std::chrono::steady_clock::now();
@@ -50,11 +42,11 @@ plan::Plan timed_plan(const PlanReport& r, plan::SenderPolicy policy, double& ms
 PlanReport compute(const PlanArgs& args, const runtime::MpiSession& session) {
   PlanReport r;
   // Load and validate both placements before planning, reporting every problem.
-  r.old_placement = load(args.old_path, args.ep_size);
-  r.new_placement = load(args.new_path, args.ep_size);
-  auto problems =
-      placement::check_compatible(r.old_placement, r.new_placement, args.old_path, args.new_path);
-  if (!problems.empty()) throw core::Error(core::ErrorKind::kInput, std::move(problems));
+  auto pair = placement::load_pair(pair_options(args.placements));
+  r.old_placement = std::move(pair.old_placement);
+  r.new_placement = std::move(pair.new_placement);
+  r.old_name = std::move(pair.old_name);
+  r.new_name = std::move(pair.new_name);
   // Under mpirun the node layout is what `run` would use; a plain process knows none.
   r.topology = session.size() > 1 ? engine::agreed_topology(session, args.ranks_per_node)
                                   : plan::Topology{args.ranks_per_node};
@@ -186,7 +178,7 @@ std::string json_traffic(const plan::PlanStats& stats) {
   return out + "]";
 }
 
-std::string to_json(const PlanReport& r, const PlanArgs& args) {
+std::string to_json(const PlanReport& r) {
   const auto& b = r.balanced;
   const auto side = [](const std::string& path, const placement::Placement& p) {
     return fmt::format("{{\"path\": {}, \"ep_size\": {}, \"num_slots_per_rank\": {}}}",
@@ -199,18 +191,18 @@ std::string to_json(const PlanReport& r, const PlanArgs& args) {
       "\"inter_node_experts\": {}, \"inter_node_experts_vllm\": {}, \"planning_ms\": {:.3f}, "
       "\"planning_ms_vllm\": {:.3f}}},\n"
       " \"ranks\": {},\n \"traffic\": {}}}",
-      side(args.old_path, r.old_placement), side(args.new_path, r.new_placement),
+      side(r.old_name, r.old_placement), side(r.new_name, r.new_placement),
       r.old_placement.num_layers(), r.topology.ranks_per_node, b.experts_moved,
       b.min_experts_required, total_messages(b), b.busiest_sender_experts,
       r.vllm.busiest_sender_experts, b.inter_node_experts, r.vllm.inter_node_experts, r.balanced_ms,
       r.vllm_ms, json_ranks(r), json_traffic(b));
 }
 
-void print_text(const PlanReport& r, const PlanArgs& args) {
+void print_text(const PlanReport& r) {
   core::log::info(
       "plan: '{}' (ep_size {}, {} slots per rank) -> '{}' (ep_size {}, {} slots per "
       "rank), {} layers",
-      args.old_path, r.old_placement.ep_size, r.old_placement.num_slots_per_rank, args.new_path,
+      r.old_name, r.old_placement.ep_size, r.old_placement.num_slots_per_rank, r.new_name,
       r.new_placement.ep_size, r.new_placement.num_slots_per_rank, r.old_placement.num_layers());
   core::log::info("per EP rank, experts summed over layers (local = filled locally or copied):\n{}",
                   rank_table(r));
@@ -224,14 +216,7 @@ Subcommand add_plan_command(CLI::App& root) {
   auto args = std::make_shared<PlanArgs>();
   auto* app = root.add_subcommand(
       "plan", "Show what a rebalance would move: per-rank traffic, minimum, busiest sender");
-  app->add_option("--old", args->old_path, "Placement the weights are in now (JSON)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  app->add_option("--new", args->new_path, "Placement to move to (JSON)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  app->add_option("--ep-size", args->ep_size,
-                  "EP size, for placements given as a bare array or in SGLang's form");
+  add_placement_options(*app, args->placements);
   app->add_option("--ranks-per-node", args->ranks_per_node,
                   "EP ranks per node for sender choice (default: as MPI reports under mpirun, "
                   "else unknown)");
@@ -239,9 +224,9 @@ Subcommand add_plan_command(CLI::App& root) {
   return {app, [args](const runtime::MpiSession& session) {
             const PlanReport report = compute(*args, session);
             if (args->json) {
-              core::log::info("{}", to_json(report, *args));
+              core::log::info("{}", to_json(report));
             } else {
-              print_text(report, *args);
+              print_text(report);
             }
             return core::kExitOk;
           }};

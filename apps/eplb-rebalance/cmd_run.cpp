@@ -10,7 +10,7 @@ namespace {
 
 struct RunArgs {
   engine::RebalanceOptions options;
-  int32_t ep_size = 0;
+  PlacementArgs placements;
   std::string backend = "auto";
   double timeout_s = 600;
   size_t max_staging_bytes = size_t{2} << 30;
@@ -46,19 +46,12 @@ Subcommand add_run_command(CLI::App& root) {
   auto& o = args->options;
   auto* app = root.add_subcommand(
       "run", "Rebalance a checkpoint to a new placement (the default: `eplb-rebalance --old ...`)");
-  app->add_option("--old", o.old_placement, "Placement the input checkpoint holds (JSON)")
-      ->required()
-      ->check(CLI::ExistingFile);
-  app->add_option("--new", o.new_placement, "Placement to move to (JSON)")
-      ->required()
-      ->check(CLI::ExistingFile);
+  add_placement_options(*app, args->placements);
   app->add_option("--input", o.input, "Input checkpoint directory")
       ->required()
       ->check(CLI::ExistingDirectory);
   app->add_option("--output", o.output, "Output checkpoint directory (must not exist)")->required();
   app->add_flag("--force", o.force, "Replace an existing output, once the new one is complete");
-  app->add_option("--ep-size", args->ep_size,
-                  "EP size, for placements given as a bare array or in SGLang's form");
   app->add_option("--ranks-per-node", o.ranks_per_node,
                   "EP ranks per node for sender choice (default: as MPI reports)");
   app->add_option("--backend", args->backend, "auto, nccl or mpi")
@@ -76,7 +69,13 @@ Subcommand add_run_command(CLI::App& root) {
       ->default_str("2GiB");
   return {app, [args](const runtime::MpiSession& session) {
             auto options = args->options;
-            if (args->ep_size > 0) options.ep_size = args->ep_size;
+            const auto pair = pair_options(args->placements);
+            options.old_placement = pair.old_arg;
+            options.new_placement = pair.new_arg;
+            options.old_ep_size = pair.old_ep_size;
+            options.new_ep_size = pair.new_ep_size;
+            options.rank_mapping = pair.rank_mapping;
+            options.allow_dropping_experts = pair.allow_dropping_experts;
             options.backend = engine::parse_backend(args->backend);
             options.transport.timeout =
                 std::chrono::milliseconds(static_cast<long long>(args->timeout_s * 1000));

@@ -39,6 +39,7 @@ int run_main(const eplb::runtime::MpiSession& session, int argc, char** argv) {
       eplb::app::add_generate_command(app), eplb::app::add_verify_command(app),
       eplb::app::add_bench_command(app),    eplb::app::add_import_command(app),
       eplb::app::add_export_command(app),   eplb::app::add_balance_command(app),
+      eplb::app::add_placement_command(app),
   };
   auto args = normalized_args(argc, argv);
   std::reverse(args.begin(), args.end());  // CLI11 takes the vector reversed

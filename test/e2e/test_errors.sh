@@ -7,7 +7,7 @@ d="$work"
 python3 "$here/placements.py" random 5 4 3 10 3 "$d"
 mpi 2 "$tool" generate --placement "$d/old.json" --tensors "$tensors" --seed 3 --output "$d/good" >/dev/null
 fresh() { rm -rf "$d/in"; cp -a "$d/good" "$d/in"; }
-run4() { mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out" "$@"; }
+run4() { mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --allow-dropping-experts --input "$d/in" --output "$d/out" "$@"; }
 
 # 1. Missing shard file: an I/O error (3) on the rank that owns it.
 fresh; rm "$d/in/rank-00002.h5"
@@ -37,7 +37,7 @@ expect_no_output "$d/out"
 # 3. Placement and checkpoint disagree: --old is not what the checkpoint holds.
 fresh
 mkdir -p "$d/other"; python3 "$here/placements.py" random 99 4 3 10 3 "$d/other"
-expect_exit 2 "$d/e3.log" -- mpi 4 "$tool" --old "$d/other/old.json" --new "$d/other/new.json" \
+expect_exit 2 "$d/e3.log" -- mpi 4 "$tool" --old "$d/other/old.json" --new "$d/other/new.json" --allow-dropping-experts \
   --input "$d/in" --output "$d/out"
 expect_in "$d/e3.log" "does not hold the old placement"
 expect_no_output "$d/out"
@@ -54,7 +54,7 @@ expect_no_output "$d/out"
 # 5. More processes than EP ranks: a usage error (64). (Fewer is fine: a process hosts
 #    several EP ranks; test_hosting.sh.)
 fresh
-expect_exit 64 "$d/e5.log" -- mpi 6 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out"
+expect_exit 64 "$d/e5.log" -- mpi 6 "$tool" --old "$d/old.json" --new "$d/new.json" --allow-dropping-experts --input "$d/in" --output "$d/out"
 expect_in "$d/e5.log" "at most one process per EP rank"
 expect_no_output "$d/out"
 
@@ -69,9 +69,9 @@ rm -rf "$d/out"
 
 # 6b. The output may never replace or sit inside the input, not even with --force.
 fresh; before=$(tree_hash "$d/in")
-expect_exit 64 "$d/e6b.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/in" --force
+expect_exit 64 "$d/e6b.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --allow-dropping-experts --input "$d/in" --output "$d/in" --force
 expect_in "$d/e6b.log" "overlap"
-expect_exit 64 "$d/e6c.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/in/sub" --force
+expect_exit 64 "$d/e6c.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --allow-dropping-experts --input "$d/in" --output "$d/in/sub" --force
 [[ "$(tree_hash "$d/in")" == "$before" && ! -e "$d/in/sub" ]] && pass || fail "input touched by an overlapping output"
 
 # 6d. --backend nccl where no GPU is usable (CI, this machine): a usage error, nothing written.
@@ -85,7 +85,7 @@ fi
 
 # 7. Invalid placement JSON: every problem listed with its location, printed once.
 printf '{"format": "eplb-placement", "version": 1, "ep_size": 4, "physical_to_logical_map": [[0,1,2,3,4,5,6,7,8,9,0,"x"],[0,1]]}' > "$d/bad.json"
-expect_exit 2 "$d/e7.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/bad.json" --input "$d/in" --output "$d/out"
+expect_exit 2 "$d/e7.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/bad.json" --allow-dropping-experts --input "$d/in" --output "$d/out"
 expect_in "$d/e7.log" "/physical_to_logical_map/0/11"
 expect_in "$d/e7.log" "/physical_to_logical_map/1"
 [[ $(grep -c "physical_to_logical_map/0/11" "$d/e7.log") -eq 1 ]] && pass || fail "problem printed more than once"
@@ -99,7 +99,7 @@ expect_no_output "$d/out"
 
 # 9. verify finds a corrupted output slot and a wrong placement: exit 5.
 fresh
-mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out" >/dev/null
+mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --allow-dropping-experts --input "$d/in" --output "$d/out" >/dev/null
 expect_exit 0 "$d/e9a.log" -- mpi 3 "$tool" verify --checkpoint "$d/out" --placement "$d/new.json" --seed 3
 expect_exit 5 "$d/e9b.log" -- mpi 2 "$tool" verify --checkpoint "$d/out" --placement "$d/old.json"
 /usr/bin/python3 - "$d/out/rank-00000.h5" <<'PY'

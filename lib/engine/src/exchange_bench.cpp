@@ -45,7 +45,7 @@ Placement random_placement(const BenchOptions& o, int32_t ep_size, uint64_t salt
                       fmt::format("{} experts + {} redundant slots do not divide over {} GPUs",
                                   o.num_logical_experts, o.num_redundant_experts, ep_size));
   }
-  Placement p{ep_size, total / ep_size, o.num_logical_experts, {}};
+  Placement p{ep_size, total / ep_size, o.num_logical_experts, {}, {}};
   std::mt19937_64 rng(o.seed * 1000003 + salt);
   for (int32_t layer = 0; layer < o.num_layers; ++layer) {
     std::vector<int32_t> ids(total);

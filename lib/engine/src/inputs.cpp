@@ -44,38 +44,29 @@ std::string describe_difference(const Placement& held, const Placement& given) {
 // Placements and manifest: identical on every rank, so rank 0 alone reports.
 void load_placements(const RebalanceOptions& options, Inputs& inputs, io::Manifest& manifest,
                      core::ProblemList& problems) {
-  // The manifest first: a placement without ep_size (SGLang's form, a bare array) takes
-  // the checkpoint's, and the new one then the old one's, unless --ep-size says otherwise.
+  // The manifest first: a placement without ep_size or expert count (SGLang's form, a bare
+  // array, ...) takes the checkpoint's, and the new one then the old one's, unless
+  // --old-ep-size / --new-ep-size / --rank-mapping say otherwise.
   bool manifest_ok = capture(problems, [&] { manifest = io::load_manifest(options.input); });
-  std::optional<int32_t> checkpoint_ep;
-  if (manifest_ok) checkpoint_ep = manifest.placement.ep_size;
-  bool old_ok = capture(problems, [&] {
-    inputs.old_placement = placement::load_placement(
-        options.old_placement,
-        {options.old_placement.string(), options.ep_size, checkpoint_ep, {}});
-  });
-  // A bare or SGLang-form file derives its expert count from its largest id; the old
-  // placement's count is the right one for the new placement too.
-  std::optional<int32_t> num_experts;
-  if (old_ok) num_experts = inputs.old_placement.num_logical_experts;
-  bool new_ok = capture(problems, [&] {
-    inputs.new_placement = placement::load_placement(
-        options.new_placement,
-        {options.new_placement.string(), options.ep_size,
-         old_ok ? std::optional<int32_t>(inputs.old_placement.ep_size) : checkpoint_ep,
-         num_experts});
-  });
-  if (old_ok && new_ok) {
-    for (auto& p : placement::check_compatible(inputs.old_placement, inputs.new_placement,
-                                               options.old_placement.string(),
-                                               options.new_placement.string())) {
-      problems.add(std::move(p));
-    }
+  placement::PairOptions pair_options;
+  pair_options.old_arg = options.old_placement.string();
+  pair_options.new_arg = options.new_placement.string();
+  pair_options.old_ep_size = options.old_ep_size;
+  pair_options.new_ep_size = options.new_ep_size;
+  pair_options.rank_mapping = options.rank_mapping;
+  pair_options.allow_dropping_experts = options.allow_dropping_experts;
+  if (manifest_ok) {
+    pair_options.checkpoint_ep_size = manifest.placement.ep_size;
+    pair_options.checkpoint_num_logical_experts = manifest.placement.num_logical_experts;
   }
-  if (old_ok && manifest_ok && !(manifest.placement == inputs.old_placement)) {
+  placement::PlacementPair pair;
+  const bool pair_ok = capture(problems, [&] { pair = placement::load_pair(pair_options); });
+  inputs.old_placement = pair.old_placement;
+  inputs.new_placement = pair.new_placement;
+  // The manifest records no model layer numbers: compare the slots only.
+  if (pair_ok && manifest_ok && !placement::same_slots(manifest.placement, inputs.old_placement)) {
     problems.add(fmt::format("'{}' does not hold the old placement '{}': {}",
-                             (options.input / io::kManifestName).string(),
-                             options.old_placement.string(),
+                             (options.input / io::kManifestName).string(), pair.old_name,
                              describe_difference(manifest.placement, inputs.old_placement)));
   }
   inputs.tensors = manifest.tensors;

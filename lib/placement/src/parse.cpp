@@ -1,7 +1,11 @@
-// parse_placement: JSON text -> Placement, validating strictly.
+// parse_placement: text -> Placement, validating strictly.
 //
-// Validation never stops at the first problem: every check that can still run does, and all
-// problems are thrown together. Texts are documented in docs/PLACEMENT.md; keep them in sync.
+// Detection (docs/PLACEMENT.md): text that is one JSON document is read by its keys; text
+// whose first line alone is a JSON object is vLLM's JSONL; anything not starting like JSON
+// ('{', '[', '"') is read as YAML (TensorRT-LLM). Each form's reader fills an Extracted,
+// then finish() runs the checks every form shares. Validation never stops at the first
+// problem: every check that can still run does, and all problems are thrown together.
+// Texts are documented in docs/PLACEMENT.md; keep them in sync.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -19,56 +23,21 @@
 #include "eplb/core/ids.hpp"
 #include "eplb/core/json_reader.hpp"
 #include "eplb/placement/placement.hpp"
+#include "reader.hpp"
 
 namespace eplb::placement {
+namespace detail {
 namespace {
 
 using core::json::as_int;
 using core::json::describe;
 using core::json::pointer_to_key;
-using core::json::Reporter;
-using nlohmann::json;
 
 constexpr std::string_view kFormatName = "eplb-placement";
 constexpr int64_t kSupportedVersion = 1;
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 // A broken map (e.g. all strings) would otherwise print one line per slot.
 constexpr int kMaxProblemsPerLayer = 20;
-
-// What the document says, before anything is derived.
-struct Header {
-  std::string form;  // "canonical", "SGLang" or "bare array", for messages
-  std::optional<int64_t> ep_size;
-  std::optional<int64_t> num_slots_per_rank;
-  std::optional<int64_t> num_logical_experts;
-  const json* map = nullptr;  // physical_to_logical_map; null when missing
-  std::string map_pointer;
-};
-
-Header make_header(std::string form, const json* map, std::string map_pointer) {
-  Header header;
-  header.form = std::move(form);
-  header.map = map;
-  header.map_pointer = std::move(map_pointer);
-  return header;
-}
-
-// A positive int32 at `key`, or nullopt (reported) when present but invalid.
-std::optional<int64_t> read_count(const json& object, const std::string& key, Reporter& report) {
-  const json& value = object.at(key);
-  const std::string pointer = pointer_to_key(key);
-  const auto number = as_int(value);
-  if (!number) {
-    report.add(pointer, fmt::format("expected an integer, got {}", describe(value)));
-  } else if (*number <= 0) {
-    report.add(pointer, fmt::format("{} must be positive, got {}", key, *number));
-  } else if (*number > kInt32Max) {
-    report.add(pointer, fmt::format("{} {} is too large (at most {})", key, *number, kInt32Max));
-  } else {
-    return number;
-  }
-  return std::nullopt;
-}
 
 void check_format_and_version(const json& doc, Reporter& report) {
   if (!doc.contains("format")) {
@@ -89,69 +58,126 @@ void check_format_and_version(const json& doc, Reporter& report) {
   }
 }
 
-Header read_canonical(const json& doc, Reporter& report) {
-  static const std::set<std::string> kKnownKeys = {"format",
-                                                   "version",
-                                                   "ep_size",
-                                                   "num_slots_per_rank",
-                                                   "num_logical_experts",
-                                                   "physical_to_logical_map"};
-  for (const auto& [key, value] : doc.items()) {
-    if (!kKnownKeys.contains(key)) {
-      report.add(pointer_to_key(key), fmt::format("unknown key \"{}\"", key));
+// model_layer_ids: one distinct non-negative integer per layer (length checked in finish).
+std::vector<int32_t> read_model_layer_ids(const json& value, Reporter& report) {
+  std::vector<int32_t> ids;
+  if (!value.is_array()) {
+    report.add("/model_layer_ids",
+               fmt::format("expected an array of integers, got {}", describe(value)));
+    return ids;
+  }
+  std::set<int64_t> seen;
+  for (size_t i = 0; i < value.size(); ++i) {
+    const auto id = as_int(value[i]);
+    const std::string pointer = fmt::format("/model_layer_ids/{}", i);
+    if (!id) {
+      report.add(pointer, fmt::format("expected an integer, got {}", describe(value[i])));
+    } else if (*id < 0 || *id > kInt32Max) {
+      report.add(pointer, fmt::format("model layer id {} is out of range [0, {}]", *id, kInt32Max));
+    } else if (!seen.insert(*id).second) {
+      report.add(pointer, fmt::format("model layer id {} appears twice", *id));
+    } else {
+      ids.push_back(static_cast<int32_t>(*id));
     }
   }
+  if (ids.size() != value.size()) ids.clear();
+  return ids;
+}
+
+Extracted extract_canonical(const json& doc, Reporter& report) {
+  report_unknown_keys(doc,
+                      {"format", "version", "ep_size", "num_slots_per_rank", "num_logical_experts",
+                       "model_layer_ids", "physical_to_logical_map"},
+                      "", report);
   check_format_and_version(doc, report);
-  Header header = make_header("canonical", nullptr, "/physical_to_logical_map");
+  Extracted ex;
+  ex.form = "canonical";
+  ex.gives_ep_size = true;
+  ex.ep_size = {std::nullopt, "ep_size", "/ep_size"};
+  ex.num_logical_experts.key = "num_logical_experts";
+  ex.num_logical_experts.pointer = "/num_logical_experts";
+  set_array_pointers(ex, "/physical_to_logical_map");
   if (doc.contains("ep_size")) {
-    header.ep_size = read_count(doc, "ep_size", report);
+    ex.ep_size.value = read_count(doc, "ep_size", "/ep_size", report);
   } else {
     report.add("", "missing required key \"ep_size\"");
   }
   if (doc.contains("num_slots_per_rank")) {
-    header.num_slots_per_rank = read_count(doc, "num_slots_per_rank", report);
+    ex.num_slots_per_rank = read_count(doc, "num_slots_per_rank", "/num_slots_per_rank", report);
   }
   if (doc.contains("num_logical_experts")) {
-    header.num_logical_experts = read_count(doc, "num_logical_experts", report);
+    ex.num_logical_experts.value =
+        read_count(doc, "num_logical_experts", "/num_logical_experts", report);
+  }
+  if (doc.contains("model_layer_ids")) {
+    ex.model_layer_ids = read_model_layer_ids(doc.at("model_layer_ids"), report);
   }
   if (doc.contains("physical_to_logical_map")) {
-    header.map = &doc.at("physical_to_logical_map");
+    ex.map = doc.at("physical_to_logical_map");
   } else {
     report.add("", "missing required key \"physical_to_logical_map\"");
   }
-  return header;
+  return ex;
 }
 
-// Tells the three accepted forms apart. SGLang's file holds only the map; an object with
-// any other key is read as the canonical form, so a typo there is reported, not guessed at.
-Header read_header(const json& doc, Reporter& report) {
-  if (doc.is_array()) return make_header("bare array", &doc, "");
+Extracted extract_map_only(std::string form, const json& map, const std::string& map_pointer) {
+  Extracted ex;
+  ex.form = std::move(form);
+  ex.map = map;
+  set_array_pointers(ex, map_pointer);
+  return ex;
+}
+
+bool has_any(const json& doc, std::initializer_list<const char*> keys) {
+  return std::any_of(keys.begin(), keys.end(), [&](const char* key) { return doc.contains(key); });
+}
+
+// Tells the forms apart by their keys. An object with the keys of no form is not guessed
+// at; an object close to the canonical form is read as it, so a typo there is reported.
+Extracted extract(const json& doc, Reporter& report) {
+  if (doc.is_array()) return extract_map_only("bare array", doc, "");
   if (!doc.is_object()) {
-    report.add("",
-               fmt::format("expected a placement object or a 2-D array, got {}", describe(doc)));
-    return make_header("", nullptr, "");
+    report.add("", unrecognised(fmt::format("found {}, not an object or an array", describe(doc))));
+    return {};
   }
+  if (doc.contains("record_type")) return extract_vllm_record(doc, report);
+  if (has_any(doc, {"format", "version"})) return extract_canonical(doc, report);
+  if (has_any(doc, {"moe_layer_count", "layer_list"})) return extract_vllm_ascend(doc, report);
+  if (has_any(doc, {"num_moe_layers", "num_physical_experts"})) {
+    return extract_vllm_state(doc, report);
+  }
+  if (has_any(doc, {"num_slots", "initial_global_assignments"})) return extract_trtllm(doc, report);
   if (doc.size() == 1 && doc.contains("physical_to_logical_map")) {
-    return make_header("SGLang", &doc.at("physical_to_logical_map"), "/physical_to_logical_map");
+    return extract_map_only("SGLang", doc.at("physical_to_logical_map"),
+                            "/physical_to_logical_map");
   }
-  return read_canonical(doc, report);
+  if (has_any(doc, {"physical_to_logical_map", "ep_size", "num_slots_per_rank",
+                    "num_logical_experts", "model_layer_ids"})) {
+    return extract_canonical(doc, report);
+  }
+  std::string keys;
+  for (const auto& [key, value] : doc.items()) {
+    keys += (keys.empty() ? "" : ", ") + json(key).dump();
+  }
+  report.add("", unrecognised(keys.empty() ? "an empty object" : "top-level keys: " + keys));
+  return {};
 }
 
-// ep_size comes from the file (canonical) or the caller (--ep-size); both must agree.
-std::optional<int64_t> resolve_ep_size(const Header& header, const ParseOptions& options,
+// ep_size comes from the file or the caller (--ep-size); both must agree.
+std::optional<int64_t> resolve_ep_size(const Extracted& ex, const ParseOptions& options,
                                        Reporter& report) {
-  if (header.form == "canonical") {
-    if (header.ep_size && options.ep_size && *options.ep_size != *header.ep_size) {
-      report.add("/ep_size", fmt::format("ep_size {} disagrees with --ep-size {}", *header.ep_size,
-                                         *options.ep_size));
+  if (ex.gives_ep_size) {
+    if (ex.ep_size.value && options.ep_size && *options.ep_size != *ex.ep_size.value) {
+      report.add(ex.ep_size.pointer,
+                 fmt::format("{} {} disagrees with --ep-size {}", ex.ep_size.key, *ex.ep_size.value,
+                             *options.ep_size));
       return std::nullopt;
     }
-    return header.ep_size;
+    return ex.ep_size.value;
   }
-  if (header.map == nullptr) return std::nullopt;  // not a placement at all; already reported
   if (!options.ep_size && options.fallback_ep_size) return *options.fallback_ep_size;
   if (!options.ep_size) {
-    report.add("", fmt::format("the {} form does not give ep_size: pass --ep-size", header.form));
+    report.add("", fmt::format("the {} form does not give ep_size: pass --ep-size", ex.form));
     return std::nullopt;
   }
   if (*options.ep_size <= 0) {
@@ -162,41 +188,37 @@ std::optional<int64_t> resolve_ep_size(const Header& header, const ParseOptions&
 }
 
 // The expert count given by the file or else the caller; nullopt means "derive it".
-std::optional<int64_t> given_num_logical_experts(const Header& header, const ParseOptions& options,
+std::optional<int64_t> given_num_logical_experts(const Extracted& ex, const ParseOptions& options,
                                                  Reporter& report) {
   const auto& expected = options.num_logical_experts;
+  const auto& stated = ex.num_logical_experts;
   if (expected && *expected <= 0) {
     report.add("",
                fmt::format("the expected num_logical_experts must be positive, got {}", *expected));
-    return header.num_logical_experts;
+    return stated.value;
   }
-  if (header.num_logical_experts && expected && *expected != *header.num_logical_experts) {
-    report.add("/num_logical_experts",
-               fmt::format("num_logical_experts {} disagrees with the expected {}",
-                           *header.num_logical_experts, *expected));
+  if (stated.value && expected && *expected != *stated.value) {
+    report.add(stated.pointer, fmt::format("{} {} disagrees with the expected {}", stated.key,
+                                           *stated.value, *expected));
   }
-  if (header.num_logical_experts) return header.num_logical_experts;
+  if (stated.value) return stated.value;
   return expected;
-}
-
-std::string row_pointer(const std::string& map_pointer, size_t layer_idx) {
-  return fmt::format("{}/{}", map_pointer, layer_idx);
 }
 
 // Checks that the map is a non-empty array of equally long arrays. Returns the slot count
 // per layer (that of the first layer with the most common length), or nullopt if unknown.
-std::optional<int64_t> check_map_shape(const json& map, const std::string& map_pointer,
-                                       Reporter& report) {
+std::optional<int64_t> check_map_shape(const Extracted& ex, Reporter& report) {
+  const json& map = *ex.map;
   if (!map.is_array()) {
-    report.add(map_pointer, fmt::format("expected an array of layers, got {}", describe(map)));
+    report.add(ex.map_pointer, fmt::format("expected an array of layers, got {}", describe(map)));
     return std::nullopt;
   }
   if (map.empty()) {
-    report.add(map_pointer, "no layers");
+    report.add(ex.map_pointer, "no layers");
     return std::nullopt;
   }
   if (std::all_of(map.begin(), map.end(), [](const json& row) { return row.is_number(); })) {
-    report.add(map_pointer, "expected an array of layers (a 2-D array), got a 1-D array");
+    report.add(ex.map_pointer, "expected an array of layers (a 2-D array), got a 1-D array");
     return std::nullopt;
   }
   std::map<size_t, size_t> count_by_length;
@@ -207,7 +229,7 @@ std::optional<int64_t> check_map_shape(const json& map, const std::string& map_p
   for (size_t i = 0; i < map.size(); ++i) {
     const json& row = map[i];
     if (!row.is_array()) {
-      report.add(row_pointer(map_pointer, i),
+      report.add(ex.layer_pointer(i),
                  fmt::format("expected an array of logical expert ids, got {}", describe(row)));
     } else if (count_by_length[row.size()] > ref_count) {
       ref_idx = i;
@@ -216,36 +238,55 @@ std::optional<int64_t> check_map_shape(const json& map, const std::string& map_p
     }
   }
   if (ref_count == 0) return std::nullopt;
-  if (ref_length == 0) report.add(row_pointer(map_pointer, ref_idx), "layer has no slots");
+  if (ref_length == 0) report.add(ex.layer_pointer(ref_idx), "layer has no slots");
   for (size_t i = 0; i < map.size(); ++i) {
     if (map[i].is_array() && map[i].size() != ref_length) {
-      report.add(row_pointer(map_pointer, i),
-                 fmt::format("layer {} has {} slots, but layer {} has {}", i, map[i].size(),
-                             ref_idx, ref_length));
+      report.add(ex.layer_pointer(i), fmt::format("layer {} has {} slots, but layer {} has {}", i,
+                                                  map[i].size(), ref_idx, ref_length));
     }
   }
   if (ref_length == 0 || ref_count != map.size()) return std::nullopt;
   return static_cast<int64_t>(ref_length);
 }
 
+// The counts a file states about its own map must match the map.
+void check_stated_shape(const Extracted& ex, std::optional<int64_t> slots_per_layer,
+                        Reporter& report) {
+  const auto& layers = ex.num_layers;
+  if (layers.value && ex.map->is_array() && *layers.value != static_cast<int64_t>(ex.map->size())) {
+    report.add(layers.pointer, fmt::format("{} {} disagrees with the {} layers given", layers.key,
+                                           *layers.value, ex.map->size()));
+  }
+  const auto& slots = ex.num_slots_per_layer;
+  if (slots.value && slots_per_layer && *slots.value != *slots_per_layer) {
+    report.add(slots.pointer, fmt::format("{} {} disagrees with the {} slots of each layer",
+                                          slots.key, *slots.value, *slots_per_layer));
+  }
+  if (!ex.model_layer_ids.empty() && ex.map->is_array() &&
+      ex.model_layer_ids.size() != ex.map->size()) {
+    report.add("/model_layer_ids", fmt::format("{} model layer ids for {} layers",
+                                               ex.model_layer_ids.size(), ex.map->size()));
+  }
+}
+
 // Checks row length == ep_size * num_slots_per_rank and returns num_slots_per_rank.
-std::optional<int64_t> resolve_slots_per_rank(const Header& header, std::optional<int64_t> ep_size,
+std::optional<int64_t> resolve_slots_per_rank(const Extracted& ex, std::optional<int64_t> ep_size,
                                               std::optional<int64_t> slots_per_layer,
                                               Reporter& report) {
-  if (!ep_size || !slots_per_layer) return header.num_slots_per_rank;
-  if (header.num_slots_per_rank) {
-    const int64_t implied = *header.num_slots_per_rank * *ep_size;
+  if (!ep_size || !slots_per_layer) return ex.num_slots_per_rank;
+  if (ex.num_slots_per_rank) {
+    const int64_t implied = *ex.num_slots_per_rank * *ep_size;
     if (implied != *slots_per_layer) {
       report.add("/num_slots_per_rank",
                  fmt::format("num_slots_per_rank {} times ep_size {} is {}, but layers have {} "
                              "slots",
-                             *header.num_slots_per_rank, *ep_size, implied, *slots_per_layer));
+                             *ex.num_slots_per_rank, *ep_size, implied, *slots_per_layer));
     }
-    return header.num_slots_per_rank;
+    return ex.num_slots_per_rank;
   }
   if (*slots_per_layer % *ep_size != 0) {
-    report.add(header.map_pointer, fmt::format("{} slots per layer is not divisible by ep_size {}",
-                                               *slots_per_layer, *ep_size));
+    report.add(ex.map_pointer, fmt::format("{} slots per layer is not divisible by ep_size {}",
+                                           *slots_per_layer, *ep_size));
     return std::nullopt;
   }
   return *slots_per_layer / *ep_size;
@@ -274,14 +315,14 @@ bool all_slots_empty(const json& map) {
 }
 
 // Converts one layer, reporting every slot that is not an id in [-1, num_logical_experts).
-std::vector<int32_t> read_layer(const json& row, const std::string& pointer, size_t layer_idx,
-                                int64_t num_logical_experts, Reporter& report) {
+std::vector<int32_t> read_layer(const Extracted& ex, size_t layer_idx, int64_t num_logical_experts,
+                                Reporter& report) {
+  const json& row = (*ex.map)[layer_idx];
   std::vector<int32_t> ids(row.size(), core::kEmptySlot);
   int num_problems = 0;
   auto add = [&](size_t slot_idx, const std::string& text) {
-    if (++num_problems <= kMaxProblemsPerLayer) {
-      report.add(fmt::format("{}/{}", pointer, slot_idx), text);
-    }
+    if (++num_problems <= kMaxProblemsPerLayer)
+      report.add(ex.slot_pointer(layer_idx, slot_idx), text);
   };
   for (size_t slot_idx = 0; slot_idx < row.size(); ++slot_idx) {
     const auto id = as_int(row[slot_idx]);
@@ -295,33 +336,151 @@ std::vector<int32_t> read_layer(const json& row, const std::string& pointer, siz
     }
   }
   if (num_problems > kMaxProblemsPerLayer) {
-    report.add(pointer, fmt::format("... and {} more problems in layer {}",
-                                    num_problems - kMaxProblemsPerLayer, layer_idx));
+    report.add(ex.layer_pointer(layer_idx),
+               fmt::format("... and {} more problems in layer {}",
+                           num_problems - kMaxProblemsPerLayer, layer_idx));
   }
   return ids;
 }
 
+bool is_identity(const std::vector<int32_t>& ids) {
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (ids[i] != static_cast<int32_t>(i)) return false;
+  }
+  return true;
+}
+
+// The first line that is not blank, and whether more non-blank text follows it.
+std::pair<std::string, bool> first_line(const std::string& text) {
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    const std::string line = text.substr(start, end - start);
+    if (line.find_first_not_of(" \t\r") != std::string::npos) {
+      const bool more = text.find_first_not_of(" \t\r\n", end) != std::string::npos;
+      return {line, more};
+    }
+    start = end + 1;
+  }
+  return {"", false};
+}
+
+bool looks_like_json(const std::string& text) {
+  const size_t first = text.find_first_not_of(" \t\r\n");
+  return first == std::string::npos ||
+         std::string_view("{[\"").find(text[first]) != std::string_view::npos;
+}
+
+// vLLM's JSONL: one record per line; the eplb_initial_mapping record is the placement, other
+// records (load statistics written to the same file) are skipped. Lines are named
+// "<file>:<line>" in messages.
+Placement parse_jsonl(const std::string& text, const ParseOptions& options) {
+  core::ProblemList problems(core::ErrorKind::kInput);
+  std::vector<std::pair<size_t, json>> records;  // line number, record
+  size_t line_no = 0, start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    ++line_no;
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    Reporter report(fmt::format("{}:{}", options.source_name, line_no));
+    try {
+      json record = core::json::parse_document(line, report);
+      problems.append(report.problems());
+      if (!record.is_object()) {
+        problems.add(fmt::format("'{}': expected a JSON object (one record per line), got {}",
+                                 report.source(), describe(record)));
+      } else if (record.value("record_type", json()) == "eplb_initial_mapping") {
+        records.emplace_back(line_no, std::move(record));
+      }
+    } catch (const core::Error& error) {
+      for (const auto& problem : error.problems()) problems.add(problem);
+    }
+  }
+  if (records.size() != 1 && problems.empty()) {
+    std::string lines;
+    for (const auto& [number, record] : records) lines += fmt::format(" {}", number);
+    problems.add(records.empty()
+                     ? fmt::format("'{}': no record with \"record_type\": \"eplb_initial_mapping\"",
+                                   options.source_name)
+                     : fmt::format("'{}': {} eplb_initial_mapping records (lines{}); expected one",
+                                   options.source_name, records.size(), lines));
+  }
+  problems.throw_if_any();
+  Reporter report(fmt::format("{}:{}", options.source_name, records[0].first));
+  const Extracted ex = extract_vllm_record(records[0].second, report);
+  return finish(ex, options, report);
+}
+
 }  // namespace
 
-Placement parse_placement(const std::string& json_text, const ParseOptions& options) {
-  Reporter report(options.source_name);
-  const json doc = core::json::parse_document(json_text, report);
-  const Header header = read_header(doc, report);
-  const auto ep_size = resolve_ep_size(header, options, report);
-  auto num_logical_experts = given_num_logical_experts(header, options, report);
-  if (header.map == nullptr) {
-    report.throw_if_any();
-    EPLB_ASSERT(header.map != nullptr);  // every path without a map reports a problem
+void set_array_pointers(Extracted& ex, const std::string& map_pointer) {
+  ex.map_pointer = map_pointer;
+  ex.layer_pointer = [map_pointer](size_t layer_idx) {
+    return fmt::format("{}/{}", map_pointer, layer_idx);
+  };
+  ex.slot_pointer = [map_pointer](size_t layer_idx, size_t slot_idx) {
+    return fmt::format("{}/{}/{}", map_pointer, layer_idx, slot_idx);
+  };
+}
+
+std::optional<int64_t> read_count(const json& object, const std::string& key,
+                                  const std::string& pointer, Reporter& report) {
+  const json& value = object.at(key);
+  const auto number = as_int(value);
+  if (!number) {
+    report.add(pointer, fmt::format("expected an integer, got {}", describe(value)));
+  } else if (*number <= 0) {
+    report.add(pointer, fmt::format("{} must be positive, got {}", key, *number));
+  } else if (*number > kInt32Max) {
+    report.add(pointer, fmt::format("{} {} is too large (at most {})", key, *number, kInt32Max));
+  } else {
+    return number;
   }
-  const json& map = *header.map;
-  const auto slots_per_layer = check_map_shape(map, header.map_pointer, report);
-  const auto slots_per_rank = resolve_slots_per_rank(header, ep_size, slots_per_layer, report);
+  return std::nullopt;
+}
+
+void report_unknown_keys(const json& object, const std::set<std::string>& known,
+                         const std::string& pointer, Reporter& report) {
+  for (const auto& [key, value] : object.items()) {
+    if (!known.contains(key)) {
+      report.add(pointer + pointer_to_key(key), fmt::format("unknown key \"{}\"", key));
+    }
+  }
+}
+
+std::string unrecognised(const std::string& found) {
+  return fmt::format(
+      "not a placement in any accepted form ({}); accepted forms: canonical {{\"format\": "
+      "\"eplb-placement\", ...}}, SGLang {{\"physical_to_logical_map\"}}, a bare 2-D array, "
+      "vLLM EPLB state {{\"num_moe_layers\", \"num_logical_experts\", \"num_physical_experts\", "
+      "\"physical_to_logical_map\"}}, vLLM JSONL {{\"record_type\": \"eplb_initial_mapping\", "
+      "...}} per line, vllm-ascend {{\"moe_layer_count\", \"layer_list\"}}, TensorRT-LLM YAML "
+      "{{num_slots, initial_global_assignments}} (see docs/PLACEMENT.md)",
+      found);
+}
+
+Placement finish(const Extracted& ex, const ParseOptions& options, Reporter& report) {
+  const auto ep_size =
+      ex.map || ex.gives_ep_size ? resolve_ep_size(ex, options, report) : std::nullopt;
+  auto num_logical_experts = given_num_logical_experts(ex, options, report);
+  if (!ex.map) {
+    report.throw_if_any();
+    EPLB_ASSERT(ex.map);  // every path without a map reports a problem
+  }
+  const json& map = *ex.map;
+  const auto slots_per_layer = check_map_shape(ex, report);
+  check_stated_shape(ex, slots_per_layer, report);
+  const auto slots_per_rank = resolve_slots_per_rank(ex, ep_size, slots_per_layer, report);
 
   if (!num_logical_experts && map.is_array()) {
     num_logical_experts = max_plausible_id(map) + 1;
     if (*num_logical_experts == 0 && slots_per_layer && all_slots_empty(map)) {
       report.add(
-          header.map_pointer,
+          ex.map_pointer,
           "every slot is empty (-1), so num_logical_experts cannot be derived: give it explicitly");
     }
   }
@@ -330,8 +489,7 @@ Placement parse_placement(const std::string& json_text, const ParseOptions& opti
     for (size_t layer_idx = 0; layer_idx < map.size(); ++layer_idx) {
       if (!map[layer_idx].is_array()) continue;
       placement.physical_to_logical_map.push_back(
-          read_layer(map[layer_idx], row_pointer(header.map_pointer, layer_idx), layer_idx,
-                     num_logical_experts.value_or(0), report));
+          read_layer(ex, layer_idx, num_logical_experts.value_or(0), report));
     }
   }
   report.throw_if_any();
@@ -339,7 +497,29 @@ Placement parse_placement(const std::string& json_text, const ParseOptions& opti
   placement.ep_size = static_cast<int32_t>(*ep_size);
   placement.num_slots_per_rank = static_cast<int32_t>(*slots_per_rank);
   placement.num_logical_experts = static_cast<int32_t>(*num_logical_experts);
+  if (!is_identity(ex.model_layer_ids)) placement.model_layer_ids = ex.model_layer_ids;
   return placement;
+}
+
+}  // namespace detail
+
+Placement parse_placement(const std::string& text, const ParseOptions& options) {
+  using namespace detail;
+  Reporter report(options.source_name);
+  json doc;
+  if (json::accept(text)) {
+    doc = core::json::parse_document(text, report);
+  } else if (const auto [line, more] = first_line(text);
+             more && line.find_first_not_of(" \t") != std::string::npos &&
+             line[line.find_first_not_of(" \t")] == '{' && json::accept(line)) {
+    return parse_jsonl(text, options);
+  } else if (looks_like_json(text)) {
+    doc = core::json::parse_document(text, report);  // throws: malformed JSON
+  } else {
+    doc = yaml_to_json(text, report);
+  }
+  const Extracted ex = extract(doc, report);
+  return finish(ex, options, report);
 }
 
 }  // namespace eplb::placement

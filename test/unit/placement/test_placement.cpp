@@ -115,19 +115,37 @@ TEST_CASE("brief test vectors 1-4 are compatible", "[placement][compatible]") {
   const Placement old_p = make(2, 4, {{0, 1, 2, 3}});
   CHECK(check_compatible(old_p, old_p, "old.json", "new.json").empty());
   CHECK(check_compatible(old_p, make(2, 4, {{2, 1, 0, 3}}), "old.json", "new.json").empty());
-  CHECK(check_compatible(old_p, make(2, 4, {{0, 0, 1, 1}}), "old.json", "new.json").empty());
+  // Vector 3 drops experts 2 and 3: compatible only when dropping is allowed.
+  CHECK(
+      check_compatible(old_p, make(2, 4, {{0, 0, 1, 1}}), "old.json", "new.json", {true}).empty());
   // Scale-up 2 -> 3 ranks: a different ep_size is elastic EP, not an error.
   CHECK(check_compatible(old_p, make(3, 4, {{0, 1, 2, 3, 1, 2}}), "old.json", "new.json").empty());
   // Scale-down with a different slot count per rank, and empty slots in new.
-  CHECK(check_compatible(make(4, 4, {{0, 1, 2, 3, 0, 1, 2, 3}}), make(1, 4, {{3, -1, 1}}),
+  CHECK(check_compatible(make(4, 4, {{0, 1, 2, 3, 0, 1, 2, 3}}), make(1, 4, {{3, 2, -1, 1, 0}}),
                          "old.json", "new.json")
+            .empty());
+}
+
+TEST_CASE("dropping a logical expert is refused unless allowed", "[placement][compatible]") {
+  const Placement old_p = make(2, 4, {{0, 1, 2, 3}, {0, 1, 2, 3}, {0, 1, 2, 3}});
+  const Placement new_p = make(2, 4, {{0, 1, 3, 3}, {0, 1, 2, 3}, {0, 0, 0, -1}});
+  CHECK(check_compatible(old_p, new_p, "old.json", "new.json") ==
+        Problems{"'new.json' layer 0: logical expert 2 is held by 'old.json' but by no slot of the "
+                 "new placement: its weights would be lost (--allow-dropping-experts drops them)",
+                 "'new.json' layer 2: logical experts 1, 2, 3 are held by 'old.json' but by no "
+                 "slot of the new placement: their weights would be lost "
+                 "(--allow-dropping-experts drops them)"});
+  CHECK(check_compatible(old_p, new_p, "old.json", "new.json", {true}).empty());
+  // An expert old did not hold in that layer is no loss.
+  CHECK(check_compatible(make(2, 4, {{0, 0, 1, 1}}), make(2, 4, {{1, 0, 1, 0}}), "old.json",
+                         "new.json")
             .empty());
 }
 
 TEST_CASE("brief test vector 5: new uses an expert no old slot holds", "[placement][compatible]") {
   const Placement old_p = make(2, 8, {{0, 1, 2, 3}, {0, 1, 2, 3}});
   const Placement new_p = make(2, 8, {{0, 1, 2, 3}, {7, 1, 5, 7}});
-  CHECK(check_compatible(old_p, new_p, "old.json", "new.json") ==
+  CHECK(check_compatible(old_p, new_p, "old.json", "new.json", {true}) ==
         Problems{"'new.json' layer 1: logical expert 5 is used in the new placement but held by "
                  "no slot of the old placement ('old.json')",
                  "'new.json' layer 1: logical expert 7 is used in the new placement but held by "

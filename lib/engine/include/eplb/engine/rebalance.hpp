@@ -7,6 +7,7 @@
 #include <string>
 
 #include "eplb/engine/backend.hpp"
+#include "eplb/placement/elastic.hpp"
 #include "eplb/plan/plan.hpp"
 #include "eplb/runtime/mpi.hpp"
 #include "eplb/transport/transport.hpp"
@@ -14,12 +15,17 @@
 namespace eplb::engine {
 
 struct RebalanceOptions {
+  // Paths, or inline JSON (placement::is_inline_json).
   std::filesystem::path old_placement;
   std::filesystem::path new_placement;
   std::filesystem::path input;
   std::filesystem::path output;
-  std::optional<int32_t> ep_size;  // for placements in SGLang's or the bare form
-  int32_t ranks_per_node = 0;      // 0: processes sharing a node, as MPI reports it
+  // For placement forms without ep_size (--old-ep-size, --new-ep-size; --ep-size sets both).
+  std::optional<int32_t> old_ep_size;
+  std::optional<int32_t> new_ep_size;
+  std::optional<placement::RankMapping> rank_mapping;  // vLLM's elastic EP (--rank-mapping)
+  bool allow_dropping_experts = false;
+  int32_t ranks_per_node = 0;  // 0: processes sharing a node, as MPI reports it
   bool force = false;
   Backend backend = Backend::kAuto;
   transport::TransportOptions transport;

@@ -1,0 +1,136 @@
+// `eplb-rebalance placement convert`: a placement from any accepted form into the form an
+// engine reads; and the placement options `run` and `plan` share.
+#include <fmt/format.h>
+
+#include <memory>
+
+#include "commands.hpp"
+#include "eplb/core/error.hpp"
+#include "eplb/core/log.hpp"
+#include "eplb/io/atomic_dir.hpp"
+#include "eplb/placement/forms.hpp"
+#include "eplb/placement/placement.hpp"
+
+namespace eplb::app {
+namespace {
+
+namespace fs = std::filesystem;
+
+// --old and --new: an existing file, or inline JSON ('{' or '[' first).
+const CLI::Validator kFileOrInlineJson(
+    [](std::string& value) -> std::string {
+      if (placement::is_inline_json(value)) return {};
+      return CLI::ExistingFile(value);
+    },
+    "FILE|JSON", "file or inline JSON");
+
+std::optional<int32_t> given(int32_t value) {
+  return value > 0 ? std::optional<int32_t>(value) : std::nullopt;
+}
+
+struct ConvertArgs {
+  std::string input, output, to;
+  int32_t ep_size = 0;
+  int32_t num_logical_experts = 0;
+  bool force = false;
+};
+
+int run_convert(const ConvertArgs& args, const runtime::MpiSession& session) {
+  const auto form = placement::form_from_name(args.to);
+  EPLB_ASSERT(form);  // CLI11 checked the name
+  if (fs::exists(fs::symlink_status(args.output)) && !args.force) {
+    throw core::Error(core::ErrorKind::kUsage,
+                      fmt::format("'{}' exists: pass --force to replace it", args.output));
+  }
+  placement::ParseOptions options;
+  options.ep_size = given(args.ep_size);
+  options.num_logical_experts = given(args.num_logical_experts);
+  const placement::Placement p = placement::load_placement_argument(args.input, "IN", options);
+  const std::string text = placement::write_placement(p, *form);
+  for (const auto& note : placement::lost_in(p, *form)) core::log::info("note: {}", note);
+  // Every rank read and checked the input; one writes, through a temporary and a rename.
+  if (session.rank() == 0) io::write_file_atomic(args.output, text);
+  core::log::info(
+      "wrote '{}' ({} form): {} layers, ep_size {}, {} slots per rank, {} logical "
+      "experts",
+      args.output, args.to, p.num_layers(), p.ep_size, p.num_slots_per_rank, p.num_logical_experts);
+  return core::kExitOk;
+}
+
+}  // namespace
+
+void add_placement_options(CLI::App& app, PlacementArgs& args) {
+  app.add_option("--old", args.old_arg,
+                 "Placement the weights are in now: a file in any accepted form, or inline JSON")
+      ->required()
+      ->check(kFileOrInlineJson);
+  app.add_option("--new", args.new_arg,
+                 "Placement to move to: a file in any accepted form, or inline JSON "
+                 "(e.g. '{\"physical_to_logical_map\": [[...]]}')")
+      ->required()
+      ->check(kFileOrInlineJson);
+  app.add_option("--ep-size", args.ep_size,
+                 "EP size of both placements, for forms that do not give it (SGLang, bare "
+                 "array, vLLM, TensorRT-LLM)")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--old-ep-size", args.old_ep_size,
+                 "EP size of --old, for forms that do not give it")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--new-ep-size", args.new_ep_size,
+                 "EP size of --new, for forms that do not give it")
+      ->check(CLI::PositiveNumber);
+  app.add_option("--rank-mapping", args.rank_mapping,
+                 "vLLM's elastic-EP rank_mapping {\"old_rank\": new_rank or -1}: a file or inline "
+                 "JSON")
+      ->check(kFileOrInlineJson);
+  app.add_flag("--allow-dropping-experts", args.allow_dropping_experts,
+               "Accept a new placement that no longer holds some logical expert of the old one "
+               "(its weights are dropped from the output)");
+}
+
+placement::PairOptions pair_options(const PlacementArgs& args) {
+  core::ProblemList usage(core::ErrorKind::kUsage);
+  for (const auto& [name, value] : {std::pair{"--old-ep-size", args.old_ep_size},
+                                    std::pair{"--new-ep-size", args.new_ep_size}}) {
+    if (args.ep_size > 0 && value > 0 && value != args.ep_size) {
+      usage.add(fmt::format("--ep-size {} contradicts {} {}: --ep-size sets both sizes",
+                            args.ep_size, name, value));
+    }
+  }
+  usage.throw_if_any();
+  placement::PairOptions options;
+  options.old_arg = args.old_arg;
+  options.new_arg = args.new_arg;
+  options.old_ep_size = given(args.old_ep_size > 0 ? args.old_ep_size : args.ep_size);
+  options.new_ep_size = given(args.new_ep_size > 0 ? args.new_ep_size : args.ep_size);
+  if (!args.rank_mapping.empty()) {
+    options.rank_mapping = placement::load_rank_mapping_argument(args.rank_mapping);
+  }
+  options.allow_dropping_experts = args.allow_dropping_experts;
+  return options;
+}
+
+Subcommand add_placement_command(CLI::App& root) {
+  auto args = std::make_shared<ConvertArgs>();
+  auto* app = root.add_subcommand("placement", "Work with placement files");
+  app->require_subcommand(1);
+  auto* convert = app->add_subcommand(
+      "convert", "Write a placement (any accepted form) in the form an engine reads");
+  convert->add_option("--to", args->to, "Form to write")
+      ->required()
+      ->check(CLI::IsMember(placement::form_names()));
+  convert->add_option("IN", args->input, "Placement: a file in any accepted form, or inline JSON")
+      ->required()
+      ->check(kFileOrInlineJson);
+  convert->add_option("OUT", args->output, "File to write")->required();
+  convert->add_option("--ep-size", args->ep_size, "EP size, for input forms that do not give it")
+      ->check(CLI::PositiveNumber);
+  convert
+      ->add_option("--num-logical-experts", args->num_logical_experts,
+                   "Expert count, for input forms that do not give it (default: largest id + 1)")
+      ->check(CLI::PositiveNumber);
+  convert->add_flag("--force", args->force, "Replace an existing OUT");
+  return {app, [args](const runtime::MpiSession& session) { return run_convert(*args, session); }};
+}
+
+}  // namespace eplb::app
