@@ -157,6 +157,49 @@ void read_keyed_layers(const json& object, const std::string& pointer, Extracted
   };
 }
 
+// vLLM's JSONL: one record per line; the eplb_initial_mapping record is the placement, other
+// records (load statistics written to the same file) are skipped. Lines are named
+// "<file>:<line>" in messages.
+Placement parse_jsonl(const std::string& text, const ParseOptions& options) {
+  core::ProblemList problems(core::ErrorKind::kInput);
+  std::vector<std::pair<size_t, json>> records;  // line number, record
+  size_t line_no = 0, start = 0;
+  while (start <= text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string::npos) end = text.size();
+    ++line_no;
+    const std::string line = text.substr(start, end - start);
+    start = end + 1;
+    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
+    Reporter report(fmt::format("{}:{}", options.source_name, line_no));
+    try {
+      json record = core::json::parse_document(line, report);
+      problems.append(report.problems());
+      if (!record.is_object()) {
+        problems.add(fmt::format("'{}': expected a JSON object (one record per line), got {}",
+                                 report.source(), describe(record)));
+      } else if (record.value("record_type", json()) == "eplb_initial_mapping") {
+        records.emplace_back(line_no, std::move(record));
+      }
+    } catch (const core::Error& error) {
+      for (const auto& problem : error.problems()) problems.add(problem);
+    }
+  }
+  if (records.size() != 1 && problems.empty()) {
+    std::string lines;
+    for (const auto& [number, record] : records) lines += fmt::format(" {}", number);
+    problems.add(records.empty()
+                     ? fmt::format("'{}': no record with \"record_type\": \"eplb_initial_mapping\"",
+                                   options.source_name)
+                     : fmt::format("'{}': {} eplb_initial_mapping records (lines{}); expected one",
+                                   options.source_name, records.size(), lines));
+  }
+  problems.throw_if_any();
+  Reporter report(fmt::format("{}:{}", options.source_name, records[0].first));
+  const Extracted ex = extract_vllm_record(records[0].second, report);
+  return finish(ex, options, report);
+}
+
 // vLLM's EplbState file (tools/eplb/benchmark_rearrange.py reads it).
 Extracted extract_vllm_state(const json& doc, Reporter& report) {
   report_unknown_keys(
@@ -224,6 +267,92 @@ Extracted extract_vllm_record(const json& doc, Reporter& report) {
   return ex;
 }
 
+namespace {
+
+// One layer of a vllm-ascend map: its devices' ids concatenated in device order, every
+// problem located at its device. `starts` gets each device's first slot.
+json read_ascend_layer(const json& layer, size_t i, Extracted& ex, std::vector<size_t>& starts,
+                       bool& ids_ok, Reporter& report) {
+  const std::string lp = fmt::format("/layer_list/{}", i);
+  json row = json::array();
+  if (!layer.is_object()) {
+    report.add(lp, fmt::format("expected a layer object, got {}", describe(layer)));
+    return row;
+  }
+  report_unknown_keys(layer, {"layer_id", "device_count", "device_list"}, lp, report);
+  require(layer, {"device_count", "device_list"}, lp, report);
+  if (layer.contains("layer_id")) {
+    const auto id = as_int(layer.at("layer_id"));
+    if (!id || *id < 0 || *id > kInt32Max) {
+      report.add(lp + "/layer_id", fmt::format("expected a non-negative integer, got {}",
+                                               describe(layer.at("layer_id"))));
+      ids_ok = false;
+    } else {
+      ex.model_layer_ids.push_back(static_cast<int32_t>(*id));
+    }
+  } else {
+    ids_ok = false;
+  }
+  std::optional<int64_t> device_count;
+  if (layer.contains("device_count")) {
+    device_count = read_count(layer, "device_count", lp + "/device_count", report);
+    if (i == 0) ex.ep_size.value = device_count;
+    if (i > 0 && device_count && ex.ep_size.value && *device_count != *ex.ep_size.value) {
+      report.add(lp + "/device_count", fmt::format("device_count {} differs from layer 0's {}",
+                                                   *device_count, *ex.ep_size.value));
+    }
+  }
+  if (!layer.contains("device_list")) {
+    return row;
+  }
+  const json& devices = layer.at("device_list");
+  if (!devices.is_array()) {
+    report.add(lp + "/device_list",
+               fmt::format("expected an array of devices, got {}", describe(devices)));
+    return row;
+  }
+  if (device_count && static_cast<int64_t>(devices.size()) != *device_count) {
+    report.add(lp + "/device_list", fmt::format("{} devices listed, but device_count is {}",
+                                                devices.size(), *device_count));
+  }
+  for (size_t d = 0; d < devices.size(); ++d) {
+    const std::string dp = fmt::format("{}/device_list/{}", lp, d);
+    const json& device = devices[d];
+    starts.push_back(row.size());
+    if (!device.is_object() || !device.contains("device_expert")) {
+      report.add(dp, device.is_object()
+                         ? "missing required key \"device_expert\""
+                         : fmt::format("expected a device object, got {}", describe(device)));
+      continue;
+    }
+    report_unknown_keys(device, {"device_id", "device_expert"}, dp, report);
+    if (device.contains("device_id") && as_int(device.at("device_id")) != static_cast<int64_t>(d)) {
+      report.add(dp + "/device_id", fmt::format("device_id {} is not the device's position {}",
+                                                device.at("device_id").dump(), d));
+    }
+    const json& experts = device.at("device_expert");
+    if (!experts.is_array()) {
+      report.add(dp + "/device_expert",
+                 fmt::format("expected an array of logical expert ids, got {}", describe(experts)));
+      continue;
+    }
+    const size_t first_size = devices[0].is_object() && devices[0].contains("device_expert") &&
+                                      devices[0].at("device_expert").is_array()
+                                  ? devices[0].at("device_expert").size()
+                                  : experts.size();
+    if (experts.size() != first_size) {
+      report.add(dp + "/device_expert",
+                 fmt::format("device {} has {} experts, but device 0 has {} (every device "
+                             "needs the same number of slots)",
+                             d, experts.size(), first_size));
+    }
+    for (const json& id : experts) row.push_back(id);
+  }
+  return row;
+}
+
+}  // namespace
+
 // vllm-ascend's expert map: {"moe_layer_count": N, "layer_list": [{"layer_id": i,
 // "device_count": D, "device_list": [{"device_id": d, "device_expert": [ids]}]}]}.
 Extracted extract_vllm_ascend(const json& doc, Reporter& report) {
@@ -246,89 +375,8 @@ Extracted extract_vllm_ascend(const json& doc, Reporter& report) {
   auto device_starts = std::make_shared<std::vector<std::vector<size_t>>>();
   bool ids_ok = true;
   for (size_t i = 0; i < layers.size(); ++i) {
-    const std::string lp = fmt::format("/layer_list/{}", i);
-    const json& layer = layers[i];
-    json row = json::array();
     device_starts->emplace_back();
-    if (!layer.is_object()) {
-      report.add(lp, fmt::format("expected a layer object, got {}", describe(layer)));
-      map.push_back(std::move(row));
-      continue;
-    }
-    report_unknown_keys(layer, {"layer_id", "device_count", "device_list"}, lp, report);
-    require(layer, {"device_count", "device_list"}, lp, report);
-    if (layer.contains("layer_id")) {
-      const auto id = as_int(layer.at("layer_id"));
-      if (!id || *id < 0 || *id > kInt32Max) {
-        report.add(lp + "/layer_id", fmt::format("expected a non-negative integer, got {}",
-                                                 describe(layer.at("layer_id"))));
-        ids_ok = false;
-      } else {
-        ex.model_layer_ids.push_back(static_cast<int32_t>(*id));
-      }
-    } else {
-      ids_ok = false;
-    }
-    std::optional<int64_t> device_count;
-    if (layer.contains("device_count")) {
-      device_count = read_count(layer, "device_count", lp + "/device_count", report);
-      if (i == 0) ex.ep_size.value = device_count;
-      if (i > 0 && device_count && ex.ep_size.value && *device_count != *ex.ep_size.value) {
-        report.add(lp + "/device_count", fmt::format("device_count {} differs from layer 0's {}",
-                                                     *device_count, *ex.ep_size.value));
-      }
-    }
-    if (!layer.contains("device_list")) {
-      map.push_back(std::move(row));
-      continue;
-    }
-    const json& devices = layer.at("device_list");
-    if (!devices.is_array()) {
-      report.add(lp + "/device_list",
-                 fmt::format("expected an array of devices, got {}", describe(devices)));
-      map.push_back(std::move(row));
-      continue;
-    }
-    if (device_count && static_cast<int64_t>(devices.size()) != *device_count) {
-      report.add(lp + "/device_list", fmt::format("{} devices listed, but device_count is {}",
-                                                  devices.size(), *device_count));
-    }
-    for (size_t d = 0; d < devices.size(); ++d) {
-      const std::string dp = fmt::format("{}/device_list/{}", lp, d);
-      const json& device = devices[d];
-      device_starts->back().push_back(row.size());
-      if (!device.is_object() || !device.contains("device_expert")) {
-        report.add(dp, device.is_object()
-                           ? "missing required key \"device_expert\""
-                           : fmt::format("expected a device object, got {}", describe(device)));
-        continue;
-      }
-      report_unknown_keys(device, {"device_id", "device_expert"}, dp, report);
-      if (device.contains("device_id") &&
-          as_int(device.at("device_id")) != static_cast<int64_t>(d)) {
-        report.add(dp + "/device_id", fmt::format("device_id {} is not the device's position {}",
-                                                  device.at("device_id").dump(), d));
-      }
-      const json& experts = device.at("device_expert");
-      if (!experts.is_array()) {
-        report.add(
-            dp + "/device_expert",
-            fmt::format("expected an array of logical expert ids, got {}", describe(experts)));
-        continue;
-      }
-      const size_t first_size = devices[0].is_object() && devices[0].contains("device_expert") &&
-                                        devices[0].at("device_expert").is_array()
-                                    ? devices[0].at("device_expert").size()
-                                    : experts.size();
-      if (experts.size() != first_size) {
-        report.add(dp + "/device_expert",
-                   fmt::format("device {} has {} experts, but device 0 has {} (every device "
-                               "needs the same number of slots)",
-                               d, experts.size(), first_size));
-      }
-      for (const json& id : experts) row.push_back(id);
-    }
-    map.push_back(std::move(row));
+    map.push_back(read_ascend_layer(layers[i], i, ex, device_starts->back(), ids_ok, report));
   }
   if (!ids_ok) ex.model_layer_ids.clear();
   ex.map = std::move(map);

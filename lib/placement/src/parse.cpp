@@ -372,49 +372,6 @@ bool looks_like_json(const std::string& text) {
          std::string_view("{[\"").find(text[first]) != std::string_view::npos;
 }
 
-// vLLM's JSONL: one record per line; the eplb_initial_mapping record is the placement, other
-// records (load statistics written to the same file) are skipped. Lines are named
-// "<file>:<line>" in messages.
-Placement parse_jsonl(const std::string& text, const ParseOptions& options) {
-  core::ProblemList problems(core::ErrorKind::kInput);
-  std::vector<std::pair<size_t, json>> records;  // line number, record
-  size_t line_no = 0, start = 0;
-  while (start <= text.size()) {
-    size_t end = text.find('\n', start);
-    if (end == std::string::npos) end = text.size();
-    ++line_no;
-    const std::string line = text.substr(start, end - start);
-    start = end + 1;
-    if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    Reporter report(fmt::format("{}:{}", options.source_name, line_no));
-    try {
-      json record = core::json::parse_document(line, report);
-      problems.append(report.problems());
-      if (!record.is_object()) {
-        problems.add(fmt::format("'{}': expected a JSON object (one record per line), got {}",
-                                 report.source(), describe(record)));
-      } else if (record.value("record_type", json()) == "eplb_initial_mapping") {
-        records.emplace_back(line_no, std::move(record));
-      }
-    } catch (const core::Error& error) {
-      for (const auto& problem : error.problems()) problems.add(problem);
-    }
-  }
-  if (records.size() != 1 && problems.empty()) {
-    std::string lines;
-    for (const auto& [number, record] : records) lines += fmt::format(" {}", number);
-    problems.add(records.empty()
-                     ? fmt::format("'{}': no record with \"record_type\": \"eplb_initial_mapping\"",
-                                   options.source_name)
-                     : fmt::format("'{}': {} eplb_initial_mapping records (lines{}); expected one",
-                                   options.source_name, records.size(), lines));
-  }
-  problems.throw_if_any();
-  Reporter report(fmt::format("{}:{}", options.source_name, records[0].first));
-  const Extracted ex = extract_vllm_record(records[0].second, report);
-  return finish(ex, options, report);
-}
-
 }  // namespace
 
 void set_array_pointers(Extracted& ex, const std::string& map_pointer) {

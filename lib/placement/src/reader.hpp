@@ -59,6 +59,10 @@ void report_unknown_keys(const json& object, const std::set<std::string>& known,
 void read_keyed_layers(const json& object, const std::string& pointer, Extracted& ex,
                        Reporter& report);
 
+// vLLM's JSONL text (one record per line, forms_read.cpp): the eplb_initial_mapping record
+// read as a placement, problems named "<file>:<line>".
+Placement parse_jsonl(const std::string& text, const ParseOptions& options);
+
 // The engine forms (forms_read.cpp). Each reports what it finds wrong with its own keys.
 Extracted extract_vllm_state(const json& doc, Reporter& report);
 Extracted extract_vllm_record(const json& doc, Reporter& report);
