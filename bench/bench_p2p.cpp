@@ -49,7 +49,7 @@ struct Setup {
 double median_ms(const Setup& s, const std::function<void()>& enqueue) {
   std::vector<double> times;
   for (int i = 0; i <= s.iterations; ++i) {  // the first run warms up and is not counted
-    MPI_Barrier(s.mpi.comm());
+    eplb::runtime::barrier(s.mpi.group(), "bench_p2p: the start of a timed run");
     auto start = std::chrono::steady_clock::now();
     enqueue();
     EPLB_CUDA_CHECK(cudaStreamSynchronize(s.net));
@@ -57,14 +57,12 @@ double median_ms(const Setup& s, const std::function<void()>& enqueue) {
     long long us = std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::steady_clock::now() - start)
                        .count();
-    us = eplb::runtime::all_max(s.mpi.comm(), {us})[0];
+    us = eplb::runtime::all_max(s.mpi.group(), {us}, "bench_p2p: the slowest rank's time")[0];
     if (i > 0) times.push_back(static_cast<double>(us) / 1e3);
   }
   std::sort(times.begin(), times.end());
   return times[times.size() / 2];
 }
-
-constexpr auto kNoDeadline = eplb::runtime::Clock::time_point::max();
 
 // Groups of `chunk` bytes per peer (0: the whole volume in one group), each peer's share
 // of a group cut into ops of `op` bytes (0: one op).
@@ -84,7 +82,7 @@ void exchange(const Setup& s, std::byte* send, std::byte* recv, size_t chunk, si
         EPLB_NCCL_CHECK(ncclRecv(recv + at, b, ncclUint8, peer, s.comm.get(), s.net));
       }
     }
-    s.comm.group_end("bench group", kNoDeadline);
+    s.comm.group_end("bench group", eplb::runtime::Deadline(s.mpi.timeout()));
   }
 }
 
@@ -100,7 +98,7 @@ void copies(const Setup& s, std::byte* a, std::byte* b, unsigned blocks) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  eplb::runtime::MpiSession mpi(&argc, &argv);
+  eplb::runtime::MpiSession mpi(&argc, &argv, eplb::runtime::kDefaultTimeout);
   const double gib = argc > 1 ? std::atof(argv[1]) : 4.5;
   const int iterations = argc > 2 ? std::atoi(argv[2]) : 5;
   const int n = mpi.size();
@@ -110,7 +108,7 @@ int main(int argc, char** argv) {
   }
   try {
     eplb::runtime::select_device(mpi.node_rank());
-    auto comm = eplb::runtime::NcclComm::create(mpi.comm(), std::chrono::minutes(2));
+    auto comm = eplb::runtime::NcclComm::create(mpi.group());
     eplb::runtime::Stream net = eplb::runtime::Stream::with_priority(100);
     eplb::runtime::Stream copy = eplb::runtime::Stream::with_priority(1);
     const size_t per_peer =
@@ -158,8 +156,9 @@ int main(int argc, char** argv) {
       if (rs.data() == nullptr || rr.data() == nullptr) {
         throw eplb::core::Error(eplb::core::ErrorKind::kComm, "ncclMemAlloc failed");
       }
-      eplb::runtime::NcclRegistration send_reg(comm, rs.data(), span, kNoDeadline);
-      eplb::runtime::NcclRegistration recv_reg(comm, rr.data(), span, kNoDeadline);
+      const eplb::runtime::Deadline deadline(mpi.timeout());
+      eplb::runtime::NcclRegistration send_reg(comm, rs.data(), span, deadline);
+      eplb::runtime::NcclRegistration recv_reg(comm, rr.data(), span, deadline);
       measure("registered raw", [&] { exchange(s, rs.data(), rr.data(), 0, 0); });
       measure("registered rounds 512 MiB",
               [&] { exchange(s, rs.data(), rr.data(), 512 * kMiB, 0); });
@@ -175,7 +174,7 @@ int main(int argc, char** argv) {
       }
       std::printf("(copy rows: GB/s of bytes sent, for 2x that volume copied)\n");
     }
-    comm.close(eplb::runtime::deadline_after(std::chrono::minutes(1)));
+    comm.close(eplb::runtime::Deadline(mpi.timeout()));
   } catch (const eplb::core::Error& e) {
     std::fprintf(stderr, "bench_p2p: rank %d: %s\n", mpi.rank(), e.what());
     mpi.abort_job(1);

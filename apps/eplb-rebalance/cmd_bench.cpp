@@ -86,7 +86,7 @@ void print_result(const engine::BenchOptions& o, const engine::BenchResult& r) {
 
 }  // namespace
 
-Subcommand add_bench_command(CLI::App& root) {
+Subcommand add_bench_command(CLI::App& root, CommonArgs& common) {
   struct Args {
     engine::BenchOptions options;
     std::string model = "deepseek-v3";
@@ -111,8 +111,7 @@ Subcommand add_bench_command(CLI::App& root) {
                   "Our transport's device staging budget (e.g. 2GiB)")
       ->transform(CLI::AsSizeValue(true))
       ->default_str("2GiB");
-  app->add_option("--timeout", opts.timeout_s, "Seconds before a stuck exchange aborts the job")
-      ->capture_default_str();
+  add_timeout_option(app, common);
   app->add_flag("--trace", opts.trace,
                 "Rank 0 prints when each round of our exchange gathered, sent and scattered");
   return {app, [args](const runtime::MpiSession& session) {

@@ -318,13 +318,13 @@ template <typename Fn>
 double median_seconds(const Context& c, Fn&& run) {
   std::vector<double> times;
   for (int32_t i = 0; i < c.o.warmup + c.o.iterations; ++i) {
-    MPI_Barrier(c.session.comm());
+    runtime::barrier(c.session.group(), "bench: the start of a timed run");
     auto start = std::chrono::steady_clock::now();
     run();
     long long us = std::chrono::duration_cast<std::chrono::microseconds>(
                        std::chrono::steady_clock::now() - start)
                        .count();
-    us = runtime::all_max(c.session.comm(), {us})[0];
+    us = runtime::all_max(c.session.group(), {us}, "bench: the slowest rank's time")[0];
     if (i >= c.o.warmup) times.push_back(static_cast<double>(us) / 1e6);
   }
   std::sort(times.begin(), times.end());
@@ -337,7 +337,8 @@ long long busiest(const Context& c, const std::vector<std::pair<size_t, size_t> 
     sent += static_cast<long long>(s);
     received += static_cast<long long>(r);
   }
-  return runtime::all_max(c.session.comm(), {std::max(sent, received)})[0];
+  return runtime::all_max(c.session.group(), {std::max(sent, received)},
+                          "bench: the busiest rank's bytes")[0];
 }
 
 // NCCL sends of the vLLM pattern: one per expert tensor.
@@ -348,17 +349,19 @@ long long count_tensor_sends(const Context& c, const plan::Plan& plan) {
       n += static_cast<long long>(m->expert_ids.size() * c.o.tensors.size());
     }
   }
-  return runtime::all_sum(c.session.comm(), {n})[0];
+  return runtime::all_sum(c.session.group(), {n}, "bench: counting NCCL sends")[0];
 }
 
 bool all_match(const Context& c, const Placement& p, runtime::PinnedBuffer& host) {
-  return runtime::all_true(c.session.comm(), matches(c.new_w, p, c.rank, host));
+  return runtime::all_true(c.session.group(), matches(c.new_w, p, c.rank, host),
+                           "bench: checking the result");
 }
 
 long long device_used(const runtime::MpiSession& session) {
   size_t free_b = 0, total_b = 0;
   EPLB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  return runtime::all_max(session.comm(), {static_cast<long long>(total_b - free_b)})[0];
+  return runtime::all_max(session.group(), {static_cast<long long>(total_b - free_b)},
+                          "bench: device memory used")[0];
 }
 
 }  // namespace
@@ -375,7 +378,7 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
 
   transport::TransportOptions topts;
   topts.max_staging_bytes = o.max_staging_bytes;
-  topts.timeout = std::chrono::milliseconds(static_cast<long long>(o.timeout_s * 1000));
+  topts.timeout = session.timeout();
   topts.trace_rounds = o.trace;
   NcclTransport tr(session.comm(), session.node_rank(), topts);
   runtime::Stream copy_stream;
@@ -405,9 +408,11 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   ours.seconds = median_seconds(c, [&] { run_ours(c, ours_plan); });
   ours.busiest_bytes = busiest(c, volumes);
   // One stream per peer for all resident layers (split into rounds by the transport).
-  ours.messages = runtime::all_sum(
-      session.comm(), {static_cast<long long>(std::count_if(
-                          volumes.begin(), volumes.end(), [](auto v) { return v.first > 0; }))})[0];
+  ours.messages =
+      runtime::all_sum(session.group(),
+                       {static_cast<long long>(std::count_if(volumes.begin(), volumes.end(),
+                                                             [](auto v) { return v.first > 0; }))},
+                       "bench: counting streams")[0];
   ours.extra_device_bytes = static_cast<long long>(o.max_staging_bytes);
   long long peak = device_used(session);
   MethodResult ours_network = ours;
@@ -437,7 +442,8 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   {
     DeviceBuffer send = DeviceBuffer::for_nccl(total_sent);
     DeviceBuffer recv = DeviceBuffer::for_nccl(total_received);
-    if (runtime::all_true(session.comm(), send.data() != nullptr && recv.data() != nullptr)) {
+    if (runtime::all_true(session.group(), send.data() != nullptr && recv.data() != nullptr,
+                          "bench: registered buffers everywhere?")) {
       runtime::NcclRegistration send_reg = tr.register_buffer(send);
       runtime::NcclRegistration recv_reg = tr.register_buffer(recv);
       raw_registered.seconds = median_seconds(c, [&] { run_raw(c, volumes, send, recv); });

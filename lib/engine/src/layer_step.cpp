@@ -76,7 +76,7 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
     std::vector<std::byte> zeros(spec.row_bytes());
     zero_row_checksums_.push_back(io::checksum(zeros));
   }
-  agree(session.comm(), problems);
+  agree(session.group(), problems, "creating the output shards");
 }
 
 LayerStepper::~LayerStepper() = default;
@@ -93,8 +93,17 @@ void LayerStepper::run_layer(int32_t layer_idx) {
   maybe_stall(session_.rank(), layer_idx);
   for (auto& h : hosted_) read_and_check_sources(h, layer_idx);
   // Everyone's reads, source checks and previous writes are fine, or nobody sends.
-  agree(session_.comm(), problems_);
-  exchange(layer);
+  agree(session_.group(), problems_,
+        fmt::format("layer {}: agreement before the exchange", layer_idx));
+  try {
+    exchange(layer);
+  } catch (const core::Error& e) {
+    // The transport names the peers; the phase is ours to add.
+    if (e.reported()) throw;
+    std::vector<std::string> located;
+    for (const auto& p : e.problems()) located.push_back(fmt::format("layer {}: {}", layer_idx, p));
+    throw core::Error(e.kind(), std::move(located));
+  }
   for (auto& h : hosted_) {
     fill_local_rows(h, layer);
     verify_new_rows(h, layer_idx);
@@ -286,7 +295,7 @@ std::vector<std::filesystem::path> LayerStepper::finish() {
     counters_.seconds_write += seconds_since(start);
     files.push_back(h.output_file);
   }
-  agree(session_.comm(), problems_);
+  agree(session_.group(), problems_, "closing the output shards");
   return files;
 }
 

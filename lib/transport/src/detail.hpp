@@ -2,7 +2,6 @@
 #pragma once
 
 #include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -58,25 +57,6 @@ std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t m
 // caller), a peer twice in one list, or a segment with bytes but no memory.
 void validate_transfers(std::span<const Transfer> sends, std::span<const Transfer> recvs, int rank,
                         int size, std::string_view backend);
-
-// A point in time after which an exchange gives up; a zero timeout never expires.
-class Deadline {
- public:
-  explicit Deadline(std::chrono::milliseconds timeout);
-  bool expired() const;
-  // The moment it expires (time_point::max() for a zero timeout).
-  std::chrono::steady_clock::time_point at() const;
-  // "30 s", "1.5 s": the configured timeout, for messages.
-  std::string timeout_text() const;
-
- private:
-  std::chrono::milliseconds timeout_;
-  std::chrono::steady_clock::time_point start_;
-};
-
-// Between two polls that found nothing new: yield while the wait is young (latency),
-// then sleep briefly (leave the core to peers on oversubscribed nodes).
-void poll_pause(std::chrono::steady_clock::time_point wait_start);
 
 // "1, 3, 7"
 std::string join_ints(const std::vector<int>& values);

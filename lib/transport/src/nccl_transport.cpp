@@ -147,7 +147,22 @@ struct NcclTransport::Impl {
   std::byte* send_half(size_t b) { return dev->staging.data() + b * dev->half_bytes; }
   std::byte* recv_half(size_t b) { return dev->staging.data() + (2 + b) * dev->half_bytes; }
   void check_usable() const;
-  size_t agree_max_peers(long long local, const detail::Deadline& deadline);
+  size_t agree_max_peers(long long local);
+  // The transport's processes and the command's timeout, for its agreements.
+  runtime::Group group() const { return runtime::Group{mpi.get(), options.timeout}; }
+  // The one failure path: runs `fn`; if it throws, marks the transport failed and aborts
+  // the communicator (peers may be blocked in a group that will never complete: abort,
+  // never wait), then rethrows.
+  template <typename Fn>
+  decltype(auto) guarded(Fn&& fn) {
+    try {
+      return fn();
+    } catch (...) {
+      failed = true;
+      nccl.abort();
+      throw;
+    }
+  }
 
   TransportOptions options;
   runtime::MpiComm mpi;
@@ -155,8 +170,6 @@ struct NcclTransport::Impl {
   int size = 1;
   int device = 0;
   bool failed = false;
-  // Outlive a timed-out MPI_Iallreduce, which may still write them.
-  long long agree_in = 0, agree_out = 0;
   std::optional<DeviceResources> dev;
   runtime::NcclComm nccl;  // aborted before the buffers it may use are freed
   runtime::NcclRegistration staging_registration;  // dropped before the communicator
@@ -184,15 +197,15 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
   } catch (const Error& e) {
     local_error = e;
   }
-  if (!runtime::all_true(mpi.get(), !local_error)) {
+  if (!runtime::all_true(group(), !local_error, "NCCL transport set-up (GPU and staging)")) {
     if (local_error) throw *local_error;
     throw Error::reported_elsewhere(ErrorKind::kComm);
   }
-  nccl = runtime::NcclComm::create(mpi.get(), options.timeout);
+  nccl = runtime::NcclComm::create(group());
   // NOTE: NCCL needs registered buffers on both ends of an operation or on neither.
-  if (runtime::all_true(mpi.get(), dev->staging.from_nccl())) {
+  if (runtime::all_true(group(), dev->staging.from_nccl(), "NCCL staging registration")) {
     staging_registration = runtime::NcclRegistration(nccl, dev->staging.data(), dev->staging.size(),
-                                                     runtime::deadline_after(options.timeout));
+                                                     runtime::Deadline(options.timeout));
   }
 }
 
@@ -204,25 +217,10 @@ void NcclTransport::Impl::check_usable() const {
 }
 
 // NOTE: the sender and the receiver of a pair must cut its stream into the same pieces, so
-// the piece cap (chunk_) derives from the largest peer count of any rank, agreed here.
-size_t NcclTransport::Impl::agree_max_peers(long long local, const detail::Deadline& deadline) {
-  agree_in = local;
-  MPI_Request req = MPI_REQUEST_NULL;
-  EPLB_MPI_CHECK(MPI_Iallreduce(&agree_in, &agree_out, 1, MPI_LONG_LONG, MPI_MAX, mpi.get(), &req));
-  auto idle_since = std::chrono::steady_clock::now();
-  for (int done = 0;;) {
-    EPLB_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-    if (done) return static_cast<size_t>(agree_out);
-    if (deadline.expired()) {
-      // The request stays pending (a collective cannot be cancelled); its buffers are
-      // members, so a late completion writes into live memory.
-      throw Error(ErrorKind::kComm,
-                  fmt::format("NCCL exchange timed out after {} waiting for every rank to "
-                              "start the exchange (MPI_Iallreduce)",
-                              deadline.timeout_text()));
-    }
-    detail::poll_pause(idle_since);
-  }
+// the piece cap derives from the largest peer count of any rank, agreed here.
+size_t NcclTransport::Impl::agree_max_peers(long long local) {
+  return static_cast<size_t>(
+      runtime::all_max(group(), {local}, "the start of an NCCL exchange (piece size)")[0]);
 }
 
 namespace {
@@ -263,7 +261,7 @@ class ExchangeRun {
   double setup_ms_ = 0;  // host time from the call to the first gather (for the trace)
   double flows_ms_ = 0;  // of which classifying the segments
   MemoryClassifier classifier_{t_.device};
-  detail::Deadline deadline_;
+  std::optional<runtime::Deadline> deadline_;  // from the agreement on, for the whole run
   std::vector<Flow> sends_, recvs_;
   bool pageable_recv_ = false;
   size_t chunk_ = 0;
@@ -283,7 +281,7 @@ void ExchangeRun::copy(const Flow& flow, std::byte* dst, const std::byte* src, s
 
 ExchangeRun::ExchangeRun(NcclTransport::Impl& t, std::span<const Transfer> sends,
                          std::span<const Transfer> recvs)
-    : t_(t), deadline_(t.options.timeout), sends_(make_flows(sends)), recvs_(make_flows(recvs)) {
+    : t_(t), sends_(make_flows(sends)), recvs_(make_flows(recvs)) {
   for (const auto& flow : recvs_) {
     pageable_recv_ |= std::ranges::count(flow.kinds, MemKind::kPageable) > 0;
   }
@@ -311,8 +309,9 @@ size_t ExchangeRun::piece_bytes(const Flow& flow, size_t round) const {
 
 void ExchangeRun::run() {
   size_t max_peers =
-      t_.agree_max_peers(static_cast<long long>(std::max(sends_.size(), recvs_.size())), deadline_);
+      t_.agree_max_peers(static_cast<long long>(std::max(sends_.size(), recvs_.size())));
   if (max_peers == 0) return;  // nothing moves anywhere
+  deadline_.emplace(t_.options.timeout);
   chunk_ = t_.dev->half_bytes / max_peers / kChunkAlign * kChunkAlign;
   if (chunk_ == 0) {
     throw Error(ErrorKind::kUsage,
@@ -462,19 +461,19 @@ void ExchangeRun::scatter(size_t round) {
 // Polls until `event` has completed (nullptr: until the communicator has taken the last
 // group), watching the communicator's error state and the deadline.
 void ExchangeRun::wait_for(const Event* event, size_t round) {
-  auto idle_since = std::chrono::steady_clock::now();
-  for (;;) {
-    ncclResult_t state = t_.nccl.async_error();
-    if (state != ncclSuccess && state != ncclInProgress) {
-      fail_round(round, fmt::format("failed: {} ({})", ncclGetErrorString(state),
-                                    ncclGetLastError(t_.nccl.get())));
-    }
-    if (event != nullptr ? event->done() : state == ncclSuccess) return;
-    if (deadline_.expired()) {
-      fail_round(round, fmt::format("timed out after {}{}", deadline_.timeout_text(),
-                                    event != nullptr ? "" : " in ncclGroupEnd"));
-    }
-    detail::poll_pause(idle_since);
+  const bool done = runtime::poll_until(
+      [&] {
+        ncclResult_t state = t_.nccl.async_error();
+        if (state != ncclSuccess && state != ncclInProgress) {
+          fail_round(round, fmt::format("failed: {} ({})", ncclGetErrorString(state),
+                                        ncclGetLastError(t_.nccl.get())));
+        }
+        return event != nullptr ? event->done() : state == ncclSuccess;
+      },
+      *deadline_);
+  if (!done) {
+    fail_round(round, fmt::format("timed out after {}{}", deadline_->timeout_text(),
+                                  event != nullptr ? "" : " in ncclGroupEnd"));
   }
 }
 
@@ -485,7 +484,7 @@ void ExchangeRun::fail_round(size_t round, const std::string& what) {
       if (piece_bytes(flow, round) > 0) peers.insert(flow.peer);
     }
   }
-  t_.nccl.abort();
+  // NcclTransport's guard marks the transport failed and aborts the communicator.
   throw Error(ErrorKind::kComm,
               fmt::format("NCCL exchange {} (round {} of {}) waiting for {} {}", what, round + 1,
                           num_rounds_, peers.size() == 1 ? "peer" : "peers",
@@ -509,14 +508,7 @@ void NcclTransport::exchange(std::span<const Transfer> sends, std::span<const Tr
   impl_->check_usable();
   detail::validate_transfers(sends, recvs, impl_->rank, impl_->size, "NCCL");
   EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
-  try {
-    ExchangeRun(*impl_, sends, recvs).run();
-  } catch (...) {
-    // Peers may be blocked in a group that will never complete: abort, never wait.
-    impl_->failed = true;
-    impl_->nccl.abort();
-    throw;
-  }
+  impl_->guarded([&] { ExchangeRun(*impl_, sends, recvs).run(); });
 }
 
 HostBuffer NcclTransport::allocate_host(size_t bytes) {
@@ -532,50 +524,42 @@ runtime::DeviceBuffer NcclTransport::allocate_device(size_t bytes) const {
 
 runtime::NcclRegistration NcclTransport::register_buffer(const runtime::DeviceBuffer& buffer) {
   EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
-  return runtime::NcclRegistration(impl_->nccl, buffer.data(), buffer.size(),
-                                   runtime::deadline_after(impl_->options.timeout));
+  return impl_->guarded([&] {
+    return runtime::NcclRegistration(impl_->nccl, buffer.data(), buffer.size(),
+                                     runtime::Deadline(impl_->options.timeout));
+  });
 }
 
 void NcclTransport::group_end(const char* what) {
-  try {
-    impl_->nccl.group_end(what, runtime::deadline_after(impl_->options.timeout));
-  } catch (...) {
-    impl_->failed = true;  // group_end aborted the communicator
-    throw;
-  }
+  impl_->guarded([&] { impl_->nccl.group_end(what, runtime::Deadline(impl_->options.timeout)); });
 }
 
 void NcclTransport::wait(cudaStream_t stream, const char* what) {
-  detail::Deadline deadline(impl_->options.timeout);
-  auto idle_since = std::chrono::steady_clock::now();
-  for (;;) {
-    cudaError_t rc = cudaStreamQuery(stream);
-    if (rc == cudaSuccess) return;
-    if (rc != cudaErrorNotReady) {
-      impl_->failed = true;
-      impl_->nccl.abort();
-      runtime::check_cuda(rc, what, __FILE__, __LINE__);
-    }
-    ncclResult_t state = impl_->nccl.async_error();
-    if (state != ncclSuccess && state != ncclInProgress) {
-      impl_->failed = true;
-      impl_->nccl.abort();
-      throw Error(ErrorKind::kComm,
-                  fmt::format("NCCL {} failed: {}", what, ncclGetErrorString(state)));
-    }
-    if (deadline.expired()) {
-      impl_->failed = true;
-      impl_->nccl.abort();
+  impl_->guarded([&] {
+    const runtime::Deadline deadline(impl_->options.timeout);
+    const bool done = runtime::poll_until(
+        [&] {
+          cudaError_t rc = cudaStreamQuery(stream);
+          if (rc == cudaSuccess) return true;
+          if (rc != cudaErrorNotReady) runtime::check_cuda(rc, what, __FILE__, __LINE__);
+          ncclResult_t state = impl_->nccl.async_error();
+          if (state != ncclSuccess && state != ncclInProgress) {
+            throw Error(ErrorKind::kComm,
+                        fmt::format("NCCL {} failed: {}", what, ncclGetErrorString(state)));
+          }
+          return false;
+        },
+        deadline);
+    if (!done) {
       throw Error(ErrorKind::kComm,
                   fmt::format("NCCL {} timed out after {}", what, deadline.timeout_text()));
     }
-    detail::poll_pause(idle_since);
-  }
+  });
 }
 
 void NcclTransport::close() {
   if (!impl_->nccl) return;
-  impl_->nccl.close(runtime::deadline_after(impl_->options.timeout));
+  impl_->nccl.close(runtime::Deadline(impl_->options.timeout));
   impl_->mpi.close();
 }
 

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <set>
-#include <thread>
 
 #include "detail.hpp"
 #include "eplb/core/error.hpp"
@@ -104,31 +103,6 @@ void validate_transfers(std::span<const Transfer> sends, std::span<const Transfe
                         int size, std::string_view backend) {
   validate_list(sends, "send", rank, size, backend);
   validate_list(recvs, "receive", rank, size, backend);
-}
-
-Deadline::Deadline(std::chrono::milliseconds timeout)
-    : timeout_(timeout), start_(std::chrono::steady_clock::now()) {}
-
-bool Deadline::expired() const {
-  return timeout_.count() > 0 && std::chrono::steady_clock::now() - start_ >= timeout_;
-}
-
-std::chrono::steady_clock::time_point Deadline::at() const {
-  if (timeout_.count() <= 0) return std::chrono::steady_clock::time_point::max();
-  return start_ + timeout_;
-}
-
-std::string Deadline::timeout_text() const {
-  return fmt::format("{:g} s", static_cast<double>(timeout_.count()) / 1000.0);
-}
-
-void poll_pause(std::chrono::steady_clock::time_point wait_start) {
-  using namespace std::chrono_literals;
-  if (std::chrono::steady_clock::now() - wait_start < 2ms) {
-    std::this_thread::yield();
-  } else {
-    std::this_thread::sleep_for(50us);
-  }
 }
 
 std::string join_ints(const std::vector<int>& values) {

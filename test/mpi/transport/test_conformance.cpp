@@ -123,7 +123,7 @@ std::vector<Backend> backends() {
 #else
   bool usable = false;
 #endif
-  if (!eplb::runtime::all_true(MPI_COMM_WORLD, usable)) {
+  if (!eplb::runtime::all_true({MPI_COMM_WORLD, std::chrono::minutes(1)}, usable, "test")) {
     static bool warned = false;
     if (!warned) {
       WARN(
@@ -360,7 +360,8 @@ TEST_CASE("transport: invalid transfers are internal errors") {
 
 TEST_CASE("transport: asking for NCCL where it is unusable is a communication error") {
   // Collective decision, like backends(): only where no rank can run NCCL.
-  if (eplb::runtime::all_true(MPI_COMM_WORLD, !nccl_available())) {
+  if (eplb::runtime::all_true({MPI_COMM_WORLD, std::chrono::minutes(1)}, !nccl_available(),
+                              "test")) {
     try {
       make_nccl_transport(MPI_COMM_WORLD, 0, test_options());
       FAIL_CHECK("make_nccl_transport succeeded without a usable GPU");
