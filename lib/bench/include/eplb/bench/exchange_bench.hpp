@@ -14,7 +14,7 @@
 #include "eplb/io/tensor.hpp"
 #include "eplb/runtime/mpi.hpp"
 
-namespace eplb::engine {
+namespace eplb::bench {
 
 struct BenchOptions {
   std::string model_name = "custom";
@@ -56,4 +56,4 @@ struct BenchResult {
 // when the build has no NCCL backend or a process has no usable GPU.
 BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOptions& options);
 
-}  // namespace eplb::engine
+}  // namespace eplb::bench

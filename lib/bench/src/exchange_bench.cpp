@@ -1,34 +1,23 @@
 // `bench`: our exchange vs raw NCCL send/recv vs the vLLM pattern, same GPUs, same bytes.
-#include "eplb/engine/exchange_bench.hpp"
+// NCCL builds only; exchange_bench_stub.cpp stands in otherwise.
+#include "eplb/bench/exchange_bench.hpp"
 
-#include "eplb/core/error.hpp"
-
-#if EPLB_HAVE_NCCL
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <map>
 #include <random>
 
+#include "eplb/bench/timing.hpp"
+#include "eplb/core/error.hpp"
 #include "eplb/engine/rebalance.hpp"
+#include "eplb/engine/wire_format.hpp"
 #include "eplb/plan/plan.hpp"
 #include "eplb/runtime/batched_copy.hpp"
 #include "eplb/transport/nccl_detail.hpp"
-#endif
 
-namespace eplb::engine {
-
-#if !EPLB_HAVE_NCCL
-
-BenchResult run_exchange_bench(const runtime::MpiSession&, const BenchOptions&) {
-  throw core::Error(core::ErrorKind::kUsage,
-                    "bench needs the NCCL backend, and this build has none (CUDA or NCCL were "
-                    "not found when it was configured)");
-}
-
-#else
+namespace eplb::bench {
 
 namespace {
 
@@ -185,24 +174,23 @@ void local_rows(const Context& c, const plan::Plan& plan, bool after_receive, cu
 // rows copied concurrently on another stream (unless `with_local_rows` is false: the
 // network part alone, to show what the local copies cost).
 void run_ours(const Context& c, const plan::Plan& plan, bool with_local_rows = true) {
+  // One process per EP rank; messages carry no checksum trailer (weights stay on the GPU).
+  const plan::ProcessMap map{c.session.size(), c.session.size()};
   std::map<int, transport::Transfer> sends, recvs;
+  auto append = [](std::map<int, transport::Transfer>& into,
+                   std::vector<transport::Transfer>& from) {
+    for (auto& t : from) {
+      auto& all = into.try_emplace(t.peer, transport::Transfer{t.peer, {}}).first->second;
+      all.segments.insert(all.segments.end(), t.segments.begin(), t.segments.end());
+    }
+  };
   for (int32_t layer = 0; layer < c.o.num_layers; ++layer) {
-    for (const auto* m : plan::messages_from(plan.layers[layer], c.rank)) {
-      auto& tr = sends.try_emplace(m->dst_rank, transport::Transfer{m->dst_rank, {}}).first->second;
-      for (int32_t row : m->src_rows) {
-        for (size_t t = 0; t < c.o.tensors.size(); ++t) {
-          tr.segments.push_back({c.old_w.row(layer, t, row), c.old_w.row_bytes[t]});
-        }
-      }
-    }
-    for (const auto* m : plan::messages_to(plan.layers[layer], c.rank)) {
-      auto& tr = recvs.try_emplace(m->src_rank, transport::Transfer{m->src_rank, {}}).first->second;
-      for (int32_t row : m->dst_rows) {
-        for (size_t t = 0; t < c.o.tensors.size(); ++t) {
-          tr.segments.push_back({c.new_w.row(layer, t, row), c.new_w.row_bytes[t]});
-        }
-      }
-    }
+    engine::WireLayout wire = engine::wire_layout(engine::WireInput{
+        &plan.layers[layer], &map, c.rank, c.old_w.row_bytes,
+        [&](int32_t, size_t t, int32_t row) { return c.old_w.row(layer, t, row); },
+        [&](int32_t, size_t t, int32_t row) { return c.new_w.row(layer, t, row); }, nullptr});
+    append(sends, wire.sends);
+    append(recvs, wire.recvs);
   }
   std::vector<transport::Transfer> s, r;
   for (auto& [peer, t] : sends) s.push_back(std::move(t));
@@ -314,21 +302,8 @@ void run_vllm(const Context& c, const plan::Plan& plan, const Weights& buffer) {
   c.tr.wait(s, "vLLM pattern");
 }
 
-template <typename Fn>
-double median_seconds(const Context& c, Fn&& run) {
-  std::vector<double> times;
-  for (int32_t i = 0; i < c.o.warmup + c.o.iterations; ++i) {
-    runtime::barrier(c.session.group(), "bench: the start of a timed run");
-    auto start = std::chrono::steady_clock::now();
-    run();
-    long long us = std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
-    us = runtime::all_max(c.session.group(), {us}, "bench: the slowest rank's time")[0];
-    if (i >= c.o.warmup) times.push_back(static_cast<double>(us) / 1e6);
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+double median_seconds(const Context& c, const std::function<void()>& run) {
+  return bench::median_seconds(c.session.group(), c.o.warmup, c.o.iterations, run);
 }
 
 long long busiest(const Context& c, const std::vector<std::pair<size_t, size_t> >& volumes) {
@@ -371,7 +346,7 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   const int32_t rank = session.rank();
   const Placement old_p = random_placement(o, ep, 1);
   const Placement new_p = random_placement(o, ep, 2);
-  const plan::Topology topology = agreed_topology(session, 0);
+  const plan::Topology topology = engine::agreed_topology(session, 0);
   const plan::Plan ours_plan =
       plan::make_plan(old_p, new_p, topology, plan::SenderPolicy::kBalanced);
   const plan::Plan vllm_plan = plan::make_plan(old_p, new_p, topology, plan::SenderPolicy::kVllm);
@@ -472,6 +447,4 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   return result;
 }
 
-#endif
-
-}  // namespace eplb::engine
+}  // namespace eplb::bench
