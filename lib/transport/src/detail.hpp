@@ -44,14 +44,14 @@ class SegmentCursor {
   size_t offset_ = 0;
 };
 
-// How a pipeline cuts one byte stream of `total` bytes into pieces of at most `cap` bytes,
-// one per round; both ends of a pair compute it from the same arguments and so cut the
-// stream identically. Streams ramp up and back down at the end (cap/8, cap/4, cap/2,
-// cap..., cap/2, cap/4, cap/8; without ramp pieces under `min_ramp`, and a stream shorter
+// How a pipeline cuts one byte stream of `total` bytes into pieces of at most `piece_cap`
+// bytes, one per round; both ends of a pair compute it from the same arguments and so cut
+// the stream identically. Streams ramp up and back down at the end (piece_cap/8, /4, /2,
+// piece_cap..., /2, /4, /8; without ramp pieces under `min_ramp`, and a stream shorter
 // than twice the ramp drops its top steps), so the first gather and the last scatter,
 // which nothing overlaps, are short. Every piece but the last is a multiple of `align`
-// (which divides `cap`), so each starts aligned in the stream.
-std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t min_ramp = 0);
+// (which divides `piece_cap`), so each starts aligned in the stream.
+std::vector<size_t> piece_sizes(size_t total, size_t piece_cap, size_t align, size_t min_ramp = 0);
 
 // Throws core::Error(kInternal) if a transfer names an invalid peer (out of range or the
 // caller), a peer twice in one list, or a segment with bytes but no memory.

@@ -44,11 +44,11 @@ size_t SegmentCursor::current_index() const {
   return segments_.size();
 }
 
-std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t min_ramp) {
+std::vector<size_t> piece_sizes(size_t total, size_t piece_cap, size_t align, size_t min_ramp) {
   if (total == 0) return {};
   const size_t body = total / align * align;  // the unaligned tail joins the last piece
-  std::vector<size_t> ramp;                   // cap/8, cap/4, cap/2 (where aligned)
-  for (size_t s = cap / 8 / align * align; s >= align && s < cap; s *= 2) {
+  std::vector<size_t> ramp;  // piece_cap/8, piece_cap/4, piece_cap/2 (where aligned)
+  for (size_t s = piece_cap / 8 / align * align; s >= align && s < piece_cap; s *= 2) {
     if (s >= min_ramp) ramp.push_back(s);
   }
   size_t ramp_bytes = 0;
@@ -58,10 +58,10 @@ std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t m
     ramp.pop_back();
   }
   std::vector<size_t> pieces = ramp;
-  // The middle in equal pieces of at most cap: no short piece left over.
+  // The middle in equal pieces of at most piece_cap: no short piece left over.
   const size_t middle = body - 2 * ramp_bytes;
   if (middle > 0) {
-    const size_t n = (middle + cap - 1) / cap;
+    const size_t n = (middle + piece_cap - 1) / piece_cap;
     const size_t piece = ((middle + n - 1) / n + align - 1) / align * align;
     for (size_t left = middle; left > 0; left -= std::min(piece, left)) {
       pieces.push_back(std::min(piece, left));
@@ -70,7 +70,7 @@ std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t m
   pieces.insert(pieces.end(), ramp.rbegin(), ramp.rend());
   const size_t tail = total - body;
   if (tail > 0) {
-    if (!pieces.empty() && pieces.back() + tail <= cap) {
+    if (!pieces.empty() && pieces.back() + tail <= piece_cap) {
       pieces.back() += tail;
     } else {
       pieces.push_back(tail);

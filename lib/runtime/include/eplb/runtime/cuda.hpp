@@ -1,12 +1,8 @@
 // CUDA and NCCL handles with RAII and typed errors. Only for builds with the NCCL backend:
-// code that must also build without it includes this header under `#if EPLB_HAVE_NCCL`,
-// which keeps cuda_runtime.h and nccl.h out of every other translation unit.
+// only source files that CMake compiles when NCCL was found include it (the NCCL backend,
+// lib/bench, bench_p2p), which keeps cuda_runtime.h and nccl.h out of every other
+// translation unit.
 #pragma once
-
-#if !defined(EPLB_HAVE_NCCL) || !EPLB_HAVE_NCCL
-#error \
-    "eplb/runtime/cuda.hpp needs the NCCL backend (EPLB_HAVE_NCCL); include it under #if EPLB_HAVE_NCCL"
-#endif
 
 #include <cuda_runtime.h>
 #include <mpi.h>
