@@ -11,6 +11,7 @@
 
 #include "eplb/bench/timing.hpp"
 #include "eplb/core/error.hpp"
+#include "eplb/core/mix.hpp"
 #include "eplb/engine/rebalance.hpp"
 #include "eplb/engine/wire_format.hpp"
 #include "eplb/plan/plan.hpp"
@@ -47,19 +48,14 @@ Placement random_placement(const BenchOptions& o, int32_t ep_size, uint64_t salt
   return p;
 }
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+using core::splitmix64;
 
 // The content of (layer, expert, tensor): cheap to make and to check, unique per position.
 void fill_pattern(int32_t layer, int32_t expert, size_t tensor, std::byte* out, size_t bytes) {
-  const uint64_t key = mix((uint64_t(layer) << 40) ^ (uint64_t(expert) << 8) ^ tensor);
+  const uint64_t key = splitmix64((uint64_t(layer) << 40) ^ (uint64_t(expert) << 8) ^ tensor);
   size_t words = bytes / 8;
   auto* w = reinterpret_cast<uint64_t*>(out);
-  for (size_t i = 0; i < words; ++i) w[i] = key ^ (i * 0x9e3779b97f4a7c15ULL);
+  for (size_t i = 0; i < words; ++i) w[i] = key ^ (i * core::kSplitmixGamma);
   for (size_t i = words * 8; i < bytes; ++i) out[i] = static_cast<std::byte>(key >> (i % 8));
 }
 

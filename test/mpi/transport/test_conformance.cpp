@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "eplb/core/error.hpp"
+#include "eplb/core/mix.hpp"
 #include "eplb/runtime/mpi.hpp"
 #include "eplb/transport/mpi_transport.hpp"
 #include "eplb/transport/nccl_transport.hpp"
@@ -147,16 +148,11 @@ std::vector<Backend> backends() {
 
 // ---- deterministic payloads and layouts -------------------------------------------------
 
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using eplb::core::splitmix64;
 
 std::byte payload(int src, int dst, int iter, size_t idx) {
   uint64_t key = (uint64_t(src) << 48) ^ (uint64_t(dst) << 32) ^ (uint64_t(iter) << 24);
-  return std::byte(mix(key ^ mix(idx)) & 0xFF);
+  return std::byte(splitmix64(key ^ splitmix64(idx)) & 0xFF);
 }
 
 // Bytes src sends dst in exchange `iter`: known to both sides; 0, 1, odd and large sizes.
