@@ -157,7 +157,7 @@ std::byte payload(int src, int dst, int iter, size_t idx) {
 
 // Bytes src sends dst in exchange `iter`: known to both sides; 0, 1, odd and large sizes.
 size_t pair_bytes(int src, int dst, int iter, size_t max_bytes) {
-  uint64_t h = mix((uint64_t(src) << 40) ^ (uint64_t(dst) << 20) ^ uint64_t(iter) ^ 0x5EED);
+  uint64_t h = splitmix64((uint64_t(src) << 40) ^ (uint64_t(dst) << 20) ^ uint64_t(iter) ^ 0x5EED);
   switch (h % 8) {
     case 0:
       return 0;
@@ -189,7 +189,7 @@ Layout cut(size_t total, Cut how, uint64_t seed, size_t max_piece = 777) {
   }
   std::vector<size_t> lengths;
   for (size_t left = total, i = 0; left > 0 || i == 0; ++i) {
-    size_t n = std::min(left, static_cast<size_t>(mix(seed + i) % (max_piece + 1)));
+    size_t n = std::min(left, static_cast<size_t>(splitmix64(seed + i) % (max_piece + 1)));
     lengths.push_back(n);
     left -= n;
   }
@@ -197,7 +197,7 @@ Layout cut(size_t total, Cut how, uint64_t seed, size_t max_piece = 777) {
   std::vector<size_t> offsets;
   for (size_t i = 0; i < lengths.size(); ++i) {
     offsets.push_back(offset);
-    offset += lengths[i] + 1 + mix(seed ^ i) % 7;  // gap of 1..7 bytes
+    offset += lengths[i] + 1 + splitmix64(seed ^ i) % 7;  // gap of 1..7 bytes
   }
   layout.buffer_bytes = offset;
   bool reverse = seed % 2 == 1;
@@ -242,7 +242,8 @@ size_t exchange_and_verify(const Backend& backend, Transport& t, int iter, const
   for (int peer = 0; peer < size; ++peer) {
     if (peer == rank) continue;
     size_t out = pair_bytes(rank, peer, iter, pattern.max_pair_bytes);
-    Side s = make_side(backend, t, peer, out, pattern.send_cut, mix(rank * 131 + peer + iter));
+    Side s =
+        make_side(backend, t, peer, out, pattern.send_cut, splitmix64(rank * 131 + peer + iter));
     std::vector<std::byte> image(s.layout.buffer_bytes, kSentinel);
     size_t idx = 0;
     for (auto [offset, bytes] : s.layout.pieces) {
@@ -251,7 +252,8 @@ size_t exchange_and_verify(const Backend& backend, Transport& t, int iter, const
     s.memory->write(image);
     sends.push_back(std::move(s));
     size_t in = pair_bytes(peer, rank, iter, pattern.max_pair_bytes);
-    Side r = make_side(backend, t, peer, in, pattern.recv_cut, mix(peer * 977 + rank + iter));
+    Side r =
+        make_side(backend, t, peer, in, pattern.recv_cut, splitmix64(peer * 977 + rank + iter));
     r.memory->write(std::vector<std::byte>(r.layout.buffer_bytes, kSentinel));
     recvs.push_back(std::move(r));
   }
