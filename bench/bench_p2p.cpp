@@ -16,91 +16,39 @@
 // Bandwidth = the busiest rank's bytes sent (= received) / the slowest rank's time, median.
 #include <fmt/format.h>
 
-#include <algorithm>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <functional>
 #include <string>
 #include <vector>
 
+#include "eplb/bench/p2p.hpp"
 #include "eplb/core/error.hpp"
-#include "eplb/runtime/batched_copy.hpp"
 #include "eplb/runtime/cuda.hpp"
 #include "eplb/runtime/mpi.hpp"
 
 namespace {
 
-using eplb::runtime::BatchedCopy;
+using eplb::bench::p2p_copies;
+using eplb::bench::p2p_exchange;
 using eplb::runtime::DeviceBuffer;
 
 constexpr size_t kMiB = size_t{1} << 20;
 constexpr size_t kRow = 6 * kMiB;  // a Qwen3-30B-A3B gate/up row
 
-struct Setup {
-  eplb::runtime::MpiSession& mpi;
-  eplb::runtime::NcclComm& comm;
-  cudaStream_t net;
-  cudaStream_t copy;
-  size_t per_peer;  // bytes to and from each peer
-  int iterations;
-};
-
-double median_ms(const Setup& s, const std::function<void()>& enqueue) {
-  std::vector<double> times;
-  for (int i = 0; i <= s.iterations; ++i) {  // the first run warms up and is not counted
-    MPI_Barrier(s.mpi.comm());
-    auto start = std::chrono::steady_clock::now();
-    enqueue();
-    EPLB_CUDA_CHECK(cudaStreamSynchronize(s.net));
-    EPLB_CUDA_CHECK(cudaStreamSynchronize(s.copy));
-    long long us = std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
-    us = eplb::runtime::all_max(s.mpi.comm(), {us})[0];
-    if (i > 0) times.push_back(static_cast<double>(us) / 1e3);
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+void exchange(const eplb::bench::P2pSetup& s, std::byte* send, std::byte* recv, size_t chunk,
+              size_t op) {
+  p2p_exchange(s, send, recv, chunk, op);
 }
 
-constexpr auto kNoDeadline = eplb::runtime::Clock::time_point::max();
-
-// Groups of `chunk` bytes per peer (0: the whole volume in one group), each peer's share
-// of a group cut into ops of `op` bytes (0: one op).
-void exchange(const Setup& s, std::byte* send, std::byte* recv, size_t chunk, size_t op) {
-  const int n = s.mpi.size(), me = s.mpi.rank();
-  if (chunk == 0) chunk = s.per_peer;
-  if (op == 0) op = chunk;
-  for (size_t start = 0; start < s.per_peer; start += chunk) {
-    const size_t len = std::min(chunk, s.per_peer - start);
-    EPLB_NCCL_CHECK(ncclGroupStart());
-    for (int peer = 0; peer < n; ++peer) {
-      if (peer == me) continue;
-      for (size_t o = 0; o < len; o += op) {
-        const size_t b = std::min(op, len - o);
-        const size_t at = static_cast<size_t>(peer) * s.per_peer + start + o;
-        EPLB_NCCL_CHECK(ncclSend(send + at, b, ncclUint8, peer, s.comm.get(), s.net));
-        EPLB_NCCL_CHECK(ncclRecv(recv + at, b, ncclUint8, peer, s.comm.get(), s.net));
-      }
-    }
-    s.comm.group_end("bench group", kNoDeadline);
-  }
-}
-
-// Pack and unpack of the volume this rank sends and receives: 2 x (n-1) x per_peer bytes
-// in 6 MiB rows, from `a` to `b`.
-void copies(const Setup& s, std::byte* a, std::byte* b, unsigned blocks) {
-  const size_t total = 2 * static_cast<size_t>(s.mpi.size() - 1) * s.per_peer;
-  BatchedCopy batch;
-  for (size_t o = 0; o < total; o += kRow) batch.add(b + o, a + o, std::min(kRow, total - o));
-  batch.flush(s.copy, blocks);
+void copies(const eplb::bench::P2pSetup& s, std::byte* a, std::byte* b, unsigned blocks) {
+  p2p_copies(s, a, b, kRow, blocks);
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  eplb::runtime::MpiSession mpi(&argc, &argv);
+  eplb::runtime::MpiSession mpi(&argc, &argv, eplb::runtime::kDefaultTimeout);
   const double gib = argc > 1 ? std::atof(argv[1]) : 4.5;
   const int iterations = argc > 2 ? std::atoi(argv[2]) : 5;
   const int n = mpi.size();
@@ -110,13 +58,13 @@ int main(int argc, char** argv) {
   }
   try {
     eplb::runtime::select_device(mpi.node_rank());
-    auto comm = eplb::runtime::NcclComm::create(mpi.comm(), std::chrono::minutes(2));
+    auto comm = eplb::runtime::NcclComm::create(mpi.group());
     eplb::runtime::Stream net = eplb::runtime::Stream::with_priority(100);
     eplb::runtime::Stream copy = eplb::runtime::Stream::with_priority(1);
     const size_t per_peer =
         static_cast<size_t>(gib * (1 << 30)) / static_cast<size_t>(n - 1) / 256 * 256;
     const size_t span = per_peer * static_cast<size_t>(n);  // indexed by peer, own slot unused
-    Setup s{mpi, comm, net.get(), copy.get(), per_peer, iterations};
+    eplb::bench::P2pSetup s{mpi, comm, net.get(), copy.get(), per_peer, iterations};
     DeviceBuffer send(span), recv(span), scratch_a(2 * span), scratch_b(2 * span);
     EPLB_CUDA_CHECK(cudaMemset(send.data(), 1, span));
     EPLB_CUDA_CHECK(cudaMemset(scratch_a.data(), 2, 2 * span));
@@ -128,7 +76,7 @@ int main(int argc, char** argv) {
     };
     std::vector<Row> rows;
     auto measure = [&](std::string name, const std::function<void()>& fn) {
-      rows.push_back({std::move(name), median_ms(s, fn)});
+      rows.push_back({std::move(name), eplb::bench::median_ms(s, fn)});
     };
     measure("raw", [&] { exchange(s, send.data(), recv.data(), 0, 0); });
     for (size_t mib : {128, 256, 512, 1024, 2048}) {
@@ -158,8 +106,9 @@ int main(int argc, char** argv) {
       if (rs.data() == nullptr || rr.data() == nullptr) {
         throw eplb::core::Error(eplb::core::ErrorKind::kComm, "ncclMemAlloc failed");
       }
-      eplb::runtime::NcclRegistration send_reg(comm, rs.data(), span, kNoDeadline);
-      eplb::runtime::NcclRegistration recv_reg(comm, rr.data(), span, kNoDeadline);
+      const eplb::runtime::Deadline deadline(mpi.timeout());
+      eplb::runtime::NcclRegistration send_reg(comm, rs.data(), span, deadline);
+      eplb::runtime::NcclRegistration recv_reg(comm, rr.data(), span, deadline);
       measure("registered raw", [&] { exchange(s, rs.data(), rr.data(), 0, 0); });
       measure("registered rounds 512 MiB",
               [&] { exchange(s, rs.data(), rr.data(), 512 * kMiB, 0); });
@@ -175,7 +124,7 @@ int main(int argc, char** argv) {
       }
       std::printf("(copy rows: GB/s of bytes sent, for 2x that volume copied)\n");
     }
-    comm.close(eplb::runtime::deadline_after(std::chrono::minutes(1)));
+    comm.close(eplb::runtime::Deadline(mpi.timeout()));
   } catch (const eplb::core::Error& e) {
     std::fprintf(stderr, "bench_p2p: rank %d: %s\n", mpi.rank(), e.what());
     mpi.abort_job(1);

@@ -144,7 +144,7 @@ void print_report(const BalanceReport& r, const BalanceArgs& args) {
 
 }  // namespace
 
-Subcommand add_balance_command(CLI::App& root) {
+Subcommand add_balance_command(CLI::App& root, CommonArgs& /*common*/) {
   auto args = std::make_shared<BalanceArgs>();
   auto* app = root.add_subcommand(
       "balance",

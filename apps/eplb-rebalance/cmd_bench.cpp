@@ -5,9 +5,9 @@
 #include <memory>
 
 #include "commands.hpp"
+#include "eplb/bench/exchange_bench.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/engine/exchange_bench.hpp"
 
 namespace eplb::app {
 namespace {
@@ -27,7 +27,7 @@ fs::path find_model(const std::string& name) {
                     "unknown model '" + name + "': not a file and not in configs/models/");
 }
 
-void load_model(const std::string& name, engine::BenchOptions& o) {
+void load_model(const std::string& name, bench::BenchOptions& o) {
   const fs::path path = find_model(name);
   try {
     std::ifstream in(path);
@@ -41,7 +41,7 @@ void load_model(const std::string& name, engine::BenchOptions& o) {
   }
 }
 
-void print_result(const engine::BenchOptions& o, const engine::BenchResult& r) {
+void print_result(const bench::BenchOptions& o, const bench::BenchResult& r) {
   namespace log = core::log;
   log::info(
       "bench: {} on {} GPUs, {} slots per GPU, expert {:.2f} MiB, {} layers resident, "
@@ -86,9 +86,9 @@ void print_result(const engine::BenchOptions& o, const engine::BenchResult& r) {
 
 }  // namespace
 
-Subcommand add_bench_command(CLI::App& root) {
+Subcommand add_bench_command(CLI::App& root, CommonArgs& common) {
   struct Args {
-    engine::BenchOptions options;
+    bench::BenchOptions options;
     std::string model = "deepseek-v3";
     std::string tensors;
   };
@@ -111,20 +111,19 @@ Subcommand add_bench_command(CLI::App& root) {
                   "Our transport's device staging budget (e.g. 2GiB)")
       ->transform(CLI::AsSizeValue(true))
       ->default_str("2GiB");
-  app->add_option("--timeout", opts.timeout_s, "Seconds before a stuck exchange aborts the job")
-      ->capture_default_str();
+  add_timeout_option(app, common);
   app->add_flag("--trace", opts.trace,
                 "Rank 0 prints when each round of our exchange gathered, sent and scattered");
   return {app, [args](const runtime::MpiSession& session) {
             auto o = args->options;
-            engine::BenchOptions model;
+            bench::BenchOptions model;
             load_model(args->model, model);
             o.model_name = model.model_name;
             o.tensors =
                 args->tensors.empty() ? model.tensors : io::parse_tensor_specs(args->tensors);
             if (o.num_logical_experts == 0) o.num_logical_experts = model.num_logical_experts;
             if (o.num_redundant_experts == 0) o.num_redundant_experts = model.num_redundant_experts;
-            print_result(o, engine::run_exchange_bench(session, o));
+            print_result(o, bench::run_exchange_bench(session, o));
             return 0;
           }};
 }

@@ -7,10 +7,11 @@
 
 namespace eplb::app {
 
-Subcommand add_export_command(CLI::App& root) {
+Subcommand add_export_command(CLI::App& root, CommonArgs& common) {
   auto options = std::make_shared<engine::ExportOptions>();
   auto* app = root.add_subcommand(
       "export", "Write a Hugging Face checkpoint from an imported checkpoint and its base");
+  add_timeout_option(app, common);
   app->add_option("--checkpoint", options->checkpoint, "Checkpoint made by `import` (or `run`)")
       ->required()
       ->check(CLI::ExistingDirectory);

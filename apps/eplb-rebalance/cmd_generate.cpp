@@ -7,7 +7,7 @@
 
 namespace eplb::app {
 
-Subcommand add_generate_command(CLI::App& root) {
+Subcommand add_generate_command(CLI::App& root, CommonArgs& common) {
   struct Args {
     engine::GenerateOptions options;
     std::string tensors;
@@ -27,6 +27,7 @@ Subcommand add_generate_command(CLI::App& root) {
       ->capture_default_str();
   app->add_option("--ep-size", args->ep_size, "EP size for a bare or SGLang-form placement");
   app->add_flag("--force", args->options.force, "Replace an existing output");
+  add_timeout_option(app, common);
   return {app, [args](const runtime::MpiSession& session) {
             auto options = args->options;
             options.tensors = io::parse_tensor_specs(args->tensors);

@@ -7,7 +7,7 @@
 
 namespace eplb::app {
 
-Subcommand add_import_command(CLI::App& root) {
+Subcommand add_import_command(CLI::App& root, CommonArgs& common) {
   struct Args {
     engine::ImportOptions options;
     int32_t ep_size = 0;
@@ -15,6 +15,7 @@ Subcommand add_import_command(CLI::App& root) {
   auto args = std::make_shared<Args>();
   auto* app = root.add_subcommand(
       "import", "Shard a Hugging Face safetensors checkpoint's experts for a placement");
+  add_timeout_option(app, common);
   app->add_option("--hf", args->options.hf_dir,
                   "Hugging Face model directory (config.json, *.safetensors, index)")
       ->required()

@@ -110,7 +110,7 @@ placement::PairOptions pair_options(const PlacementArgs& args) {
   return options;
 }
 
-Subcommand add_placement_command(CLI::App& root) {
+Subcommand add_placement_command(CLI::App& root, CommonArgs& /*common*/) {
   auto args = std::make_shared<ConvertArgs>();
   auto* app = root.add_subcommand("placement", "Work with placement files");
   app->require_subcommand(1);

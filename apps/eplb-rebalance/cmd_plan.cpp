@@ -212,7 +212,7 @@ void print_text(const PlanReport& r) {
 
 }  // namespace
 
-Subcommand add_plan_command(CLI::App& root) {
+Subcommand add_plan_command(CLI::App& root, CommonArgs& common) {
   auto args = std::make_shared<PlanArgs>();
   auto* app = root.add_subcommand(
       "plan", "Show what a rebalance would move: per-rank traffic, minimum, busiest sender");
@@ -221,6 +221,7 @@ Subcommand add_plan_command(CLI::App& root) {
                   "EP ranks per node for sender choice (default: as MPI reports under mpirun, "
                   "else unknown)");
   app->add_flag("--json", args->json, "Print one machine-readable JSON object");
+  add_timeout_option(app, common);
   return {app, [args](const runtime::MpiSession& session) {
             const PlanReport report = compute(*args, session);
             if (args->json) {

@@ -12,7 +12,6 @@ struct RunArgs {
   engine::RebalanceOptions options;
   PlacementArgs placements;
   std::string backend = "auto";
-  double timeout_s = 600;
   size_t max_staging_bytes = size_t{2} << 30;
 };
 
@@ -41,7 +40,7 @@ void print_report(const engine::RebalanceReport& r) {
 
 }  // namespace
 
-Subcommand add_run_command(CLI::App& root) {
+Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
   auto args = std::make_shared<RunArgs>();
   auto& o = args->options;
   auto* app = root.add_subcommand(
@@ -57,11 +56,7 @@ Subcommand add_run_command(CLI::App& root) {
   app->add_option("--backend", args->backend, "auto, nccl or mpi")
       ->check(CLI::IsMember({"auto", "nccl", "mpi"}))
       ->capture_default_str();
-  app->add_option("--timeout", args->timeout_s,
-                  "Seconds a layer's exchange, or any agreement between ranks, may wait for a "
-                  "peer before the job is aborted")
-      ->check(CLI::PositiveNumber)
-      ->capture_default_str();
+  add_timeout_option(app, common);
   app->add_option("--max-staging-bytes", args->max_staging_bytes,
                   "Device memory for the NCCL backend's send/receive staging; a layer that "
                   "moves more is split into rounds (e.g. 512MiB, 2GiB)")
@@ -77,9 +72,7 @@ Subcommand add_run_command(CLI::App& root) {
             options.rank_mapping = pair.rank_mapping;
             options.allow_dropping_experts = pair.allow_dropping_experts;
             options.backend = engine::parse_backend(args->backend);
-            options.transport.timeout =
-                std::chrono::milliseconds(static_cast<long long>(args->timeout_s * 1000));
-            runtime::set_collective_timeout(options.transport.timeout);
+            options.transport.timeout = session.timeout();
             options.transport.max_staging_bytes = args->max_staging_bytes;
             print_report(engine::rebalance(session, options));
             return 0;

@@ -7,7 +7,7 @@
 
 namespace eplb::app {
 
-Subcommand add_verify_command(CLI::App& root) {
+Subcommand add_verify_command(CLI::App& root, CommonArgs& common) {
   struct Args {
     engine::VerifyOptions options;
     std::string placement;
@@ -26,6 +26,7 @@ Subcommand add_verify_command(CLI::App& root) {
   app->add_option("--ep-size", args->ep_size, "EP size for a bare or SGLang-form placement");
   auto* seed =
       app->add_option("--seed", args->seed, "Also compare every slot with `generate --seed` data");
+  add_timeout_option(app, common);
   return {app, [args, seed](const runtime::MpiSession& session) {
             auto options = args->options;
             if (!args->placement.empty()) options.placement = args->placement;

@@ -1,9 +1,10 @@
 // One file per subcommand; each registers its options on the root app and returns how to
-// run it. Every rank parses the same argv and runs the same subcommand.
+// run it. Every rank parses the same argv (before MPI starts) and runs the same subcommand.
 #pragma once
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -21,15 +22,26 @@ struct Subcommand {
   RunFn run;
 };
 
-Subcommand add_plan_command(CLI::App& root);       // cmd_plan.cpp
-Subcommand add_run_command(CLI::App& root);        // cmd_run.cpp
-Subcommand add_generate_command(CLI::App& root);   // cmd_generate.cpp
-Subcommand add_verify_command(CLI::App& root);     // cmd_verify.cpp
-Subcommand add_bench_command(CLI::App& root);      // cmd_bench.cpp
-Subcommand add_import_command(CLI::App& root);     // cmd_import.cpp
-Subcommand add_export_command(CLI::App& root);     // cmd_export.cpp
-Subcommand add_balance_command(CLI::App& root);    // cmd_balance.cpp
-Subcommand add_placement_command(CLI::App& root);  // cmd_placement.cpp
+// Options every subcommand shares; main reads them before MPI starts.
+struct CommonArgs {
+  // --timeout: how long any wait for a peer may last, MPI start-up included (the session
+  // is created with it; collectives and transports take it from there).
+  double timeout_s = std::chrono::duration<double>(runtime::kDefaultTimeout).count();
+};
+
+// Adds --timeout to `app`, bound to common.timeout_s. Every subcommand that talks to
+// peers calls it, so the option, its check and its default are defined here only.
+void add_timeout_option(CLI::App* app, CommonArgs& common);
+
+Subcommand add_plan_command(CLI::App& root, CommonArgs& common);      // cmd_plan.cpp
+Subcommand add_run_command(CLI::App& root, CommonArgs& common);       // cmd_run.cpp
+Subcommand add_generate_command(CLI::App& root, CommonArgs& common);  // cmd_generate.cpp
+Subcommand add_verify_command(CLI::App& root, CommonArgs& common);    // cmd_verify.cpp
+Subcommand add_bench_command(CLI::App& root, CommonArgs& common);     // cmd_bench.cpp
+Subcommand add_import_command(CLI::App& root, CommonArgs& common);     // cmd_import.cpp
+Subcommand add_export_command(CLI::App& root, CommonArgs& common);     // cmd_export.cpp
+Subcommand add_balance_command(CLI::App& root, CommonArgs& common);    // cmd_balance.cpp
+Subcommand add_placement_command(CLI::App& root, CommonArgs& common);  // cmd_placement.cpp
 
 // The placement options `run` and `plan` share (cmd_placement.cpp).
 struct PlacementArgs {

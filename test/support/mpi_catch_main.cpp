@@ -1,5 +1,6 @@
-// Catch2 main for tests run under mpirun: every rank runs every test case; only rank 0
-// reports, but any rank's failure makes the job fail (exit codes are combined).
+// Catch2 main for tests run under mpirun: every rank runs every test case and reports its
+// own failures (each rank's output is its own); any rank's failure makes the job fail
+// (exit codes are combined with a max over ranks).
 #define CATCH_CONFIG_RUNNER
 #include <mpi.h>
 

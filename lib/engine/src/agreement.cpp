@@ -15,25 +15,27 @@ core::ErrorKind kind_for_exit_code(int code) {
   return ErrorKind::kInternal;
 }
 
-void throw_if_anyone_failed(MPI_Comm comm, const core::ProblemList& local) {
+void throw_if_anyone_failed(const runtime::Group& group, const core::ProblemList& local,
+                            std::string_view phase) {
   long long code = local.empty() ? 0 : core::exit_code_for(local.kind());
   // Usage (64) sorts above input (2); any failure at all makes the maximum non-zero.
-  code = runtime::all_max(comm, {code})[0];
+  code = runtime::all_max(group, {code}, phase)[0];
   if (code != 0) throw core::Error::reported_elsewhere(kind_for_exit_code(static_cast<int>(code)));
 }
 
 }  // namespace
 
-void agree(MPI_Comm comm, const core::ProblemList& local) {
+void agree(const runtime::Group& group, const core::ProblemList& local, std::string_view phase) {
   for (const auto& problem : local.problems()) core::log::error("{}", problem);
-  throw_if_anyone_failed(comm, local);
+  throw_if_anyone_failed(group, local, phase);
 }
 
-void agree_identical(MPI_Comm comm, const core::ProblemList& local) {
+void agree_identical(const runtime::Group& group, const core::ProblemList& local,
+                     std::string_view phase) {
   if (core::log::is_leader()) {
     for (const auto& problem : local.problems()) core::log::error("{}", problem);
   }
-  throw_if_anyone_failed(comm, local);
+  throw_if_anyone_failed(group, local, phase);
 }
 
 bool capture(core::ProblemList& out, const std::function<void()>& step) {

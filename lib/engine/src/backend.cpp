@@ -21,7 +21,8 @@ std::unique_ptr<transport::Transport> make_transport(const runtime::MpiSession& 
   bool gpu_everywhere = false;
   if (backend != Backend::kMpi) {
     gpu_everywhere =
-        runtime::all_true(session.comm(), transport::nccl_available(session.node_size()));
+        runtime::all_true(session.group(), transport::nccl_available(session.node_size()),
+                          "choosing the backend (GPUs everywhere?)");
   }
   if (backend == Backend::kNccl && !gpu_everywhere) {
     // Every rank knows it (the check above is collective); rank 0 says it once.

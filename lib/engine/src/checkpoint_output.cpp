@@ -10,15 +10,15 @@
 namespace eplb::engine {
 namespace fs = std::filesystem;
 
-CheckpointOutput::CheckpointOutput(MPI_Comm comm, fs::path output, bool force)
-    : comm_(comm), output_(std::move(output)), force_(force) {
+CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output, bool force)
+    : group_(group), output_(std::move(output)), force_(force) {
   staging_ = io::staging_path_for(output_);
   core::ProblemList problems(core::ErrorKind::kUsage);
   if (core::log::is_leader()) {
     capture(problems, [&] { io::create_staging(staging_, output_, force_); });
   }
   try {
-    agree(comm_, problems);
+    agree(group_, problems, "creating the output's staging directory");
   } catch (...) {
     // Nothing was created (or creation failed): make sure the destructor removes nothing
     // that belongs to somebody else, e.g. a staging directory left by an earlier run.
@@ -70,8 +70,8 @@ std::vector<io::FileEntry> parse_file_lines(const std::vector<std::string>& line
 void CheckpointOutput::commit(const std::vector<fs::path>& my_files, io::Manifest manifest) {
   core::ProblemList problems(core::ErrorKind::kIo);
   auto lines = describe_files(my_files, problems);
-  agree(comm_, problems);
-  auto all_lines = runtime::gather_lines(comm_, lines);
+  agree(group_, problems, "commit: describing the shards");
+  auto all_lines = runtime::gather_lines(group_, lines, "commit: gathering the shard list");
   core::ProblemList commit_problems(core::ErrorKind::kIo);
   if (core::log::is_leader()) {
     capture(commit_problems, [&] {
@@ -80,7 +80,7 @@ void CheckpointOutput::commit(const std::vector<fs::path>& my_files, io::Manifes
       io::commit_staging(staging_, output_, force_);
     });
   }
-  agree(comm_, commit_problems);
+  agree(group_, commit_problems, "commit: manifest and rename");
   committed_ = true;
 }
 

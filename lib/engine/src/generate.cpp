@@ -46,9 +46,9 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
     p = placement::load_placement(options.placement,
                                   {options.placement.string(), options.ep_size, {}, {}});
   });
-  agree_identical(session.comm(), problems);
+  agree_identical(session.group(), problems, "loading the placement");
 
-  CheckpointOutput output(session.comm(), options.output, options.force);
+  CheckpointOutput output(session.group(), options.output, options.force);
   GenerateReport report;
   std::vector<std::filesystem::path> my_files;
   core::ProblemList write_problems(core::ErrorKind::kIo);
@@ -67,10 +67,11 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
       my_files.push_back(path);
     }
   });
-  agree(session.comm(), write_problems);
+  agree(session.group(), write_problems, "writing the shards");
   output.commit(my_files, io::Manifest{options.tensors, p, {}, std::nullopt});
 
-  report.bytes_written = runtime::all_sum(session.comm(), {report.bytes_written})[0];
+  report.bytes_written =
+      runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
   report.num_files = p.ep_size;
   report.seconds = core::seconds_since(start);
   return report;

@@ -289,10 +289,10 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
     ck.base.emplace(hf::load_index(options.hf_base));
     check_base(options, ck, problems);
   });
-  agree_identical(session.comm(), problems);
+  agree_identical(session.group(), problems, "checking the inputs");
   read_sums(options, ck, problems);
   if (problems.empty()) choose_sources(ck, problems);
-  agree_identical(session.comm(), problems);
+  agree_identical(session.group(), problems, "checking the inputs");
 
   // Stage: rank 0 creates the staging directory next to the output.
   const fs::path staging = io::staging_path_for(options.output);
@@ -300,7 +300,7 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
   if (session.rank() == 0) {
     capture(stage_problems, [&] { io::create_staging(staging, options.output, false); });
   }
-  agree(session.comm(), stage_problems);
+  agree(session.group(), stage_problems, "staging the output");
 
   // Write: process p rebuilds files p, p + size, ... of the base.
   HfReport report;
@@ -316,7 +316,7 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
     }
   });
   try {
-    agree(session.comm(), write_problems);
+    agree(session.group(), write_problems, "writing the shards");
   } catch (...) {
     if (session.rank() == 0) io::remove_tree_noexcept(staging);
     throw;
@@ -332,8 +332,8 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
     });
     if (!ok) io::remove_tree_noexcept(staging);
   }
-  agree(session.comm(), commit_problems);
-  report.bytes_written = runtime::all_sum(session.comm(), {report.bytes_written})[0];
+  agree(session.group(), commit_problems, "committing the output");
+  report.bytes_written = runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
   report.num_files = static_cast<int32_t>(ck.base->files().size());
   report.num_moe_layers = ck.manifest.placement.num_layers();
   report.num_logical_experts = ck.manifest.placement.num_logical_experts;

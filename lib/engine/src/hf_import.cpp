@@ -170,10 +170,10 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
                                   {options.placement.string(), options.ep_size, {}, {}});
   });
   if (model_ok && placement_ok) check_placement(p, model.map, options, problems);
-  agree_identical(session.comm(), problems);
+  agree_identical(session.group(), problems, "checking the inputs");
   core::ProblemList usage(ErrorKind::kUsage);
   check_output(options, usage);
-  agree_identical(session.comm(), usage);
+  agree_identical(session.group(), usage, "checking the output");
   core::log::info("'{}': {} model, {} MoE layers (model layers {}), {} experts, {} tensors each",
                   options.hf_dir.string(),
                   model.map.model_type.empty() ? "--experts" : model.map.model_type,
@@ -181,7 +181,7 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
                   model.map.num_logical_experts, model.map.tensors.size());
 
   // Write: process p writes the shards of EP ranks p, p + size, ...
-  CheckpointOutput output(session.comm(), options.output, options.force);
+  CheckpointOutput output(session.group(), options.output, options.force);
   HfReport report;
   const auto specs = model.map.specs();
   std::vector<fs::path> my_files;
@@ -200,11 +200,11 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
       my_files.push_back(path);
     }
   });
-  agree(session.comm(), write_problems);
+  agree(session.group(), write_problems, "writing the shards");
 
   // Commit: the manifest records where the experts came from, for export.
   output.commit(my_files, io::Manifest{specs, p, {}, describe_source(model)});
-  report.bytes_written = runtime::all_sum(session.comm(), {report.bytes_written})[0];
+  report.bytes_written = runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
   report.num_files = p.ep_size;
   report.num_moe_layers = p.num_layers();
   report.num_logical_experts = p.num_logical_experts;

@@ -98,7 +98,7 @@ void check_process_count(const runtime::MpiSession& session, const Inputs& input
         needed, inputs.old_placement.ep_size, inputs.new_placement.ep_size, session.size(),
         needed));
   }
-  agree_identical(session.comm(), problems);
+  agree_identical(session.group(), problems, "checking the process count and output");
 }
 
 // One hosted EP rank's shard against the manifest and the old placement.
@@ -149,7 +149,7 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   core::ProblemList problems(core::ErrorKind::kInput);
   load_placements(options, inputs, manifest, problems);
   inputs.hugging_face = manifest.hugging_face;
-  agree_identical(session.comm(), problems);
+  agree_identical(session.group(), problems, "loading the placements and manifest");
   check_process_count(session, inputs, options);
 
   const int32_t num_ep_ranks = std::max(inputs.old_placement.ep_size, inputs.new_placement.ep_size);
@@ -162,7 +162,7 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
       open_shard(inputs.my_ranks[i], manifest, inputs, inputs.shards[i], shard_problems);
     }
   }
-  agree(session.comm(), shard_problems);
+  agree(session.group(), shard_problems, "opening the input shards");
   return inputs;
 }
 

@@ -6,33 +6,18 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <map>
 #include <thread>
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
+#include "eplb/engine/wire_format.hpp"
 
 namespace eplb::engine {
 namespace {
 
 using core::Clock;
 using core::seconds_since;
-
-// Entries this process sends to or receives from other processes in one layer: sizes
-// the checksum trailers.
-size_t max_trailer_entries(const plan::Plan& plan, const plan::ProcessMap& map, int32_t me) {
-  size_t most = 0;
-  for (const auto& layer : plan.layers) {
-    size_t entries = 0;
-    for (const auto& m : layer.messages) {
-      const int32_t src = map.process_of(m.src_rank), dst = map.process_of(m.dst_rank);
-      if (src != dst && (src == me || dst == me)) entries += m.expert_ids.size();
-    }
-    most = std::max(most, entries);
-  }
-  return most;
-}
 
 // Fault injection for the no-hang tests (docs/CLI.md): EPLB_FAULT_STALL=RANK:LAYER makes
 // that rank stop responding before that layer, as a stuck peer would.
@@ -70,13 +55,18 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
                                                     plan.new_num_slots_per_rank, tensors});
     });
   }
-  const size_t entries = max_trailer_entries(plan, inputs.process_map, session.rank());
-  trailers_ = transport.allocate_host(std::max<size_t>(8, entries * tensors.size() * 8));
+  size_t words = 0;  // checksum trailers of the busiest layer
+  for (const auto& layer : plan.layers) {
+    words =
+        std::max(words, trailer_words(layer, inputs.process_map, session.rank(), tensors.size()));
+  }
+  trailers_ = transport.allocate_host(std::max<size_t>(8, words * sizeof(uint64_t)));
+  for (const auto& spec : tensors) row_bytes_.push_back(spec.row_bytes());
   for (const auto& spec : tensors) {
     std::vector<std::byte> zeros(spec.row_bytes());
     zero_row_checksums_.push_back(io::checksum(zeros));
   }
-  agree(session.comm(), problems);
+  agree(session.group(), problems, "creating the output shards");
 }
 
 LayerStepper::~LayerStepper() = default;
@@ -93,8 +83,17 @@ void LayerStepper::run_layer(int32_t layer_idx) {
   maybe_stall(session_.rank(), layer_idx);
   for (auto& h : hosted_) read_and_check_sources(h, layer_idx);
   // Everyone's reads, source checks and previous writes are fine, or nobody sends.
-  agree(session_.comm(), problems_);
-  exchange(layer);
+  agree(session_.group(), problems_,
+        fmt::format("layer {}: agreement before the exchange", layer_idx));
+  try {
+    exchange(layer);
+  } catch (const core::Error& e) {
+    // The transport names the peers; the phase is ours to add.
+    if (e.reported()) throw;
+    std::vector<std::string> located;
+    for (const auto& p : e.problems()) located.push_back(fmt::format("layer {}: {}", layer_idx, p));
+    throw core::Error(e.kind(), std::move(located));
+  }
   for (auto& h : hosted_) {
     fill_local_rows(h, layer);
     verify_new_rows(h, layer_idx);
@@ -147,63 +146,36 @@ void LayerStepper::copy_local_message(const plan::Message& m) {
 
 void LayerStepper::exchange(const plan::LayerPlan& layer) {
   const auto start = Clock::now();
-  const size_t num_tensors = inputs_.tensors.size();
-  const auto& map = inputs_.process_map;
-  const int32_t me = session_.rank();
-  auto* trailer = reinterpret_cast<uint64_t*>(trailers_.data());
-  // One transfer per peer process; messages appended in plan order on both sides.
-  std::map<int, transport::Transfer> sends, recvs;
-  struct Received {
-    const plan::Message* message;
-    const uint64_t* sums;
-  };
-  std::vector<Received> received;
-  for (const auto& m : layer.messages) {
-    const int32_t src = map.process_of(m.src_rank), dst = map.process_of(m.dst_rank);
-    if (src == me && dst == me) {
-      copy_local_message(m);
-    } else if (src == me) {
-      const LayerBuffer& rows = *hosted(m.src_rank)->old_rows;
-      auto& transfer = sends.try_emplace(dst, transport::Transfer{dst, {}}).first->second;
-      uint64_t* sums = trailer;
-      for (size_t k = 0; k < m.expert_ids.size(); ++k) {
-        for (size_t t = 0; t < num_tensors; ++t) {
-          transfer.segments.push_back({rows.row(t, m.src_rows[k]), rows.row_bytes(t)});
-          *trailer++ = rows.checksums[t][m.src_rows[k]];
-        }
-      }
-      transfer.segments.push_back({reinterpret_cast<std::byte*>(sums),
-                                   static_cast<size_t>(trailer - sums) * sizeof(uint64_t)});
-    } else if (dst == me) {
-      const LayerBuffer& rows = *hosted(m.dst_rank)->new_rows;
-      auto& transfer = recvs.try_emplace(src, transport::Transfer{src, {}}).first->second;
-      for (size_t k = 0; k < m.expert_ids.size(); ++k) {
-        for (size_t t = 0; t < num_tensors; ++t) {
-          transfer.segments.push_back({rows.row(t, m.dst_rows[k]), rows.row_bytes(t)});
-        }
-      }
-      received.push_back({&m, trailer});
-      transfer.segments.push_back({reinterpret_cast<std::byte*>(trailer),
-                                   m.expert_ids.size() * num_tensors * sizeof(uint64_t)});
-      trailer += m.expert_ids.size() * num_tensors;
+  auto* trailers = reinterpret_cast<uint64_t*>(trailers_.data());
+  const WireLayout wire =
+      wire_layout(WireInput{&layer, &inputs_.process_map, session_.rank(), row_bytes_,
+                            [this](int32_t ep_rank, size_t t, int32_t row) {
+                              return hosted(ep_rank)->old_rows->row(t, row);
+                            },
+                            [this](int32_t ep_rank, size_t t, int32_t row) {
+                              return hosted(ep_rank)->new_rows->row(t, row);
+                            },
+                            trailers});
+  for (const auto* m : wire.local) copy_local_message(*m);
+  // Each sent message carries the recorded checksums of its source slots.
+  for (const auto& slot : wire.sent_trailers) {
+    const plan::Message& m = *slot.message;
+    const LayerBuffer& rows = *hosted(m.src_rank)->old_rows;
+    uint64_t* sum = trailers + slot.offset;
+    for (int32_t row : m.src_rows) {
+      for (size_t t = 0; t < row_bytes_.size(); ++t) *sum++ = rows.checksums[t][row];
     }
   }
-  std::vector<transport::Transfer> send_list, recv_list;
-  for (auto& [peer, t] : sends) {
-    counters_.bytes_sent += static_cast<long long>(t.bytes());
-    send_list.push_back(std::move(t));
-  }
-  for (auto& [peer, t] : recvs) {
-    counters_.bytes_received += static_cast<long long>(t.bytes());
-    recv_list.push_back(std::move(t));
-  }
-  transport_.exchange(send_list, recv_list);
+  for (const auto& t : wire.sends) counters_.bytes_sent += static_cast<long long>(t.bytes());
+  for (const auto& t : wire.recvs) counters_.bytes_received += static_cast<long long>(t.bytes());
+  transport_.exchange(wire.sends, wire.recvs);
   // The checksums that came with the bytes become the expected checksums of those rows.
-  for (const auto& [m, sums] : received) {
-    LayerBuffer& rows = *hosted(m->dst_rank)->new_rows;
-    const uint64_t* sum = sums;
-    for (size_t k = 0; k < m->expert_ids.size(); ++k) {
-      for (size_t t = 0; t < num_tensors; ++t) rows.checksums[t][m->dst_rows[k]] = *sum++;
+  for (const auto& slot : wire.received_trailers) {
+    const plan::Message& m = *slot.message;
+    LayerBuffer& rows = *hosted(m.dst_rank)->new_rows;
+    const uint64_t* sum = trailers + slot.offset;
+    for (int32_t row : m.dst_rows) {
+      for (size_t t = 0; t < row_bytes_.size(); ++t) rows.checksums[t][row] = *sum++;
     }
   }
   counters_.seconds_exchange += seconds_since(start);
@@ -286,7 +258,7 @@ std::vector<std::filesystem::path> LayerStepper::finish() {
     counters_.seconds_write += seconds_since(start);
     files.push_back(h.output_file);
   }
-  agree(session_.comm(), problems_);
+  agree(session_.group(), problems_, "closing the output shards");
   return files;
 }
 

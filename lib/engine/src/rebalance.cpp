@@ -29,7 +29,8 @@ plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks
   // NOTE: every process must plan with the same topology or their messages would not
   // match: take the smallest node as MPI sees it (nodes with unequal process counts get
   // a conservative block size rather than diverging plans).
-  long long smallest = -runtime::all_max(session.comm(), {-session.node_size()})[0];
+  long long smallest =
+      -runtime::all_max(session.group(), {-session.node_size()}, "agreeing on the topology")[0];
   return plan::Topology{static_cast<int32_t>(smallest) * ep_ranks_per_process};
 }
 
@@ -48,13 +49,17 @@ long long peak_rss_bytes() {
 RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerStepper& stepper,
                               RebalanceReport report) {
   const auto& local = stepper.counters();
-  auto sums = runtime::all_sum(session.comm(), {local.bytes_read, local.bytes_written,
-                                                local.bytes_sent, local.rows_copied_locally});
-  auto maxes = runtime::all_max(
-      session.comm(), {std::max(local.bytes_sent, local.bytes_received),
-                       static_cast<long long>(local.seconds_read * 1e6),
-                       static_cast<long long>(local.seconds_exchange * 1e6),
-                       static_cast<long long>(local.seconds_write * 1e6), peak_rss_bytes()});
+  auto sums = runtime::all_sum(
+      session.group(),
+      {local.bytes_read, local.bytes_written, local.bytes_sent, local.rows_copied_locally},
+      "the report's totals");
+  auto maxes =
+      runtime::all_max(session.group(),
+                       {std::max(local.bytes_sent, local.bytes_received),
+                        static_cast<long long>(local.seconds_read * 1e6),
+                        static_cast<long long>(local.seconds_exchange * 1e6),
+                        static_cast<long long>(local.seconds_write * 1e6), peak_rss_bytes()},
+                       "the report's maxima");
   report.bytes_read = sums[0];
   report.bytes_written = sums[1];
   report.bytes_sent = sums[2];
@@ -95,7 +100,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   const auto setup_start = Clock::now();
   auto transport = make_transport(session, options.backend, options.transport);
   report.backend = std::string(transport->name());
-  CheckpointOutput output(session.comm(), options.output, options.force);
+  CheckpointOutput output(session.group(), options.output, options.force);
   LayerStepper stepper(session, inputs, plan, *transport, output.staging());
   report.seconds_setup = seconds_since(setup_start);
 

@@ -149,7 +149,7 @@ VerifyReport verify(const runtime::MpiSession& session, const VerifyOptions& opt
       }
     });
   }
-  agree_identical(session.comm(), problems);
+  agree_identical(session.group(), problems, "loading the manifest and placement");
 
   VerifyReport report;
   std::vector<std::string> replica_lines;
@@ -158,14 +158,16 @@ VerifyReport verify(const runtime::MpiSession& session, const VerifyOptions& opt
   for (int32_t rank = session.rank(); rank < manifest.placement.ep_size; rank += session.size()) {
     capture(shard_problems, [&] { check_shard(check, rank); });
   }
-  auto all_lines = runtime::gather_lines(session.comm(), replica_lines);
+  auto all_lines =
+      runtime::gather_lines(session.group(), replica_lines, "gathering the replica checksums");
   if (session.rank() == 0) check_replicas(all_lines, shard_problems);
   // Every problem becomes a verification failure, whatever kind the reader threw.
   core::ProblemList verdict(core::ErrorKind::kVerify);
   verdict.append(shard_problems);
-  agree(session.comm(), verdict);
+  agree(session.group(), verdict, "the verdict");
 
-  auto sums = runtime::all_sum(session.comm(), {report.slots_checked, report.bytes_checked});
+  auto sums = runtime::all_sum(session.group(), {report.slots_checked, report.bytes_checked},
+                               "the report's totals");
   report.slots_checked = sums[0];
   report.bytes_checked = sums[1];
   report.num_files = manifest.placement.ep_size;

@@ -9,6 +9,7 @@
 #include <set>
 
 #include "eplb/core/error.hpp"
+#include "eplb/core/mix.hpp"
 #include "tensor_rules.hpp"
 
 namespace eplb::io {
@@ -81,15 +82,10 @@ void parse_item(std::string_view item, std::set<std::string, std::less<>>& seen,
   specs.push_back(std::move(spec));
 }
 
-// splitmix64's finalizer: a strong 64-bit mix, so word i of the stream is mix(key + i*gamma)
-// and every word can be computed independently (the fill loop vectorizes).
-inline uint64_t mix64(uint64_t z) {
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
-
-constexpr uint64_t kGamma = 0x9E3779B97F4A7C15ull;
+// Word i of the stream is core::mix64(key + i*gamma), so every word can be computed
+// independently (the fill loop vectorizes).
+using core::mix64;
+constexpr uint64_t kGamma = core::kSplitmixGamma;
 
 // Each turns 8 random bytes into 8 bytes of finite values of its dtype (lane-wise, so a
 // prefix of the word is still whole elements).

@@ -30,7 +30,7 @@ struct Holders {
   }
 };
 
-// vLLM's rule (brief section 3). `jobs` sorted by (expert_id, dst_rank); writes the
+// vLLM's rule (docs/PERFORMANCE.md). `jobs` sorted by (expert_id, dst_rank); writes the
 // sending EP rank of job i to senders[i].
 void assign_vllm(std::span<const Job> jobs, const Holders& holders, std::vector<int32_t>& senders);
 

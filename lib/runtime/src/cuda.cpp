@@ -5,7 +5,6 @@
 #include <fmt/format.h>
 
 #include <string_view>
-#include <thread>
 #include <utility>
 
 #include "call_text.hpp"
@@ -54,10 +53,6 @@ int select_device(int node_rank) {
   int device = node_rank % num_devices;
   EPLB_CUDA_CHECK(cudaSetDevice(device));
   return device;
-}
-
-Clock::time_point deadline_after(std::chrono::milliseconds timeout) {
-  return timeout.count() > 0 ? Clock::now() + timeout : Clock::time_point::max();
 }
 
 // ---- buffers, streams, events -------------------------------------------------------------
@@ -185,10 +180,10 @@ bool Event::done() const {
 
 // ---- NCCL communicator ----------------------------------------------------------------------
 
-NcclComm NcclComm::create(MPI_Comm mpi_comm, std::chrono::milliseconds timeout) {
+NcclComm NcclComm::create(const Group& group) {
   int rank = 0, size = 1;
-  EPLB_MPI_CHECK(MPI_Comm_rank(mpi_comm, &rank));
-  EPLB_MPI_CHECK(MPI_Comm_size(mpi_comm, &size));
+  EPLB_MPI_CHECK(MPI_Comm_rank(group.comm, &rank));
+  EPLB_MPI_CHECK(MPI_Comm_size(group.comm, &size));
   // NOTE: rank 0 broadcasts a success flag with the id, so that a failure there ends
   // every rank's setup instead of leaving them waiting in the broadcast or in init.
   struct {
@@ -196,7 +191,8 @@ NcclComm NcclComm::create(MPI_Comm mpi_comm, std::chrono::milliseconds timeout) 
     ncclUniqueId id{};
   } root;
   if (rank == 0) root.ok = ncclGetUniqueId(&root.id) == ncclSuccess ? 1 : 0;
-  EPLB_MPI_CHECK(MPI_Bcast(&root, sizeof(root), MPI_BYTE, 0, mpi_comm));
+  broadcast_bytes(group, std::as_writable_bytes(std::span(&root, 1)),
+                  "NCCL communicator set-up (unique id)");
   if (!root.ok) {
     throw Error(ErrorKind::kComm,
                 "ncclGetUniqueId(...) failed on rank 0: cannot create the "
@@ -208,7 +204,7 @@ NcclComm NcclComm::create(MPI_Comm mpi_comm, std::chrono::milliseconds timeout) 
   ncclResult_t rc = ncclCommInitRankConfig(&raw, size, root.id, rank, &config);
   NcclComm comm(raw);  // owned from here: a failure below aborts it
   EPLB_NCCL_CHECK(rc);
-  comm.wait_ready("ncclCommInitRankConfig", deadline_after(timeout));
+  comm.wait_ready("ncclCommInitRankConfig", Deadline(group.timeout));
   return comm;
 }
 
@@ -226,27 +222,27 @@ ncclResult_t NcclComm::async_error() const {
   return rc == ncclSuccess ? state : rc;
 }
 
-void NcclComm::wait_ready(const char* what, Clock::time_point deadline) {
-  auto start = Clock::now();
-  for (;;) {
-    ncclResult_t state = async_error();
-    if (state == ncclSuccess) return;
-    if (state != ncclInProgress) {
-      std::string detail = nccl_detail(state, comm_);
-      abort();
-      throw Error(ErrorKind::kComm, fmt::format("NCCL {} failed: {}", what, detail));
-    }
-    if (Clock::now() >= deadline) {
-      abort();
-      throw Error(ErrorKind::kComm,
-                  fmt::format("NCCL {} timed out after {:.1f} s", what,
-                              std::chrono::duration<double>(Clock::now() - start).count()));
-    }
-    std::this_thread::sleep_for(std::chrono::microseconds(20));
+void NcclComm::wait_ready(const char* what, const Deadline& deadline) {
+  const bool ready = poll_until(
+      [&] {
+        ncclResult_t state = async_error();
+        if (state != ncclSuccess && state != ncclInProgress) {
+          std::string detail = nccl_detail(state, comm_);
+          abort();
+          throw Error(ErrorKind::kComm, fmt::format("NCCL {} failed: {}", what, detail));
+        }
+        return state == ncclSuccess;
+      },
+      deadline);
+  if (!ready) {
+    abort();
+    throw Error(ErrorKind::kComm, fmt::format("NCCL {} timed out after {} (NCCL does not say "
+                                              "which peer it waits for)",
+                                              what, deadline.timeout_text()));
   }
 }
 
-void NcclComm::group_end(const char* what, Clock::time_point deadline) {
+void NcclComm::group_end(const char* what, const Deadline& deadline) {
   ncclResult_t rc = ncclGroupEnd();
   if (rc != ncclSuccess && rc != ncclInProgress) {
     std::string detail = nccl_detail(rc, comm_);
@@ -262,7 +258,7 @@ void NcclComm::abort() noexcept {
   comm_ = nullptr;
 }
 
-void NcclComm::close(Clock::time_point deadline) {
+void NcclComm::close(const Deadline& deadline) {
   if (comm_ == nullptr) return;
   ncclResult_t rc = ncclCommFinalize(comm_);
   if (rc != ncclSuccess && rc != ncclInProgress) {
@@ -280,7 +276,7 @@ void NcclComm::close(Clock::time_point deadline) {
 }
 
 NcclRegistration::NcclRegistration(NcclComm& comm, void* data, size_t bytes,
-                                   Clock::time_point deadline)
+                                   const Deadline& deadline)
     : comm_(&comm) {
   EPLB_NCCL_CHECK(ncclCommRegister(comm.get(), data, bytes, &handle_));
   comm.wait_ready("ncclCommRegister", deadline);

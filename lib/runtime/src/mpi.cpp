@@ -2,14 +2,12 @@
 
 #include <fmt/format.h>
 
-#include <chrono>
-#include <thread>
-
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <limits>
+#include <memory>
 #include <string_view>
 
 #include "call_text.hpp"
@@ -50,7 +48,8 @@ void check_mpi(int rc, const char* call, const char* file, int line) {
                                                         text, base_name(file), line));
 }
 
-MpiSession::MpiSession(int* argc, char*** argv) {
+MpiSession::MpiSession(int* argc, char*** argv, std::chrono::milliseconds timeout)
+    : timeout_(timeout) {
   int initialized = 0;
   EPLB_MPI_CHECK(MPI_Initialized(&initialized));
   if (!initialized) {  // else an embedding program (a test main) owns MPI's lifetime
@@ -121,119 +120,281 @@ void MpiComm::reset() noexcept {
 
 namespace {
 
-std::chrono::milliseconds& collective_timeout_ms() {
-  static std::chrono::milliseconds timeout{std::chrono::minutes(10)};
-  return timeout;
-}
-
-// Completes a non-blocking collective, polling against the collective timeout: a peer
-// that is stuck (not dead: mpirun ends the job for those) must not hang everyone.
-void wait_collective(MPI_Request& request, const char* what) {
-  using Clock = std::chrono::steady_clock;
-  const auto start = Clock::now();
-  const auto timeout = collective_timeout_ms();
-  for (;;) {
-    int done = 0;
-    EPLB_MPI_CHECK(MPI_Test(&request, &done, MPI_STATUS_IGNORE));
-    if (done) return;
-    const auto waited = Clock::now() - start;
-    if (timeout.count() > 0 && waited >= timeout) {
-      throw core::Error(core::ErrorKind::kComm,
-                        fmt::format("{} timed out after {:g} s: a peer is stuck or gone", what,
-                                    std::chrono::duration<double>(timeout).count()));
-    }
-    if (waited < std::chrono::milliseconds(2)) {
-      std::this_thread::yield();
+// Who has reached one collective. Every rank tells rank 0 and rank 0 tells every rank, with
+// one int each way, posted before the collective itself: so when the collective times out,
+// rank 0 knows which ranks never came and the others know whether rank 0 did.
+class RollCall {
+ public:
+  explicit RollCall(MPI_Comm comm) : comm_(comm) {
+    EPLB_MPI_CHECK(MPI_Comm_rank(comm, &rank_));
+    EPLB_MPI_CHECK(MPI_Comm_size(comm, &size_));
+    if (size_ == 1) return;
+    arrived_ = std::make_unique<int[]>(static_cast<size_t>(size_));
+    // NOTE: receives are matched in posting order per (source, tag): every rank runs the
+    // same sequence of collectives, so notice k always meets collective k.
+    if (rank_ == 0) {
+      for (int peer = 1; peer < size_; ++peer) post_recv(peer);
+      for (int peer = 1; peer < size_; ++peer) post_send(peer);
     } else {
-      std::this_thread::sleep_for(std::chrono::microseconds(50));
+      post_recv(0);
+      post_send(0);
     }
   }
+  ~RollCall() {
+    if (complete()) return;
+    // A timeout: the job is about to be aborted. Cancel what can be; a receive that still
+    // completes later writes into `arrived_`, which is therefore left allocated.
+    for (auto& req : requests_) {
+      if (req == MPI_REQUEST_NULL) continue;
+      MPI_Cancel(&req);
+      MPI_Request_free(&req);
+    }
+    (void)arrived_.release();
+  }
+  RollCall(const RollCall&) = delete;
+  RollCall& operator=(const RollCall&) = delete;
+
+  // Local: tests the pending notices; true when one completed since the last call.
+  bool test() {
+    if (complete()) return false;
+    int done = 0;
+    std::vector<int> indices(requests_.size());
+    EPLB_MPI_CHECK(MPI_Testsome(static_cast<int>(requests_.size()), requests_.data(), &done,
+                                indices.data(), MPI_STATUSES_IGNORE));
+    if (done == MPI_UNDEFINED) {
+      num_pending_ = 0;
+      return false;
+    }
+    num_pending_ -= static_cast<size_t>(done);
+    return done > 0;
+  }
+  bool complete() const { return num_pending_ == 0; }
+
+  // The silent ranks, as this rank knows them (see the header's contract).
+  std::string who_is_missing() const {
+    if (rank_ == 0) {
+      std::vector<int> missing;
+      for (size_t i = 0; i < recv_peers_.size(); ++i) {
+        if (requests_[i] != MPI_REQUEST_NULL) missing.push_back(recv_peers_[i]);
+      }
+      if (missing.empty()) return "every rank reached it, but it did not complete";
+      std::string list;
+      for (int r : missing) list += fmt::format("{}{}", list.empty() ? "" : ", ", r);
+      return fmt::format("{} {} did not reach it", missing.size() == 1 ? "rank" : "ranks", list);
+    }
+    if (requests_.empty() || requests_[0] != MPI_REQUEST_NULL) return "rank 0 did not reach it";
+    return "rank 0 reached it and names the ranks that did not";
+  }
+
+ private:
+  void post_recv(int peer) {
+    MPI_Request req = MPI_REQUEST_NULL;
+    EPLB_MPI_CHECK(
+        MPI_Irecv(&arrived_[recv_peers_.size()], 1, MPI_INT, peer, kRollCallTag, comm_, &req));
+    recv_peers_.push_back(peer);
+    requests_.push_back(req);
+    ++num_pending_;
+  }
+  void post_send(int peer) {
+    static const int kHere = 1;
+    MPI_Request req = MPI_REQUEST_NULL;
+    EPLB_MPI_CHECK(MPI_Isend(&kHere, 1, MPI_INT, peer, kRollCallTag, comm_, &req));
+    requests_.push_back(req);
+    ++num_pending_;
+  }
+
+  MPI_Comm comm_;
+  int rank_ = 0;
+  int size_ = 1;
+  std::unique_ptr<int[]> arrived_;     // one notice per peer (rank 0) or from rank 0
+  std::vector<int> recv_peers_;        // the peer of requests_[i] for the receives first
+  std::vector<MPI_Request> requests_;  // receives, then sends
+  size_t num_pending_ = 0;
+};
+
+// One collective's buffers, kept alive past a timeout: a collective cannot be cancelled,
+// so a late completion must still write into live memory (the job is being aborted).
+template <typename T>
+struct Buffers {
+  std::unique_ptr<T> data;
+  ~Buffers() {
+    if (leak) (void)data.release();
+  }
+  bool leak = false;
+};
+
+// Completes a non-blocking collective started right after `roll` was posted, polling both
+// against group.timeout: a peer that is stuck (not dead: mpirun ends the job for those)
+// must not hang everyone.
+void wait_collective(const Group& group, MPI_Request& request, RollCall& roll,
+                     std::string_view call, std::string_view phase) {
+  const Deadline deadline(group.timeout);
+  bool collective_done = false;
+  const bool done = poll_until(
+      [&] {
+        bool moved = roll.test();
+        if (!collective_done) {
+          int flag = 0;
+          EPLB_MPI_CHECK(MPI_Test(&request, &flag, MPI_STATUS_IGNORE));
+          if (flag != 0) collective_done = moved = true;
+        }
+        if (collective_done && roll.complete()) return Poll::kDone;
+        return moved ? Poll::kProgress : Poll::kIdle;
+      },
+      deadline);
+  if (!done) {
+    throw core::Error(core::ErrorKind::kComm,
+                      fmt::format("{}: {} timed out after {}: {}", phase, call,
+                                  deadline.timeout_text(), roll.who_is_missing()));
+  }
+}
+
+// Starts a collective (`start` posts it and returns its request) and waits for it.
+template <typename Start>
+void run_collective(const Group& group, std::string_view call, std::string_view phase,
+                    Start&& start) {
+  RollCall roll(group.comm);
+  MPI_Request request = start();
+  wait_collective(group, request, roll, call, phase);
 }
 
 }  // namespace
 
-void set_collective_timeout(std::chrono::milliseconds timeout) {
-  collective_timeout_ms() = timeout;
+bool all_true(const Group& group, bool local_ok, std::string_view phase) {
+  Buffers<int[]> b{std::make_unique<int[]>(2)};
+  b.data[0] = local_ok ? 1 : 0;
+  b.leak = true;
+  run_collective(group, "MPI_Allreduce", phase, [&] {
+    MPI_Request request = MPI_REQUEST_NULL;
+    EPLB_MPI_CHECK(
+        MPI_Iallreduce(&b.data[0], &b.data[1], 1, MPI_INT, MPI_MIN, group.comm, &request));
+    return request;
+  });
+  b.leak = false;
+  return b.data[1] != 0;
 }
 
-bool all_true(MPI_Comm comm, bool local_ok) {
-  int mine = local_ok ? 1 : 0;
-  int all = 0;
-  MPI_Request request = MPI_REQUEST_NULL;
-  EPLB_MPI_CHECK(MPI_Iallreduce(&mine, &all, 1, MPI_INT, MPI_MIN, comm, &request));
-  wait_collective(request, "MPI_Allreduce (agreement)");
-  return all != 0;
-}
-
-std::vector<std::string> gather_lines(MPI_Comm comm, const std::vector<std::string>& lines) {
+std::vector<std::string> gather_lines(const Group& group, const std::vector<std::string>& lines,
+                                      std::string_view phase) {
   // Wire format per rank: for each line, a uint64 length then its bytes (lines may hold
   // any byte, newlines included).
-  std::string packed;
+  struct State {
+    std::string packed;
+    int my_bytes = 0;
+    std::vector<int> counts, displs;
+    std::string all;
+  };
+  Buffers<State> b{std::make_unique<State>()};
+  State& st = *b.data;
   for (const auto& line : lines) {
     uint64_t n = line.size();
-    packed.append(reinterpret_cast<const char*>(&n), sizeof(n));
-    packed.append(line);
+    st.packed.append(reinterpret_cast<const char*>(&n), sizeof(n));
+    st.packed.append(line);
   }
   int rank = 0, size = 1;
-  EPLB_MPI_CHECK(MPI_Comm_rank(comm, &rank));
-  EPLB_MPI_CHECK(MPI_Comm_size(comm, &size));
-  int my_bytes = to_count(packed.size(), "gathered lines");
-  std::vector<int> counts(rank == 0 ? size : 0), displs(rank == 0 ? size : 0);
-  MPI_Request request = MPI_REQUEST_NULL;
-  EPLB_MPI_CHECK(MPI_Igather(&my_bytes, 1, MPI_INT, counts.data(), 1, MPI_INT, 0, comm, &request));
-  wait_collective(request, "MPI_Gather (line counts)");
+  EPLB_MPI_CHECK(MPI_Comm_rank(group.comm, &rank));
+  EPLB_MPI_CHECK(MPI_Comm_size(group.comm, &size));
+  const size_t num_counts = rank == 0 ? static_cast<size_t>(size) : 0;
+  st.my_bytes = to_count(st.packed.size(), "gathered lines");
+  st.counts.resize(num_counts);
+  st.displs.resize(num_counts);
+  b.leak = true;
+  run_collective(group, "MPI_Gather (line counts)", phase, [&] {
+    MPI_Request request = MPI_REQUEST_NULL;
+    EPLB_MPI_CHECK(MPI_Igather(&st.my_bytes, 1, MPI_INT, st.counts.data(), 1, MPI_INT, 0,
+                               group.comm, &request));
+    return request;
+  });
   size_t total = 0;
-  for (int r = 0; r < static_cast<int>(counts.size()); ++r) {
-    displs[r] = to_count(total, "gathered lines");
-    total += static_cast<size_t>(counts[r]);
+  for (size_t r = 0; r < st.counts.size(); ++r) {
+    st.displs[r] = to_count(total, "gathered lines");
+    total += static_cast<size_t>(st.counts[r]);
   }
-  std::string all(total, '\0');
-  EPLB_MPI_CHECK(MPI_Igatherv(packed.data(), my_bytes, MPI_CHAR, all.data(), counts.data(),
-                              displs.data(), MPI_CHAR, 0, comm, &request));
-  wait_collective(request, "MPI_Gatherv (lines)");
+  st.all.assign(total, '\0');
+  run_collective(group, "MPI_Gatherv (lines)", phase, [&] {
+    MPI_Request request = MPI_REQUEST_NULL;
+    EPLB_MPI_CHECK(MPI_Igatherv(st.packed.data(), st.my_bytes, MPI_CHAR, st.all.data(),
+                                st.counts.data(), st.displs.data(), MPI_CHAR, 0, group.comm,
+                                &request));
+    return request;
+  });
+  b.leak = false;
   std::vector<std::string> out;
-  for (size_t pos = 0; pos + sizeof(uint64_t) <= all.size();) {
+  for (size_t pos = 0; pos + sizeof(uint64_t) <= st.all.size();) {
     uint64_t n = 0;
-    std::memcpy(&n, all.data() + pos, sizeof(n));
+    std::memcpy(&n, st.all.data() + pos, sizeof(n));
     pos += sizeof(n);
-    out.push_back(all.substr(pos, n));
+    out.push_back(st.all.substr(pos, n));
     pos += n;
   }
   return out;
 }
 
-std::string broadcast_string(MPI_Comm comm, const std::string& value, int root) {
+std::string broadcast_string(const Group& group, const std::string& value, std::string_view phase,
+                             int root) {
   int rank = 0;
-  EPLB_MPI_CHECK(MPI_Comm_rank(comm, &rank));
-  uint64_t n = rank == root ? value.size() : 0;
-  MPI_Request request = MPI_REQUEST_NULL;
-  EPLB_MPI_CHECK(MPI_Ibcast(&n, 1, MPI_UINT64_T, root, comm, &request));
-  wait_collective(request, "MPI_Bcast (length)");
-  std::string out = rank == root ? value : std::string(n, '\0');
-  EPLB_MPI_CHECK(
-      MPI_Ibcast(out.data(), to_count(n, "broadcast string"), MPI_CHAR, root, comm, &request));
-  wait_collective(request, "MPI_Bcast (string)");
+  EPLB_MPI_CHECK(MPI_Comm_rank(group.comm, &rank));
+  Buffers<uint64_t> length{std::make_unique<uint64_t>(rank == root ? value.size() : 0)};
+  length.leak = true;
+  run_collective(group, "MPI_Bcast (length)", phase, [&] {
+    MPI_Request request = MPI_REQUEST_NULL;
+    EPLB_MPI_CHECK(MPI_Ibcast(length.data.get(), 1, MPI_UINT64_T, root, group.comm, &request));
+    return request;
+  });
+  length.leak = false;
+  std::string out = rank == root ? value : std::string(*length.data, '\0');
+  broadcast_bytes(group, std::as_writable_bytes(std::span<char>(out.data(), out.size())), phase,
+                  root);
   return out;
+}
+
+void broadcast_bytes(const Group& group, std::span<std::byte> bytes, std::string_view phase,
+                     int root) {
+  // The caller's buffer: on a timeout the job ends before it is reused.
+  run_collective(group, "MPI_Bcast", phase, [&] {
+    MPI_Request request = MPI_REQUEST_NULL;
+    EPLB_MPI_CHECK(MPI_Ibcast(bytes.data(), to_count(bytes.size(), "broadcast bytes"), MPI_BYTE,
+                              root, group.comm, &request));
+    return request;
+  });
 }
 
 namespace {
-std::vector<long long> all_reduce(MPI_Comm comm, const std::vector<long long>& values, MPI_Op op) {
-  std::vector<long long> out(values.size());
-  MPI_Request request = MPI_REQUEST_NULL;
-  EPLB_MPI_CHECK(MPI_Iallreduce(values.data(), out.data(),
-                                to_count(values.size(), "reduced values"), MPI_LONG_LONG, op, comm,
-                                &request));
-  wait_collective(request, "MPI_Allreduce");
-  return out;
+std::vector<long long> all_reduce(const Group& group, const std::vector<long long>& values,
+                                  MPI_Op op, std::string_view phase) {
+  struct State {
+    std::vector<long long> in, out;
+  };
+  Buffers<State> b{std::make_unique<State>(State{values, std::vector<long long>(values.size())})};
+  b.leak = true;
+  run_collective(group, "MPI_Allreduce", phase, [&] {
+    MPI_Request request = MPI_REQUEST_NULL;
+    EPLB_MPI_CHECK(MPI_Iallreduce(b.data->in.data(), b.data->out.data(),
+                                  to_count(values.size(), "reduced values"), MPI_LONG_LONG, op,
+                                  group.comm, &request));
+    return request;
+  });
+  b.leak = false;
+  return std::move(b.data->out);
 }
 }  // namespace
 
-std::vector<long long> all_max(MPI_Comm comm, const std::vector<long long>& values) {
-  return all_reduce(comm, values, MPI_MAX);
+std::vector<long long> all_max(const Group& group, const std::vector<long long>& values,
+                               std::string_view phase) {
+  return all_reduce(group, values, MPI_MAX, phase);
 }
 
-std::vector<long long> all_sum(MPI_Comm comm, const std::vector<long long>& values) {
-  return all_reduce(comm, values, MPI_SUM);
+std::vector<long long> all_sum(const Group& group, const std::vector<long long>& values,
+                               std::string_view phase) {
+  return all_reduce(group, values, MPI_SUM, phase);
+}
+
+void barrier(const Group& group, std::string_view phase) {
+  run_collective(group, "MPI_Barrier", phase, [&] {
+    MPI_Request request = MPI_REQUEST_NULL;
+    EPLB_MPI_CHECK(MPI_Ibarrier(group.comm, &request));
+    return request;
+  });
 }
 
 }  // namespace eplb::runtime

@@ -2,7 +2,6 @@
 #pragma once
 
 #include <algorithm>
-#include <chrono>
 #include <cstddef>
 #include <span>
 #include <string>
@@ -45,38 +44,19 @@ class SegmentCursor {
   size_t offset_ = 0;
 };
 
-// How a pipeline cuts one byte stream of `total` bytes into pieces of at most `cap` bytes,
-// one per round; both ends of a pair compute it from the same arguments and so cut the
-// stream identically. Streams ramp up and back down at the end (cap/8, cap/4, cap/2,
-// cap..., cap/2, cap/4, cap/8; without ramp pieces under `min_ramp`, and a stream shorter
+// How a pipeline cuts one byte stream of `total` bytes into pieces of at most `piece_cap`
+// bytes, one per round; both ends of a pair compute it from the same arguments and so cut
+// the stream identically. Streams ramp up and back down at the end (piece_cap/8, /4, /2,
+// piece_cap..., /2, /4, /8; without ramp pieces under `min_ramp`, and a stream shorter
 // than twice the ramp drops its top steps), so the first gather and the last scatter,
 // which nothing overlaps, are short. Every piece but the last is a multiple of `align`
-// (which divides `cap`), so each starts aligned in the stream.
-std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t min_ramp = 0);
+// (which divides `piece_cap`), so each starts aligned in the stream.
+std::vector<size_t> piece_sizes(size_t total, size_t piece_cap, size_t align, size_t min_ramp = 0);
 
 // Throws core::Error(kInternal) if a transfer names an invalid peer (out of range or the
 // caller), a peer twice in one list, or a segment with bytes but no memory.
 void validate_transfers(std::span<const Transfer> sends, std::span<const Transfer> recvs, int rank,
                         int size, std::string_view backend);
-
-// A point in time after which an exchange gives up; a zero timeout never expires.
-class Deadline {
- public:
-  explicit Deadline(std::chrono::milliseconds timeout);
-  bool expired() const;
-  // The moment it expires (time_point::max() for a zero timeout).
-  std::chrono::steady_clock::time_point at() const;
-  // "30 s", "1.5 s": the configured timeout, for messages.
-  std::string timeout_text() const;
-
- private:
-  std::chrono::milliseconds timeout_;
-  std::chrono::steady_clock::time_point start_;
-};
-
-// Between two polls that found nothing new: yield while the wait is young (latency),
-// then sleep briefly (leave the core to peers on oversubscribed nodes).
-void poll_pause(std::chrono::steady_clock::time_point wait_start);
 
 // "1, 3, 7"
 std::string join_ints(const std::vector<int>& values);

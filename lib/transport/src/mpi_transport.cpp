@@ -15,6 +15,7 @@
 
 #include "detail.hpp"
 #include "eplb/core/error.hpp"
+#include "eplb/runtime/deadline.hpp"
 #include "eplb/runtime/mpi.hpp"
 
 namespace eplb::transport {
@@ -114,8 +115,8 @@ class MpiTransport final : public Transport {
   void post(std::span<const Transfer> transfers, bool is_send, RequestSet& requests);
   void post_chunk(detail::SegmentCursor& cursor, size_t bytes, int peer, int tag, bool is_send,
                   RequestSet& requests);
-  void wait_all(RequestSet& requests, const detail::Deadline& deadline);
-  [[noreturn]] void throw_timeout(RequestSet& requests, const detail::Deadline& deadline);
+  void wait_all(RequestSet& requests, const runtime::Deadline& deadline);
+  [[noreturn]] void throw_timeout(RequestSet& requests, const runtime::Deadline& deadline);
   [[noreturn]] void throw_failed(int rc, const MessageInfo& info);
 
   runtime::MpiComm comm_;
@@ -136,7 +137,7 @@ void MpiTransport::exchange(std::span<const Transfer> sends, std::span<const Tra
     throw Error(ErrorKind::kComm, "MPI transport is unusable after an earlier failed exchange");
   }
   detail::validate_transfers(sends, recvs, rank_, size_, "MPI");
-  detail::Deadline deadline(options_.timeout);
+  const runtime::Deadline deadline(options_.timeout);
   failed_ = true;  // until proven otherwise: any throw below leaves messages in flight
   RequestSet requests;
   // Receives first, so that most sends find their receive already posted.
@@ -193,33 +194,34 @@ void MpiTransport::post_chunk(detail::SegmentCursor& cursor, size_t bytes, int p
   requests.add(req, MessageInfo{peer, is_send, bytes});
 }
 
-void MpiTransport::wait_all(RequestSet& requests, const detail::Deadline& deadline) {
+void MpiTransport::wait_all(RequestSet& requests, const runtime::Deadline& deadline) {
   auto& reqs = requests.requests();
   auto& info = requests.info();
   const int num_requests = static_cast<int>(reqs.size());
   std::vector<int> indices(reqs.size());
   std::vector<MPI_Status> statuses(reqs.size());
-  auto idle_since = std::chrono::steady_clock::now();
-  for (;;) {
-    int num_done = 0;
-    int rc = MPI_Testsome(num_requests, reqs.data(), &num_done, indices.data(), statuses.data());
-    if (rc != MPI_SUCCESS) {
-      for (int i = 0; rc == MPI_ERR_IN_STATUS && i < num_done; ++i) {
-        if (statuses[i].MPI_ERROR != MPI_SUCCESS) {
-          throw_failed(statuses[i].MPI_ERROR, info[indices[i]]);
+  const bool done = runtime::poll_until(
+      [&] {
+        int num_done = 0;
+        int rc =
+            MPI_Testsome(num_requests, reqs.data(), &num_done, indices.data(), statuses.data());
+        if (rc != MPI_SUCCESS) {
+          for (size_t i = 0; rc == MPI_ERR_IN_STATUS && i < static_cast<size_t>(num_done); ++i) {
+            if (statuses[i].MPI_ERROR != MPI_SUCCESS) {
+              throw_failed(statuses[i].MPI_ERROR, info[static_cast<size_t>(indices[i])]);
+            }
+          }
+          runtime::check_mpi(rc, "MPI_Testsome()", __FILE__, __LINE__);
         }
-      }
-      runtime::check_mpi(rc, "MPI_Testsome()", __FILE__, __LINE__);
-    }
-    if (num_done == MPI_UNDEFINED) return;  // every request is complete (or was empty)
-    for (int i = 0; i < num_done; ++i) info[indices[i]].done = true;
-    if (num_done > 0) {
-      idle_since = std::chrono::steady_clock::now();
-      continue;
-    }
-    if (deadline.expired()) throw_timeout(requests, deadline);
-    detail::poll_pause(idle_since);
-  }
+        // MPI_UNDEFINED: every request is complete (or was empty).
+        if (num_done == MPI_UNDEFINED) return runtime::Poll::kDone;
+        for (size_t i = 0; i < static_cast<size_t>(num_done); ++i) {
+          info[static_cast<size_t>(indices[i])].done = true;
+        }
+        return num_done > 0 ? runtime::Poll::kProgress : runtime::Poll::kIdle;
+      },
+      deadline);
+  if (!done) throw_timeout(requests, deadline);
 }
 
 void MpiTransport::throw_failed(int rc, const MessageInfo& info) {
@@ -231,7 +233,7 @@ void MpiTransport::throw_failed(int rc, const MessageInfo& info) {
                                             info.is_send ? "to" : "from", info.peer, text));
 }
 
-void MpiTransport::throw_timeout(RequestSet& requests, const detail::Deadline& deadline) {
+void MpiTransport::throw_timeout(RequestSet& requests, const runtime::Deadline& deadline) {
   struct Pending {
     size_t recv_bytes = 0;
     size_t send_bytes = 0;

@@ -1,7 +1,8 @@
-// NCCL backend. Built in both configurations: without NCCL it only says so.
+// NCCL backend: the pipeline. NCCL builds only (nccl_stub.cpp stands in otherwise); memory
+// classification is in nccl_memory.cpp, the round trace in nccl_trace.cpp.
 //
 // With NCCL, exchange() moves the byte streams in rounds. In round k every peer's stream
-// contributes its k-th piece (detail::piece_sizes: at most `chunk` bytes, ramped up at the
+// contributes its k-th piece (detail::piece_sizes: at most `piece_cap` bytes, ramped up at the
 // start and down at the end, the same on both sides of a pair);
 // a round is one NCCL group with one send and one receive per peer. Staging is double
 // buffered and three streams overlap the phases of consecutive rounds:
@@ -18,35 +19,21 @@
 // a/b rose from 0.74 to 0.85; docs/PERFORMANCE.md).
 #include "eplb/transport/nccl_transport.hpp"
 
-#include "eplb/core/error.hpp"
-
-#if EPLB_HAVE_NCCL
 #include <fmt/format.h>
 
-#include <cuda.h>
-
 #include <algorithm>
-#include <cstdio>
 #include <optional>
 #include <set>
 
 #include "detail.hpp"
+#include "eplb/core/error.hpp"
 #include "eplb/runtime/batched_copy.hpp"
 #include "eplb/runtime/mpi.hpp"
 #include "eplb/transport/nccl_detail.hpp"
-#endif
+#include "nccl_memory.hpp"
+#include "nccl_trace.hpp"
 
 namespace eplb::transport {
-
-#if !EPLB_HAVE_NCCL
-
-bool nccl_available(int) { return false; }
-
-std::unique_ptr<Transport> make_nccl_transport(MPI_Comm, int, const TransportOptions&) {
-  throw core::Error(core::ErrorKind::kComm, "NCCL backend not available in this build");
-}
-
-#else
 
 namespace {
 
@@ -56,76 +43,11 @@ using runtime::Event;
 
 // Every piece but a stream's last is a 256-byte multiple, which keeps every peer's staging
 // offset aligned for NCCL's and the copy kernel's wide accesses.
-constexpr size_t kChunkAlign = 256;
+constexpr size_t kPieceAlign = 256;
 // The ramp at both ends of a stream (detail::piece_sizes) stops at pieces of 64 MiB per
 // peer: below that, NCCL's per-peer bandwidth drops (to ~70% of its peak at 64 MiB on
 // H200s), and at 4 GPUs a ramp down to 21 MiB pieces cost more than it saved.
 constexpr size_t kMinRampPiece = size_t{64} << 20;
-
-enum class MemKind { kThisDevice, kPageable, kOther };
-
-MemKind query_kind(const void* data, int device) {
-  cudaPointerAttributes attr{};
-  if (cudaPointerGetAttributes(&attr, data) != cudaSuccess) {
-    (void)cudaGetLastError();  // clear the (non-sticky) error so no later check reports it
-    return MemKind::kPageable;
-  }
-  if (attr.type == cudaMemoryTypeDevice && attr.device == device) return MemKind::kThisDevice;
-  if (attr.type == cudaMemoryTypeUnregistered) return MemKind::kPageable;
-  return MemKind::kOther;
-}
-
-// The driver's cuPointerGetAttribute, reached through the runtime (the binary does not
-// link libcuda, so that it starts on machines without a GPU driver); nullptr if missing.
-using PointerGetAttribute = CUresult (*)(void*, CUpointer_attribute, CUdeviceptr);
-PointerGetAttribute pointer_get_attribute() {
-  static const PointerGetAttribute fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult found{};
-    if (cudaGetDriverEntryPointByVersion("cuPointerGetAttribute", &f, 12000, cudaEnableDefault,
-                                         &found) != cudaSuccess ||
-        found != cudaDriverEntryPointSuccess) {
-      (void)cudaGetLastError();
-      return PointerGetAttribute{nullptr};
-    }
-    return reinterpret_cast<PointerGetAttribute>(f);
-  }();
-  return fn;
-}
-
-// Classifies segment addresses, one driver query per device allocation rather than per
-// segment: a rebalance has thousands of segments in a few dozen allocations, and one
-// cudaPointerGetAttributes each took a measurable part of a millisecond per exchange.
-class MemoryClassifier {
- public:
-  explicit MemoryClassifier(int device) : device_(device) {}
-  MemKind kind(const std::byte* p) {
-    for (const auto& r : ranges_) {
-      if (p >= r.begin && p < r.end) return MemKind::kThisDevice;
-    }
-    MemKind k = query_kind(p, device_);
-    CUdeviceptr start = 0;
-    size_t size = 0;
-    auto get = pointer_get_attribute();
-    if (k == MemKind::kThisDevice && get != nullptr &&
-        get(&start, CU_POINTER_ATTRIBUTE_RANGE_START_ADDR, reinterpret_cast<CUdeviceptr>(p)) ==
-            CUDA_SUCCESS &&
-        get(&size, CU_POINTER_ATTRIBUTE_RANGE_SIZE, reinterpret_cast<CUdeviceptr>(p)) ==
-            CUDA_SUCCESS) {
-      const auto* begin = reinterpret_cast<const std::byte*>(start);
-      ranges_.push_back({begin, begin + size});
-    }
-    return k;
-  }
-
- private:
-  struct Range {
-    const std::byte* begin;
-    const std::byte* end;
-  };
-  int device_;
-  std::vector<Range> ranges_;  // device allocations of this GPU seen so far
-};
 
 // What exchange() uses on the device; index [b] of an event pair is staging half b.
 struct DeviceResources {
@@ -147,7 +69,22 @@ struct NcclTransport::Impl {
   std::byte* send_half(size_t b) { return dev->staging.data() + b * dev->half_bytes; }
   std::byte* recv_half(size_t b) { return dev->staging.data() + (2 + b) * dev->half_bytes; }
   void check_usable() const;
-  size_t agree_max_peers(long long local, const detail::Deadline& deadline);
+  size_t agree_max_peers(long long local);
+  // The transport's processes and the command's timeout, for its agreements.
+  runtime::Group group() const { return runtime::Group{mpi.get(), options.timeout}; }
+  // The one failure path: runs `fn`; if it throws, marks the transport failed and aborts
+  // the communicator (peers may be blocked in a group that will never complete: abort,
+  // never wait), then rethrows.
+  template <typename Fn>
+  decltype(auto) guarded(Fn&& fn) {
+    try {
+      return fn();
+    } catch (...) {
+      failed = true;
+      nccl.abort();
+      throw;
+    }
+  }
 
   TransportOptions options;
   runtime::MpiComm mpi;
@@ -155,8 +92,6 @@ struct NcclTransport::Impl {
   int size = 1;
   int device = 0;
   bool failed = false;
-  // Outlive a timed-out MPI_Iallreduce, which may still write them.
-  long long agree_in = 0, agree_out = 0;
   std::optional<DeviceResources> dev;
   runtime::NcclComm nccl;  // aborted before the buffers it may use are freed
   runtime::NcclRegistration staging_registration;  // dropped before the communicator
@@ -166,11 +101,11 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
     : options(opts), mpi(runtime::MpiComm::dup(comm)) {
   EPLB_MPI_CHECK(MPI_Comm_rank(mpi.get(), &rank));
   EPLB_MPI_CHECK(MPI_Comm_size(mpi.get(), &size));
-  size_t half_bytes = options.max_staging_bytes / 4 / kChunkAlign * kChunkAlign;
+  size_t half_bytes = options.max_staging_bytes / 4 / kPieceAlign * kPieceAlign;
   if (half_bytes == 0) {
     throw Error(ErrorKind::kUsage,
                 fmt::format("NCCL staging budget of {} bytes is too small (at least {} needed)",
-                            options.max_staging_bytes, 4 * kChunkAlign));
+                            options.max_staging_bytes, 4 * kPieceAlign));
   }
   // Local setup first, agreed on by every rank, so that NCCL setup starts only where it
   // can finish: a rank without a GPU must not leave the others waiting in ncclCommInit.
@@ -184,15 +119,15 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
   } catch (const Error& e) {
     local_error = e;
   }
-  if (!runtime::all_true(mpi.get(), !local_error)) {
+  if (!runtime::all_true(group(), !local_error, "NCCL transport set-up (GPU and staging)")) {
     if (local_error) throw *local_error;
     throw Error::reported_elsewhere(ErrorKind::kComm);
   }
-  nccl = runtime::NcclComm::create(mpi.get(), options.timeout);
+  nccl = runtime::NcclComm::create(group());
   // NOTE: NCCL needs registered buffers on both ends of an operation or on neither.
-  if (runtime::all_true(mpi.get(), dev->staging.from_nccl())) {
+  if (runtime::all_true(group(), dev->staging.from_nccl(), "NCCL staging registration")) {
     staging_registration = runtime::NcclRegistration(nccl, dev->staging.data(), dev->staging.size(),
-                                                     runtime::deadline_after(options.timeout));
+                                                     runtime::Deadline(options.timeout));
   }
 }
 
@@ -204,25 +139,10 @@ void NcclTransport::Impl::check_usable() const {
 }
 
 // NOTE: the sender and the receiver of a pair must cut its stream into the same pieces, so
-// the piece cap (chunk_) derives from the largest peer count of any rank, agreed here.
-size_t NcclTransport::Impl::agree_max_peers(long long local, const detail::Deadline& deadline) {
-  agree_in = local;
-  MPI_Request req = MPI_REQUEST_NULL;
-  EPLB_MPI_CHECK(MPI_Iallreduce(&agree_in, &agree_out, 1, MPI_LONG_LONG, MPI_MAX, mpi.get(), &req));
-  auto idle_since = std::chrono::steady_clock::now();
-  for (int done = 0;;) {
-    EPLB_MPI_CHECK(MPI_Test(&req, &done, MPI_STATUS_IGNORE));
-    if (done) return static_cast<size_t>(agree_out);
-    if (deadline.expired()) {
-      // The request stays pending (a collective cannot be cancelled); its buffers are
-      // members, so a late completion writes into live memory.
-      throw Error(ErrorKind::kComm,
-                  fmt::format("NCCL exchange timed out after {} waiting for every rank to "
-                              "start the exchange (MPI_Iallreduce)",
-                              deadline.timeout_text()));
-    }
-    detail::poll_pause(idle_since);
-  }
+// the piece cap derives from the largest peer count of any rank, agreed here.
+size_t NcclTransport::Impl::agree_max_peers(long long local) {
+  return static_cast<size_t>(
+      runtime::all_max(group(), {local}, "the start of an NCCL exchange (piece size)")[0]);
 }
 
 namespace {
@@ -239,8 +159,8 @@ class ExchangeRun {
     int peer = -1;
     size_t total = 0;
     detail::SegmentCursor cursor;
-    std::vector<size_t> pieces;  // bytes per round (detail::piece_sizes)
-    std::vector<MemKind> kinds;  // per segment
+    std::vector<size_t> pieces;          // bytes per round (detail::piece_sizes)
+    std::vector<detail::MemKind> kinds;  // per segment
   };
   std::vector<Flow> make_flows(std::span<const Transfer> transfers);
   size_t piece_bytes(const Flow& flow, size_t round) const;
@@ -252,21 +172,20 @@ class ExchangeRun {
   // batched copy kernel, host segments to the copy engines.
   void copy(const Flow& flow, std::byte* dst, const std::byte* src, size_t n, cudaStream_t s);
   [[noreturn]] void fail_round(size_t round, const std::string& what);
-  // TransportOptions::trace_rounds: timing events around each phase of each round.
-  enum Phase { kGather, kComm, kScatter };
-  void mark(size_t round, Phase phase, bool end, cudaStream_t stream);
-  void print_trace();
-  std::vector<Event> trace_;  // [round][phase][start, end]
+  void mark(size_t round, detail::RoundTrace::Phase phase, bool end, cudaStream_t stream) {
+    trace_.mark(round, phase, end, stream);
+  }
+  detail::RoundTrace trace_;  // TransportOptions::trace_rounds
 
   NcclTransport::Impl& t_;
   std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   double setup_ms_ = 0;  // host time from the call to the first gather (for the trace)
   double flows_ms_ = 0;  // of which classifying the segments
-  MemoryClassifier classifier_{t_.device};
-  detail::Deadline deadline_;
+  detail::MemoryClassifier classifier_{t_.device};
+  std::optional<runtime::Deadline> deadline_;  // from the agreement on, for the whole run
   std::vector<Flow> sends_, recvs_;
   bool pageable_recv_ = false;
-  size_t chunk_ = 0;
+  size_t piece_cap_ = 0;
   size_t num_rounds_ = 0;
   runtime::BatchedCopy batch_;
 };
@@ -274,7 +193,7 @@ class ExchangeRun {
 void ExchangeRun::copy(const Flow& flow, std::byte* dst, const std::byte* src, size_t n,
                        cudaStream_t s) {
   // NOTE: called from inside the cursor's take(), so current_index() is the piece's segment.
-  if (flow.kinds[flow.cursor.current_index()] == MemKind::kThisDevice) {
+  if (flow.kinds[flow.cursor.current_index()] == detail::MemKind::kThisDevice) {
     batch_.add(dst, src, n);
   } else {
     EPLB_CUDA_CHECK(cudaMemcpyAsync(dst, src, n, cudaMemcpyDefault, s));
@@ -283,9 +202,9 @@ void ExchangeRun::copy(const Flow& flow, std::byte* dst, const std::byte* src, s
 
 ExchangeRun::ExchangeRun(NcclTransport::Impl& t, std::span<const Transfer> sends,
                          std::span<const Transfer> recvs)
-    : t_(t), deadline_(t.options.timeout), sends_(make_flows(sends)), recvs_(make_flows(recvs)) {
+    : t_(t), sends_(make_flows(sends)), recvs_(make_flows(recvs)) {
   for (const auto& flow : recvs_) {
-    pageable_recv_ |= std::ranges::count(flow.kinds, MemKind::kPageable) > 0;
+    pageable_recv_ |= std::ranges::count(flow.kinds, detail::MemKind::kPageable) > 0;
   }
   flows_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_)
                   .count();
@@ -298,7 +217,7 @@ std::vector<ExchangeRun::Flow> ExchangeRun::make_flows(std::span<const Transfer>
     if (total == 0) continue;  // the peer skips it too: same total on both sides
     Flow flow{transfer.peer, total, detail::SegmentCursor(transfer.segments), {}, {}};
     for (const auto& seg : transfer.segments) {
-      flow.kinds.push_back(seg.bytes > 0 ? classifier_.kind(seg.data) : MemKind::kOther);
+      flow.kinds.push_back(seg.bytes > 0 ? classifier_.kind(seg.data) : detail::MemKind::kOther);
     }
     flows.push_back(std::move(flow));
   }
@@ -311,24 +230,23 @@ size_t ExchangeRun::piece_bytes(const Flow& flow, size_t round) const {
 
 void ExchangeRun::run() {
   size_t max_peers =
-      t_.agree_max_peers(static_cast<long long>(std::max(sends_.size(), recvs_.size())), deadline_);
+      t_.agree_max_peers(static_cast<long long>(std::max(sends_.size(), recvs_.size())));
   if (max_peers == 0) return;  // nothing moves anywhere
-  chunk_ = t_.dev->half_bytes / max_peers / kChunkAlign * kChunkAlign;
-  if (chunk_ == 0) {
+  deadline_.emplace(t_.options.timeout);
+  piece_cap_ = t_.dev->half_bytes / max_peers / kPieceAlign * kPieceAlign;
+  if (piece_cap_ == 0) {
     throw Error(ErrorKind::kUsage,
                 fmt::format("NCCL staging budget of {} bytes is too small for {} peers",
                             t_.options.max_staging_bytes, max_peers));
   }
   for (auto* flows : {&sends_, &recvs_}) {
     for (auto& flow : *flows) {
-      flow.pieces = detail::piece_sizes(flow.total, chunk_, kChunkAlign, kMinRampPiece);
+      flow.pieces = detail::piece_sizes(flow.total, piece_cap_, kPieceAlign, kMinRampPiece);
       num_rounds_ = std::max(num_rounds_, flow.pieces.size());
     }
   }
   if (num_rounds_ == 0) return;
-  if (t_.options.trace_rounds) {
-    for (size_t i = 0; i < num_rounds_ * 6; ++i) trace_.emplace_back(true);
-  }
+  trace_ = detail::RoundTrace(t_.options.trace_rounds, num_rounds_);
   setup_ms_ = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - started_)
                   .count();
   // Issue order keeps G(k+1) ahead of S(k) on the host, so that it can overlap N(k); the
@@ -345,34 +263,7 @@ void ExchangeRun::run() {
   if (num_rounds_ >= 2) wait_for(&t_.dev->comm_done[num_rounds_ % 2], num_rounds_ - 2);
   wait_for(&t_.dev->comm_done[(num_rounds_ - 1) % 2], num_rounds_ - 1);
   wait_for(&t_.dev->scattered[(num_rounds_ - 1) % 2], num_rounds_ - 1);
-  if (!trace_.empty()) print_trace();
-}
-
-void ExchangeRun::mark(size_t round, Phase phase, bool end, cudaStream_t stream) {
-  if (!trace_.empty())
-    trace_[round * 6 + static_cast<size_t>(phase) * 2 + (end ? 1 : 0)].record(stream);
-}
-
-// Rank 0 only; every event has completed (run() waited for the last scatter).
-void ExchangeRun::print_trace() {
-  if (t_.rank != 0) return;
-  auto at = [&](size_t i) {
-    float ms = 0;
-    EPLB_CUDA_CHECK(cudaEventElapsedTime(&ms, trace_[0].get(), trace_[i].get()));
-    return ms;
-  };
-  std::string text = fmt::format(
-      "trace: rank 0, {} rounds of at most {} bytes per peer, {:.3f} ms of host set-up ({:.3f} "
-      "of it classifying segments), then ms since the first gather began\n",
-      num_rounds_, chunk_, setup_ms_, flows_ms_);
-  for (size_t k = 0; k < num_rounds_; ++k) {
-    const size_t e = k * 6;
-    text += fmt::format(
-        "trace: round {:3}  gather {:8.3f} {:8.3f}  send/recv {:8.3f} {:8.3f}  scatter {:8.3f} "
-        "{:8.3f}\n",
-        k, at(e), at(e + 1), at(e + 2), at(e + 3), at(e + 4), at(e + 5));
-  }
-  std::fputs(text.c_str(), stderr);
+  if (t_.rank == 0) trace_.print(piece_cap_, setup_ms_, flows_ms_);
 }
 
 void ExchangeRun::gather(size_t round) {
@@ -380,19 +271,19 @@ void ExchangeRun::gather(size_t round) {
   cudaStream_t stream = t_.dev->gather_stream.get();
   // NOTE: the send half is free again once the NCCL group two rounds back has read it.
   if (round >= 2) EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->comm_done[b].get(), 0));
-  mark(round, kGather, false, stream);
+  mark(round, detail::RoundTrace::kGather, false, stream);
   for (size_t i = 0; i < sends_.size(); ++i) {
     Flow& flow = sends_[i];
     size_t bytes = piece_bytes(flow, round);
     if (bytes == 0) continue;
-    std::byte* dst = t_.send_half(b) + i * chunk_;
+    std::byte* dst = t_.send_half(b) + i * piece_cap_;
     flow.cursor.take(bytes, [&](std::byte* src, size_t n) {
       copy(flow, dst, src, n, stream);
       dst += n;
     });
   }
   batch_.flush(stream);
-  mark(round, kGather, true, stream);
+  mark(round, detail::RoundTrace::kGather, true, stream);
   t_.dev->gathered[b].record(stream);
 }
 
@@ -402,13 +293,13 @@ void ExchangeRun::communicate(size_t round) {
   EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->gathered[b].get(), 0));
   // NOTE: the receive half is free again once the scatter two rounds back has read it.
   if (round >= 2) EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->scattered[b].get(), 0));
-  mark(round, kComm, false, stream);
+  mark(round, detail::RoundTrace::kComm, false, stream);
   bool any = false;
   for (const auto* flows : {&sends_, &recvs_}) {
     for (const auto& flow : *flows) any |= piece_bytes(flow, round) > 0;
   }
   if (!any) {  // this rank has finished early: nothing to enqueue, keep the events chained
-    mark(round, kComm, true, stream);
+    mark(round, detail::RoundTrace::kComm, true, stream);
     t_.dev->comm_done[b].record(stream);
     return;
   }
@@ -416,13 +307,13 @@ void ExchangeRun::communicate(size_t round) {
   for (size_t i = 0; i < sends_.size(); ++i) {
     size_t bytes = piece_bytes(sends_[i], round);
     if (bytes == 0) continue;
-    EPLB_NCCL_CHECK(ncclSend(t_.send_half(b) + i * chunk_, bytes, ncclUint8, sends_[i].peer,
+    EPLB_NCCL_CHECK(ncclSend(t_.send_half(b) + i * piece_cap_, bytes, ncclUint8, sends_[i].peer,
                              t_.nccl.get(), stream));
   }
   for (size_t j = 0; j < recvs_.size(); ++j) {
     size_t bytes = piece_bytes(recvs_[j], round);
     if (bytes == 0) continue;
-    EPLB_NCCL_CHECK(ncclRecv(t_.recv_half(b) + j * chunk_, bytes, ncclUint8, recvs_[j].peer,
+    EPLB_NCCL_CHECK(ncclRecv(t_.recv_half(b) + j * piece_cap_, bytes, ncclUint8, recvs_[j].peer,
                              t_.nccl.get(), stream));
   }
   // A non-blocking communicator may still be connecting to peers: wait, with the deadline.
@@ -432,7 +323,7 @@ void ExchangeRun::communicate(size_t round) {
                                   ncclGetLastError(t_.nccl.get())));
   }
   wait_for(nullptr, round);
-  mark(round, kComm, true, stream);
+  mark(round, detail::RoundTrace::kComm, true, stream);
   t_.dev->comm_done[b].record(stream);
 }
 
@@ -443,38 +334,38 @@ void ExchangeRun::scatter(size_t round) {
   // deadline first rather than inside cudaMemcpyAsync, which could block forever.
   if (pageable_recv_) wait_for(&t_.dev->comm_done[b], round);
   EPLB_CUDA_CHECK(cudaStreamWaitEvent(stream, t_.dev->comm_done[b].get(), 0));
-  mark(round, kScatter, false, stream);
+  mark(round, detail::RoundTrace::kScatter, false, stream);
   for (size_t j = 0; j < recvs_.size(); ++j) {
     Flow& flow = recvs_[j];
     size_t bytes = piece_bytes(flow, round);
     if (bytes == 0) continue;
-    const std::byte* src = t_.recv_half(b) + j * chunk_;
+    const std::byte* src = t_.recv_half(b) + j * piece_cap_;
     flow.cursor.take(bytes, [&](std::byte* dst, size_t n) {
       copy(flow, dst, src, n, stream);
       src += n;
     });
   }
   batch_.flush(stream);
-  mark(round, kScatter, true, stream);
+  mark(round, detail::RoundTrace::kScatter, true, stream);
   t_.dev->scattered[b].record(stream);
 }
 
 // Polls until `event` has completed (nullptr: until the communicator has taken the last
 // group), watching the communicator's error state and the deadline.
 void ExchangeRun::wait_for(const Event* event, size_t round) {
-  auto idle_since = std::chrono::steady_clock::now();
-  for (;;) {
-    ncclResult_t state = t_.nccl.async_error();
-    if (state != ncclSuccess && state != ncclInProgress) {
-      fail_round(round, fmt::format("failed: {} ({})", ncclGetErrorString(state),
-                                    ncclGetLastError(t_.nccl.get())));
-    }
-    if (event != nullptr ? event->done() : state == ncclSuccess) return;
-    if (deadline_.expired()) {
-      fail_round(round, fmt::format("timed out after {}{}", deadline_.timeout_text(),
-                                    event != nullptr ? "" : " in ncclGroupEnd"));
-    }
-    detail::poll_pause(idle_since);
+  const bool done = runtime::poll_until(
+      [&] {
+        ncclResult_t state = t_.nccl.async_error();
+        if (state != ncclSuccess && state != ncclInProgress) {
+          fail_round(round, fmt::format("failed: {} ({})", ncclGetErrorString(state),
+                                        ncclGetLastError(t_.nccl.get())));
+        }
+        return event != nullptr ? event->done() : state == ncclSuccess;
+      },
+      *deadline_);
+  if (!done) {
+    fail_round(round, fmt::format("timed out after {}{}", deadline_->timeout_text(),
+                                  event != nullptr ? "" : " in ncclGroupEnd"));
   }
 }
 
@@ -485,7 +376,7 @@ void ExchangeRun::fail_round(size_t round, const std::string& what) {
       if (piece_bytes(flow, round) > 0) peers.insert(flow.peer);
     }
   }
-  t_.nccl.abort();
+  // NcclTransport's guard marks the transport failed and aborts the communicator.
   throw Error(ErrorKind::kComm,
               fmt::format("NCCL exchange {} (round {} of {}) waiting for {} {}", what, round + 1,
                           num_rounds_, peers.size() == 1 ? "peer" : "peers",
@@ -509,14 +400,7 @@ void NcclTransport::exchange(std::span<const Transfer> sends, std::span<const Tr
   impl_->check_usable();
   detail::validate_transfers(sends, recvs, impl_->rank, impl_->size, "NCCL");
   EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
-  try {
-    ExchangeRun(*impl_, sends, recvs).run();
-  } catch (...) {
-    // Peers may be blocked in a group that will never complete: abort, never wait.
-    impl_->failed = true;
-    impl_->nccl.abort();
-    throw;
-  }
+  impl_->guarded([&] { ExchangeRun(*impl_, sends, recvs).run(); });
 }
 
 HostBuffer NcclTransport::allocate_host(size_t bytes) {
@@ -532,50 +416,42 @@ runtime::DeviceBuffer NcclTransport::allocate_device(size_t bytes) const {
 
 runtime::NcclRegistration NcclTransport::register_buffer(const runtime::DeviceBuffer& buffer) {
   EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
-  return runtime::NcclRegistration(impl_->nccl, buffer.data(), buffer.size(),
-                                   runtime::deadline_after(impl_->options.timeout));
+  return impl_->guarded([&] {
+    return runtime::NcclRegistration(impl_->nccl, buffer.data(), buffer.size(),
+                                     runtime::Deadline(impl_->options.timeout));
+  });
 }
 
 void NcclTransport::group_end(const char* what) {
-  try {
-    impl_->nccl.group_end(what, runtime::deadline_after(impl_->options.timeout));
-  } catch (...) {
-    impl_->failed = true;  // group_end aborted the communicator
-    throw;
-  }
+  impl_->guarded([&] { impl_->nccl.group_end(what, runtime::Deadline(impl_->options.timeout)); });
 }
 
 void NcclTransport::wait(cudaStream_t stream, const char* what) {
-  detail::Deadline deadline(impl_->options.timeout);
-  auto idle_since = std::chrono::steady_clock::now();
-  for (;;) {
-    cudaError_t rc = cudaStreamQuery(stream);
-    if (rc == cudaSuccess) return;
-    if (rc != cudaErrorNotReady) {
-      impl_->failed = true;
-      impl_->nccl.abort();
-      runtime::check_cuda(rc, what, __FILE__, __LINE__);
-    }
-    ncclResult_t state = impl_->nccl.async_error();
-    if (state != ncclSuccess && state != ncclInProgress) {
-      impl_->failed = true;
-      impl_->nccl.abort();
-      throw Error(ErrorKind::kComm,
-                  fmt::format("NCCL {} failed: {}", what, ncclGetErrorString(state)));
-    }
-    if (deadline.expired()) {
-      impl_->failed = true;
-      impl_->nccl.abort();
+  impl_->guarded([&] {
+    const runtime::Deadline deadline(impl_->options.timeout);
+    const bool done = runtime::poll_until(
+        [&] {
+          cudaError_t rc = cudaStreamQuery(stream);
+          if (rc == cudaSuccess) return true;
+          if (rc != cudaErrorNotReady) runtime::check_cuda(rc, what, __FILE__, __LINE__);
+          ncclResult_t state = impl_->nccl.async_error();
+          if (state != ncclSuccess && state != ncclInProgress) {
+            throw Error(ErrorKind::kComm,
+                        fmt::format("NCCL {} failed: {}", what, ncclGetErrorString(state)));
+          }
+          return false;
+        },
+        deadline);
+    if (!done) {
       throw Error(ErrorKind::kComm,
                   fmt::format("NCCL {} timed out after {}", what, deadline.timeout_text()));
     }
-    detail::poll_pause(idle_since);
-  }
+  });
 }
 
 void NcclTransport::close() {
   if (!impl_->nccl) return;
-  impl_->nccl.close(runtime::deadline_after(impl_->options.timeout));
+  impl_->nccl.close(runtime::Deadline(impl_->options.timeout));
   impl_->mpi.close();
 }
 
@@ -589,7 +465,5 @@ std::unique_ptr<Transport> make_nccl_transport(MPI_Comm comm, int node_rank,
                                                const TransportOptions& options) {
   return std::make_unique<NcclTransport>(comm, node_rank, options);
 }
-
-#endif  // EPLB_HAVE_NCCL
 
 }  // namespace eplb::transport

@@ -3,7 +3,6 @@
 #include <fmt/format.h>
 
 #include <set>
-#include <thread>
 
 #include "detail.hpp"
 #include "eplb/core/error.hpp"
@@ -45,11 +44,11 @@ size_t SegmentCursor::current_index() const {
   return segments_.size();
 }
 
-std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t min_ramp) {
+std::vector<size_t> piece_sizes(size_t total, size_t piece_cap, size_t align, size_t min_ramp) {
   if (total == 0) return {};
   const size_t body = total / align * align;  // the unaligned tail joins the last piece
-  std::vector<size_t> ramp;                   // cap/8, cap/4, cap/2 (where aligned)
-  for (size_t s = cap / 8 / align * align; s >= align && s < cap; s *= 2) {
+  std::vector<size_t> ramp;  // piece_cap/8, piece_cap/4, piece_cap/2 (where aligned)
+  for (size_t s = piece_cap / 8 / align * align; s >= align && s < piece_cap; s *= 2) {
     if (s >= min_ramp) ramp.push_back(s);
   }
   size_t ramp_bytes = 0;
@@ -59,10 +58,10 @@ std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t m
     ramp.pop_back();
   }
   std::vector<size_t> pieces = ramp;
-  // The middle in equal pieces of at most cap: no short piece left over.
+  // The middle in equal pieces of at most piece_cap: no short piece left over.
   const size_t middle = body - 2 * ramp_bytes;
   if (middle > 0) {
-    const size_t n = (middle + cap - 1) / cap;
+    const size_t n = (middle + piece_cap - 1) / piece_cap;
     const size_t piece = ((middle + n - 1) / n + align - 1) / align * align;
     for (size_t left = middle; left > 0; left -= std::min(piece, left)) {
       pieces.push_back(std::min(piece, left));
@@ -71,7 +70,7 @@ std::vector<size_t> piece_sizes(size_t total, size_t cap, size_t align, size_t m
   pieces.insert(pieces.end(), ramp.rbegin(), ramp.rend());
   const size_t tail = total - body;
   if (tail > 0) {
-    if (!pieces.empty() && pieces.back() + tail <= cap) {
+    if (!pieces.empty() && pieces.back() + tail <= piece_cap) {
       pieces.back() += tail;
     } else {
       pieces.push_back(tail);
@@ -104,31 +103,6 @@ void validate_transfers(std::span<const Transfer> sends, std::span<const Transfe
                         int size, std::string_view backend) {
   validate_list(sends, "send", rank, size, backend);
   validate_list(recvs, "receive", rank, size, backend);
-}
-
-Deadline::Deadline(std::chrono::milliseconds timeout)
-    : timeout_(timeout), start_(std::chrono::steady_clock::now()) {}
-
-bool Deadline::expired() const {
-  return timeout_.count() > 0 && std::chrono::steady_clock::now() - start_ >= timeout_;
-}
-
-std::chrono::steady_clock::time_point Deadline::at() const {
-  if (timeout_.count() <= 0) return std::chrono::steady_clock::time_point::max();
-  return start_ + timeout_;
-}
-
-std::string Deadline::timeout_text() const {
-  return fmt::format("{:g} s", static_cast<double>(timeout_.count()) / 1000.0);
-}
-
-void poll_pause(std::chrono::steady_clock::time_point wait_start) {
-  using namespace std::chrono_literals;
-  if (std::chrono::steady_clock::now() - wait_start < 2ms) {
-    std::this_thread::yield();
-  } else {
-    std::this_thread::sleep_for(50us);
-  }
 }
 
 std::string join_ints(const std::vector<int>& values) {

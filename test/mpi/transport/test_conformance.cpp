@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "eplb/core/error.hpp"
+#include "eplb/core/mix.hpp"
 #include "eplb/runtime/mpi.hpp"
 #include "eplb/transport/mpi_transport.hpp"
 #include "eplb/transport/nccl_transport.hpp"
@@ -123,7 +124,7 @@ std::vector<Backend> backends() {
 #else
   bool usable = false;
 #endif
-  if (!eplb::runtime::all_true(MPI_COMM_WORLD, usable)) {
+  if (!eplb::runtime::all_true({MPI_COMM_WORLD, std::chrono::minutes(1)}, usable, "test")) {
     static bool warned = false;
     if (!warned) {
       WARN(
@@ -147,21 +148,16 @@ std::vector<Backend> backends() {
 
 // ---- deterministic payloads and layouts -------------------------------------------------
 
-uint64_t mix(uint64_t x) {
-  x += 0x9E3779B97F4A7C15ull;
-  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
-  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
-  return x ^ (x >> 31);
-}
+using eplb::core::splitmix64;
 
 std::byte payload(int src, int dst, int iter, size_t idx) {
   uint64_t key = (uint64_t(src) << 48) ^ (uint64_t(dst) << 32) ^ (uint64_t(iter) << 24);
-  return std::byte(mix(key ^ mix(idx)) & 0xFF);
+  return std::byte(splitmix64(key ^ splitmix64(idx)) & 0xFF);
 }
 
 // Bytes src sends dst in exchange `iter`: known to both sides; 0, 1, odd and large sizes.
 size_t pair_bytes(int src, int dst, int iter, size_t max_bytes) {
-  uint64_t h = mix((uint64_t(src) << 40) ^ (uint64_t(dst) << 20) ^ uint64_t(iter) ^ 0x5EED);
+  uint64_t h = splitmix64((uint64_t(src) << 40) ^ (uint64_t(dst) << 20) ^ uint64_t(iter) ^ 0x5EED);
   switch (h % 8) {
     case 0:
       return 0;
@@ -193,7 +189,7 @@ Layout cut(size_t total, Cut how, uint64_t seed, size_t max_piece = 777) {
   }
   std::vector<size_t> lengths;
   for (size_t left = total, i = 0; left > 0 || i == 0; ++i) {
-    size_t n = std::min(left, static_cast<size_t>(mix(seed + i) % (max_piece + 1)));
+    size_t n = std::min(left, static_cast<size_t>(splitmix64(seed + i) % (max_piece + 1)));
     lengths.push_back(n);
     left -= n;
   }
@@ -201,7 +197,7 @@ Layout cut(size_t total, Cut how, uint64_t seed, size_t max_piece = 777) {
   std::vector<size_t> offsets;
   for (size_t i = 0; i < lengths.size(); ++i) {
     offsets.push_back(offset);
-    offset += lengths[i] + 1 + mix(seed ^ i) % 7;  // gap of 1..7 bytes
+    offset += lengths[i] + 1 + splitmix64(seed ^ i) % 7;  // gap of 1..7 bytes
   }
   layout.buffer_bytes = offset;
   bool reverse = seed % 2 == 1;
@@ -246,7 +242,8 @@ size_t exchange_and_verify(const Backend& backend, Transport& t, int iter, const
   for (int peer = 0; peer < size; ++peer) {
     if (peer == rank) continue;
     size_t out = pair_bytes(rank, peer, iter, pattern.max_pair_bytes);
-    Side s = make_side(backend, t, peer, out, pattern.send_cut, mix(rank * 131 + peer + iter));
+    Side s =
+        make_side(backend, t, peer, out, pattern.send_cut, splitmix64(rank * 131 + peer + iter));
     std::vector<std::byte> image(s.layout.buffer_bytes, kSentinel);
     size_t idx = 0;
     for (auto [offset, bytes] : s.layout.pieces) {
@@ -255,7 +252,8 @@ size_t exchange_and_verify(const Backend& backend, Transport& t, int iter, const
     s.memory->write(image);
     sends.push_back(std::move(s));
     size_t in = pair_bytes(peer, rank, iter, pattern.max_pair_bytes);
-    Side r = make_side(backend, t, peer, in, pattern.recv_cut, mix(peer * 977 + rank + iter));
+    Side r =
+        make_side(backend, t, peer, in, pattern.recv_cut, splitmix64(peer * 977 + rank + iter));
     r.memory->write(std::vector<std::byte>(r.layout.buffer_bytes, kSentinel));
     recvs.push_back(std::move(r));
   }
@@ -360,7 +358,8 @@ TEST_CASE("transport: invalid transfers are internal errors") {
 
 TEST_CASE("transport: asking for NCCL where it is unusable is a communication error") {
   // Collective decision, like backends(): only where no rank can run NCCL.
-  if (eplb::runtime::all_true(MPI_COMM_WORLD, !nccl_available())) {
+  if (eplb::runtime::all_true({MPI_COMM_WORLD, std::chrono::minutes(1)}, !nccl_available(),
+                              "test")) {
     try {
       make_nccl_transport(MPI_COMM_WORLD, 0, test_options());
       FAIL_CHECK("make_nccl_transport succeeded without a usable GPU");

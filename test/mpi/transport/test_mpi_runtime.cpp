@@ -3,6 +3,8 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
+#include <cstddef>
 #include <string>
 #include <vector>
 
@@ -14,6 +16,9 @@ namespace {
 using eplb::core::Error;
 using eplb::core::ErrorKind;
 namespace runtime = eplb::runtime;
+using namespace std::chrono_literals;
+
+const runtime::Group kWorld{MPI_COMM_WORLD, 60s};
 
 struct World {
   int rank = 0;
@@ -44,7 +49,7 @@ std::vector<std::string> lines_of(int rank) {
 
 TEST_CASE("runtime: gather_lines collects every rank's lines in rank order on rank 0") {
   World w;
-  auto got = runtime::gather_lines(MPI_COMM_WORLD, lines_of(w.rank));
+  auto got = runtime::gather_lines(kWorld, lines_of(w.rank), "test");
   if (w.rank != 0) {
     CHECK(got.empty());
     return;
@@ -58,33 +63,33 @@ TEST_CASE("runtime: gather_lines collects every rank's lines in rank order on ra
 
 TEST_CASE("runtime: all_true is true only when every rank says so") {
   World w;
-  CHECK(runtime::all_true(MPI_COMM_WORLD, true));
-  CHECK_FALSE(runtime::all_true(MPI_COMM_WORLD, false));
+  CHECK(runtime::all_true(kWorld, true, "test"));
+  CHECK_FALSE(runtime::all_true(kWorld, false, "test"));
   // Only the last rank disagrees: every rank must see false.
-  CHECK_FALSE(runtime::all_true(MPI_COMM_WORLD, w.rank != w.size - 1));
+  CHECK_FALSE(runtime::all_true(kWorld, w.rank != w.size - 1, "test"));
 }
 
 TEST_CASE("runtime: broadcast_string returns the root's value everywhere") {
   World w;
   std::string mine = "from rank " + std::to_string(w.rank) + std::string("\0tail", 5);
-  CHECK(runtime::broadcast_string(MPI_COMM_WORLD, mine) == std::string("from rank 0\0tail", 16));
+  CHECK(runtime::broadcast_string(kWorld, mine, "test") == std::string("from rank 0\0tail", 16));
   int last = w.size - 1;
-  CHECK(runtime::broadcast_string(MPI_COMM_WORLD, mine, last) ==
+  CHECK(runtime::broadcast_string(kWorld, mine, "test", last) ==
         "from rank " + std::to_string(last) + std::string("\0tail", 5));
   // An empty value and non-roots passing something else.
-  CHECK(runtime::broadcast_string(MPI_COMM_WORLD, w.rank == 0 ? "" : "ignored").empty());
+  CHECK(runtime::broadcast_string(kWorld, w.rank == 0 ? "" : "ignored", "test").empty());
 }
 
 TEST_CASE("runtime: all_max and all_sum reduce element-wise") {
   World w;
   long long r = w.rank, n = w.size;
   std::vector<long long> values{r, -r, r * r, 1LL << 40};
-  CHECK(runtime::all_max(MPI_COMM_WORLD, values) ==
+  CHECK(runtime::all_max(kWorld, values, "test") ==
         std::vector<long long>{n - 1, 0, (n - 1) * (n - 1), 1LL << 40});
-  CHECK(runtime::all_sum(MPI_COMM_WORLD, values) ==
+  CHECK(runtime::all_sum(kWorld, values, "test") ==
         std::vector<long long>{n * (n - 1) / 2, -n * (n - 1) / 2, (n - 1) * n * (2 * n - 1) / 6,
                                n << 40});
-  CHECK(runtime::all_sum(MPI_COMM_WORLD, {}).empty());
+  CHECK(runtime::all_sum(kWorld, {}, "test").empty());
 }
 
 TEST_CASE("runtime: check_mpi names the call, MPI's error string, file and line") {
@@ -123,7 +128,9 @@ TEST_CASE("runtime: a real MPI failure on an owned communicator becomes an excep
 TEST_CASE("runtime: MpiSession inside an initialized MPI knows rank, node rank and host") {
   World w;
   {
-    runtime::MpiSession session(nullptr, nullptr);  // collective: node communicator
+    runtime::MpiSession session(nullptr, nullptr, 7s);  // collective: node communicator
+    CHECK(session.timeout() == 7s);
+    CHECK(session.group().timeout == 7s);
     CHECK(session.rank() == w.rank);
     CHECK(session.size() == w.size);
     CHECK(session.node_rank() >= 0);
@@ -137,5 +144,45 @@ TEST_CASE("runtime: MpiSession inside an initialized MPI knows rank, node rank a
   int finalized = 1;
   MPI_Finalized(&finalized);
   CHECK(finalized == 0);
-  CHECK(runtime::all_true(MPI_COMM_WORLD, true));
+  CHECK(runtime::all_true(kWorld, true, "test"));
+}
+
+TEST_CASE("runtime: barrier and broadcast_bytes") {
+  World w;
+  runtime::barrier(kWorld, "test");
+  std::vector<std::byte> bytes(5, std::byte(w.rank));
+  runtime::broadcast_bytes(kWorld, bytes, "test", w.size - 1);
+  CHECK(bytes == std::vector<std::byte>(5, std::byte(w.size - 1)));
+}
+
+// Last on purpose: the timed-out collective stays pending on its own communicator.
+TEST_CASE("runtime: a collective timeout names the phase and the silent rank") {
+  World w;
+  if (w.size < 2) return;  // needs a peer to miss
+  runtime::MpiComm comm = runtime::MpiComm::dup(MPI_COMM_WORLD);
+  const runtime::Group group{comm.get(), 1500ms};
+  if (w.rank != 1) {  // rank 1 stays away
+    const auto start = std::chrono::steady_clock::now();
+    try {
+      runtime::all_true(group, true, "layer 7: agreement before the exchange");
+      FAIL_CHECK("a collective with a silent peer did not time out");
+    } catch (const Error& e) {
+      CHECK(e.kind() == ErrorKind::kComm);
+      const std::string want =
+          w.rank == 0 ? "rank 1 did not reach it" : "rank 0 reached it and names the ranks";
+      CHECK_THAT(e.what(), Catch::StartsWith("layer 7: agreement before the exchange: "
+                                             "MPI_Allreduce timed out after 1.5 s: ") &&
+                               Catch::Contains(want));
+      CHECK(std::chrono::steady_clock::now() - start >= 1500ms);
+    }
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
+  if (w.rank == 1) {  // now complete what the others left pending, so nothing hangs later
+    int notice = 0, one = 1, out = 0;
+    MPI_Recv(&notice, 1, MPI_INT, 0, runtime::kRollCallTag, comm.get(), MPI_STATUS_IGNORE);
+    MPI_Request request = MPI_REQUEST_NULL;  // a blocking collective would not match theirs
+    MPI_Iallreduce(&one, &out, 1, MPI_INT, MPI_MIN, comm.get(), &request);
+    MPI_Wait(&request, MPI_STATUS_IGNORE);
+  }
+  MPI_Barrier(MPI_COMM_WORLD);
 }

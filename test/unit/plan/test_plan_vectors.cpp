@@ -1,4 +1,4 @@
-// The brief's test vectors (section 8) and small hand-checked cases, with exact plans.
+// The specification's test vectors and small hand-checked cases, with exact plans.
 #include <catch2/catch.hpp>
 
 #include "eplb/core/error.hpp"

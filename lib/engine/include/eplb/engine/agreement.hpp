@@ -3,22 +3,24 @@
 // cleanly with the same exit code instead of leaving peers blocked in a collective.
 #pragma once
 
-#include <mpi.h>
-
 #include <functional>
+#include <string_view>
 
 #include "eplb/core/error.hpp"
+#include "eplb/runtime/mpi.hpp"
 
 namespace eplb::engine {
 
-// Collective. Each rank passes the problems it found; a rank with problems prints them
-// itself (so each message carries the right rank tag). If any rank had a problem, every
-// rank throws: the worst kind (highest exit code) wins and the error is marked reported.
-void agree(MPI_Comm comm, const core::ProblemList& local);
+// Collective over group.comm. Each rank passes the problems it found; a rank with problems
+// prints them itself (so each message carries the right rank tag). If any rank had a
+// problem, every rank throws: the worst kind (highest exit code) wins and the error is
+// marked reported. `phase` names the agreement in a timeout's message.
+void agree(const runtime::Group& group, const core::ProblemList& local, std::string_view phase);
 
 // Collective, for problems every rank finds identically (e.g. placement validation):
 // only rank 0 prints them; then as agree().
-void agree_identical(MPI_Comm comm, const core::ProblemList& local);
+void agree_identical(const runtime::Group& group, const core::ProblemList& local,
+                     std::string_view phase);
 
 // Local: runs `step`, turning a core::Error it throws into problems of `out` (other
 // exceptions become kInternal problems). Returns true when the step succeeded.

@@ -1,15 +1,14 @@
-// Writing a checkpoint directory so that it appears complete or not at all (brief 5):
+// Writing a checkpoint directory so that it appears complete or not at all:
 // rank 0 creates a staging directory next to the output, every process writes and fsyncs
 // its shards there, all agree, then rank 0 writes manifest.json and renames the staging
 // directory into place. On any failure the staging directory is removed.
 #pragma once
 
-#include <mpi.h>
-
 #include <filesystem>
 #include <vector>
 
 #include "eplb/io/manifest.hpp"
+#include "eplb/runtime/mpi.hpp"
 
 namespace eplb::engine {
 
@@ -17,7 +16,7 @@ class CheckpointOutput {
  public:
   // Collective: rank 0 checks the output (exists without force -> usage error) and creates
   // the staging directory; every rank learns its path. Throws on every rank on failure.
-  CheckpointOutput(MPI_Comm comm, std::filesystem::path output, bool force);
+  CheckpointOutput(const runtime::Group& group, std::filesystem::path output, bool force);
   // Local: removes the staging directory (rank 0) unless commit() succeeded. Never throws.
   ~CheckpointOutput();
   CheckpointOutput(const CheckpointOutput&) = delete;
@@ -35,7 +34,7 @@ class CheckpointOutput {
   void commit(const std::vector<std::filesystem::path>& my_files, io::Manifest manifest);
 
  private:
-  MPI_Comm comm_;
+  runtime::Group group_;
   std::filesystem::path output_;
   std::filesystem::path staging_;
   bool force_;

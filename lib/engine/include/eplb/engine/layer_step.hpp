@@ -27,13 +27,8 @@ struct StepCounters {
   double seconds_write = 0;
 };
 
-// NOTE: the message byte layout every process relies on: for each entry of Message (in its
-// ascending logical expert order), each tensor's row in the checkpoint's tensor order;
-// then a trailer with the source slot's recorded xxh3 for each (entry, tensor), so the
-// receiver can check what it got against the checksum of the slot it came from. All
-// messages from the EP ranks of one process to those of another travel as one transfer,
-// in plan order (by source, then destination EP rank); messages between two EP ranks of
-// the same process are copied without the transport.
+// Messages travel in the wire format of wire_format.hpp (rows, then the source slots'
+// checksums as a trailer).
 class LayerStepper {
  public:
   // Collective (creating this process's output shards is agreed on). Keeps references to
@@ -58,8 +53,8 @@ class LayerStepper {
   struct Hosted {
     int32_t ep_rank = 0;
     const io::ShardReader* shard = nullptr;  // null beyond the old ep_size
-    std::optional<LayerBuffer> old_rows;      // if it holds old slots
-    std::optional<LayerBuffer> new_rows;      // if it holds new slots
+    std::optional<LayerBuffer> old_rows;     // if it holds old slots
+    std::optional<LayerBuffer> new_rows;     // if it holds new slots
     std::optional<io::ShardWriter> writer;
     std::filesystem::path output_file;
   };
@@ -77,6 +72,7 @@ class LayerStepper {
   transport::Transport& transport_;
   std::vector<Hosted> hosted_;
   transport::HostBuffer trailers_;  // checksum trailers of all messages of a layer
+  std::vector<size_t> row_bytes_;   // per tensor
   std::vector<uint64_t> zero_row_checksums_;
   core::ProblemList problems_{core::ErrorKind::kIo};
   StepCounters counters_;

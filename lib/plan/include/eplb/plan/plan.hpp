@@ -24,7 +24,7 @@ struct Topology {
 // How a sender is chosen when a logical expert has several old holders.
 enum class SenderPolicy {
   kBalanced,  // min-max send volume per layer, same-node sender preferred (ours)
-  kVllm,      // vLLM's pairing rule (brief section 3), for comparison
+  kVllm,      // vLLM's pairing rule (docs/PERFORMANCE.md), for comparison
 };
 
 // Where the bytes of one new row come from.
@@ -126,8 +126,8 @@ struct PlanStats {
 // when topology.ranks_per_node is 0.
 PlanStats summarize(const Plan& plan, const Topology& topology = {});
 
-// EP rank -> MPI process. Today one EP rank per process; the block form is the natural
-// generalisation (process p hosts EP ranks [p*k, p*k+k)).
+// EP rank -> MPI process: process p hosts the block of EP ranks [p*k, p*k+k), k =
+// ceil(num_ep_ranks / num_processes) (one each when the counts are equal).
 struct ProcessMap {
   int32_t num_ep_ranks = 0;
   int32_t num_processes = 0;

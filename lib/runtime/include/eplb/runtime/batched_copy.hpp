@@ -6,10 +6,6 @@
 // hundreds of rows. NCCL-enabled builds only.
 #pragma once
 
-#if !defined(EPLB_HAVE_NCCL) || !EPLB_HAVE_NCCL
-#error "eplb/runtime/batched_copy.hpp needs the NCCL backend (EPLB_HAVE_NCCL)"
-#endif
-
 #include <cuda_runtime.h>
 
 #include <cstddef>

@@ -1,23 +1,20 @@
 // CUDA and NCCL handles with RAII and typed errors. Only for builds with the NCCL backend:
-// code that must also build without it includes this header under `#if EPLB_HAVE_NCCL`,
-// which keeps cuda_runtime.h and nccl.h out of every other translation unit.
+// only source files that CMake compiles when NCCL was found include it (the NCCL backend,
+// lib/bench, bench_p2p), which keeps cuda_runtime.h and nccl.h out of every other
+// translation unit.
 #pragma once
-
-#if !defined(EPLB_HAVE_NCCL) || !EPLB_HAVE_NCCL
-#error \
-    "eplb/runtime/cuda.hpp needs the NCCL backend (EPLB_HAVE_NCCL); include it under #if EPLB_HAVE_NCCL"
-#endif
 
 #include <cuda_runtime.h>
 #include <mpi.h>
 #include <nccl.h>
 
-#include <chrono>
 #include <cstddef>
+
+#include "eplb/runtime/deadline.hpp"
 
 namespace eplb::runtime {
 
-using Clock = std::chrono::steady_clock;
+struct Group;  // mpi.hpp (C++20; this header is also compiled by nvcc as C++17)
 
 // Throws core::Error(kComm) naming the call, the CUDA error name and string, file and line.
 void check_cuda(cudaError_t rc, const char* call, const char* file, int line);
@@ -130,11 +127,11 @@ class Event {
 class NcclComm {
  public:
   NcclComm() = default;
-  // Collective over `mpi_comm`: every process calls it with the same timeout, after it
-  // made its device current (select_device). Rank 0 creates the unique id and broadcasts
-  // it over MPI. Throws core::Error(kComm) on failure or when setup takes longer than
-  // `timeout` (zero: no limit).
-  static NcclComm create(MPI_Comm mpi_comm, std::chrono::milliseconds timeout);
+  // Collective over group.comm: every process calls it, after it made its device current
+  // (select_device). Rank 0 creates the unique id and broadcasts it over MPI (polled, as
+  // every collective). Throws core::Error(kComm) on failure or when either step takes
+  // longer than group.timeout.
+  static NcclComm create(const Group& group);
   ~NcclComm() { abort(); }
   NcclComm(NcclComm&& o) noexcept : comm_(o.comm_) { o.comm_ = nullptr; }
   NcclComm& operator=(NcclComm&& o) noexcept;
@@ -149,14 +146,14 @@ class NcclComm {
   // Local: polls until the last non-blocking call on the communicator has finished.
   // On an error or once `deadline` passes, aborts the communicator and throws
   // core::Error(kComm) naming `what`.
-  void wait_ready(const char* what, Clock::time_point deadline);
+  void wait_ready(const char* what, const Deadline& deadline);
   // Local: ncclGroupEnd(), then wait_ready. Every rank that took part in the group calls it.
-  void group_end(const char* what, Clock::time_point deadline);
+  void group_end(const char* what, const Deadline& deadline);
   // Local: ncclCommAbort; in-flight operations are cancelled and the handle is gone.
   void abort() noexcept;
   // Collective: ncclCommFinalize (flushes outstanding work), wait, ncclCommDestroy.
   // Throws core::Error(kComm) (after aborting) on failure or once `deadline` passes.
-  void close(Clock::time_point deadline);
+  void close(const Deadline& deadline);
 
  private:
   explicit NcclComm(ncclComm_t comm) : comm_(comm) {}
@@ -173,7 +170,7 @@ class NcclRegistration {
   NcclRegistration() = default;
   // Local: registers [data, data + bytes) (ncclMemAlloc'd) with `comm`, which must
   // outlive this object. Throws core::Error(kComm) on failure.
-  NcclRegistration(NcclComm& comm, void* data, size_t bytes, Clock::time_point deadline);
+  NcclRegistration(NcclComm& comm, void* data, size_t bytes, const Deadline& deadline);
   // Deregisters while the communicator is open; once it is closed or aborted, NCCL has
   // already dropped the registration.
   ~NcclRegistration() { reset(); }
@@ -188,8 +185,5 @@ class NcclRegistration {
   const NcclComm* comm_ = nullptr;
   void* handle_ = nullptr;
 };
-
-// time_point::max() for a zero timeout (wait forever), else now + timeout.
-Clock::time_point deadline_after(std::chrono::milliseconds timeout);
 
 }  // namespace eplb::runtime

@@ -4,8 +4,13 @@
 #include <mpi.h>
 
 #include <chrono>
+#include <cstddef>
+#include <span>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "eplb/runtime/deadline.hpp"
 
 namespace eplb::runtime {
 
@@ -13,13 +18,22 @@ namespace eplb::runtime {
 void check_mpi(int rc, const char* call, const char* file, int line);
 #define EPLB_MPI_CHECK(call) ::eplb::runtime::check_mpi((call), #call, __FILE__, __LINE__)
 
+// The processes a collective runs over, and how long each collective waits for them: the
+// command's --timeout (zero: no limit). Every process of `comm` passes the same timeout.
+struct Group {
+  MPI_Comm comm = MPI_COMM_NULL;
+  std::chrono::milliseconds timeout = kDefaultTimeout;
+};
+
 // Owns MPI_Init_thread/MPI_Finalize. Collective: every process constructs one at start-up.
 // Also works without mpirun (a singleton of size 1). If MPI is already initialized (a test
 // main), it neither initializes nor finalizes it. Errors on MPI_COMM_WORLD return
 // codes (MPI_ERRORS_RETURN) so that they become exceptions instead of silent aborts.
+// `timeout` is the command's --timeout, which every collective over group() obeys.
+// NOTE: MPI_Init itself cannot be polled; main bounds it with a runtime::Watchdog.
 class MpiSession {
  public:
-  MpiSession(int* argc, char*** argv);
+  MpiSession(int* argc, char*** argv, std::chrono::milliseconds timeout);
   ~MpiSession();
   MpiSession(const MpiSession&) = delete;
   MpiSession& operator=(const MpiSession&) = delete;
@@ -32,6 +46,9 @@ class MpiSession {
   int node_rank() const { return node_rank_; }  // rank among processes on this node
   int node_size() const { return node_size_; }
   const std::string& host() const { return host_; }
+  std::chrono::milliseconds timeout() const { return timeout_; }
+  // Every process of the job, with the command's timeout.
+  Group group() const { return Group{MPI_COMM_WORLD, timeout_}; }
 
   // Ends the whole job now (MPI_Abort). Only main may call this, on a failure during the
   // exchange where peers may be blocked; it never returns.
@@ -43,6 +60,7 @@ class MpiSession {
   int node_rank_ = 0;
   int node_size_ = 1;
   std::string host_;
+  std::chrono::milliseconds timeout_;
   bool finalize_ = false;
 };
 
@@ -74,19 +92,35 @@ class MpiComm {
   MPI_Comm comm_ = MPI_COMM_NULL;
 };
 
-// Local: how long the collectives below wait for a peer before throwing
-// core::Error(kComm) (default 10 minutes; zero waits forever). Set it to the same value on
-// every process.
-void set_collective_timeout(std::chrono::milliseconds timeout);
+// The collectives the tool uses. Each is collective over group.comm: every process calls
+// it, in the same order as every other collective on that communicator. Each is
+// non-blocking underneath and polled against group.timeout; a peer that does not arrive
+// in time makes it throw core::Error(kComm) naming `phase` (what the job was doing, e.g.
+// "layer 3: agreement before the exchange") and the silent ranks: rank 0 names the ranks
+// that did not reach the collective; another rank names rank 0 if rank 0 did not, else
+// says that rank 0 names them.
+// NOTE: next to each collective, every rank tells rank 0 (and rank 0 every rank) that it
+// arrived, by point-to-point messages with tag kRollCallTag on group.comm: that tag is
+// reserved on any communicator these collectives run over.
+inline constexpr int kRollCallTag = 32767;  // the largest tag MPI guarantees
 
-// Collective: true on every rank iff `local_ok` is true on every rank.
-bool all_true(MPI_Comm comm, bool local_ok);
-// Collective: rank 0 receives every rank's lines in rank order; others get {}.
-std::vector<std::string> gather_lines(MPI_Comm comm, const std::vector<std::string>& lines);
-// Collective: returns root's `value` on every rank.
-std::string broadcast_string(MPI_Comm comm, const std::string& value, int root = 0);
-// Collective: element-wise max / sum of a vector of equal length on every rank.
-std::vector<long long> all_max(MPI_Comm comm, const std::vector<long long>& values);
-std::vector<long long> all_sum(MPI_Comm comm, const std::vector<long long>& values);
+// True on every rank iff `local_ok` is true on every rank.
+bool all_true(const Group& group, bool local_ok, std::string_view phase);
+// Rank 0 receives every rank's lines in rank order; others get {}.
+std::vector<std::string> gather_lines(const Group& group, const std::vector<std::string>& lines,
+                                      std::string_view phase);
+// Returns root's `value` on every rank.
+std::string broadcast_string(const Group& group, const std::string& value, std::string_view phase,
+                             int root = 0);
+// Root's `bytes` overwrite every other rank's (same size everywhere).
+void broadcast_bytes(const Group& group, std::span<std::byte> bytes, std::string_view phase,
+                     int root = 0);
+// Element-wise max / sum of a vector of equal length on every rank.
+std::vector<long long> all_max(const Group& group, const std::vector<long long>& values,
+                               std::string_view phase);
+std::vector<long long> all_sum(const Group& group, const std::vector<long long>& values,
+                               std::string_view phase);
+// Returns once every rank has called it.
+void barrier(const Group& group, std::string_view phase);
 
 }  // namespace eplb::runtime

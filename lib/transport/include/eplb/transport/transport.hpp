@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+#include "eplb/runtime/deadline.hpp"
+
 namespace eplb::transport {
 
 struct Segment {
@@ -51,9 +53,10 @@ class HostBuffer {
 };
 
 struct TransportOptions {
-  // An exchange() that has not completed after this long throws core::Error(kComm)
-  // (NCCL: the communicator is aborted first). Zero = wait forever.
-  std::chrono::milliseconds timeout{std::chrono::minutes(10)};
+  // The command's --timeout: an exchange() that has not completed after this long throws
+  // core::Error(kComm) (NCCL: the communicator is aborted first), and so do the
+  // transport's own set-up and agreements. Zero = wait forever.
+  std::chrono::milliseconds timeout = runtime::kDefaultTimeout;
   // MPI: messages larger than this are split (MPI counts are int).
   size_t max_message_bytes = size_t{1} << 30;
   // NCCL: bytes of device memory used for send + receive staging.

@@ -14,7 +14,7 @@
 #include "eplb/io/tensor.hpp"
 #include "eplb/runtime/mpi.hpp"
 
-namespace eplb::engine {
+namespace eplb::bench {
 
 struct BenchOptions {
   std::string model_name = "custom";
@@ -26,7 +26,6 @@ struct BenchOptions {
   int32_t warmup = 1;
   uint64_t seed = 1;
   size_t max_staging_bytes = size_t{2} << 30;
-  double timeout_s = 300;
   bool trace = false;  // rank 0 prints the timeline of our exchange's rounds
 };
 
@@ -52,8 +51,9 @@ struct BenchResult {
   std::vector<MethodResult> methods;     // ours, raw, vllm, ours without local row copies
 };
 
-// Collective: every process takes one GPU (node-local rank). Throws core::Error(kUsage)
+// Collective: every process takes one GPU (node-local rank); every wait is bounded by
+// session.timeout(). Throws core::Error(kUsage)
 // when the build has no NCCL backend or a process has no usable GPU.
 BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOptions& options);
 
-}  // namespace eplb::engine
+}  // namespace eplb::bench

@@ -1,34 +1,24 @@
 // `bench`: our exchange vs raw NCCL send/recv vs the vLLM pattern, same GPUs, same bytes.
-#include "eplb/engine/exchange_bench.hpp"
+// NCCL builds only; exchange_bench_stub.cpp stands in otherwise.
+#include "eplb/bench/exchange_bench.hpp"
 
-#include "eplb/core/error.hpp"
-
-#if EPLB_HAVE_NCCL
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <chrono>
 #include <cstring>
 #include <map>
 #include <random>
 
+#include "eplb/bench/timing.hpp"
+#include "eplb/core/error.hpp"
+#include "eplb/core/mix.hpp"
 #include "eplb/engine/rebalance.hpp"
+#include "eplb/engine/wire_format.hpp"
 #include "eplb/plan/plan.hpp"
 #include "eplb/runtime/batched_copy.hpp"
 #include "eplb/transport/nccl_detail.hpp"
-#endif
 
-namespace eplb::engine {
-
-#if !EPLB_HAVE_NCCL
-
-BenchResult run_exchange_bench(const runtime::MpiSession&, const BenchOptions&) {
-  throw core::Error(core::ErrorKind::kUsage,
-                    "bench needs the NCCL backend, and this build has none (CUDA or NCCL were "
-                    "not found when it was configured)");
-}
-
-#else
+namespace eplb::bench {
 
 namespace {
 
@@ -58,19 +48,14 @@ Placement random_placement(const BenchOptions& o, int32_t ep_size, uint64_t salt
   return p;
 }
 
-uint64_t mix(uint64_t x) {
-  x += 0x9e3779b97f4a7c15ULL;
-  x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
-  return x ^ (x >> 31);
-}
+using core::splitmix64;
 
 // The content of (layer, expert, tensor): cheap to make and to check, unique per position.
 void fill_pattern(int32_t layer, int32_t expert, size_t tensor, std::byte* out, size_t bytes) {
-  const uint64_t key = mix((uint64_t(layer) << 40) ^ (uint64_t(expert) << 8) ^ tensor);
+  const uint64_t key = splitmix64((uint64_t(layer) << 40) ^ (uint64_t(expert) << 8) ^ tensor);
   size_t words = bytes / 8;
   auto* w = reinterpret_cast<uint64_t*>(out);
-  for (size_t i = 0; i < words; ++i) w[i] = key ^ (i * 0x9e3779b97f4a7c15ULL);
+  for (size_t i = 0; i < words; ++i) w[i] = key ^ (i * core::kSplitmixGamma);
   for (size_t i = words * 8; i < bytes; ++i) out[i] = static_cast<std::byte>(key >> (i % 8));
 }
 
@@ -185,24 +170,23 @@ void local_rows(const Context& c, const plan::Plan& plan, bool after_receive, cu
 // rows copied concurrently on another stream (unless `with_local_rows` is false: the
 // network part alone, to show what the local copies cost).
 void run_ours(const Context& c, const plan::Plan& plan, bool with_local_rows = true) {
+  // One process per EP rank; messages carry no checksum trailer (weights stay on the GPU).
+  const plan::ProcessMap map{c.session.size(), c.session.size()};
   std::map<int, transport::Transfer> sends, recvs;
+  auto append = [](std::map<int, transport::Transfer>& into,
+                   std::vector<transport::Transfer>& from) {
+    for (auto& t : from) {
+      auto& all = into.try_emplace(t.peer, transport::Transfer{t.peer, {}}).first->second;
+      all.segments.insert(all.segments.end(), t.segments.begin(), t.segments.end());
+    }
+  };
   for (int32_t layer = 0; layer < c.o.num_layers; ++layer) {
-    for (const auto* m : plan::messages_from(plan.layers[layer], c.rank)) {
-      auto& tr = sends.try_emplace(m->dst_rank, transport::Transfer{m->dst_rank, {}}).first->second;
-      for (int32_t row : m->src_rows) {
-        for (size_t t = 0; t < c.o.tensors.size(); ++t) {
-          tr.segments.push_back({c.old_w.row(layer, t, row), c.old_w.row_bytes[t]});
-        }
-      }
-    }
-    for (const auto* m : plan::messages_to(plan.layers[layer], c.rank)) {
-      auto& tr = recvs.try_emplace(m->src_rank, transport::Transfer{m->src_rank, {}}).first->second;
-      for (int32_t row : m->dst_rows) {
-        for (size_t t = 0; t < c.o.tensors.size(); ++t) {
-          tr.segments.push_back({c.new_w.row(layer, t, row), c.new_w.row_bytes[t]});
-        }
-      }
-    }
+    engine::WireLayout wire = engine::wire_layout(engine::WireInput{
+        &plan.layers[layer], &map, c.rank, c.old_w.row_bytes,
+        [&](int32_t, size_t t, int32_t row) { return c.old_w.row(layer, t, row); },
+        [&](int32_t, size_t t, int32_t row) { return c.new_w.row(layer, t, row); }, nullptr});
+    append(sends, wire.sends);
+    append(recvs, wire.recvs);
   }
   std::vector<transport::Transfer> s, r;
   for (auto& [peer, t] : sends) s.push_back(std::move(t));
@@ -314,21 +298,8 @@ void run_vllm(const Context& c, const plan::Plan& plan, const Weights& buffer) {
   c.tr.wait(s, "vLLM pattern");
 }
 
-template <typename Fn>
-double median_seconds(const Context& c, Fn&& run) {
-  std::vector<double> times;
-  for (int32_t i = 0; i < c.o.warmup + c.o.iterations; ++i) {
-    MPI_Barrier(c.session.comm());
-    auto start = std::chrono::steady_clock::now();
-    run();
-    long long us = std::chrono::duration_cast<std::chrono::microseconds>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
-    us = runtime::all_max(c.session.comm(), {us})[0];
-    if (i >= c.o.warmup) times.push_back(static_cast<double>(us) / 1e6);
-  }
-  std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+double median_seconds(const Context& c, const std::function<void()>& run) {
+  return bench::median_seconds(c.session.group(), c.o.warmup, c.o.iterations, run);
 }
 
 long long busiest(const Context& c, const std::vector<std::pair<size_t, size_t> >& volumes) {
@@ -337,7 +308,8 @@ long long busiest(const Context& c, const std::vector<std::pair<size_t, size_t> 
     sent += static_cast<long long>(s);
     received += static_cast<long long>(r);
   }
-  return runtime::all_max(c.session.comm(), {std::max(sent, received)})[0];
+  return runtime::all_max(c.session.group(), {std::max(sent, received)},
+                          "bench: the busiest rank's bytes")[0];
 }
 
 // NCCL sends of the vLLM pattern: one per expert tensor.
@@ -348,17 +320,19 @@ long long count_tensor_sends(const Context& c, const plan::Plan& plan) {
       n += static_cast<long long>(m->expert_ids.size() * c.o.tensors.size());
     }
   }
-  return runtime::all_sum(c.session.comm(), {n})[0];
+  return runtime::all_sum(c.session.group(), {n}, "bench: counting NCCL sends")[0];
 }
 
 bool all_match(const Context& c, const Placement& p, runtime::PinnedBuffer& host) {
-  return runtime::all_true(c.session.comm(), matches(c.new_w, p, c.rank, host));
+  return runtime::all_true(c.session.group(), matches(c.new_w, p, c.rank, host),
+                           "bench: checking the result");
 }
 
 long long device_used(const runtime::MpiSession& session) {
   size_t free_b = 0, total_b = 0;
   EPLB_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
-  return runtime::all_max(session.comm(), {static_cast<long long>(total_b - free_b)})[0];
+  return runtime::all_max(session.group(), {static_cast<long long>(total_b - free_b)},
+                          "bench: device memory used")[0];
 }
 
 }  // namespace
@@ -368,14 +342,14 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   const int32_t rank = session.rank();
   const Placement old_p = random_placement(o, ep, 1);
   const Placement new_p = random_placement(o, ep, 2);
-  const plan::Topology topology = agreed_topology(session, 0);
+  const plan::Topology topology = engine::agreed_topology(session, 0);
   const plan::Plan ours_plan =
       plan::make_plan(old_p, new_p, topology, plan::SenderPolicy::kBalanced);
   const plan::Plan vllm_plan = plan::make_plan(old_p, new_p, topology, plan::SenderPolicy::kVllm);
 
   transport::TransportOptions topts;
   topts.max_staging_bytes = o.max_staging_bytes;
-  topts.timeout = std::chrono::milliseconds(static_cast<long long>(o.timeout_s * 1000));
+  topts.timeout = session.timeout();
   topts.trace_rounds = o.trace;
   NcclTransport tr(session.comm(), session.node_rank(), topts);
   runtime::Stream copy_stream;
@@ -405,9 +379,11 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   ours.seconds = median_seconds(c, [&] { run_ours(c, ours_plan); });
   ours.busiest_bytes = busiest(c, volumes);
   // One stream per peer for all resident layers (split into rounds by the transport).
-  ours.messages = runtime::all_sum(
-      session.comm(), {static_cast<long long>(std::count_if(
-                          volumes.begin(), volumes.end(), [](auto v) { return v.first > 0; }))})[0];
+  ours.messages =
+      runtime::all_sum(session.group(),
+                       {static_cast<long long>(std::count_if(volumes.begin(), volumes.end(),
+                                                             [](auto v) { return v.first > 0; }))},
+                       "bench: counting streams")[0];
   ours.extra_device_bytes = static_cast<long long>(o.max_staging_bytes);
   long long peak = device_used(session);
   MethodResult ours_network = ours;
@@ -437,7 +413,8 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   {
     DeviceBuffer send = DeviceBuffer::for_nccl(total_sent);
     DeviceBuffer recv = DeviceBuffer::for_nccl(total_received);
-    if (runtime::all_true(session.comm(), send.data() != nullptr && recv.data() != nullptr)) {
+    if (runtime::all_true(session.group(), send.data() != nullptr && recv.data() != nullptr,
+                          "bench: registered buffers everywhere?")) {
       runtime::NcclRegistration send_reg = tr.register_buffer(send);
       runtime::NcclRegistration recv_reg = tr.register_buffer(recv);
       raw_registered.seconds = median_seconds(c, [&] { run_raw(c, volumes, send, recv); });
@@ -466,6 +443,4 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   return result;
 }
 
-#endif
-
-}  // namespace eplb::engine
+}  // namespace eplb::bench
