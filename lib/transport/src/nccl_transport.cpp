@@ -38,9 +38,15 @@
 
 namespace eplb::transport {
 
+int gpu_for(int node_rank, int num_visible) {
+  return num_visible == 1 ? 0 : node_rank % num_visible;
+}
+
 #if !EPLB_HAVE_NCCL
 
 bool nccl_available(int) { return false; }
+
+GpuChoice probe_gpu(int) { return {}; }
 
 std::unique_ptr<Transport> make_nccl_transport(MPI_Comm, int, const TransportOptions&) {
   throw core::Error(core::ErrorKind::kComm, "NCCL backend not available in this build");
@@ -577,6 +583,19 @@ void NcclTransport::close() {
   if (!impl_->nccl) return;
   impl_->nccl.close(runtime::deadline_after(impl_->options.timeout));
   impl_->mpi.close();
+}
+
+GpuChoice probe_gpu(int node_rank) {
+  GpuChoice choice;
+  int num_devices = 0;
+  if (cudaGetDeviceCount(&num_devices) != cudaSuccess || num_devices <= 0) return choice;
+  choice.num_visible = num_devices;
+  choice.device = gpu_for(node_rank, num_devices);
+  char bus_id[64] = {};
+  if (cudaDeviceGetPCIBusId(bus_id, sizeof(bus_id), choice.device) == cudaSuccess) {
+    choice.pci_bus_id = bus_id;
+  }
+  return choice;
 }
 
 bool nccl_available(int processes_on_node) {

@@ -17,6 +17,8 @@ void check_mpi(int rc, const char* call, const char* file, int line);
 // Also works without mpirun (a singleton of size 1). If MPI is already initialized (a test
 // main), it neither initializes nor finalizes it. Errors on MPI_COMM_WORLD return
 // codes (MPI_ERRORS_RETURN) so that they become exceptions instead of silent aborts.
+// Throws core::Error(kComm) naming the fix (srun --mpi=pmix) when srun started several
+// tasks without a process-management interface that MPI can use (docs/CLI.md).
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv);
