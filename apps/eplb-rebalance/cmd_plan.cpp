@@ -263,8 +263,8 @@ Subcommand add_plan_command(CLI::App& root) {
   app->add_option("--input", args->input,
                   "Checkpoint whose manifest gives the tensor sizes (for bytes and --svg)");
   app->add_option("--tensors", args->tensors,
-                  "Per-expert tensors, name:dtype:AxB..., as for generate (for bytes and --svg)")
-      ->excludes("--input");
+                  "Per-expert tensors, name:dtype:AxB..., as for generate (for bytes and --svg; "
+                  "takes precedence over --input)");
   app->add_option("--svg", args->svg_path,
                   "Draw the rank x rank bytes moved, per node and per layer, to FILE (SVG); "
                   "needs --input or --tensors")

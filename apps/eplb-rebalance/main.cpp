@@ -56,10 +56,8 @@ int run_main(const eplb::runtime::MpiSession& session, int argc, char** argv) {
                  "TOML file of option values (env EPLB_CONFIG; docs/CLI.md, Job configuration)")
       ->type_name("FILE");
   bool quiet = false, verbose = false;
-  auto* quiet_flag =
-      app.add_flag("-q,--quiet", quiet, "Print errors only: no progress, no summary");
-  app.add_flag("-v,--verbose", verbose, "Also print per-phase detail (per layer for run)")
-      ->excludes(quiet_flag);
+  app.add_flag("-q,--quiet", quiet, "Print errors only: no progress, no summary (wins over -v)");
+  app.add_flag("-v,--verbose", verbose, "Also print per-phase detail (per layer for run)");
   std::vector<eplb::app::Subcommand> commands = {
       eplb::app::add_run_command(app),      eplb::app::add_plan_command(app),
       eplb::app::add_generate_command(app), eplb::app::add_verify_command(app),

@@ -11,8 +11,8 @@ source_of() {  # source_of REPORT OPTION -> "source=value"
 expect_eq() { [[ "$1" == "$2" ]] && pass || fail "got '$1', expected '$2'"; }
 
 # The short form with input and output from the environment, as a job script sets them.
-expect_exit 0 "$work/env.log" -- env EPLB_INPUT="$work/in" EPLB_OUTPUT="$work/out-env" \
-  EPLB_JSON="$work/env.json" EPLB_BACKEND=mpi mpi 2 "$tool" --old "$demo/old.json" --new "$demo/new.json"
+expect_exit 0 "$work/env.log" -- mpi 2 env EPLB_INPUT="$work/in" EPLB_OUTPUT="$work/out-env" \
+  EPLB_JSON="$work/env.json" EPLB_BACKEND=mpi "$tool" --old "$demo/old.json" --new "$demo/new.json"
 [[ -f "$work/out-env/manifest.json" ]] && pass || fail "EPLB_OUTPUT not used"
 expect_eq "$(source_of "$work/env.json" --input)" "environment EPLB_INPUT=$work/in"
 expect_eq "$(source_of "$work/env.json" --old)" "command line=$demo/old.json"
@@ -31,15 +31,15 @@ timeout = 30
 [verify]
 checkpoint = "$work/nowhere"
 TOML
-expect_exit 0 "$work/cfg.log" -- env EPLB_OUTPUT="$work/out-env2" EPLB_TIMEOUT=45 \
-  mpi 2 "$tool" --config "$work/job.toml" --timeout 50 --json "$work/cfg.json"
+expect_exit 0 "$work/cfg.log" -- mpi 2 env EPLB_OUTPUT="$work/out-env2" EPLB_TIMEOUT=45 \
+  "$tool" --config "$work/job.toml" --timeout 50 --json "$work/cfg.json"
 [[ -f "$work/out-env2/manifest.json" && ! -e "$work/out-file" ]] && pass || fail "environment did not beat the file"
 expect_eq "$(source_of "$work/cfg.json" --output)" "environment EPLB_OUTPUT=$work/out-env2"
 expect_eq "$(source_of "$work/cfg.json" --input)" "config $work/job.toml=$work/in"
 expect_eq "$(source_of "$work/cfg.json" --new)" "config $work/job.toml=$demo/new.json"
 expect_eq "$(source_of "$work/cfg.json" --timeout)" "command line=50"
 # EPLB_CONFIG names the file; the file alone runs the job.
-expect_exit 0 "$work/cfg2.log" -- env EPLB_CONFIG="$work/job.toml" mpi 2 "$tool" run --json "$work/cfg2.json"
+expect_exit 0 "$work/cfg2.log" -- mpi 2 env EPLB_CONFIG="$work/job.toml" "$tool" run --json "$work/cfg2.json"
 [[ -f "$work/out-file/manifest.json" ]] && pass || fail "EPLB_CONFIG not used"
 expect_eq "$(source_of "$work/cfg2.json" --timeout)" "config $work/job.toml=30"
 # A key no command has is a usage error naming it; a missing config file an input error.

@@ -23,7 +23,7 @@ assert r["processes"] == 2 and r["memory"]["peak_rss_bytes"] > 0'
 
 # run: plan summary, per-phase seconds, bytes, bandwidth, memory, and where each option
 # came from.
-expect_exit 0 "$work/run.log" -- mpi 2 "$tool" --old "$demo/old.json" --new "$demo/new.json" \
+expect_exit 0 "$work/run.log" -- mpi 4 "$tool" --old "$demo/old.json" --new "$demo/new.json" \
   --input "$work/in" --output "$work/out" --backend mpi --json "$work/run.json"
 check "$work/run.json" "$common"'
 assert r["command"] == "run" and r["result"] == "ok" and r["exit_code"] == 0 and "error" not in r
@@ -34,7 +34,8 @@ s = r["seconds"]
 assert set(s) == {"total", "plan", "setup", "read", "exchange", "write", "commit"}, s
 assert all(v >= 0 for v in s.values()) and s["total"] >= s["plan"]
 b = r["bytes"]
-assert b["read"] == b["written"] == 4 * 4 * 3 * 6144 and b["sent"] == 23 * 6144, b
+# On the wire: each expert's 6144 bytes and its two tensors' 8-byte checksums.
+assert b["read"] == b["written"] == 4 * 4 * 3 * 6144 and b["sent"] == 23 * (6144 + 16), b
 assert 0 < b["busiest_rank"] <= b["sent"]
 assert r["bandwidth_bytes_per_s"]["end_to_end"] > 0
 assert r["memory"]["peak_rss_bytes"] > 0
@@ -80,13 +81,15 @@ expect_exit 0 "$work/q.log" -- mpi 2 "$tool" -q --old "$demo/old.json" --new "$d
   --input "$work/in" --output "$work/out"
 [[ ! -s "$work/q.log" ]] && pass || fail "-q printed: $(cat "$work/q.log")"
 rm -rf "$work/out"
-expect_exit 0 "$work/v.log" -- env EPLB_PROGRESS=lines mpi 2 "$tool" --old "$demo/old.json" \
+expect_exit 0 "$work/v.log" -- mpi 2 env EPLB_PROGRESS=lines "$tool" --old "$demo/old.json" \
   --new "$demo/new.json" --input "$work/in" --output "$work/out" -v
 expect_in "$work/v.log" "planned: 23 experts to move in 18 messages"
 expect_in "$work/v.log" "layer 3: read 36864 B"
 rm -rf "$work/out"
-expect_exit 0 "$work/p.log" -- env EPLB_PROGRESS=redraw mpi 2 "$tool" --old "$demo/old.json" \
+expect_exit 0 "$work/p.log" -- mpi 2 env EPLB_PROGRESS=redraw "$tool" --old "$demo/old.json" \
   --new "$demo/new.json" --input "$work/in" --output "$work/out"
 expect_in "$work/p.log" "rebalance: layer 4/4 (100%), 288.00 KiB"
-expect_exit 64 "$work/qv.log" -- "$tool" -q -v plan --old "$demo/old.json" --new "$demo/new.json"
+# -q wins over -v (EPLB_VERBOSE=1 set for a job, -q on one command).
+expect_exit 0 "$work/qv.log" -- env EPLB_VERBOSE=1 "$tool" -q plan --old "$demo/old.json" --new "$demo/new.json"
+[[ ! -s "$work/qv.log" ]] && pass || fail "-q with EPLB_VERBOSE=1 printed: $(cat "$work/qv.log")"
 finish

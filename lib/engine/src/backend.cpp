@@ -50,8 +50,9 @@ bool gpus_usable(const runtime::MpiSession& session, std::string& why) {
         continue;
       }
       any_gpu = true;
-      summary += fmt::format("\n  rank {} on {}: GPU {} of {} visible (PCI {}, CUDA_VISIBLE_DEVICES={})",
-                             rank, host, device, num_visible, bus, env);
+      summary +=
+          fmt::format("\n  rank {} on {}: GPU {} of {} visible (PCI {}, CUDA_VISIBLE_DEVICES={})",
+                      rank, host, device, num_visible, bus, env);
       auto [it, fresh] = owner.try_emplace({host, bus}, rank);
       if (!fresh && bus != "-" && ok) {
         why = fmt::format(
@@ -80,9 +81,9 @@ std::unique_ptr<transport::Transport> make_transport(const runtime::MpiSession& 
   if (backend == Backend::kNccl && !gpu_everywhere) {
     // Every rank knows it (the checks above are collective); rank 0 says it once.
     if (session.rank() != 0) throw core::Error::reported_elsewhere(core::ErrorKind::kUsage);
-    throw core::Error(core::ErrorKind::kUsage,
-                      fmt::format("--backend nccl needs one GPU per process: {}; use --backend mpi",
-                                  why));
+    throw core::Error(
+        core::ErrorKind::kUsage,
+        fmt::format("--backend nccl needs one GPU per process: {}; use --backend mpi", why));
   }
   if (gpu_everywhere) {
     core::log::info("backend: nccl ({} processes, one GPU each)", session.size());

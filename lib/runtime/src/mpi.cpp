@@ -60,10 +60,11 @@ void check_launcher_before_init() {
     return;
   }
   const char* type = std::getenv("SLURM_MPI_TYPE");
-  throw core::Error(core::ErrorKind::kComm,
-                    fmt::format(kSrunHint, tasks,
-                                type != nullptr ? fmt::format("SLURM_MPI_TYPE={}", type)
-                                                : std::string("no PMIx server in the environment")));
+  throw core::Error(
+      core::ErrorKind::kComm,
+      fmt::format(kSrunHint, tasks,
+                  type != nullptr ? fmt::format("SLURM_MPI_TYPE={}", type)
+                                  : std::string("no PMIx server in the environment")));
 }
 
 void check_launcher_after_init(int size) {
