@@ -187,7 +187,8 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
   const double strip_y = legend_y + 64;
   const size_t per_row = std::min<size_t>(num_layers, kLayersPerRow);
   const size_t strip_rows = (num_layers + kLayersPerRow - 1) / kLayersPerRow;
-  const double width = std::max(bar_x + bar_width + 230, kMargin * 2 + per_row * (small + 16));
+  const double width =
+      std::max(bar_x + bar_width + 230, kMargin * 2 + static_cast<double>(per_row) * (small + 16));
   double text_width = 0;
   for (const std::string* t : {&picture.title, &picture.subtitle}) {
     text_width = std::max(text_width, 2.0 * kMargin + 7.0 * static_cast<double>(t->size()));
