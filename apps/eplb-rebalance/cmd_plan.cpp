@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -12,8 +13,11 @@
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/rebalance.hpp"
+#include "eplb/io/manifest.hpp"
+#include "eplb/io/tensor.hpp"
 #include "eplb/placement/placement.hpp"
 #include "eplb/plan/plan.hpp"
+#include "eplb/plan/traffic_svg.hpp"
 
 namespace eplb::app {
 namespace {
@@ -21,7 +25,9 @@ namespace {
 struct PlanArgs {
   PlacementArgs placements;
   int32_t ranks_per_node = 0;
-  bool json = false;
+  std::string svg_path;  // --svg
+  std::string input;     // --input: tensor sizes from the checkpoint's manifest
+  std::string tensors;   // --tensors: tensor sizes given
 };
 
 struct PlanReport {
@@ -30,6 +36,9 @@ struct PlanReport {
   plan::Topology topology;
   plan::PlanStats balanced, vllm;
   double balanced_ms = 0, vllm_ms = 0;
+  std::vector<io::TensorSpec> tensors;  // empty unless --input or --tensors
+  int64_t bytes_per_expert = 0;
+  plan::LayerTraffic traffic_bytes;  // with tensor sizes only
 };
 
 plan::Plan timed_plan(const PlanReport& r, plan::SenderPolicy policy, double& ms) {
@@ -54,6 +63,15 @@ PlanReport compute(const PlanArgs& args, const runtime::MpiSession& session) {
   r.balanced =
       plan::summarize(timed_plan(r, plan::SenderPolicy::kBalanced, r.balanced_ms), r.topology);
   r.vllm = plan::summarize(timed_plan(r, plan::SenderPolicy::kVllm, r.vllm_ms), r.topology);
+  // Bytes, not experts, when the tensors are known.
+  if (!args.input.empty()) r.tensors = io::load_manifest(args.input).tensors;
+  if (!args.tensors.empty()) r.tensors = io::parse_tensor_specs(args.tensors);
+  if (!r.tensors.empty()) {
+    r.bytes_per_expert = static_cast<int64_t>(io::expert_bytes(r.tensors));
+    double ignored = 0;
+    r.traffic_bytes = plan::traffic_bytes(timed_plan(r, plan::SenderPolicy::kBalanced, ignored),
+                                          r.bytes_per_expert);
+  }
   return r;
 }
 
@@ -140,62 +158,73 @@ std::string traffic_matrix(const plan::PlanStats& stats) {
   return out;
 }
 
-std::string json_string(const std::string& s) {
-  std::string out = "\"";
-  for (char c : s) {
-    if (c == '"' || c == '\\') {
-      out += '\\';
-      out += c;
-    } else if (static_cast<unsigned char>(c) < 0x20) {
-      out += fmt::format("\\u{:04x}", static_cast<int>(c));
-    } else {
-      out += c;
-    }
-  }
-  return out + "\"";
-}
-
-std::string json_ranks(const PlanReport& r) {
-  std::string out = "[";
-  for (size_t rank = 0; rank < r.balanced.ranks.size(); ++rank) {
-    const auto& s = r.balanced.ranks[rank];
-    out += fmt::format(
-        "{}{{\"rank\": {}, \"experts_sent\": {}, \"experts_received\": {}, \"messages_sent\": {}, "
-        "\"messages_received\": {}, \"rows_unchanged\": {}, \"rows_local\": {}, "
-        "\"rows_empty\": {}, \"experts_sent_vllm\": {}}}",
-        rank == 0 ? "" : ",\n  ", rank, s.experts_sent, s.experts_received, s.messages_sent,
-        s.messages_received, s.rows_unchanged, s.rows_local, s.rows_empty,
-        r.vllm.ranks[rank].experts_sent);
-  }
-  return out + "]";
-}
-
-std::string json_traffic(const plan::PlanStats& stats) {
-  std::string out = "[";
-  for (size_t src = 0; src < stats.traffic.size(); ++src) {
-    out += fmt::format("{}[{}]", src == 0 ? "" : ",\n  ", fmt::join(stats.traffic[src], ", "));
-  }
-  return out + "]";
-}
-
-std::string to_json(const PlanReport& r) {
+// docs/CLI.md, "Reports": the "plan" section of `plan --json`.
+nlohmann::json plan_json(const PlanReport& r) {
   const auto& b = r.balanced;
   const auto side = [](const std::string& path, const placement::Placement& p) {
-    return fmt::format("{{\"path\": {}, \"ep_size\": {}, \"num_slots_per_rank\": {}}}",
-                       json_string(path), p.ep_size, p.num_slots_per_rank);
+    return nlohmann::json{
+        {"path", path}, {"ep_size", p.ep_size}, {"num_slots_per_rank", p.num_slots_per_rank}};
   };
-  return fmt::format(
-      "{{\"old\": {}, \"new\": {}, \"num_layers\": {}, \"ranks_per_node\": {},\n"
-      " \"totals\": {{\"experts_moved\": {}, \"min_experts_required\": {}, \"messages\": {}, "
-      "\"busiest_sender_experts\": {}, \"busiest_sender_experts_vllm\": {}, "
-      "\"inter_node_experts\": {}, \"inter_node_experts_vllm\": {}, \"planning_ms\": {:.3f}, "
-      "\"planning_ms_vllm\": {:.3f}}},\n"
-      " \"ranks\": {},\n \"traffic\": {}}}",
-      side(r.old_name, r.old_placement), side(r.new_name, r.new_placement),
-      r.old_placement.num_layers(), r.topology.ranks_per_node, b.experts_moved,
-      b.min_experts_required, total_messages(b), b.busiest_sender_experts,
-      r.vllm.busiest_sender_experts, b.inter_node_experts, r.vllm.inter_node_experts, r.balanced_ms,
-      r.vllm_ms, json_ranks(r), json_traffic(b));
+  nlohmann::json ranks = nlohmann::json::array();
+  for (size_t rank = 0; rank < b.ranks.size(); ++rank) {
+    const auto& s = b.ranks[rank];
+    ranks.push_back({{"rank", rank},
+                     {"experts_sent", s.experts_sent},
+                     {"experts_received", s.experts_received},
+                     {"messages_sent", s.messages_sent},
+                     {"messages_received", s.messages_received},
+                     {"rows_unchanged", s.rows_unchanged},
+                     {"rows_local", s.rows_local},
+                     {"rows_empty", s.rows_empty},
+                     {"experts_sent_vllm", r.vllm.ranks[rank].experts_sent}});
+  }
+  nlohmann::json out = {{"old", side(r.old_name, r.old_placement)},
+                        {"new", side(r.new_name, r.new_placement)},
+                        {"num_layers", r.old_placement.num_layers()},
+                        {"ranks_per_node", r.topology.ranks_per_node},
+                        {"totals",
+                         {{"experts_moved", b.experts_moved},
+                          {"min_experts_required", b.min_experts_required},
+                          {"messages", total_messages(b)},
+                          {"busiest_sender_experts", b.busiest_sender_experts},
+                          {"busiest_sender_experts_vllm", r.vllm.busiest_sender_experts},
+                          {"inter_node_experts", b.inter_node_experts},
+                          {"inter_node_experts_vllm", r.vllm.inter_node_experts},
+                          {"planning_ms", r.balanced_ms},
+                          {"planning_ms_vllm", r.vllm_ms}}},
+                        {"ranks", std::move(ranks)},
+                        {"traffic", b.traffic}};
+  if (r.bytes_per_expert > 0) {
+    out["bytes_per_expert"] = r.bytes_per_expert;
+    out["totals"]["bytes_moved"] = b.experts_moved * r.bytes_per_expert;
+  }
+  return out;
+}
+
+// Rank 0 writes the picture; a file it cannot write is an I/O error.
+void write_svg(const PlanReport& r, const PlanArgs& args) {
+  if (!core::log::is_leader()) return;
+  plan::TrafficPicture picture;
+  picture.title = fmt::format("'{}' -> '{}'", r.old_name, r.new_name);
+  std::string tensors;
+  for (const auto& t : r.tensors) tensors += (tensors.empty() ? "" : ", ") + t.name;
+  picture.subtitle = fmt::format("{:.2f} MiB per expert ({}); EP ranks: {}{}",
+                                 static_cast<double>(r.bytes_per_expert) / (1 << 20), tensors,
+                                 r.traffic_bytes.empty() ? 0 : r.traffic_bytes.front().size(),
+                                 r.topology.ranks_per_node > 0
+                                     ? fmt::format(", {} per node", r.topology.ranks_per_node)
+                                     : std::string(", nodes unknown"));
+  picture.ranks_per_node = r.topology.ranks_per_node;
+  picture.layers = r.traffic_bytes;
+  const std::string svg = plan::render_traffic_svg(picture);
+  std::ofstream out(args.svg_path, std::ios::binary | std::ios::trunc);
+  out << svg;
+  out.close();
+  if (!out) {
+    throw core::Error(core::ErrorKind::kIo,
+                      fmt::format("'{}': cannot write the picture", args.svg_path));
+  }
+  core::log::info("traffic picture: '{}'", args.svg_path);
 }
 
 void print_text(const PlanReport& r) {
@@ -220,15 +249,30 @@ Subcommand add_plan_command(CLI::App& root, CommonArgs& common) {
   app->add_option("--ranks-per-node", args->ranks_per_node,
                   "EP ranks per node for sender choice (default: as MPI reports under mpirun, "
                   "else unknown)");
-  app->add_flag("--json", args->json, "Print one machine-readable JSON object");
+  app->add_option("--input", args->input,
+                  "Checkpoint whose manifest gives the tensor sizes (for bytes and --svg)");
+  app->add_option("--tensors", args->tensors,
+                  "Per-expert tensors, name:dtype:AxB..., as for generate (for bytes and --svg; "
+                  "takes precedence over --input)");
+  app->add_option("--svg", args->svg_path,
+                  "Draw the rank x rank bytes moved, per node and per layer, to FILE (SVG); "
+                  "needs --input or --tensors")
+      ->type_name("FILE");
+  add_report_option(app);
   add_timeout_option(app, common);
   return {app, [args](const runtime::MpiSession& session) {
-            const PlanReport report = compute(*args, session);
-            if (args->json) {
-              core::log::info("{}", to_json(report));
-            } else {
-              print_text(report);
+            if (!args->svg_path.empty() && args->input.empty() && args->tensors.empty()) {
+              throw core::Error(core::ErrorKind::kUsage,
+                                "plan --svg draws bytes: give the tensor sizes with --input "
+                                "CHECKPOINT or --tensors SPEC");
             }
+            job_report()["inputs"] = {{"old", args->placements.old_arg},
+                                     {"new", args->placements.new_arg}};
+            const PlanReport report = compute(*args, session);
+            job_report()["plan"] = plan_json(report);
+            if (!args->svg_path.empty()) write_svg(report, *args);
+            // `--json -` makes stdout one JSON object: no table then.
+            if (job_report().path() != "-") print_text(report);
             return core::kExitOk;
           }};
 }

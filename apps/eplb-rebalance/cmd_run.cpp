@@ -38,6 +38,33 @@ void print_report(const engine::RebalanceReport& r) {
   log::info("  verified   every written slot against the checksum of its source slot");
 }
 
+// docs/CLI.md, "Reports": the keys of `run --json`.
+void add_to_job_report(const engine::RebalanceReport& r) {
+  auto& j = job_report().root();
+  j["backend"] = r.backend;
+  j["plan"] = {{"num_layers", r.num_layers},
+               {"experts_moved", r.experts_moved},
+               {"min_experts_required", r.min_experts_required},
+               {"messages", r.messages},
+               {"rows_copied_locally", r.rows_copied_locally}};
+  j["seconds"] = {{"total", r.seconds_total},       {"plan", r.seconds_plan},
+                  {"setup", r.seconds_setup},       {"read", r.seconds_read},
+                  {"exchange", r.seconds_exchange}, {"write", r.seconds_write},
+                  {"commit", r.seconds_commit}};
+  j["bytes"] = {{"read", r.bytes_read},
+                {"written", r.bytes_written},
+                {"sent", r.bytes_sent},
+                {"busiest_rank", r.busiest_rank_bytes},
+                {"layer", r.layer_bytes}};
+  const auto per_second = [](int64_t bytes, double seconds) {
+    return seconds > 0 ? static_cast<double>(bytes) / seconds : 0.0;
+  };
+  j["bandwidth_bytes_per_s"] = {
+      {"exchange", per_second(r.busiest_rank_bytes, r.seconds_exchange)},
+      {"end_to_end", per_second(r.bytes_read + r.bytes_written, r.seconds_total)}};
+  j["memory"] = {{"peak_rss_bytes", r.peak_rss_bytes}};
+}
+
 }  // namespace
 
 Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
@@ -45,10 +72,9 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
   auto& o = args->options;
   auto* app = root.add_subcommand(
       "run", "Rebalance a checkpoint to a new placement (the default: `eplb-rebalance --old ...`)");
+  // A missing file is an input error (exit 2) found by the loaders, not a usage error.
   add_placement_options(*app, args->placements);
-  app->add_option("--input", o.input, "Input checkpoint directory")
-      ->required()
-      ->check(CLI::ExistingDirectory);
+  app->add_option("--input", o.input, "Input checkpoint directory")->required();
   app->add_option("--output", o.output, "Output checkpoint directory (must not exist)")->required();
   app->add_flag("--force", o.force, "Replace an existing output, once the new one is complete");
   app->add_option("--ranks-per-node", o.ranks_per_node,
@@ -62,6 +88,7 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
                   "moves more is split into rounds (e.g. 512MiB, 2GiB)")
       ->transform(CLI::AsSizeValue(true))
       ->default_str("2GiB");
+  add_report_option(app);
   return {app, [args](const runtime::MpiSession& session) {
             auto options = args->options;
             const auto pair = pair_options(args->placements);
@@ -74,7 +101,13 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
             options.backend = engine::parse_backend(args->backend);
             options.transport.timeout = session.timeout();
             options.transport.max_staging_bytes = args->max_staging_bytes;
-            print_report(engine::rebalance(session, options));
+            job_report()["inputs"] = {{"old", options.old_placement.string()},
+                                      {"new", options.new_placement.string()},
+                                      {"input", options.input.string()},
+                                      {"output", options.output.string()}};
+            const auto report = engine::rebalance(session, options);
+            add_to_job_report(report);
+            print_report(report);
             return 0;
           }};
 }

@@ -10,6 +10,7 @@
 #include <string>
 
 #include "eplb/placement/elastic.hpp"
+#include "eplb/core/report.hpp"
 #include "eplb/runtime/mpi.hpp"
 
 namespace eplb::app {
@@ -54,5 +55,11 @@ void add_placement_options(CLI::App& app, PlacementArgs& args);
 // The options as load_pair takes them. Throws core::Error(kUsage) on contradicting sizes
 // and core::Error(kInput) on a bad rank mapping.
 placement::PairOptions pair_options(const PlacementArgs& args);
+
+// The report of this process's command (docs/CLI.md "Reports"): the command adds its
+// sections, main records the outcome and writes it (job_report.cpp).
+core::Report& job_report();
+// Adds `--json FILE` to `command`: where job_report() is written.
+void add_report_option(CLI::App* command);
 
 }  // namespace eplb::app

@@ -1,9 +1,10 @@
 // eplb-rebalance: move Mixture-of-Experts weights between EP ranks to a new placement.
 //
-// main is thin: parse the same argv on every process, start MPI under a watchdog bounded
-// by --timeout, run one subcommand, and turn the one exception that may come out of it
-// into a message and a documented exit code (docs/CLI.md). `eplb-rebalance --old A --new B
-// ...` is short for `... run ...`.
+// main is thin: parse the same argv on every process (options also from the environment and
+// a config file, job_config.hpp), start MPI under a watchdog bounded by --timeout, run one
+// subcommand, and turn the one exception that may come out of it into a message, a report
+// (--json) and a documented exit code (docs/CLI.md). `eplb-rebalance --old A --new B ...`
+// is short for `... run ...`.
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -21,20 +22,35 @@
 #include "eplb/core/log.hpp"
 #include "eplb/runtime/deadline.hpp"
 #include "eplb/runtime/mpi.hpp"
+#include "job_config.hpp"
 
 namespace {
 
 namespace core = eplb::core;
 namespace log = eplb::core::log;
 namespace runtime = eplb::runtime;
+using eplb::app::job_report;
 
-// `eplb-rebalance --old ...` means `eplb-rebalance run --old ...`.
-std::vector<std::string> normalized_args(int argc, char** argv) {
+constexpr const char* kVersion = "0.1.0";
+
+// `eplb-rebalance [-q|-v|--config F] --old ...` means `eplb-rebalance ... run --old ...`.
+std::vector<std::string> normalized_args(const CLI::App& app, int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
-  if (!args.empty() && args[0].starts_with("--") && args[0] != "--help" && args[0] != "--version") {
-    args.insert(args.begin(), "run");
+  const size_t at = eplb::app::skip_root_options(app, args);
+  const bool option_next = at < args.size() && args[at].starts_with("-") && args[at] != "--help" &&
+                           args[at] != "-h" && args[at] != "--version";
+  if (option_next || (at == args.size() && at > 0)) {
+    args.insert(args.begin() + static_cast<std::ptrdiff_t>(at), "run");
   }
   return args;
+}
+
+// After a parse error the --json option may not have run its callback: take its value
+// from the command line or the environment as given.
+void find_report_path(CLI::App* command) {
+  if (command == nullptr || job_report().enabled()) return;
+  const CLI::Option* json = command->get_option_no_throw("--json");
+  if (json != nullptr && json->count() > 0) job_report().set_path(json->results().back());
 }
 
 // This process's rank as the launcher told it, before MPI can: -1 when not started by one.
@@ -66,21 +82,41 @@ void maybe_stall_startup() {
   std::_Exit(core::kExitComm);
 }
 
+// The report records the outcome; a report that cannot be written is an I/O error of
+// its own on success, and only a message when the job failed already.
+int finish_report(int code, const core::Error* error) {
+  job_report().set_outcome(code, error);
+  if (!job_report().root().contains("memory")) {  // `run` reports the max over ranks
+    job_report()["memory"] = {{"peak_rss_bytes", core::peak_rss_bytes()}};
+  }
+  try {
+    job_report().write();
+  } catch (const core::Error& e) {
+    for (const auto& problem : e.problems()) log::error("{}", problem);
+    if (code == core::kExitOk) return core::exit_code_for(e.kind());
+  }
+  return code;
+}
+
+
 int run_command(const runtime::MpiSession& session, const eplb::app::Subcommand& command) {
   try {
-    return command.run(session);
+    return finish_report(command.run(session), nullptr);
   } catch (const core::Error& e) {
     if (!e.reported()) {
       for (const auto& problem : e.problems()) log::error("{}", problem);
     }
+    const int code = finish_report(core::exit_code_for(e.kind()), &e);
     // A communication failure that the ranks did not agree on may leave peers blocked
     // inside MPI or NCCL: end the whole job.
     if (e.kind() == core::ErrorKind::kComm && !e.reported() && session.size() > 1) {
-      session.abort_job(core::exit_code_for(e.kind()));
+      session.abort_job(code);
     }
-    return core::exit_code_for(e.kind());
+    return code;
   } catch (const std::exception& e) {
     log::error("internal error: {}", e.what());
+    const core::Error internal(core::ErrorKind::kInternal, e.what());
+    finish_report(core::kExitInternal, &internal);
     if (session.size() > 1) session.abort_job(core::kExitInternal);
     return core::kExitInternal;
   }
@@ -93,8 +129,16 @@ int main(int argc, char** argv) {
   // rank 0 is.
   CLI::App app{"Rebalance sharded MoE expert weights to a new placement (MPI/NCCL).",
                "eplb-rebalance"};
-  app.set_version_flag("--version", "eplb-rebalance 0.1.0");
+  app.set_version_flag("--version", std::string("eplb-rebalance ") + kVersion);
   app.require_subcommand(1);
+  app.fallthrough();        // -q, -v and --config also after the subcommand
+  std::string config_file;  // read by JobConfig before the parse; here for --help
+  app.add_option("--config", config_file,
+                 "TOML file of option values (env EPLB_CONFIG; docs/CLI.md, Job configuration)")
+      ->type_name("FILE");
+  bool quiet = false, verbose = false;
+  app.add_flag("-q,--quiet", quiet, "Print errors only: no progress, no summary (wins over -v)");
+  app.add_flag("-v,--verbose", verbose, "Also print per-phase detail (per layer for run)");
   eplb::app::CommonArgs common;
   std::vector<eplb::app::Subcommand> commands = {
       eplb::app::add_run_command(app, common),      eplb::app::add_plan_command(app, common),
@@ -103,16 +147,27 @@ int main(int argc, char** argv) {
       eplb::app::add_export_command(app, common),   eplb::app::add_balance_command(app, common),
       eplb::app::add_placement_command(app, common),
   };
-  auto args = normalized_args(argc, argv);
+  auto args = normalized_args(app, argc, argv);
+  CLI::App* command = eplb::app::named_command(app, args);
+  std::optional<eplb::app::JobConfig> config;
+  std::optional<core::Error> config_error;
+  try {
+    config.emplace(app, command, args);
+  } catch (const core::Error& e) {
+    config_error = e;
+  }
   std::reverse(args.begin(), args.end());  // CLI11 takes the vector reversed
   std::optional<CLI::ParseError> parse_error;
-  try {
-    app.parse(args);
-  } catch (const CLI::ParseError& e) {
-    parse_error = e;
+  if (!config_error) {
+    try {
+      app.parse(args);
+    } catch (const CLI::ParseError& e) {
+      parse_error = e;
+    }
   }
-  const auto timeout =
-      parse_error ? runtime::kDefaultTimeout : runtime::timeout_from_seconds(common.timeout_s);
+  const auto timeout = parse_error || config_error
+                           ? runtime::kDefaultTimeout
+                           : runtime::timeout_from_seconds(common.timeout_s);
 
   std::optional<runtime::MpiSession> started;
   try {
@@ -126,14 +181,37 @@ int main(int argc, char** argv) {
   }
   const runtime::MpiSession& session = *started;
   log::set_context(session.rank(), session.size(), session.host());
+  job_report()["format"] = "eplb-report";
+  job_report()["version"] = 1;
+  job_report()["tool_version"] = kVersion;
+  job_report()["command"] = command != nullptr ? command->get_name() : "";
+  job_report()["argv"] = std::vector<std::string>(argv, argv + argc);
+  job_report()["processes"] = session.size();
 
+  if (config_error) {  // the same on every rank: rank 0 says it
+    if (session.rank() == 0) {
+      for (const auto& problem : config_error->problems()) log::error("{}", problem);
+    }
+    return finish_report(core::exit_code_for(config_error->kind()), &*config_error);
+  }
   if (parse_error) {
     // Help and version are successes; every other parse error is a usage error.
     if (session.rank() == 0) app.exit(*parse_error);
-    return parse_error->get_exit_code() == 0 ? core::kExitOk : core::kExitUsage;
+    find_report_path(command);
+    if (parse_error->get_exit_code() == 0) {
+      job_report().set_path({});  // --help and --version write no report
+      return core::kExitOk;
+    }
+    job_report()["error"] = {{"kind", core::to_string(core::ErrorKind::kUsage)},
+                             {"problems", {parse_error->what()}},
+                             {"reported_elsewhere", false}};
+    job_report()["options"] = config->sources();
+    return finish_report(core::kExitUsage, nullptr);
   }
-  for (const auto& command : commands) {
-    if (command.app->parsed()) return run_command(session, command);
+  log::set_level(quiet ? log::Level::kQuiet : verbose ? log::Level::kDetail : log::Level::kInfo);
+  job_report()["options"] = config->sources();
+  for (const auto& c : commands) {
+    if (c.app->parsed()) return run_command(session, c);
   }
   return core::kExitUsage;
 }

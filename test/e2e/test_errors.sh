@@ -78,8 +78,8 @@ expect_exit 64 "$d/e6c.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.j
 if ! command -v nvidia-smi >/dev/null 2>&1; then
   fresh
   expect_exit 64 "$d/e6d.log" -- run4 --backend nccl
-  expect_in "$d/e6d.log" "--backend nccl: NCCL is not built in, or some node has fewer GPUs than processes"
-  [[ $(grep -c -- "--backend nccl:" "$d/e6d.log") -eq 1 ]] && pass || fail "--backend nccl error printed more than once"
+  expect_in "$d/e6d.log" "--backend nccl needs one GPU per process: NCCL is not built in, or some process sees no CUDA device"
+  [[ $(grep -c -- "--backend nccl needs" "$d/e6d.log") -eq 1 ]] && pass || fail "--backend nccl error printed more than once"
   expect_no_output "$d/out"
 fi
 

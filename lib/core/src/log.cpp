@@ -13,6 +13,7 @@ struct Context {
   int size = 1;
   std::string host;
   Level level = Level::kInfo;
+  std::vector<std::string> errors;  // guarded by mutex
   std::mutex mutex;
 };
 
@@ -49,6 +50,7 @@ void set_context(int rank_id, int num_ranks, std::string host) {
 }
 
 void set_level(Level level) { ctx().level = level; }
+Level level() { return ctx().level; }
 int rank() { return ctx().rank; }
 int size() { return ctx().size; }
 bool is_leader() { return ctx().rank == 0; }
@@ -70,7 +72,16 @@ void warn_str(std::string_view msg) {
   emit(stderr, "eplb-rebalance: warning: " + rank_tag() + " ", msg);
 }
 
+std::vector<std::string> printed_errors() {
+  std::lock_guard lock(ctx().mutex);
+  return ctx().errors;
+}
+
 void error_str(std::string_view msg) {
+  {
+    std::lock_guard lock(ctx().mutex);
+    if (ctx().errors.size() < 1000) ctx().errors.emplace_back(msg);
+  }
   emit(stderr, "eplb-rebalance: error: " + rank_tag() + " ", msg);
 }
 

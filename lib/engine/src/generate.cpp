@@ -1,6 +1,7 @@
 #include "eplb/engine/generate.hpp"
 
 #include "eplb/core/clock.hpp"
+#include "eplb/core/progress.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/io/shard.hpp"
@@ -54,18 +55,25 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
   core::ProblemList write_problems(core::ErrorKind::kIo);
   capture(write_problems, [&] {
     std::vector<std::vector<std::byte>> rows(options.tensors.size());
+    // Rank 0 shows its own shards' progress; every process has as many to within one.
+    const int32_t my_shards = (p.ep_size - session.rank() + session.size() - 1) / session.size();
+    auto progress =
+        core::Progress::for_leader("generate", int64_t{my_shards} * p.num_layers(), "layer");
     for (int32_t rank = session.rank(); rank < p.ep_size; rank += session.size()) {
       auto path = output.staging() / io::shard_file_name(rank);
       io::ShardWriter writer(
           path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank, options.tensors});
       for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
         write_synthetic_layer(p, options, rank, layer, writer, rows);
-        report.bytes_written +=
+        const auto layer_bytes =
             static_cast<long long>(io::expert_bytes(options.tensors)) * p.num_slots_per_rank;
+        report.bytes_written += layer_bytes;
+        progress.advance(1, layer_bytes);
       }
       writer.close();
       my_files.push_back(path);
     }
+    progress.finish();
   });
   agree(session.group(), write_problems, "writing the shards");
   output.commit(my_files, io::Manifest{options.tensors, p, {}, std::nullopt});

@@ -8,6 +8,7 @@
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/progress.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/engine/inputs.hpp"
@@ -46,6 +47,20 @@ long long peak_rss_bytes() {
   return 0;
 }
 
+// -v: what one layer took on rank 0. Returns the bytes it read and wrote.
+long long log_layer(int32_t layer_idx, const StepCounters& before, const StepCounters& after) {
+  const long long read = after.bytes_read - before.bytes_read;
+  const long long written = after.bytes_written - before.bytes_written;
+  core::log::detail(
+      "layer {}: read {} B in {:.3f} s, exchange sent {} B received {} B in {:.3f} s, wrote {} B "
+      "in {:.3f} s (rank 0)",
+      layer_idx, read, after.seconds_read - before.seconds_read,
+      after.bytes_sent - before.bytes_sent, after.bytes_received - before.bytes_received,
+      after.seconds_exchange - before.seconds_exchange, written,
+      after.seconds_write - before.seconds_write);
+  return read + written;
+}
+
 RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerStepper& stepper,
                               RebalanceReport report) {
   const auto& local = stepper.counters();
@@ -81,6 +96,8 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   // Load and validate: placements, manifest, this rank's shard. All before any data moves.
   Inputs inputs = load_inputs(session, options);
   report.num_layers = inputs.old_placement.num_layers();
+  core::log::detail("inputs loaded and validated: {} layers ({:.3f} s)", report.num_layers,
+                    seconds_since(start));
 
   // Plan: every process computes the same global plan, without communicating.
   const auto plan_start = Clock::now();
@@ -95,6 +112,8 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
                        std::max(plan.old_num_slots_per_rank, plan.new_num_slots_per_rank);
   report.min_experts_required = stats.min_experts_required;
   for (const auto& rank : stats.ranks) report.messages += rank.messages_sent;
+  core::log::detail("planned: {} experts to move in {} messages ({:.3f} s)", report.experts_moved,
+                    report.messages, report.seconds_plan);
 
   // Transport and output: the staging directory exists only once the inputs are known good.
   const auto setup_start = Clock::now();
@@ -103,11 +122,19 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   CheckpointOutput output(session.group(), options.output, options.force);
   LayerStepper stepper(session, inputs, plan, *transport, output.staging());
   report.seconds_setup = seconds_since(setup_start);
+  core::log::detail("{} transport and staging '{}' ready ({:.3f} s)", report.backend,
+                    output.staging().string(), report.seconds_setup);
 
   // For each layer: read, verify, exchange, fill, verify, write.
+  // Rank 0 shows its progress: layers move in lockstep (each ends in an agreement), so
+  // its count is the job's.
+  auto progress = core::Progress::for_leader("rebalance", report.num_layers, "layer");
   for (int32_t layer_idx = 0; layer_idx < report.num_layers; ++layer_idx) {
+    const StepCounters before = stepper.counters();
     stepper.run_layer(layer_idx);
+    progress.advance(1, log_layer(layer_idx, before, stepper.counters()));
   }
+  progress.finish();
   auto my_files = stepper.finish();
 
   // Commit: manifest last, then rename into place.
@@ -115,6 +142,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   io::Manifest manifest{inputs.tensors, inputs.new_placement, {}, inputs.hugging_face};
   output.commit(my_files, std::move(manifest));
   report.seconds_commit = seconds_since(commit_start);
+  core::log::detail("committed '{}' ({:.3f} s)", options.output.string(), report.seconds_commit);
   transport->close();
 
   report = reduce_report(session, stepper, report);

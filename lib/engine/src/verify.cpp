@@ -6,6 +6,7 @@
 #include <sstream>
 
 #include "eplb/core/clock.hpp"
+#include "eplb/core/progress.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/shard.hpp"
@@ -21,6 +22,7 @@ struct ShardCheck {
   core::ProblemList& problems;
   std::vector<std::string>& replica_lines;  // "layer expert slot h0 h1 ..."
   VerifyReport& report;
+  core::Progress& progress;
 };
 
 void check_file_entry(const fs::path& path, const io::FileEntry& want,
@@ -107,6 +109,9 @@ void check_shard(const ShardCheck& c, int32_t rank) {
       }
       check_row(c, shard, layer, row, ids[row], data, sums);
     }
+    long long layer_bytes = 0;
+    for (const auto& tensor : data) layer_bytes += static_cast<long long>(tensor.size());
+    c.progress.advance(1, layer_bytes);
   }
 }
 
@@ -154,10 +159,16 @@ VerifyReport verify(const runtime::MpiSession& session, const VerifyOptions& opt
   VerifyReport report;
   std::vector<std::string> replica_lines;
   core::ProblemList shard_problems(core::ErrorKind::kVerify);
-  ShardCheck check{manifest, options, shard_problems, replica_lines, report};
-  for (int32_t rank = session.rank(); rank < manifest.placement.ep_size; rank += session.size()) {
+  // Rank 0 shows its own shards' progress; every process has as many to within one.
+  const int32_t num_shards = manifest.placement.ep_size;
+  const int32_t my_shards = (num_shards - session.rank() + session.size() - 1) / session.size();
+  auto progress = core::Progress::for_leader(
+      "verify", int64_t{std::max(my_shards, 0)} * manifest.placement.num_layers(), "layer");
+  ShardCheck check{manifest, options, shard_problems, replica_lines, report, progress};
+  for (int32_t rank = session.rank(); rank < num_shards; rank += session.size()) {
     capture(shard_problems, [&] { check_shard(check, rank); });
   }
+  progress.finish();
   auto all_lines =
       runtime::gather_lines(session.group(), replica_lines, "gathering the replica checksums");
   if (session.rank() == 0) check_replicas(all_lines, shard_problems);

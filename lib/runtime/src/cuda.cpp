@@ -50,7 +50,8 @@ int select_device(int node_rank) {
                 fmt::format("no usable CUDA device: {}",
                             rc == cudaSuccess ? "none found" : cudaGetErrorString(rc)));
   }
-  int device = node_rank % num_devices;
+  // NOTE: the same rule as transport::gpu_for, which rank 0's GPU summary reports.
+  int device = num_devices == 1 ? 0 : node_rank % num_devices;
   EPLB_CUDA_CHECK(cudaSetDevice(device));
   return device;
 }

@@ -35,6 +35,45 @@ bool mpi_finalized() {
   return finalized != 0;
 }
 
+long env_count(const char* name) {
+  const char* value = std::getenv(name);
+  return value != nullptr ? std::strtol(value, nullptr, 10) : 0;
+}
+
+bool has_env(const char* name) { return std::getenv(name) != nullptr; }
+
+// srun started several tasks but gave them no process-management interface Open MPI can
+// use (the site's default --mpi plugin is not pmix): MPI_Init would then die inside Open
+// MPI, or start every task as a job of its own, all writing the same output. docs/CLI.md.
+constexpr const char* kSrunHint =
+    "srun started {} tasks without an MPI plugin this Open MPI can use ({}): pass "
+    "--mpi=pmix to srun (or set SLURM_MPI_TYPE=pmix), or start the job with mpirun inside "
+    "the allocation; see scripts/slurm/";
+
+void check_launcher_before_init() {
+  const long tasks = env_count("SLURM_STEP_NUM_TASKS");
+  if (!has_env("SLURM_PROCID") || tasks <= 1) return;
+  if (has_env("PMIX_RANK") || has_env("PMI_RANK") || has_env("PMI_FD") ||
+      has_env("OMPI_COMM_WORLD_RANK")) {
+    return;
+  }
+  const char* type = std::getenv("SLURM_MPI_TYPE");
+  throw core::Error(
+      core::ErrorKind::kComm,
+      fmt::format(kSrunHint, tasks,
+                  type != nullptr ? fmt::format("SLURM_MPI_TYPE={}", type)
+                                  : std::string("no PMIx server in the environment")));
+}
+
+void check_launcher_after_init(int size) {
+  const long tasks = env_count("SLURM_STEP_NUM_TASKS");
+  if (!has_env("SLURM_PROCID") || tasks <= 1 || size != 1 || has_env("OMPI_COMM_WORLD_SIZE")) {
+    return;
+  }
+  throw core::Error(core::ErrorKind::kComm,
+                    fmt::format(kSrunHint, tasks, "MPI started this task alone"));
+}
+
 }  // namespace
 
 void check_mpi(int rc, const char* call, const char* file, int line) {
@@ -53,6 +92,7 @@ MpiSession::MpiSession(int* argc, char*** argv, std::chrono::milliseconds timeou
   int initialized = 0;
   EPLB_MPI_CHECK(MPI_Initialized(&initialized));
   if (!initialized) {  // else an embedding program (a test main) owns MPI's lifetime
+    check_launcher_before_init();
     int provided = 0;
     // FUNNELED: only the main thread calls MPI; helper threads (I/O) never do.
     EPLB_MPI_CHECK(MPI_Init_thread(argc, argv, MPI_THREAD_FUNNELED, &provided));
@@ -61,6 +101,14 @@ MpiSession::MpiSession(int* argc, char*** argv, std::chrono::milliseconds timeou
   EPLB_MPI_CHECK(MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN));
   EPLB_MPI_CHECK(MPI_Comm_rank(MPI_COMM_WORLD, &rank_));
   EPLB_MPI_CHECK(MPI_Comm_size(MPI_COMM_WORLD, &size_));
+  if (finalize_) {
+    try {
+      check_launcher_after_init(size_);
+    } catch (...) {  // the destructor of a half-built session does not run
+      MPI_Finalize();
+      throw;
+    }
+  }
 
   // Node-local rank picks the GPU; the node communicator is only needed for that.
   MPI_Comm raw = MPI_COMM_NULL;

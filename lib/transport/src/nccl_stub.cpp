@@ -6,6 +6,8 @@ namespace eplb::transport {
 
 bool nccl_available(int) { return false; }
 
+GpuChoice probe_gpu(int) { return {}; }
+
 std::unique_ptr<Transport> make_nccl_transport(MPI_Comm, int, const TransportOptions&) {
   throw core::Error(core::ErrorKind::kComm, "NCCL backend not available in this build");
 }

@@ -455,6 +455,19 @@ void NcclTransport::close() {
   impl_->mpi.close();
 }
 
+GpuChoice probe_gpu(int node_rank) {
+  GpuChoice choice;
+  int num_devices = 0;
+  if (cudaGetDeviceCount(&num_devices) != cudaSuccess || num_devices <= 0) return choice;
+  choice.num_visible = num_devices;
+  choice.device = gpu_for(node_rank, num_devices);
+  char bus_id[64] = {};
+  if (cudaDeviceGetPCIBusId(bus_id, sizeof(bus_id), choice.device) == cudaSuccess) {
+    choice.pci_bus_id = bus_id;
+  }
+  return choice;
+}
+
 bool nccl_available(int processes_on_node) {
   int num_devices = 0;
   return cudaGetDeviceCount(&num_devices) == cudaSuccess && num_devices > 0 &&

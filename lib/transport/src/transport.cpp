@@ -6,8 +6,14 @@
 
 #include "detail.hpp"
 #include "eplb/core/error.hpp"
+#include "eplb/transport/nccl_transport.hpp"
 
 namespace eplb::transport {
+
+// Pure, so in every build (nccl_transport.hpp declares it).
+int gpu_for(int node_rank, int num_visible) {
+  return num_visible == 1 ? 0 : node_rank % num_visible;
+}
 
 size_t Transfer::bytes() const {
   size_t total = 0;

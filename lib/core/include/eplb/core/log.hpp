@@ -10,6 +10,7 @@
 
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace eplb::core::log {
 
@@ -18,11 +19,16 @@ enum class Level { kQuiet, kInfo, kDetail };
 // Sets who we are; called once after MPI start (defaults: rank 0 of 1, this host).
 void set_context(int rank, int size, std::string host);
 void set_level(Level level);
+Level level();
 int rank();
 int size();
 bool is_leader();
 // "[rank 3/8 node07]"
 std::string rank_tag();
+
+// The error messages this process printed (without the prefix), the first 1000: what a
+// report (--json) lists when the problems were printed before an agreement.
+std::vector<std::string> printed_errors();
 
 void info_str(std::string_view msg);
 void detail_str(std::string_view msg);

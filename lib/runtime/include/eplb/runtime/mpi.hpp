@@ -31,6 +31,8 @@ struct Group {
 // codes (MPI_ERRORS_RETURN) so that they become exceptions instead of silent aborts.
 // `timeout` is the command's --timeout, which every collective over group() obeys.
 // NOTE: MPI_Init itself cannot be polled; main bounds it with a runtime::Watchdog.
+// Throws core::Error(kComm) naming the fix (srun --mpi=pmix) when srun started several
+// tasks without a process-management interface that MPI can use (docs/CLI.md).
 class MpiSession {
  public:
   MpiSession(int* argc, char*** argv, std::chrono::milliseconds timeout);

@@ -1,0 +1,70 @@
+#include "eplb/core/report.hpp"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+
+#include "eplb/core/log.hpp"
+
+namespace eplb::core {
+
+long long peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+void Report::set_outcome(int exit_code, const Error* error) {
+  root_["exit_code"] = exit_code;
+  root_["result"] = exit_code == kExitOk ? "ok" : "error";
+  if (error != nullptr) {
+    // Problems printed before an agreement are only in the log: list this process's.
+    root_["error"] = {{"kind", to_string(error->kind())},
+                      {"problems", error->reported() ? log::printed_errors() : error->problems()},
+                      {"reported_elsewhere", error->reported()}};
+  }
+}
+
+std::string Report::text() const {
+  return root_.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+void Report::write() const {
+  if (!enabled() || !log::is_leader()) return;
+  const std::string content = text();
+  if (path_ == "-") {
+    std::fwrite(content.data(), 1, content.size(), stdout);
+    std::fflush(stdout);
+    return;
+  }
+  const std::filesystem::path tmp =
+      path_.string() + ".tmp." + std::to_string(static_cast<long>(::getpid()));
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    out << content;
+    out.close();
+    if (!out) {
+      const int err = errno;
+      std::error_code ignored;
+      std::filesystem::remove(tmp, ignored);
+      throw Error(ErrorKind::kIo,
+                  "'" + path_.string() + "': cannot write the report: " + std::strerror(err));
+    }
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path_, ec);
+  if (ec) {
+    std::error_code ignored;
+    std::filesystem::remove(tmp, ignored);
+    throw Error(ErrorKind::kIo,
+                "'" + path_.string() + "': cannot write the report: " + ec.message());
+  }
+}
+
+}  // namespace eplb::core

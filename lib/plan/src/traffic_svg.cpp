@@ -1,0 +1,322 @@
+// Layout, top to bottom: two title lines; the big matrix (sender rows, receiver columns)
+// with rank labels, node boundaries, a bar of each sender's total on its right and the
+// busiest sender's row outlined in red; a colour legend; then the per-layer matrices,
+// wrapped 16 to a row. One linear colour scale per matrix kind: the big matrix against
+// its largest cell, the small ones against the largest cell of any layer, so that layers
+// compare with each other.
+#include "eplb/plan/traffic_svg.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <numeric>
+
+#include "eplb/core/error.hpp"
+
+namespace eplb::plan {
+namespace {
+
+constexpr const char* kMarker = "#d62728";  // the busiest sender
+constexpr int kMargin = 24;
+constexpr int kLabelWidth = 56;  // room for the row labels and the vertical axis title
+constexpr int kLayersPerRow = 16;
+
+// The bytes of `text` with every invalid UTF-8 sequence replaced by U+FFFD and the XML
+// specials escaped.
+std::string xml_text(const std::string& text) {
+  std::string out;
+  const auto* s = reinterpret_cast<const unsigned char*>(text.data());
+  const size_t n = text.size();
+  for (size_t i = 0; i < n;) {
+    const unsigned char c = s[i];
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xe  ? 3
+                 : (c >> 3) == 0x1e ? 4
+                                    : 0;
+    bool ok = len > 0 && i + len <= n;
+    for (size_t k = 1; ok && k < len; ++k) ok = (s[i + k] & 0xc0) == 0x80;
+    if (ok && len == 1 && c < 0x20 && c != '\t') ok = false;  // control characters
+    if (!ok) {
+      out += "\xef\xbf\xbd";
+      ++i;
+      continue;
+    }
+    switch (c) {
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out.append(text, i, len);
+    }
+    i += len;
+  }
+  return out;
+}
+
+std::string human_bytes(int64_t bytes) {
+  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  auto value = static_cast<double>(bytes);
+  size_t unit = 0;
+  while (value >= 1024.0 && unit + 1 < std::size(kUnits)) {
+    value /= 1024.0;
+    ++unit;
+  }
+  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, kUnits[unit]);
+}
+
+// White for nothing, then light to dark blue, linear in value / max.
+std::string colour(int64_t value, int64_t max) {
+  if (value <= 0 || max <= 0) return "#ffffff";
+  const double t = 0.15 + 0.85 * static_cast<double>(value) / static_cast<double>(max);
+  const auto mix = [t](int from, int to) { return static_cast<int>(from + (to - from) * t + 0.5); };
+  return fmt::format("#{:02x}{:02x}{:02x}", mix(222, 8), mix(235, 48), mix(247, 107));
+}
+
+using Matrix = std::vector<std::vector<int64_t>>;
+
+Matrix summed(const LayerTraffic& layers) {
+  Matrix sum = layers.front();
+  for (size_t l = 1; l < layers.size(); ++l) {
+    for (size_t s = 0; s < sum.size(); ++s) {
+      for (size_t d = 0; d < sum.size(); ++d) sum[s][d] += layers[l][s][d];
+    }
+  }
+  return sum;
+}
+
+int64_t max_cell(const Matrix& m) {
+  int64_t out = 0;
+  for (const auto& row : m) out = std::max(out, *std::max_element(row.begin(), row.end()));
+  return out;
+}
+
+// Cells of one matrix at (x, y), `cell` pixels each; tooltips when `tooltips`.
+void draw_cells(std::string& svg, const Matrix& m, int x, int y, double cell, int64_t max,
+                bool tooltips) {
+  for (size_t s = 0; s < m.size(); ++s) {
+    for (size_t d = 0; d < m.size(); ++d) {
+      if (m[s][d] == 0) continue;
+      svg += fmt::format(R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="{}">)",
+                         x + cell * static_cast<double>(d), y + cell * static_cast<double>(s), cell,
+                         cell, colour(m[s][d], max));
+      if (tooltips) {
+        svg += fmt::format("<title>rank {} -&gt; rank {}: {}</title>", s, d, human_bytes(m[s][d]));
+      }
+      svg += "</rect>\n";
+    }
+  }
+  svg += fmt::format(
+      R"(<rect x="{}" y="{}" width="{:.2f}" height="{:.2f}" fill="none" stroke="#555" stroke-width="1"/>)"
+      "\n",
+      x, y, cell * static_cast<double>(m.size()), cell * static_cast<double>(m.size()));
+}
+
+void draw_node_lines(std::string& svg, size_t num_ranks, int32_t ranks_per_node, int x, int y,
+                     double cell, double width) {
+  if (ranks_per_node <= 0) return;
+  for (size_t r = static_cast<size_t>(ranks_per_node); r < num_ranks;
+       r += static_cast<size_t>(ranks_per_node)) {
+    const double at = cell * static_cast<double>(r);
+    svg += fmt::format(
+        R"(<line x1="{:.2f}" y1="{}" x2="{:.2f}" y2="{:.2f}" stroke="#222" stroke-width="{:.1f}"/>)"
+        "\n",
+        x + at, y, x + at, y + cell * static_cast<double>(num_ranks), width);
+    svg += fmt::format(
+        R"(<line x1="{}" y1="{:.2f}" x2="{:.2f}" y2="{:.2f}" stroke="#222" stroke-width="{:.1f}"/>)"
+        "\n",
+        x, y + at, x + cell * static_cast<double>(num_ranks), y + at, width);
+  }
+}
+
+// Every k-th rank is labelled so that labels never overlap.
+size_t label_step(double cell) { return cell >= 14 ? 1 : static_cast<size_t>(14 / cell) + 1; }
+
+}  // namespace
+
+LayerTraffic traffic_bytes(const Plan& plan, int64_t bytes_per_expert) {
+  const auto n = static_cast<size_t>(std::max(plan.num_ep_ranks(), 0));
+  LayerTraffic out(plan.layers.size(), Matrix(n, std::vector<int64_t>(n, 0)));
+  for (size_t l = 0; l < plan.layers.size(); ++l) {
+    for (const Message& m : plan.layers[l].messages) {
+      out[l][static_cast<size_t>(m.src_rank)][static_cast<size_t>(m.dst_rank)] +=
+          static_cast<int64_t>(m.expert_ids.size()) * bytes_per_expert;
+    }
+  }
+  return out;
+}
+
+std::string render_traffic_svg(const TrafficPicture& picture) {
+  EPLB_ASSERT(!picture.layers.empty() && !picture.layers.front().empty());
+  const size_t n = picture.layers.front().size();
+  for (const auto& layer : picture.layers) {
+    EPLB_ASSERT(layer.size() == n);
+    for (const auto& row : layer) EPLB_ASSERT(row.size() == n);
+  }
+  const Matrix total = summed(picture.layers);
+  const int64_t max_total = max_cell(total);
+  int64_t max_layer = 0;
+  for (const auto& layer : picture.layers) max_layer = std::max(max_layer, max_cell(layer));
+  std::vector<int64_t> sent(n);
+  for (size_t s = 0; s < n; ++s)
+    sent[s] = std::accumulate(total[s].begin(), total[s].end(), int64_t{0});
+  const auto busiest =
+      static_cast<size_t>(std::max_element(sent.begin(), sent.end()) - sent.begin());
+
+  // Geometry.
+  const double cell = std::clamp(560.0 / static_cast<double>(n), 4.0, 40.0);
+  const double side = cell * static_cast<double>(n);
+  const int mx = kMargin + kLabelWidth;  // matrix origin
+  const int my = 132;
+  const double bar_x = mx + side + 16;
+  const double bar_width = 200;
+  const double legend_y = my + side + 40;
+  const size_t num_layers = picture.layers.size();
+  const double small =
+      std::clamp(96.0 / static_cast<double>(n), 1.0, 12.0) * static_cast<double>(n);
+  const double small_cell = small / static_cast<double>(n);
+  const double strip_y = legend_y + 64;
+  const size_t per_row = std::min<size_t>(num_layers, kLayersPerRow);
+  const size_t strip_rows = (num_layers + kLayersPerRow - 1) / kLayersPerRow;
+  const double width =
+      std::max(bar_x + bar_width + 230, kMargin * 2 + static_cast<double>(per_row) * (small + 16));
+  double text_width = 0;
+  for (const std::string* t : {&picture.title, &picture.subtitle}) {
+    text_width = std::max(text_width, 2.0 * kMargin + 7.0 * static_cast<double>(t->size()));
+  }
+  const double height = strip_y + 24 + static_cast<double>(strip_rows) * (small + 40) + kMargin;
+
+  const double page_width = std::max(width, text_width);
+  std::string svg = fmt::format(
+      R"(<?xml version="1.0" encoding="UTF-8"?>)"
+      "\n"
+      R"(<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{:.0f}" height="{:.0f}" )"
+      R"(viewBox="0 0 {:.0f} {:.0f}" font-family="DejaVu Sans, Arial, sans-serif" font-size="12">)"
+      "\n"
+      R"(<rect width="100%" height="100%" fill="#ffffff"/>)"
+      "\n",
+      page_width, height, page_width, height);
+  const int64_t all_bytes = std::accumulate(sent.begin(), sent.end(), int64_t{0});
+  const std::string lines[] = {
+      xml_text(picture.title), xml_text(picture.subtitle),
+      fmt::format("summed over {} layers: {} in all; largest cell {}", num_layers,
+                  human_bytes(all_bytes), human_bytes(max_total))};
+  svg += fmt::format(
+      R"(<text x="{}" y="{}" font-size="16" font-weight="bold">Bytes moved between EP ranks</text>)"
+      "\n",
+      kMargin, kMargin + 4);
+  for (size_t i = 0; i < std::size(lines); ++i) {
+    svg += fmt::format(R"(<text x="{}" y="{}" fill="#444">{}</text>)"
+                       "\n",
+                       kMargin, kMargin + 24 + 17 * static_cast<int>(i), lines[i]);
+  }
+
+  // The big matrix, its axes and node boundaries.
+  svg += fmt::format(R"(<text x="{:.2f}" y="{}" text-anchor="middle">receiver (EP rank)</text>)"
+                     "\n",
+                     mx + side / 2, my - 22);
+  svg += fmt::format(
+      R"x(<text x="{}" y="{:.2f}" text-anchor="middle" transform="rotate(-90 {} {:.2f})">sender (EP rank)</text>)x"
+      "\n",
+      kMargin + 4, my + side / 2, kMargin + 4, my + side / 2);
+  const size_t step = label_step(cell);
+  for (size_t r = 0; r < n; r += step) {
+    const double at = cell * (static_cast<double>(r) + 0.5);
+    svg += fmt::format(R"(<text x="{:.2f}" y="{}" text-anchor="middle" font-size="10">{}</text>)"
+                       "\n",
+                       mx + at, my - 6, r);
+    svg += fmt::format(R"(<text x="{}" y="{:.2f}" text-anchor="end" font-size="10">{}</text>)"
+                       "\n",
+                       mx - 4, my + at + 3.5, r);
+  }
+  draw_cells(svg, total, mx, my, cell, max_total, true);
+  draw_node_lines(svg, n, picture.ranks_per_node, mx, my, cell, 2.0);
+  if (picture.ranks_per_node > 0) {
+    for (size_t node = 0; node * static_cast<size_t>(picture.ranks_per_node) < n; ++node) {
+      const double from =
+          cell * static_cast<double>(node * static_cast<size_t>(picture.ranks_per_node));
+      const double to = std::min(side, from + cell * picture.ranks_per_node);
+      svg += fmt::format(
+          R"(<text x="{:.2f}" y="{:.2f}" text-anchor="middle" font-size="10" fill="#222">node {}</text>)"
+          "\n",
+          mx + (from + to) / 2, my + side + 14, node);
+    }
+  }
+
+  // Each sender's total as a bar; the busiest sender's row outlined.
+  const int64_t max_sent = sent[busiest];
+  for (size_t s = 0; s < n; ++s) {
+    if (sent[s] == 0) continue;
+    const double w = bar_width * static_cast<double>(sent[s]) / static_cast<double>(max_sent);
+    svg += fmt::format(
+        R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="{}"><title>rank {} sends {}</title></rect>)"
+        "\n",
+        bar_x, my + cell * static_cast<double>(s) + cell * 0.1, w, cell * 0.8,
+        s == busiest ? kMarker : "#7f9fbf", s, human_bytes(sent[s]));
+  }
+  svg += fmt::format(R"(<text x="{:.2f}" y="{}" font-size="11">sent, per sender</text>)"
+                     "\n",
+                     bar_x, my - 6);
+  if (max_sent > 0) {
+    const double row_y = my + cell * static_cast<double>(busiest);
+    svg += fmt::format(
+        R"(<rect x="{}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="none" stroke="{}" stroke-width="2.5"/>)"
+        "\n",
+        mx, row_y, side, cell, kMarker);
+    svg += fmt::format(
+        R"(<text x="{:.2f}" y="{:.2f}" fill="{}" font-weight="bold">busiest sender: rank {}, {}</text>)"
+        "\n",
+        bar_x + bar_width + 6, std::max<double>(row_y + cell / 2 + 4, my + 12), kMarker, busiest,
+        human_bytes(max_sent));
+  } else {
+    svg += fmt::format(
+        R"(<text x="{:.2f}" y="{}" fill="{}">busiest sender: none, nothing moves</text>)"
+        "\n",
+        bar_x, my + 12, kMarker);
+  }
+
+  // Colour legend.
+  const double legend_w = std::min(side, 280.0);
+  for (int i = 0; i < 20; ++i) {
+    svg += fmt::format(R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="12" fill="{}"/>)"
+                       "\n",
+                       mx + legend_w * i / 20.0, legend_y, legend_w / 20.0 + 0.5,
+                       colour((i + 1) * 1000, 20000));
+  }
+  svg += fmt::format(
+      R"(<text x="{}" y="{:.2f}" font-size="10">0</text>)"
+      "\n"
+      R"(<text x="{:.2f}" y="{:.2f}" font-size="10" text-anchor="end">{} per cell</text>)"
+      "\n",
+      mx, legend_y + 24, mx + legend_w, legend_y + 24, human_bytes(max_total));
+
+  // Per-layer small multiples, on one scale for all layers.
+  svg += fmt::format(
+      R"(<text x="{}" y="{:.2f}" font-weight="bold">per layer (one colour scale for all layers, largest cell {})</text>)"
+      "\n",
+      kMargin, strip_y, human_bytes(max_layer));
+  for (size_t l = 0; l < num_layers; ++l) {
+    const int x = kMargin + static_cast<int>(static_cast<double>(l % kLayersPerRow) * (small + 16));
+    const int y =
+        static_cast<int>(strip_y + 12 + static_cast<double>(l / kLayersPerRow) * (small + 40));
+    draw_cells(svg, picture.layers[l], x, y, small_cell, max_layer, false);
+    draw_node_lines(svg, n, picture.ranks_per_node, x, y, small_cell, 0.8);
+    svg += fmt::format(
+        R"(<text x="{:.2f}" y="{:.2f}" text-anchor="middle" font-size="10">layer {}</text>)"
+        "\n",
+        x + small / 2, y + small + 13, l);
+  }
+  svg += "</svg>\n";
+  return svg;
+}
+
+}  // namespace eplb::plan
