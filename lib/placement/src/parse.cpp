@@ -29,6 +29,20 @@ using core::json::pointer_to_key;
 using core::json::Reporter;
 using nlohmann::json;
 
+// A Reporter whose pointers are relative to `base`: the same checks serve a placement file
+// (base "") and a placement object inside another document (a manifest's "/placement").
+class At {
+ public:
+  At(Reporter& report, std::string base) : report_(report), base_(std::move(base)) {}
+  void add(std::string_view pointer, std::string_view text) {
+    report_.add(base_ + std::string(pointer), text);
+  }
+
+ private:
+  Reporter& report_;
+  std::string base_;
+};
+
 constexpr std::string_view kFormatName = "eplb-placement";
 constexpr int64_t kSupportedVersion = 1;
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
@@ -54,7 +68,7 @@ Header make_header(std::string form, const json* map, std::string map_pointer) {
 }
 
 // A positive int32 at `key`, or nullopt (reported) when present but invalid.
-std::optional<int64_t> read_count(const json& object, const std::string& key, Reporter& report) {
+std::optional<int64_t> read_count(const json& object, const std::string& key, At& report) {
   const json& value = object.at(key);
   const std::string pointer = pointer_to_key(key);
   const auto number = as_int(value);
@@ -70,7 +84,7 @@ std::optional<int64_t> read_count(const json& object, const std::string& key, Re
   return std::nullopt;
 }
 
-void check_format_and_version(const json& doc, Reporter& report) {
+void check_format_and_version(const json& doc, At& report) {
   if (!doc.contains("format")) {
     report.add("", "missing required key \"format\"");
   } else if (const json& format = doc.at("format"); !format.is_string()) {
@@ -89,7 +103,9 @@ void check_format_and_version(const json& doc, Reporter& report) {
   }
 }
 
-Header read_canonical(const json& doc, Reporter& report) {
+// The canonical form's keys. An embedded placement (a manifest's) has no format or
+// version of its own, and states every count.
+Header read_canonical(const json& doc, At& report, bool embedded = false) {
   static const std::set<std::string> kKnownKeys = {"format",
                                                    "version",
                                                    "ep_size",
@@ -97,23 +113,20 @@ Header read_canonical(const json& doc, Reporter& report) {
                                                    "num_logical_experts",
                                                    "physical_to_logical_map"};
   for (const auto& [key, value] : doc.items()) {
-    if (!kKnownKeys.contains(key)) {
+    if (!kKnownKeys.contains(key) || (embedded && (key == "format" || key == "version"))) {
       report.add(pointer_to_key(key), fmt::format("unknown key \"{}\"", key));
     }
   }
-  check_format_and_version(doc, report);
+  if (!embedded) check_format_and_version(doc, report);
   Header header = make_header("canonical", nullptr, "/physical_to_logical_map");
-  if (doc.contains("ep_size")) {
-    header.ep_size = read_count(doc, "ep_size", report);
-  } else {
-    report.add("", "missing required key \"ep_size\"");
-  }
-  if (doc.contains("num_slots_per_rank")) {
-    header.num_slots_per_rank = read_count(doc, "num_slots_per_rank", report);
-  }
-  if (doc.contains("num_logical_experts")) {
-    header.num_logical_experts = read_count(doc, "num_logical_experts", report);
-  }
+  auto count = [&](const char* key, bool required) -> std::optional<int64_t> {
+    if (doc.contains(key)) return read_count(doc, key, report);
+    if (required) report.add("", fmt::format("missing required key \"{}\"", key));
+    return std::nullopt;
+  };
+  header.ep_size = count("ep_size", true);
+  header.num_slots_per_rank = count("num_slots_per_rank", embedded);
+  header.num_logical_experts = count("num_logical_experts", embedded);
   if (doc.contains("physical_to_logical_map")) {
     header.map = &doc.at("physical_to_logical_map");
   } else {
@@ -124,7 +137,7 @@ Header read_canonical(const json& doc, Reporter& report) {
 
 // Tells the three accepted forms apart. SGLang's file holds only the map; an object with
 // any other key is read as the canonical form, so a typo there is reported, not guessed at.
-Header read_header(const json& doc, Reporter& report) {
+Header read_header(const json& doc, At& report) {
   if (doc.is_array()) return make_header("bare array", &doc, "");
   if (!doc.is_object()) {
     report.add("",
@@ -139,7 +152,7 @@ Header read_header(const json& doc, Reporter& report) {
 
 // ep_size comes from the file (canonical) or the caller (--ep-size); both must agree.
 std::optional<int64_t> resolve_ep_size(const Header& header, const ParseOptions& options,
-                                       Reporter& report) {
+                                       At& report) {
   if (header.form == "canonical") {
     if (header.ep_size && options.ep_size && *options.ep_size != *header.ep_size) {
       report.add("/ep_size", fmt::format("ep_size {} disagrees with --ep-size {}", *header.ep_size,
@@ -163,7 +176,7 @@ std::optional<int64_t> resolve_ep_size(const Header& header, const ParseOptions&
 
 // The expert count given by the file or else the caller; nullopt means "derive it".
 std::optional<int64_t> given_num_logical_experts(const Header& header, const ParseOptions& options,
-                                                 Reporter& report) {
+                                                 At& report) {
   const auto& expected = options.num_logical_experts;
   if (expected && *expected <= 0) {
     report.add("",
@@ -186,7 +199,7 @@ std::string row_pointer(const std::string& map_pointer, size_t layer_idx) {
 // Checks that the map is a non-empty array of equally long arrays. Returns the slot count
 // per layer (that of the first layer with the most common length), or nullopt if unknown.
 std::optional<int64_t> check_map_shape(const json& map, const std::string& map_pointer,
-                                       Reporter& report) {
+                                       At& report) {
   if (!map.is_array()) {
     report.add(map_pointer, fmt::format("expected an array of layers, got {}", describe(map)));
     return std::nullopt;
@@ -230,8 +243,7 @@ std::optional<int64_t> check_map_shape(const json& map, const std::string& map_p
 
 // Checks row length == ep_size * num_slots_per_rank and returns num_slots_per_rank.
 std::optional<int64_t> resolve_slots_per_rank(const Header& header, std::optional<int64_t> ep_size,
-                                              std::optional<int64_t> slots_per_layer,
-                                              Reporter& report) {
+                                              std::optional<int64_t> slots_per_layer, At& report) {
   if (!ep_size || !slots_per_layer) return header.num_slots_per_rank;
   if (header.num_slots_per_rank) {
     const int64_t implied = *header.num_slots_per_rank * *ep_size;
@@ -275,7 +287,7 @@ bool all_slots_empty(const json& map) {
 
 // Converts one layer, reporting every slot that is not an id in [-1, num_logical_experts).
 std::vector<int32_t> read_layer(const json& row, const std::string& pointer, size_t layer_idx,
-                                int64_t num_logical_experts, Reporter& report) {
+                                int64_t num_logical_experts, At& report) {
   std::vector<int32_t> ids(row.size(), core::kEmptySlot);
   int num_problems = 0;
   auto add = [&](size_t slot_idx, const std::string& text) {
@@ -303,16 +315,16 @@ std::vector<int32_t> read_layer(const json& row, const std::string& pointer, siz
 
 }  // namespace
 
-Placement parse_placement(const std::string& json_text, const ParseOptions& options) {
-  Reporter report(options.source_name);
-  const json doc = core::json::parse_document(json_text, report);
-  const Header header = read_header(doc, report);
+namespace {
+
+// Everything after the header: the map's shape, the derived counts and every slot.
+// Returns nullopt when a problem was reported (or the header had no map).
+// `num_problems_before`: how many problems `all` held before this placement was read.
+std::optional<Placement> read_body(const Header& header, const ParseOptions& options, At& report,
+                                   const Reporter& all, size_t num_problems_before) {
   const auto ep_size = resolve_ep_size(header, options, report);
   auto num_logical_experts = given_num_logical_experts(header, options, report);
-  if (header.map == nullptr) {
-    report.throw_if_any();
-    EPLB_ASSERT(header.map != nullptr);  // every path without a map reports a problem
-  }
+  if (header.map == nullptr) return std::nullopt;  // every path without a map reported
   const json& map = *header.map;
   const auto slots_per_layer = check_map_shape(map, header.map_pointer, report);
   const auto slots_per_rank = resolve_slots_per_rank(header, ep_size, slots_per_layer, report);
@@ -334,12 +346,39 @@ Placement parse_placement(const std::string& json_text, const ParseOptions& opti
                      num_logical_experts.value_or(0), report));
     }
   }
-  report.throw_if_any();
+  if (all.problems().size() != num_problems_before) return std::nullopt;
   EPLB_ASSERT(ep_size && slots_per_rank && num_logical_experts);
   placement.ep_size = static_cast<int32_t>(*ep_size);
   placement.num_slots_per_rank = static_cast<int32_t>(*slots_per_rank);
   placement.num_logical_experts = static_cast<int32_t>(*num_logical_experts);
   return placement;
+}
+
+}  // namespace
+
+Placement parse_placement(const std::string& json_text, const ParseOptions& options) {
+  Reporter report(options.source_name);
+  At at(report, "");
+  const json doc = core::json::parse_document(json_text, report);
+  const size_t num_problems_before = report.problems().size();  // duplicate keys
+  const Header header = read_header(doc, at);
+  auto placement = read_body(header, options, at, report, num_problems_before);
+  report.throw_if_any();
+  EPLB_ASSERT(placement.has_value());  // every path without a placement reports a problem
+  return std::move(*placement);
+}
+
+std::optional<Placement> read_placement_object(const nlohmann::json& object,
+                                               std::string_view pointer,
+                                               core::json::Reporter& report) {
+  At at(report, std::string(pointer));
+  if (!object.is_object()) {
+    at.add("", fmt::format("expected a placement object, got {}", describe(object)));
+    return std::nullopt;
+  }
+  const size_t num_problems_before = report.problems().size();
+  const Header header = read_canonical(object, at, /*embedded=*/true);
+  return read_body(header, ParseOptions{}, at, report, num_problems_before);
 }
 
 }  // namespace eplb::placement
