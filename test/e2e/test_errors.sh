@@ -63,8 +63,18 @@ fresh; mkdir -p "$d/out"; echo keep > "$d/out/precious"
 expect_exit 64 "$d/e6.log" -- run4
 expect_in "$d/e6.log" "already exists"
 [[ -f "$d/out/precious" ]] && pass || fail "existing output touched"
+# --force replaces only an eplb checkpoint: a directory of other files stays, and so does a file.
+expect_exit 64 "$d/e6g.log" -- run4 --force
+expect_in "$d/e6g.log" "--force replaces only an eplb checkpoint: remove it by hand"
+[[ -f "$d/out/precious" ]] && pass || fail "--force replaced a directory that is not a checkpoint"
+rm -rf "$d/out"; echo keep > "$d/out"
+expect_exit 64 "$d/e6h.log" -- run4 --force
+expect_in "$d/e6h.log" "it exists and is a file"
+[[ "$(cat "$d/out")" == keep ]] && pass || fail "--force replaced a plain file"
+rm -f "$d/out"; cp -a "$d/good" "$d/out"
 expect_exit 0 "$d/e6f.log" -- run4 --force
-[[ ! -e "$d/out/precious" && -f "$d/out/manifest.json" ]] && pass || fail "--force did not replace the output"
+[[ -f "$d/out/manifest.json" ]] && ! cmp -s "$d/out/manifest.json" "$d/good/manifest.json" && pass || fail "--force did not replace the output"
+[[ -z "$(ls -A "$d" | grep eplb-)" ]] && pass || fail "leftovers next to the output: $(ls -A "$d")"
 rm -rf "$d/out"
 
 # 6b. The output may never replace or sit inside the input, not even with --force.

@@ -10,26 +10,21 @@
 namespace eplb::engine {
 namespace fs = std::filesystem;
 
-CheckpointOutput::CheckpointOutput(MPI_Comm comm, fs::path output, bool force)
-    : comm_(comm), output_(std::move(output)), force_(force) {
-  staging_ = io::staging_path_for(output_);
+CheckpointOutput::CheckpointOutput(MPI_Comm comm, fs::path output, bool force,
+                                   std::optional<fs::path> mode_like)
+    : comm_(comm),
+      output_(std::move(output)),
+      staging_(io::staging_path_for(output_)),
+      mode_like_(std::move(mode_like)) {
   core::ProblemList problems(core::ErrorKind::kUsage);
   if (core::log::is_leader()) {
-    capture(problems, [&] { io::create_staging(staging_, output_, force_); });
+    capture(problems, [&] { owner_ = std::make_unique<io::OutputOwner>(output_, force); });
   }
-  try {
-    agree(comm_, problems);
-  } catch (...) {
-    // Nothing was created (or creation failed): make sure the destructor removes nothing
-    // that belongs to somebody else, e.g. a staging directory left by an earlier run.
-    committed_ = true;
-    throw;
-  }
+  // On failure the owner was never made: nothing of anybody else's can be removed.
+  agree(comm_, problems);
 }
 
-CheckpointOutput::~CheckpointOutput() {
-  if (!committed_ && core::log::is_leader()) io::remove_tree_noexcept(staging_);
-}
+CheckpointOutput::~CheckpointOutput() = default;
 
 namespace {
 
@@ -77,11 +72,10 @@ void CheckpointOutput::commit(const std::vector<fs::path>& my_files, io::Manifes
     capture(commit_problems, [&] {
       manifest.files = parse_file_lines(all_lines);
       io::write_file_atomic(staging_ / io::kManifestName, io::to_json(manifest));
-      io::commit_staging(staging_, output_, force_);
+      owner_->commit(io::OutputModes::like(mode_like_));
     });
   }
   agree(comm_, commit_problems);
-  committed_ = true;
 }
 
 }  // namespace eplb::engine

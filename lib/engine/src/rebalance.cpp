@@ -95,7 +95,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   const auto setup_start = Clock::now();
   auto transport = make_transport(session, options.backend, options.transport);
   report.backend = std::string(transport->name());
-  CheckpointOutput output(session.comm(), options.output, options.force);
+  CheckpointOutput output(session.comm(), options.output, options.force, options.input);
   LayerStepper stepper(session, inputs, plan, *transport, output.staging());
   report.seconds_setup = seconds_since(setup_start);
 

@@ -1,24 +1,32 @@
 // Writing a checkpoint directory so that it appears complete or not at all (brief 5):
-// rank 0 creates a staging directory next to the output, every process writes and fsyncs
-// its shards there, all agree, then rank 0 writes manifest.json and renames the staging
-// directory into place. On any failure the staging directory is removed.
+// rank 0 takes ownership of the output name (io::OutputOwner: lock, recovery of a dead
+// run's leftovers, staging directory), every process writes and fsyncs its shards there,
+// all agree, then rank 0 writes manifest.json and renames the staging directory into
+// place. On any failure the staging directory is removed; another run's is never touched.
 #pragma once
 
 #include <mpi.h>
 
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <vector>
 
+#include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/manifest.hpp"
 
 namespace eplb::engine {
 
 class CheckpointOutput {
  public:
-  // Collective: rank 0 checks the output (exists without force -> usage error) and creates
-  // the staging directory; every rank learns its path. Throws on every rank on failure.
-  CheckpointOutput(MPI_Comm comm, std::filesystem::path output, bool force);
-  // Local: removes the staging directory (rank 0) unless commit() succeeded. Never throws.
+  // Collective: rank 0 takes ownership of the output name (see io::OutputOwner) and
+  // creates the staging directory; every rank learns its path. Throws on every rank on
+  // failure. Committed files get the modes of `mode_like` (the input checkpoint), never
+  // wider, or the umask's without one.
+  CheckpointOutput(MPI_Comm comm, std::filesystem::path output, bool force,
+                   std::optional<std::filesystem::path> mode_like = std::nullopt);
+  // Local: removes the staging directory (rank 0) unless commit() succeeded, and releases
+  // the output name. Never throws.
   ~CheckpointOutput();
   CheckpointOutput(const CheckpointOutput&) = delete;
   CheckpointOutput& operator=(const CheckpointOutput&) = delete;
@@ -38,8 +46,8 @@ class CheckpointOutput {
   MPI_Comm comm_;
   std::filesystem::path output_;
   std::filesystem::path staging_;
-  bool force_;
-  bool committed_ = false;
+  std::optional<std::filesystem::path> mode_like_;
+  std::unique_ptr<io::OutputOwner> owner_;  // rank 0 only
 };
 
 }  // namespace eplb::engine
