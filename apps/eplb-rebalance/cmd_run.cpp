@@ -56,7 +56,12 @@ Subcommand add_run_command(CLI::App& root) {
       ->required()
       ->check(CLI::ExistingDirectory);
   app->add_option("--output", o.output, "Output checkpoint directory (must not exist)")->required();
-  app->add_flag("--force", o.force, "Replace an existing output, once the new one is complete");
+  app->add_flag("--force", o.force,
+                "Replace an existing output checkpoint (a directory with manifest.json), once "
+                "the new one is complete");
+  app->add_flag("--check-files", o.check_files,
+                "Hash every input shard whole against the manifest before moving anything (by "
+                "default only shards up to 64 MiB are; sizes are always checked)");
   app->add_option("--ep-size", args->ep_size,
                   "EP size, for placements given as a bare array or in SGLang's form");
   app->add_option("--ranks-per-node", o.ranks_per_node,

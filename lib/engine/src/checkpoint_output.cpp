@@ -22,6 +22,7 @@ CheckpointOutput::CheckpointOutput(MPI_Comm comm, fs::path output, bool force,
   }
   // On failure the owner was never made: nothing of anybody else's can be removed.
   agree(comm_, problems);
+  checkpoint_id_ = runtime::broadcast_string(comm_, io::new_checkpoint_id());
 }
 
 CheckpointOutput::~CheckpointOutput() = default;
@@ -71,6 +72,7 @@ void CheckpointOutput::commit(const std::vector<fs::path>& my_files, io::Manifes
   if (core::log::is_leader()) {
     capture(commit_problems, [&] {
       manifest.files = parse_file_lines(all_lines);
+      manifest.checkpoint_id = checkpoint_id_;
       io::write_file_atomic(staging_ / io::kManifestName, io::to_json(manifest));
       owner_->commit(io::OutputModes::like(mode_like_));
     });

@@ -56,8 +56,8 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
     std::vector<std::vector<std::byte>> rows(options.tensors.size());
     for (int32_t rank = session.rank(); rank < p.ep_size; rank += session.size()) {
       auto path = output.staging() / io::shard_file_name(rank);
-      io::ShardWriter writer(
-          path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank, options.tensors});
+      io::ShardWriter writer(path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank,
+                                    options.tensors, output.checkpoint_id()});
       for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
         write_synthetic_layer(p, options, rank, layer, writer, rows);
         report.bytes_written +=
@@ -68,7 +68,7 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
     }
   });
   agree(session.comm(), write_problems);
-  output.commit(my_files, io::Manifest{options.tensors, p, {}});
+  output.commit(my_files, io::Manifest{options.tensors, p, {}, {}});
 
   report.bytes_written = runtime::all_sum(session.comm(), {report.bytes_written})[0];
   report.num_files = p.ep_size;

@@ -49,7 +49,7 @@ void maybe_stall(int32_t rank, int32_t layer_idx) {
 
 LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
                            const plan::Plan& plan, transport::Transport& transport,
-                           const std::filesystem::path& staging)
+                           const std::filesystem::path& staging, const std::string& checkpoint_id)
     : session_(session), inputs_(inputs), plan_(plan), transport_(transport) {
   const auto& tensors = inputs.tensors;
   hosted_.resize(inputs.my_ranks.size());
@@ -65,9 +65,10 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
     h.new_rows.emplace(transport, tensors, plan.new_num_slots_per_rank);
     h.output_file = staging / io::shard_file_name(h.ep_rank);
     capture(problems, [&] {
-      h.writer.emplace(h.output_file, io::ShardInfo{h.ep_rank, plan.new_ep_size,
-                                                    static_cast<int32_t>(plan.layers.size()),
-                                                    plan.new_num_slots_per_rank, tensors});
+      h.writer.emplace(
+          h.output_file,
+          io::ShardInfo{h.ep_rank, plan.new_ep_size, static_cast<int32_t>(plan.layers.size()),
+                        plan.new_num_slots_per_rank, tensors, checkpoint_id});
     });
   }
   const size_t entries = max_trailer_entries(plan, inputs.process_map, session.rank());

@@ -96,7 +96,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   auto transport = make_transport(session, options.backend, options.transport);
   report.backend = std::string(transport->name());
   CheckpointOutput output(session.comm(), options.output, options.force, options.input);
-  LayerStepper stepper(session, inputs, plan, *transport, output.staging());
+  LayerStepper stepper(session, inputs, plan, *transport, output.staging(), output.checkpoint_id());
   report.seconds_setup = seconds_since(setup_start);
 
   // For each layer: read, verify, exchange, fill, verify, write.
@@ -107,7 +107,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
 
   // Commit: manifest last, then rename into place.
   const auto commit_start = Clock::now();
-  io::Manifest manifest{inputs.tensors, inputs.new_placement, {}};
+  io::Manifest manifest{inputs.tensors, inputs.new_placement, {}, {}};
   output.commit(my_files, std::move(manifest));
   report.seconds_commit = seconds_since(commit_start);
   transport->close();

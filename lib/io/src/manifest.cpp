@@ -5,11 +5,13 @@
 #include <xxhash.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <random>
 #include <set>
 
 #include "eplb/core/error.hpp"
@@ -167,7 +169,10 @@ std::string to_json(const Manifest& m) {
   // Hand-laid so that the file stays readable: one tensor, layer or file per line.
   const placement::Placement& p = m.placement;
   std::string out = "{\n  \"format\": \"" + std::string(kFormat) +
-                    "\",\n  \"version\": " + std::to_string(kVersion) + ",\n  \"tensors\": [";
+                    "\",\n  \"version\": " + std::to_string(kVersion) + ",\n";
+  if (!m.checkpoint_id.empty())
+    out += "  \"checkpoint_id\": " + json(m.checkpoint_id).dump() + ",\n";
+  out += "  \"tensors\": [";
   for (size_t i = 0; i < m.tensors.size(); ++i) {
     const TensorSpec& t = m.tensors[i];
     nlohmann::ordered_json item = {
@@ -198,8 +203,17 @@ Manifest parse_manifest(const std::string& json_text, const std::string& source_
     report.add("", "expected a manifest object, got " + describe(j));
     report.throw_if_any();
   }
-  check_keys(j, "", report, {"format", "version", "tensors", "placement", "files"},
+  check_keys(j, "", report, {"format", "version", "checkpoint_id", "tensors", "placement", "files"},
              {"format", "version", "tensors", "placement", "files"});
+  if (auto id = string_at(j, "checkpoint_id", "", report)) {
+    if (id->empty() || id->size() > 64 || !std::all_of(id->begin(), id->end(), [](char c) {
+          return std::isalnum(static_cast<unsigned char>(c)) || c == '-';
+        })) {
+      report.add("/checkpoint_id", "expected 1 to 64 letters, digits or '-', got \"" + *id + "\"");
+    } else {
+      m.checkpoint_id = *id;
+    }
+  }
   if (auto format = string_at(j, "format", "", report); format && *format != kFormat) {
     report.add("/format", "expected \"" + std::string(kFormat) + "\", got \"" + *format + "\"");
   }
@@ -241,6 +255,17 @@ Manifest load_manifest(const std::filesystem::path& dir) {
   }
   // Regular files of bounded size only: a FIFO or /dev/zero named manifest.json is refused.
   return parse_manifest(core::read_input_file(path, "manifest"), path.string());
+}
+
+std::string new_checkpoint_id() {
+  std::random_device random;
+  std::string out;
+  for (int i = 0; i < 4; ++i) {
+    char buf[9];
+    std::snprintf(buf, sizeof(buf), "%08x", static_cast<unsigned>(random()));
+    out += buf;
+  }
+  return out;
 }
 
 FileEntry describe_file(const std::filesystem::path& path) {

@@ -106,6 +106,7 @@ ShardInfo read_info(hid_t file, const std::string& where) {
     problems.add(where + "attribute 'ep_rank' is " + std::to_string(info.ep_rank) +
                  ", not below ep_size " + std::to_string(info.ep_size));
   }
+  info.checkpoint_id = h5::read_string_attr(file, "checkpoint_id").value_or("");
   const std::optional<std::string> spec = h5::read_string_attr(file, "tensors");
   if (!spec) problems.add(where + "attribute 'tensors' is missing");
   try {

@@ -98,6 +98,9 @@ void ShardWriter::Impl::write_root_attrs() {
   h5::write_attr(root, "num_layers", info.num_layers);
   h5::write_attr(root, "num_slots_per_rank", info.num_slots_per_rank);
   h5::write_attr(root, "tensors", std::string_view(to_string(info.tensors)));
+  if (!info.checkpoint_id.empty()) {
+    h5::write_attr(root, "checkpoint_id", std::string_view(info.checkpoint_id));
+  }
 }
 
 void ShardWriter::Impl::create_layer(int32_t layer_idx, hid_t gcpl, hid_t dcpl) {

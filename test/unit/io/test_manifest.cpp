@@ -69,6 +69,19 @@ TEST_CASE("manifest JSON text and round trip", "[io][manifest]") {
   CHECK(parse_manifest(kSampleJson, "m.json") == sample_manifest());
 }
 
+TEST_CASE("manifest checkpoint_id: optional, written when set, read back", "[io][manifest]") {
+  Manifest m = sample_manifest();
+  m.checkpoint_id = "00112233445566778899aabbccddeeff";
+  const std::string text = to_json(m);
+  CHECK(text.find("\n  \"checkpoint_id\": \"00112233445566778899aabbccddeeff\",\n") !=
+        std::string::npos);
+  CHECK(parse_manifest(text, "m.json") == m);
+  CHECK(parse_error(patched("\"version\": 1,", "\"version\": 1, \"checkpoint_id\": \"a b\",")) ==
+        "'m.json' at /checkpoint_id: expected 1 to 64 letters, digits or '-', got \"a b\"");
+  CHECK(new_checkpoint_id().size() == 32);
+  CHECK(new_checkpoint_id() != new_checkpoint_id());
+}
+
 TEST_CASE("manifest parse errors name the JSON location", "[io][manifest]") {
   CHECK(parse_error(patched("\"eplb-manifest\"", "\"other\"")) ==
         "'m.json' at /format: expected \"eplb-manifest\", got \"other\"");

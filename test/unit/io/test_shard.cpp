@@ -21,9 +21,13 @@ constexpr const char* kTool = EPLB_TEST_SOURCE_DIR "/unit/io/h5py_tool.py";
 
 ShardInfo sample_info() {
   // Every dtype, several shapes, odd byte counts for fp8.
-  return ShardInfo{1, 4, 3, 3,
+  return ShardInfo{1,
+                   4,
+                   3,
+                   3,
                    parse_tensor_specs("a:bf16:3x5,b:fp16:7,c:fp32:2x2x2,d:fp8_e4m3:9,"
-                                      "e:fp8_e5m2:4x3")};
+                                      "e:fp8_e5m2:4x3"),
+                   "0123456789abcdef0123456789abcdef"};
 }
 
 // The content of one layer: logical ids and synthetic rows, with their checksums.
@@ -233,7 +237,8 @@ TEST_CASE("shard reader validates layout, shapes and types", "[io][shard]") {
 
 TEST_CASE("h5py and h5dump read shards with the right values", "[io][shard][h5py]") {
   TempDir dir;
-  const ShardInfo info{0, 1, 1, 2, parse_tensor_specs("x:bf16:3,y:fp16:3,z:fp32:2,q:fp8_e4m3:2")};
+  const ShardInfo info{0, 1, 1, 2, parse_tensor_specs("x:bf16:3,y:fp16:3,z:fp32:2,q:fp8_e4m3:2"),
+                       ""};
   const std::vector<uint16_t> bf16 = {0x3F80, 0xC020, 0x3E20, 0x7F7F, 0x0080, 0x0001};
   const std::vector<uint16_t> fp16 = {0x3C00, 0xC100, 0x7BFF, 0x0001, 0x0400, 0x3555};
   const std::vector<float> fp32 = {1.5f, -0.1f, 3.4e38f, 1e-45f};

@@ -36,6 +36,9 @@ class CheckpointOutput {
   // Where this process writes its shard files.
   const std::filesystem::path& staging() const { return staging_; }
   const std::filesystem::path& output() const { return output_; }
+  // The new checkpoint's identifier, the same on every rank: every shard's attribute
+  // "checkpoint_id" and the manifest's.
+  const std::string& checkpoint_id() const { return checkpoint_id_; }
 
   // Collective, after every rank closed (fsynced) its shards: each rank describes the
   // files it wrote (size, xxh3), rank 0 writes the manifest (files in EP-rank order) and
@@ -47,6 +50,7 @@ class CheckpointOutput {
   std::filesystem::path output_;
   std::filesystem::path staging_;
   std::optional<std::filesystem::path> mode_like_;
+  std::string checkpoint_id_;
   std::unique_ptr<io::OutputOwner> owner_;  // rank 0 only
 };
 

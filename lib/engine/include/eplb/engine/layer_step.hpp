@@ -39,7 +39,8 @@ class LayerStepper {
   // Collective (creating this process's output shards is agreed on). Keeps references to
   // everything passed in.
   LayerStepper(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
-               transport::Transport& transport, const std::filesystem::path& staging);
+               transport::Transport& transport, const std::filesystem::path& staging,
+               const std::string& checkpoint_id);
   ~LayerStepper();
   LayerStepper(const LayerStepper&) = delete;
   LayerStepper& operator=(const LayerStepper&) = delete;
@@ -58,8 +59,8 @@ class LayerStepper {
   struct Hosted {
     int32_t ep_rank = 0;
     const io::ShardReader* shard = nullptr;  // null beyond the old ep_size
-    std::optional<LayerBuffer> old_rows;      // if it holds old slots
-    std::optional<LayerBuffer> new_rows;      // if it holds new slots
+    std::optional<LayerBuffer> old_rows;     // if it holds old slots
+    std::optional<LayerBuffer> new_rows;     // if it holds new slots
     std::optional<io::ShardWriter> writer;
     std::filesystem::path output_file;
   };
