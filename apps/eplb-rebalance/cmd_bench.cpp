@@ -8,6 +8,7 @@
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/exchange_bench.hpp"
+#include "validators.hpp"
 
 namespace eplb::app {
 namespace {
@@ -109,9 +110,10 @@ Subcommand add_bench_command(CLI::App& root) {
   app->add_option("--seed", opts.seed, "Seed of the random placements")->capture_default_str();
   app->add_option("--max-staging-bytes", opts.max_staging_bytes,
                   "Our transport's device staging budget (e.g. 2GiB)")
-      ->transform(CLI::AsSizeValue(true))
+      ->transform(size_between(uint64_t{1} << 20, uint64_t{1} << 40))
       ->default_str("2GiB");
   app->add_option("--timeout", opts.timeout_s, "Seconds before a stuck exchange aborts the job")
+      ->check(seconds_between(0.1, 604800))
       ->capture_default_str();
   app->add_flag("--trace", opts.trace,
                 "Rank 0 prints when each round of our exchange gathered, sent and scattered");

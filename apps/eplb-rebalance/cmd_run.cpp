@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/rebalance.hpp"
+#include "validators.hpp"
 
 namespace eplb::app {
 namespace {
@@ -17,6 +18,10 @@ struct RunArgs {
 };
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+// Valid ranges (docs/CLI.md): a deadline below 0.1 s would fire on any scheduling hiccup;
+// a staging budget below 1 MiB would split every layer into thousands of rounds.
+constexpr double kMinTimeoutS = 0.1, kMaxTimeoutS = 604800;  // one week
+constexpr uint64_t kMinStagingBytes = uint64_t{1} << 20, kMaxStagingBytes = uint64_t{1} << 40;
 
 void print_report(const engine::RebalanceReport& r) {
   namespace log = core::log;
@@ -72,12 +77,12 @@ Subcommand add_run_command(CLI::App& root) {
   app->add_option("--timeout", args->timeout_s,
                   "Seconds a layer's exchange, or any agreement between ranks, may wait for a "
                   "peer before the job is aborted")
-      ->check(CLI::PositiveNumber)
+      ->check(seconds_between(kMinTimeoutS, kMaxTimeoutS))
       ->capture_default_str();
   app->add_option("--max-staging-bytes", args->max_staging_bytes,
                   "Device memory for the NCCL backend's send/receive staging; a layer that "
                   "moves more is split into rounds (e.g. 512MiB, 2GiB)")
-      ->transform(CLI::AsSizeValue(true))
+      ->transform(size_between(kMinStagingBytes, kMaxStagingBytes))
       ->default_str("2GiB");
   return {app, [args](const runtime::MpiSession& session) {
             auto options = args->options;

@@ -16,7 +16,9 @@ for layer in 0 2; do
   expect_in "$work/stall$layer.log" "timed out after 3 s"
   [[ ! -e "$work/out" ]] && pass || fail "layer $layer: output exists after an aborted run"
   [[ "$(tree_hash "$work/in")" == "$before" ]] && pass || fail "layer $layer: input modified"
-  # An aborted job may leave its staging directory; the next run refuses it until removed.
-  rm -rf "$work/.out.eplb-staging"
+  # An aborted job may leave its staging directory and lock: the next run recovers them.
 done
+expect_exit 0 "$work/rerun.log" -- timeout 120 mpirun --oversubscribe -np 3 "$tool" --old "$work/old.json" \
+  --new "$work/new.json" --input "$work/in" --output "$work/out" --backend mpi --timeout 30
+[[ -z "$(ls -A "$work" | grep -F .out.eplb-)" ]] && pass || fail "leftovers after the re-run"
 finish

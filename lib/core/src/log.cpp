@@ -49,6 +49,7 @@ void set_context(int rank_id, int num_ranks, std::string host) {
 }
 
 void set_level(Level level) { ctx().level = level; }
+Level level() { return ctx().level; }
 int rank() { return ctx().rank; }
 int size() { return ctx().size; }
 bool is_leader() { return ctx().rank == 0; }

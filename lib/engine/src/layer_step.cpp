@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "eplb/core/clock.hpp"
+#include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
 
@@ -78,6 +79,7 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
     zero_row_checksums_.push_back(io::checksum(zeros));
   }
   agree(session.comm(), problems);
+  core::fault::kill_point("shard-open");
 }
 
 LayerStepper::~LayerStepper() = default;
@@ -101,6 +103,7 @@ void LayerStepper::run_layer(int32_t layer_idx) {
     verify_new_rows(h, layer_idx);
     write_layer(h, layer_idx);
   }
+  core::fault::kill_point("layer-" + std::to_string(layer_idx));
 }
 
 void LayerStepper::read_and_check_sources(Hosted& h, int32_t layer_idx) {
@@ -288,6 +291,7 @@ std::vector<std::filesystem::path> LayerStepper::finish() {
     files.push_back(h.output_file);
   }
   agree(session_.comm(), problems_);
+  core::fault::kill_point("written");
   return files;
 }
 

@@ -15,6 +15,7 @@
 #include <optional>
 
 #include "eplb/core/error.hpp"
+#include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
 
 namespace eplb::io {
@@ -373,6 +374,8 @@ OutputOwner::OutputOwner(fs::path output, bool force)
     }
     staging_dev_ = st->st_dev;
     staging_ino_ = st->st_ino;
+    on_signal_.emplace([this] { release(); });
+    core::fault::kill_point("staging");
   } catch (...) {
     if (lock_fd_ >= 0) {
       // Our lock file stays for the next run unless we made it ours; unlinking is safe
@@ -400,6 +403,7 @@ void OutputOwner::check_still_owned() const {
 }
 
 void OutputOwner::commit(const OutputModes& modes) {
+  core::fault::kill_point("manifest");
   check_still_owned();
   std::error_code ec;
   for (fs::directory_iterator it(staging_, ec), end; !ec && it != end; it.increment(ec)) {
@@ -419,17 +423,23 @@ void OutputOwner::commit(const OutputModes& modes) {
   if (replace && !is_checkpoint_dir(output_)) {
     cannot_create(output_, "it appeared during the run and is not an eplb checkpoint");
   }
+  // NOTE: no commit after SIGINT/SIGTERM; a signal arriving now waits for the renames.
+  const auto no_signal = core::interrupt::critical_section();
   check_still_owned();
   if (::chmod(staging_.c_str(), modes.dir) != 0) {
     throw_errno("cannot set the mode of " + quoted(staging_), errno);
   }
-  if (replace) rename_or_throw(output_, old);
+  if (replace) {
+    rename_or_throw(output_, old);
+    core::fault::kill_point("renamed-old");
+  }
   if (std::rename(staging_.c_str(), output_.c_str()) != 0) {
     const int err = errno;
     if (replace) std::rename(old.c_str(), output_.c_str());  // put the user's output back
     throw_errno("cannot rename " + quoted(staging_) + " to " + quoted(output_), err);
   }
   committed_ = true;
+  core::fault::kill_point("committed");
   fsync_path(parent_dir(output_));
   if (replace) {
     // The commit has happened; a leftover old copy is worth a warning, not a failure (the
@@ -452,6 +462,12 @@ void OutputOwner::discard() noexcept {
 }
 
 OutputOwner::~OutputOwner() {
+  on_signal_.reset();
+  release();
+}
+
+void OutputOwner::release() noexcept {
+  if (released_.exchange(true)) return;
   discard();
   // Unlink while still holding the lock: a run waiting on this file then sees it is gone.
   struct stat mine {

@@ -15,9 +15,12 @@
 
 #include <sys/types.h>
 
+#include <atomic>
 #include <filesystem>
 #include <optional>
 #include <string>
+
+#include "eplb/core/interrupt.hpp"
 
 namespace eplb::io {
 
@@ -80,11 +83,12 @@ class OutputOwner {
   // removed them while the run was writing).
   void commit(const OutputModes& modes);
 
-  // Removes the staging directory now if it is still ours (signal path). Never throws.
+  // Removes the staging directory now if it is still ours. Never throws.
   void discard() noexcept;
 
  private:
   void check_still_owned() const;
+  void release() noexcept;  // discard(), then unlink and release the lock; once
   std::filesystem::path output_;
   std::filesystem::path staging_;
   bool force_;
@@ -92,7 +96,10 @@ class OutputOwner {
   int lock_fd_ = -1;
   dev_t staging_dev_ = 0;
   ino_t staging_ino_ = 0;
-  bool committed_ = false;
+  std::atomic<bool> committed_{false};
+  std::atomic<bool> released_{false};
+  // Declared last, so destroyed first: a signal then no longer finds a half-destroyed owner.
+  std::optional<core::interrupt::Cleanup> on_signal_;
 };
 
 void fsync_path(const std::filesystem::path& path);  // file or directory; throws kIo
