@@ -70,7 +70,7 @@ with open(sys.argv[1], "r+b") as f:   # the superblock's signature: one flipped 
 PY
 bad 2 shard-metadata-byte "rank-00001.h5" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-meta" --output "$d/out" --check-files
 cp -a "$d/in" "$d/in-trunc"; truncate -s 1000 "$d/in-trunc/rank-00000.h5"
-bad 2 shard-truncated "bytes, but the manifest says" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-trunc" --output "$d/out"
+bad 2 shard-truncated "truncated file" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-trunc" --output "$d/out"
 cp -a "$d/in" "$d/in-dir"; rm "$d/in-dir/rank-00001.h5"; mkdir "$d/in-dir/rank-00001.h5"
 bad 3 shard-is-directory "rank-00001.h5" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-dir" --output "$d/out"
 cp -a "$d/in" "$d/in-missing"; rm "$d/in-missing/rank-00000.h5"

@@ -22,18 +22,31 @@ run() {  # run NP [args...]: the rebalance of $d/in into $d/out
     --input "$d/in" --output "$d/out" --backend mpi --timeout 20 "$@"
 }
 
+# wait_gone NAME: every process of the last run is gone within 30 s (no hang, no orphan;
+# a launcher killed by a signal may return before its ranks have finished exiting).
+wait_gone() {
+  for _ in $(seq 300); do
+    pgrep -f -- "$tool --old $d/old.json" >/dev/null || { pass; return; }
+    sleep 0.1
+  done
+  fail "$1: processes still alive 30 s after the run ended"
+  pkill -9 -f -- "$tool --old $d/old.json" || true
+}
+
 # promises CASE STATE: STATE is "absent" (no output before) or "prev" (an old checkpoint
 # was under the name). Checks the input, the output name, and that a re-run succeeds.
 promises() {
   local name=$1 state=$2
+  wait_gone "$name"
   [[ "$(tree_hash "$d/in")" == "$in_hash" ]] && pass || fail "$name: input modified"
   if [[ -e "$d/out" ]]; then
     if [[ $state == prev && "$(tree_hash "$d/out")" == "$prev_hash" ]]; then pass
     elif timeout "$T" mpirun --oversubscribe -np 2 "$tool" verify --checkpoint "$d/out" --placement "$d/new.json" --seed 5 >/dev/null 2>&1; then pass
     else fail "$name: output holds neither the old content nor a complete new checkpoint"; fi
   elif [[ $state == absent ]]; then pass
+  elif [[ "$(tree_hash "$d/.out.eplb-old")" == "$prev_hash" ]]; then pass  # restored by the re-run
   else fail "$name: the previous output is gone"; fi
-  local force=(); [[ -e "$d/out" ]] && force=(--force)
+  local force=(); [[ -e "$d/out" || $state == prev ]] && force=(--force)
   if run 2 "${force[@]}" >"$d/$name.rerun.log" 2>&1; then pass
   else fail "$name: the re-run failed"; sed 's/^/    /' "$d/$name.rerun.log" >&2; fi
   [[ -z "$(ls -A "$d" | grep -F '.out.eplb-')" ]] && pass || fail "$name: leftovers after the re-run: $(ls -A "$d" | grep eplb-)"
@@ -86,7 +99,8 @@ done
 for target in launcher rank; do
   for sig in INT TERM; do
     reset_out absent
-    EPLB_FAULT_STALL=0:1 run 2 >"$d/sig-$target-$sig.log" 2>&1 &
+    # A background job of a script ignores SIGINT; give the launcher default handlers.
+    EPLB_FAULT_STALL=0:1 env --default-signal=INT,TERM bash -c "$(declare -f run); T=$T d=$d tool=$tool; run 2" >"$d/sig-$target-$sig.log" 2>&1 &
     launcher=$!
     for _ in $(seq 100); do grep -q "EPLB_FAULT_STALL" "$d/sig-$target-$sig.log" 2>/dev/null && break; sleep 0.1; done
     if [[ $target == launcher ]]; then kill -"$sig" "$launcher"
@@ -94,8 +108,10 @@ for target in launcher rank; do
     rc=0; wait "$launcher" || rc=$?
     want=$(( 128 + $(kill -l "$sig") ))
     [[ $rc -eq $want ]] && pass || fail "SIG$sig to $target: exit $rc, expected $want"
+    wait_gone "sig$sig-$target"
     expect_in "$d/sig-$target-$sig.log" "interrupted by SIG$sig"
     [[ ! -e "$d/.out.eplb-staging" ]] && pass || fail "SIG$sig to $target: staging left"
+    [[ ! -e "$d/out" ]] && pass || fail "SIG$sig to $target: committed after the signal"
     promises "sig$sig-$target" absent
   done
 done
@@ -109,20 +125,20 @@ for _ in $(seq 100); do grep -q "EPLB_FAULT_STALL" "$d/first.log" 2>/dev/null &&
 expect_exit 64 "$d/second.log" -- run 1
 expect_in "$d/second.log" "is being written by another run (host $(hostname), pid "
 [[ -d "$d/.out.eplb-staging" ]] && pass || fail "the second run touched the first's staging"
-kill -TERM "$first"; wait "$first" || true
+kill -TERM $(pgrep -f -- "$tool --old $d/old.json"); wait "$first" || true
 promises concurrent absent
 
 # F27: a paused run (SIGSTOP) whose staging and lock someone removed by hand: a new run
 # completes; the paused run, resumed, commits nothing over it.
 reset_out absent
-EPLB_FAULT_STALL=0:1 run 2 --timeout 30 >"$d/paused.log" 2>&1 &
+EPLB_FAULT_STALL=0:1 run 2 >"$d/paused.log" 2>&1 &
 paused=$!
 for _ in $(seq 100); do grep -q "EPLB_FAULT_STALL" "$d/paused.log" 2>/dev/null && break; sleep 0.1; done
 pids=$(pgrep -f -- "$tool --old $d/old.json" | tr '\n' ' ')
 kill -STOP $pids
 rm -rf "$d/.out.eplb-staging" "$d/.out.eplb-lock"
 expect_exit 0 "$d/takeover.log" -- run 1
-kill -CONT $pids; kill -TERM "$paused" 2>/dev/null; wait "$paused" || true
+kill -CONT $pids; wait "$paused" || true
 timeout "$T" mpirun --oversubscribe -np 2 "$tool" verify --checkpoint "$d/out" --placement "$d/new.json" --seed 5 >/dev/null 2>&1 && pass || fail "paused run: output corrupted"
 reset_out absent; promises paused-takeover absent
 

@@ -9,7 +9,7 @@ mkdir -p "$d/small"
 mount -t tmpfs -o size=2m tmpfs "$d/small" 2>/dev/null || { echo "cannot mount tmpfs: skipped"; exit 77; }
 trap 'umount "$d/small" 2>/dev/null; [[ -n "${KEEP:-}" ]] || rm -rf "$work"' EXIT
 python3 "$here/placements.py" random 17 2 3 5 4 "$d"
-mpi 1 "$tool" generate --placement "$d/old.json" --tensors "w:fp32:256x64" --seed 1 --output "$d/in" >/dev/null
+mpi 1 "$tool" generate --placement "$d/old.json" --tensors "w:fp32:1024x64" --seed 1 --output "$d/in" >/dev/null
 in_hash=$(tree_hash "$d/in")
 run() { timeout 60 mpirun --oversubscribe -np 2 "$tool" "$@" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --backend mpi; }
 
