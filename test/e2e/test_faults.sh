@@ -103,7 +103,7 @@ for target in launcher rank; do
     EPLB_FAULT_STALL=0:1 env --default-signal=INT,TERM bash -c "$(declare -f run); T=$T d=$d tool=$tool; run 2" >"$d/sig-$target-$sig.log" 2>&1 &
     launcher=$!
     for _ in $(seq 100); do grep -q "EPLB_FAULT_STALL" "$d/sig-$target-$sig.log" 2>/dev/null && break; sleep 0.1; done
-    if [[ $target == launcher ]]; then kill -"$sig" "$(pgrep -f -- "mpirun --oversubscribe -np 2 $tool --old $d/old.json")"
+    if [[ $target == launcher ]]; then kill -"$sig" $(pgrep -f -- "^mpirun --oversubscribe -np 2 $tool --old $d/old.json")
     else kill -"$sig" "$(pgrep -f -- "$tool --old $d/old.json" | tail -1)"; fi
     rc=0; wait "$launcher" || rc=$?
     want=$(( 128 + $(kill -l "$sig") ))
