@@ -8,6 +8,7 @@
 #include "eplb/bench/exchange_bench.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
+#include "validators.hpp"
 
 namespace eplb::app {
 namespace {
@@ -109,7 +110,7 @@ Subcommand add_bench_command(CLI::App& root, CommonArgs& common) {
   app->add_option("--seed", opts.seed, "Seed of the random placements")->capture_default_str();
   app->add_option("--max-staging-bytes", opts.max_staging_bytes,
                   "Our transport's device staging budget (e.g. 2GiB)")
-      ->transform(CLI::AsSizeValue(true))
+      ->transform(size_between(uint64_t{1} << 20, uint64_t{1} << 40))
       ->default_str("2GiB");
   add_timeout_option(app, common);
   app->add_flag("--trace", opts.trace,

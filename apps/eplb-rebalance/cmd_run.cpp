@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/rebalance.hpp"
+#include "validators.hpp"
 
 namespace eplb::app {
 namespace {
@@ -16,6 +17,9 @@ struct RunArgs {
 };
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
+// Valid range (docs/CLI.md): a staging budget below 1 MiB would split every layer into
+// thousands of rounds. (--timeout's range is common_options.cpp's.)
+constexpr uint64_t kMinStagingBytes = uint64_t{1} << 20, kMaxStagingBytes = uint64_t{1} << 40;
 
 void print_report(const engine::RebalanceReport& r) {
   namespace log = core::log;
@@ -76,7 +80,12 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
   add_placement_options(*app, args->placements);
   app->add_option("--input", o.input, "Input checkpoint directory")->required();
   app->add_option("--output", o.output, "Output checkpoint directory (must not exist)")->required();
-  app->add_flag("--force", o.force, "Replace an existing output, once the new one is complete");
+  app->add_flag("--force", o.force,
+                "Replace an existing output checkpoint (a directory with manifest.json), once "
+                "the new one is complete");
+  app->add_flag("--check-files", o.check_files,
+                "Hash every input shard whole against the manifest before moving anything (by "
+                "default only shards up to 64 MiB are; sizes are always checked)");
   app->add_option("--ranks-per-node", o.ranks_per_node,
                   "EP ranks per node for sender choice (default: as MPI reports)");
   app->add_option("--backend", args->backend, "auto, nccl or mpi")
@@ -86,7 +95,7 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
   app->add_option("--max-staging-bytes", args->max_staging_bytes,
                   "Device memory for the NCCL backend's send/receive staging; a layer that "
                   "moves more is split into rounds (e.g. 512MiB, 2GiB)")
-      ->transform(CLI::AsSizeValue(true))
+      ->transform(size_between(kMinStagingBytes, kMaxStagingBytes))
       ->default_str("2GiB");
   add_report_option(app);
   return {app, [args](const runtime::MpiSession& session) {

@@ -5,6 +5,7 @@
 // subcommand, and turn the one exception that may come out of it into a message, a report
 // (--json) and a documented exit code (docs/CLI.md). `eplb-rebalance --old A --new B ...`
 // is short for `... run ...`.
+#include <fmt/format.h>
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -19,6 +20,8 @@
 
 #include "commands.hpp"
 #include "eplb/core/error.hpp"
+#include "eplb/core/interrupt.hpp"
+#include "eplb/core/interrupt.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/runtime/deadline.hpp"
 #include "eplb/runtime/mpi.hpp"
@@ -43,6 +46,24 @@ std::vector<std::string> normalized_args(const CLI::App& app, int argc, char** a
     args.insert(args.begin() + static_cast<std::ptrdiff_t>(at), "run");
   }
   return args;
+}
+
+// A parse error as one plain sentence: an unknown command is named as such, with the list.
+std::string describe_parse_error(const CLI::ParseError& e, const std::vector<std::string>& args,
+                                 const std::vector<eplb::app::Subcommand>& commands) {
+  std::vector<std::string> names;
+  for (const auto& command : commands) names.push_back(command.app->get_name());
+  std::string list;
+  for (size_t i = 0; i < names.size(); ++i) {
+    list += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
+  }
+  const auto first = std::find_if(args.begin(), args.end(),
+                                  [](const std::string& a) { return !a.starts_with("-"); });
+  if (first != args.end() && std::find(names.begin(), names.end(), *first) == names.end()) {
+    return fmt::format("unknown command '{}': the commands are {}", *first, list);
+  }
+  if (first == args.end()) return fmt::format("no command given: the commands are {}", list);
+  return e.what();
 }
 
 // After a parse error the --json option may not have run its callback: take its value
@@ -125,6 +146,8 @@ int run_command(const runtime::MpiSession& session, const eplb::app::Subcommand&
 }  // namespace
 
 int main(int argc, char** argv) {
+  // First, so that every thread (MPI's too) leaves SIGINT/SIGTERM to the signal thread.
+  eplb::core::interrupt::install();
   // Parse first: --timeout bounds MPI start-up too. Errors are printed once MPI says who
   // rank 0 is.
   CLI::App app{"Rebalance sharded MoE expert weights to a new placement (MPI/NCCL).",
@@ -156,6 +179,7 @@ int main(int argc, char** argv) {
   } catch (const core::Error& e) {
     config_error = e;
   }
+  const std::vector<std::string> given = args;
   std::reverse(args.begin(), args.end());  // CLI11 takes the vector reversed
   std::optional<CLI::ParseError> parse_error;
   if (!config_error) {
@@ -195,12 +219,17 @@ int main(int argc, char** argv) {
     return finish_report(core::exit_code_for(config_error->kind()), &*config_error);
   }
   if (parse_error) {
-    // Help and version are successes; every other parse error is a usage error.
-    if (session.rank() == 0) app.exit(*parse_error);
+    // Help and version are successes; every other parse error is a usage error, said
+    // once, in one plain sentence.
     find_report_path(command);
     if (parse_error->get_exit_code() == 0) {
+      if (session.rank() == 0) app.exit(*parse_error);
       job_report().set_path({});  // --help and --version write no report
       return core::kExitOk;
+    }
+    if (session.rank() == 0) {
+      log::error("{}", describe_parse_error(*parse_error, given, commands));
+      log::error("run 'eplb-rebalance --help' or 'eplb-rebalance COMMAND --help' for usage");
     }
     job_report()["error"] = {{"kind", core::to_string(core::ErrorKind::kUsage)},
                              {"problems", {parse_error->what()}},

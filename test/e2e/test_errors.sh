@@ -26,6 +26,26 @@ with h5py.File(sys.argv[1], "r+") as f:
     a.reshape(a.shape[0], -1)[2, 5] ^= 0x10  # row 2 of rank 1 = slot 5
     ds[...] = a
 PY
+# The whole-file xxh3 catches it first, before anything moves.
+before=$(tree_hash "$d/in")
+expect_exit 2 "$d/e2w.log" -- run4
+expect_in "$d/e2w.log" "'$d/in/rank-00001.h5': whole-file xxh3"
+expect_in "$d/e2w.log" "[rank 1/4"
+expect_no_output "$d/out"
+# With the manifest's entry updated too, the slot's own checksum still catches it.
+/usr/bin/python3 - "$d/in" <<'PY'
+import sys, json, os, ctypes
+d = sys.argv[1]
+xxh = ctypes.CDLL("libxxhash.so.0")  # Debian's libxxhash, as the tool uses
+xxh.XXH3_64bits.restype = ctypes.c_uint64
+xxh.XXH3_64bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+data = open(f"{d}/rank-00001.h5", "rb").read()
+m = json.load(open(f"{d}/manifest.json"))
+f = m["files"][1]
+f["size"] = len(data)
+f["xxh3"] = "%016x" % xxh.XXH3_64bits(data, len(data))
+json.dump(m, open(f"{d}/manifest.json", "w"))
+PY
 before=$(tree_hash "$d/in")
 expect_exit 2 "$d/e2.log" -- run4
 expect_in "$d/e2.log" "'$d/in/rank-00001.h5' layer 1, slot 5"
@@ -51,6 +71,25 @@ expect_in "$d/e4.log" "[rank 3/4"
 expect_in "$d/e4.log" "tensor list"
 expect_no_output "$d/out"
 
+# 4b. A same-placement shard of another checkpoint (another seed): its identifier, and the
+#     whole-file checksum, differ from the manifest's.
+fresh
+mpi 1 "$tool" generate --placement "$d/old.json" --tensors "$tensors" --seed 4 --output "$d/other-seed" >/dev/null
+cp "$d/other-seed/rank-00002.h5" "$d/in/rank-00002.h5"
+expect_exit 2 "$d/e4b.log" -- run4
+expect_in "$d/e4b.log" "'$d/in/rank-00002.h5' belongs to checkpoint "
+expect_in "$d/e4b.log" "[rank 2/4"
+expect_no_output "$d/out"
+expect_exit 5 "$d/e4c.log" -- mpi 2 "$tool" verify --checkpoint "$d/in"
+expect_in "$d/e4c.log" "belongs to checkpoint"
+
+# 4d. A wrong size in the manifest: refused, also with --check-files.
+fresh
+sed -i 's/"size":\([0-9]*\)/"size":1\1/' "$d/in/manifest.json"
+expect_exit 2 "$d/e4d.log" -- run4 --check-files
+expect_in "$d/e4d.log" "bytes, but the manifest says 1"
+expect_no_output "$d/out"
+
 # 5. More processes than EP ranks: a usage error (64). (Fewer is fine: a process hosts
 #    several EP ranks; test_hosting.sh.)
 fresh
@@ -63,8 +102,18 @@ fresh; mkdir -p "$d/out"; echo keep > "$d/out/precious"
 expect_exit 64 "$d/e6.log" -- run4
 expect_in "$d/e6.log" "already exists"
 [[ -f "$d/out/precious" ]] && pass || fail "existing output touched"
+# --force replaces only an eplb checkpoint: a directory of other files stays, and so does a file.
+expect_exit 64 "$d/e6g.log" -- run4 --force
+expect_in "$d/e6g.log" "--force replaces only an eplb checkpoint: remove it by hand"
+[[ -f "$d/out/precious" ]] && pass || fail "--force replaced a directory that is not a checkpoint"
+rm -rf "$d/out"; echo keep > "$d/out"
+expect_exit 64 "$d/e6h.log" -- run4 --force
+expect_in "$d/e6h.log" "it exists and is a file"
+[[ "$(cat "$d/out")" == keep ]] && pass || fail "--force replaced a plain file"
+rm -f "$d/out"; cp -a "$d/good" "$d/out"
 expect_exit 0 "$d/e6f.log" -- run4 --force
-[[ ! -e "$d/out/precious" && -f "$d/out/manifest.json" ]] && pass || fail "--force did not replace the output"
+[[ -f "$d/out/manifest.json" ]] && ! cmp -s "$d/out/manifest.json" "$d/good/manifest.json" && pass || fail "--force did not replace the output"
+[[ -z "$(ls -A "$d" | grep eplb-)" ]] && pass || fail "leftovers next to the output: $(ls -A "$d")"
 rm -rf "$d/out"
 
 # 6b. The output may never replace or sit inside the input, not even with --force.
@@ -73,6 +122,20 @@ expect_exit 64 "$d/e6b.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.j
 expect_in "$d/e6b.log" "overlap"
 expect_exit 64 "$d/e6c.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --allow-dropping-experts --input "$d/in" --output "$d/in/sub" --force
 [[ "$(tree_hash "$d/in")" == "$before" && ! -e "$d/in/sub" ]] && pass || fail "input touched by an overlapping output"
+# ... nor through a symlink, "..", or a bind mount of the input (compared by device and inode).
+ln -s "$d/in" "$d/alias"
+expect_exit 64 "$d/e6i.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/alias" --force
+expect_in "$d/e6i.log" "overlap"
+expect_exit 64 "$d/e6j.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/alias/../in" --output "$d/in" --force
+expect_in "$d/e6j.log" "overlap"
+mkdir -p "$d/bind"
+if mount --bind "$d/in" "$d/bind" 2>/dev/null; then
+  expect_exit 64 "$d/e6k.log" -- mpi 4 "$tool" --old "$d/old.json" --new "$d/new.json" --input "$d/bind" --output "$d/in" --force
+  expect_in "$d/e6k.log" "overlap"
+  umount "$d/bind"
+fi
+[[ "$(tree_hash "$d/in")" == "$before" ]] && pass || fail "input touched through an alias"
+rm -f "$d/alias"; rmdir "$d/bind"
 
 # 6d. --backend nccl where no GPU is usable (CI, this machine): a usage error, nothing written.
 if ! command -v nvidia-smi >/dev/null 2>&1; then

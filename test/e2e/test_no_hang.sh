@@ -18,8 +18,7 @@ for layer in 0 2; do
   [[ ! -e "$work/out" ]] && pass || fail "layer $layer: output exists after an aborted run"
   [[ "$(tree_hash "$work/in")" == "$before" ]] && pass || fail "layer $layer: input modified"
   expect_in "$work/stall$layer.log" "layer $layer: "  # the phase
-  # An aborted job may leave its staging directory; the next run refuses it until removed.
-  rm -rf "$work/.out.eplb-staging"
+  # An aborted job may leave its staging directory and lock: the next run recovers them.
 done
 # A process frozen during MPI start-up (EPLB_FAULT_STALL_STARTUP=RANK): MPI_Init cannot be
 # polled, so a watchdog under --timeout ends the job with exit 4, for every subcommand.
@@ -38,4 +37,7 @@ for command in run verify; do
   [[ ! -e "$work/out" ]] && pass || fail "$command: output exists after a failed start-up"
 done
 [[ "$(tree_hash "$work/in")" == "$before" ]] && pass || fail "input modified by start-up stalls"
+expect_exit 0 "$work/rerun.log" -- timeout 120 mpirun --oversubscribe -np 3 "$tool" --old "$work/old.json" \
+  --new "$work/new.json" --allow-dropping-experts --input "$work/in" --output "$work/out" --backend mpi --timeout 30
+[[ -z "$(ls -A "$work" | grep -F .out.eplb-)" ]] && pass || fail "leftovers after the re-run"
 finish

@@ -14,6 +14,8 @@ int exit_code_for(ErrorKind kind) {
       return kExitComm;
     case ErrorKind::kVerify:
       return kExitVerify;
+    case ErrorKind::kInterrupted:
+      return kExitInterruptedBase + 2;  // as SIGINT; the signal thread exits with its own
     case ErrorKind::kInternal:
       return kExitInternal;
   }
@@ -32,6 +34,8 @@ const char* to_string(ErrorKind kind) {
       return "communication";
     case ErrorKind::kVerify:
       return "verify";
+    case ErrorKind::kInterrupted:
+      return "interrupted";
     case ErrorKind::kInternal:
       return "internal";
   }

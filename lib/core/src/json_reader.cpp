@@ -32,10 +32,11 @@ std::string describe_json_error(const Json::exception& error) {
 }  // namespace
 
 void Reporter::add(std::string_view pointer, std::string_view text) {
-  if (pointer.empty()) {
+  const std::string full = prefix_ + std::string(pointer);
+  if (full.empty()) {
     problems_.add(fmt::format("'{}': {}", source_, text));
   } else {
-    problems_.add(fmt::format("'{}' at {}: {}", source_, pointer, text));
+    problems_.add(fmt::format("'{}' at {}: {}", source_, full, text));
   }
 }
 

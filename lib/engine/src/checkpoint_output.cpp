@@ -10,26 +10,23 @@
 namespace eplb::engine {
 namespace fs = std::filesystem;
 
-CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output, bool force)
-    : group_(group), output_(std::move(output)), force_(force) {
-  staging_ = io::staging_path_for(output_);
+CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output, bool force,
+                                   std::optional<fs::path> mode_like)
+    : group_(group),
+      output_(std::move(output)),
+      staging_(io::staging_path_for(output_)),
+      mode_like_(std::move(mode_like)) {
   core::ProblemList problems(core::ErrorKind::kUsage);
   if (core::log::is_leader()) {
-    capture(problems, [&] { io::create_staging(staging_, output_, force_); });
+    capture(problems, [&] { owner_ = std::make_unique<io::OutputOwner>(output_, force); });
   }
-  try {
-    agree(group_, problems, "creating the output's staging directory");
-  } catch (...) {
-    // Nothing was created (or creation failed): make sure the destructor removes nothing
-    // that belongs to somebody else, e.g. a staging directory left by an earlier run.
-    committed_ = true;
-    throw;
-  }
+  // On failure the owner was never made: nothing of anybody else's can be removed.
+  agree(group_, problems, "taking ownership of the output");
+  checkpoint_id_ =
+      runtime::broadcast_string(group_, io::new_checkpoint_id(), "sharing the checkpoint id");
 }
 
-CheckpointOutput::~CheckpointOutput() {
-  if (!committed_ && core::log::is_leader()) io::remove_tree_noexcept(staging_);
-}
+CheckpointOutput::~CheckpointOutput() = default;
 
 namespace {
 
@@ -70,18 +67,18 @@ std::vector<io::FileEntry> parse_file_lines(const std::vector<std::string>& line
 void CheckpointOutput::commit(const std::vector<fs::path>& my_files, io::Manifest manifest) {
   core::ProblemList problems(core::ErrorKind::kIo);
   auto lines = describe_files(my_files, problems);
-  agree(group_, problems, "commit: describing the shards");
-  auto all_lines = runtime::gather_lines(group_, lines, "commit: gathering the shard list");
+  agree(group_, problems, "describing the written shards");
+  auto all_lines = runtime::gather_lines(group_, lines, "gathering the shard descriptions");
   core::ProblemList commit_problems(core::ErrorKind::kIo);
   if (core::log::is_leader()) {
     capture(commit_problems, [&] {
       manifest.files = parse_file_lines(all_lines);
+      manifest.checkpoint_id = checkpoint_id_;
       io::write_file_atomic(staging_ / io::kManifestName, io::to_json(manifest));
-      io::commit_staging(staging_, output_, force_);
+      owner_->commit(io::OutputModes::like(mode_like_));
     });
   }
   agree(group_, commit_problems, "commit: manifest and rename");
-  committed_ = true;
 }
 
 }  // namespace eplb::engine

@@ -61,8 +61,8 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
         core::Progress::for_leader("generate", int64_t{my_shards} * p.num_layers(), "layer");
     for (int32_t rank = session.rank(); rank < p.ep_size; rank += session.size()) {
       auto path = output.staging() / io::shard_file_name(rank);
-      io::ShardWriter writer(
-          path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank, options.tensors});
+      io::ShardWriter writer(path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank,
+                                    options.tensors, output.checkpoint_id()});
       for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
         write_synthetic_layer(p, options, rank, layer, writer, rows);
         const auto layer_bytes =
@@ -76,7 +76,7 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
     progress.finish();
   });
   agree(session.group(), write_problems, "writing the shards");
-  output.commit(my_files, io::Manifest{options.tensors, p, {}, std::nullopt});
+  output.commit(my_files, io::Manifest{options.tensors, p, {}, {}, std::nullopt});
 
   report.bytes_written =
       runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];

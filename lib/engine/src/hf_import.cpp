@@ -203,7 +203,7 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   agree(session.group(), write_problems, "writing the shards");
 
   // Commit: the manifest records where the experts came from, for export.
-  output.commit(my_files, io::Manifest{specs, p, {}, describe_source(model)});
+  output.commit(my_files, io::Manifest{specs, p, {}, {}, describe_source(model)});
   report.bytes_written = runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
   report.num_files = p.ep_size;
   report.num_moe_layers = p.num_layers();

@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include <sys/stat.h>
+
 #include <algorithm>
 
 #include "eplb/engine/agreement.hpp"
@@ -72,16 +74,47 @@ void load_placements(const RebalanceOptions& options, Inputs& inputs, io::Manife
   inputs.tensors = manifest.tensors;
 }
 
-// The output must never replace or land inside the input, not even with --force.
+using FileId = std::pair<dev_t, ino_t>;
+
+// The device and inode of `path` (or of its deepest existing ancestor) and of every
+// directory above it, as the kernel resolves them: ".." is followed physically, so
+// symlinks, "..", bind mounts (same device and inode) are all seen through.
+std::vector<FileId> identity_chain(const fs::path& path) {
+  fs::path p = fs::absolute(path).lexically_normal();
+  struct stat st {};
+  while (::stat(p.c_str(), &st) != 0 && p.has_relative_path()) p = p.parent_path();
+  std::vector<FileId> chain;
+  for (int depth = 0; depth < 4096 && ::stat(p.c_str(), &st) == 0; ++depth) {
+    const FileId id{st.st_dev, st.st_ino};
+    if (!chain.empty() && chain.back() == id) break;  // "/.." is "/"
+    chain.push_back(id);
+    p /= "..";
+  }
+  return chain;
+}
+
+// The output must never replace, hold or land inside the input, not even with --force,
+// under any alias.
 void check_output_path(const RebalanceOptions& options, core::ProblemList& problems) {
-  std::error_code ec;
-  const fs::path input = fs::weakly_canonical(options.input, ec);
-  const fs::path output = fs::weakly_canonical(options.output, ec);
-  auto [a, b] = std::mismatch(input.begin(), input.end(), output.begin(), output.end());
-  if (a == input.end() || b == output.end()) {
+  struct stat in {
+  }, out{};
+  const bool output_exists = ::stat(options.output.c_str(), &out) == 0;
+  if (::stat(options.input.c_str(), &in) != 0) return;  // reported by the manifest check
+  const FileId input_id{in.st_dev, in.st_ino};
+  const auto output_chain = identity_chain(options.output);
+  const bool output_in_input =
+      std::find(output_chain.begin(), output_chain.end(), input_id) != output_chain.end();
+  bool input_in_output = false;
+  if (output_exists) {
+    const auto input_chain = identity_chain(options.input);
+    input_in_output = std::find(input_chain.begin(), input_chain.end(),
+                                FileId{out.st_dev, out.st_ino}) != input_chain.end();
+  }
+  if (output_in_input || input_in_output) {
     problems.add(
-        fmt::format("output '{}' and input '{}' overlap: choose an output outside the "
-                    "input checkpoint",
+        fmt::format("output '{}' and input '{}' overlap (the same directory or one inside the "
+                    "other, possibly through a symlink or a bind mount): choose an output "
+                    "outside the input checkpoint",
                     options.output.string(), options.input.string()));
   }
 }
@@ -101,8 +134,35 @@ void check_process_count(const runtime::MpiSession& session, const Inputs& input
   agree_identical(session.group(), problems, "checking the process count and output");
 }
 
+std::string shown_id(const std::string& id) { return id.empty() ? "(none)" : id; }
+
+// A shard against its manifest entry: the size always (one stat), the whole-file xxh3 when
+// that is cheap (small files, then in the page cache for the reads that follow) or asked
+// for with --check-files (one extra sequential read of the shard).
+void check_file(const fs::path& path, const io::FileEntry& want, bool check_files,
+                core::ProblemList& problems) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return;  // the open has reported it
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (size != want.size) {
+    problems.add(
+        fmt::format("'{}' is {} bytes, but the manifest says {}: it was modified, "
+                    "truncated or comes from another checkpoint",
+                    path.string(), size, want.size));
+    return;
+  }
+  if (!check_files && size > kCheapFileBytes) return;
+  const auto have = io::describe_file(path);
+  if (have.xxh3 != want.xxh3) {
+    problems.add(
+        fmt::format("'{}': whole-file xxh3 {:016x} differs from the manifest's {:016x}: "
+                    "it was modified or comes from another checkpoint",
+                    path.string(), have.xxh3, want.xxh3));
+  }
+}
+
 // One hosted EP rank's shard against the manifest and the old placement.
-void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs,
+void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs, bool check_files,
                 std::optional<io::ShardReader>& shard, core::ProblemList& problems) {
   const fs::path path = inputs.input_dir / io::shard_file_name(rank);
   capture(problems, [&] { shard.emplace(path); });
@@ -121,6 +181,17 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs,
   }
   if (info.tensors != manifest.tensors) {
     mismatch("the tensor list", io::to_string(info.tensors), io::to_string(manifest.tensors));
+  }
+  if (info.checkpoint_id != manifest.checkpoint_id) {
+    problems.add(fmt::format("'{}' belongs to checkpoint {}, but '{}' describes checkpoint {}",
+                             path.string(), shown_id(info.checkpoint_id),
+                             (inputs.input_dir / io::kManifestName).string(),
+                             shown_id(manifest.checkpoint_id)));
+  }
+  if (static_cast<size_t>(rank) < manifest.files.size()) {
+    capture(problems, [&] {
+      check_file(path, manifest.files[static_cast<size_t>(rank)], check_files, problems);
+    });
   }
   if (!problems.empty()) return;
   for (int32_t layer = 0; layer < info.num_layers; ++layer) {
@@ -159,7 +230,8 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   core::ProblemList shard_problems(core::ErrorKind::kInput);
   for (size_t i = 0; i < inputs.my_ranks.size(); ++i) {
     if (inputs.my_ranks[i] < inputs.old_placement.ep_size) {
-      open_shard(inputs.my_ranks[i], manifest, inputs, inputs.shards[i], shard_problems);
+      open_shard(inputs.my_ranks[i], manifest, inputs, options.check_files, inputs.shards[i],
+                 shard_problems);
     }
   }
   agree(session.group(), shard_problems, "opening the input shards");

@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "eplb/core/clock.hpp"
+#include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/wire_format.hpp"
@@ -34,7 +35,7 @@ void maybe_stall(int32_t rank, int32_t layer_idx) {
 
 LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
                            const plan::Plan& plan, transport::Transport& transport,
-                           const std::filesystem::path& staging)
+                           const std::filesystem::path& staging, const std::string& checkpoint_id)
     : session_(session), inputs_(inputs), plan_(plan), transport_(transport) {
   const auto& tensors = inputs.tensors;
   hosted_.resize(inputs.my_ranks.size());
@@ -50,9 +51,10 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
     h.new_rows.emplace(transport, tensors, plan.new_num_slots_per_rank);
     h.output_file = staging / io::shard_file_name(h.ep_rank);
     capture(problems, [&] {
-      h.writer.emplace(h.output_file, io::ShardInfo{h.ep_rank, plan.new_ep_size,
-                                                    static_cast<int32_t>(plan.layers.size()),
-                                                    plan.new_num_slots_per_rank, tensors});
+      h.writer.emplace(
+          h.output_file,
+          io::ShardInfo{h.ep_rank, plan.new_ep_size, static_cast<int32_t>(plan.layers.size()),
+                        plan.new_num_slots_per_rank, tensors, checkpoint_id});
     });
   }
   size_t words = 0;  // checksum trailers of the busiest layer
@@ -67,6 +69,7 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
     zero_row_checksums_.push_back(io::checksum(zeros));
   }
   agree(session.group(), problems, "creating the output shards");
+  core::fault::kill_point("shard-open");
 }
 
 LayerStepper::~LayerStepper() = default;
@@ -99,6 +102,7 @@ void LayerStepper::run_layer(int32_t layer_idx) {
     verify_new_rows(h, layer_idx);
     write_layer(h, layer_idx);
   }
+  core::fault::kill_point("layer-" + std::to_string(layer_idx));
 }
 
 void LayerStepper::read_and_check_sources(Hosted& h, int32_t layer_idx) {
@@ -259,6 +263,7 @@ std::vector<std::filesystem::path> LayerStepper::finish() {
     files.push_back(h.output_file);
   }
   agree(session_.group(), problems_, "closing the output shards");
+  core::fault::kill_point("written");
   return files;
 }
 

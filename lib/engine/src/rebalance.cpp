@@ -119,8 +119,9 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   const auto setup_start = Clock::now();
   auto transport = make_transport(session, options.backend, options.transport);
   report.backend = std::string(transport->name());
-  CheckpointOutput output(session.group(), options.output, options.force);
-  LayerStepper stepper(session, inputs, plan, *transport, output.staging());
+  CheckpointOutput output(session.group(), options.output, options.force, options.input);
+  LayerStepper stepper(session, inputs, plan, *transport, output.staging(),
+                       output.checkpoint_id());
   report.seconds_setup = seconds_since(setup_start);
   core::log::detail("{} transport and staging '{}' ready ({:.3f} s)", report.backend,
                     output.staging().string(), report.seconds_setup);
@@ -139,7 +140,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
 
   // Commit: manifest last, then rename into place.
   const auto commit_start = Clock::now();
-  io::Manifest manifest{inputs.tensors, inputs.new_placement, {}, inputs.hugging_face};
+  io::Manifest manifest{inputs.tensors, inputs.new_placement, {}, {}, inputs.hugging_face};
   output.commit(my_files, std::move(manifest));
   report.seconds_commit = seconds_since(commit_start);
   core::log::detail("committed '{}' ({:.3f} s)", options.output.string(), report.seconds_commit);

@@ -90,6 +90,13 @@ void check_shard(const ShardCheck& c, int32_t rank) {
         fmt::format("'{}': attributes or tensors differ from the manifest", path.string()));
     return;
   }
+  if (info.checkpoint_id != c.manifest.checkpoint_id) {
+    c.problems.add(
+        fmt::format("'{}' belongs to checkpoint {}, but the manifest describes "
+                    "checkpoint {}",
+                    path.string(), info.checkpoint_id.empty() ? "(none)" : info.checkpoint_id,
+                    c.manifest.checkpoint_id.empty() ? "(none)" : c.manifest.checkpoint_id));
+  }
   std::vector<std::vector<std::byte>> data(info.tensors.size());
   std::vector<std::vector<uint64_t>> sums(info.tensors.size());
   for (int32_t layer = 0; layer < info.num_layers; ++layer) {

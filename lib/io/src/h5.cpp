@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "eplb/core/error.hpp"
+#include "eplb/core/log.hpp"
 
 namespace eplb::io::h5 {
 namespace {
@@ -147,20 +148,54 @@ void ensure_ready() {
   }
 }
 
-std::string take_error_stack() {
-  hid_t stack = H5Eget_current_stack();  // copies and clears the default stack
-  if (stack < 0) return "no HDF5 error stack";
-  std::string out;
-  H5Ewalk2(stack, H5E_WALK_DOWNWARD, append_frame, &out);
-  H5Eclose_stack(stack);
-  return out.empty() ? "no HDF5 error stack" : out;
+namespace {
+
+// The system error HDF5 reports deep in its stack ("..., errno = 28, error message = 'No
+// space left on device', ..."), or "" when the failure was not a system call's.
+std::string system_cause(const std::string& stack) {
+  constexpr std::string_view kKey = "error message = '";
+  const size_t at = stack.find(kKey);
+  if (at == std::string::npos) return "";
+  const size_t end = stack.find('\'', at + kKey.size());
+  return stack.substr(at + kKey.size(), end == std::string::npos ? end : end - at - kKey.size());
 }
+
+// The innermost frame's description: what HDF5 itself found wrong.
+std::string innermost(const std::string& stack) {
+  const size_t at = stack.rfind("; ");
+  return at == std::string::npos ? stack : stack.substr(at + 2);
+}
+
+}  // namespace
+
+Failure take_failure() {
+  Failure failure;
+  hid_t stack = H5Eget_current_stack();  // copies and clears the default stack
+  std::string text;
+  if (stack >= 0) {
+    H5Ewalk2(stack, H5E_WALK_DOWNWARD, append_frame, &text);
+    H5Eclose_stack(stack);
+  }
+  if (text.empty()) text = "no HDF5 error stack";
+  const std::string cause = system_cause(text);
+  failure.system_error = !cause.empty();
+  failure.text = failure.system_error ? cause : innermost(text);
+  // The whole stack only with -v: the root cause comes first, once.
+  if (core::log::level() >= core::log::Level::kDetail) failure.text += " [HDF5: " + text + "]";
+  return failure;
+}
+
+std::string take_error_stack() { return take_failure().text; }
 
 void fail(const char* call, const char* file, int line) {
   std::string name(call);
   name = name.substr(0, name.find('('));
-  throw Error(ErrorKind::kIo, "HDF5 " + name + " failed (" + base_name(file) + ":" +
-                                  std::to_string(line) + "): " + take_error_stack());
+  const Failure failure = take_failure();
+  // A system error (disk full, I/O error) is an I/O failure; anything else HDF5 refuses
+  // while reading what a shard says is corrupt content.
+  throw Error(
+      failure.system_error ? ErrorKind::kIo : ErrorKind::kInput,
+      failure.text + " (HDF5 " + name + ", " + base_name(file) + ":" + std::to_string(line) + ")");
 }
 
 Handle make_dtype(DType dtype) {

@@ -50,7 +50,17 @@ void ensure_ready();
 // file (file signature not found); ...", outermost call first.
 std::string take_error_stack();
 
-// Throws core::Error(kIo): "HDF5 H5Dwrite failed (shard.cpp:120): <walked stack>".
+// The current HDF5 failure, cleared: its root cause first (the system error deep in the
+// stack, such as "No space left on device", or else HDF5's innermost complaint), the whole
+// stack appended only at log level kDetail (-v).
+struct Failure {
+  std::string text;
+  bool system_error = false;  // a system call failed: I/O, not content
+};
+Failure take_failure();
+
+// Throws core::Error: "<root cause> (HDF5 H5Dread, shard.cpp:120)", kIo when a system call
+// failed, kInput otherwise (HDF5 refusing what a file holds: corrupt content).
 [[noreturn]] void fail(const char* call, const char* file, int line);
 
 template <typename T>

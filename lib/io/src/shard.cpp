@@ -106,6 +106,7 @@ ShardInfo read_info(hid_t file, const std::string& where) {
     problems.add(where + "attribute 'ep_rank' is " + std::to_string(info.ep_rank) +
                  ", not below ep_size " + std::to_string(info.ep_size));
   }
+  info.checkpoint_id = h5::read_string_attr(file, "checkpoint_id").value_or("");
   const std::optional<std::string> spec = h5::read_string_attr(file, "tensors");
   if (!spec) problems.add(where + "attribute 'tensors' is missing");
   try {
@@ -154,8 +155,10 @@ void ShardReader::Impl::open_file() {
   EPLB_H5(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG));
   const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
   if (id < 0) {
-    throw Error(ErrorKind::kIo,
-                "cannot open shard " + quoted + " as HDF5: " + h5::take_error_stack());
+    // The file opened and read fine above: HDF5 refusing it means corrupt content.
+    const h5::Failure failure = h5::take_failure();
+    throw Error(failure.system_error ? ErrorKind::kIo : ErrorKind::kInput,
+                "cannot open shard " + quoted + " as HDF5 (corrupt or not HDF5): " + failure.text);
   }
   file = Handle(id, h5::Kind::kFile);
 }

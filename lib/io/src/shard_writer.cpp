@@ -98,6 +98,9 @@ void ShardWriter::Impl::write_root_attrs() {
   h5::write_attr(root, "num_layers", info.num_layers);
   h5::write_attr(root, "num_slots_per_rank", info.num_slots_per_rank);
   h5::write_attr(root, "tensors", std::string_view(to_string(info.tensors)));
+  if (!info.checkpoint_id.empty()) {
+    h5::write_attr(root, "checkpoint_id", std::string_view(info.checkpoint_id));
+  }
 }
 
 void ShardWriter::Impl::create_layer(int32_t layer_idx, hid_t gcpl, hid_t dcpl) {
@@ -138,7 +141,9 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardInfo& inf
       impl_->create_layer(layer, gcpl.get(), dcpl.get());
     }
   } catch (const Error& e) {
-    throw detail::with_prefix(e, "writing " + impl_->quoted + ": ");
+    // Whatever HDF5 says while writing is an I/O failure, not corrupt input.
+    throw detail::with_prefix(core::Error(ErrorKind::kIo, e.problems()),
+                              "writing " + impl_->quoted + ": ");
   }
 }
 
@@ -179,7 +184,8 @@ void ShardWriter::write_layer(int32_t layer_idx, std::span<const int32_t> logica
   } catch (const Error& e) {
     impl_->failed = true;
     throw detail::with_prefix(
-        e, "writing " + impl_->quoted + " layer " + std::to_string(layer_idx) + ": ");
+        core::Error(ErrorKind::kIo, e.problems()),
+        "writing layer " + std::to_string(layer_idx) + " of " + impl_->quoted + ": ");
   }
   impl_->written[static_cast<size_t>(layer_idx)] = true;
 }
@@ -202,7 +208,9 @@ void ShardWriter::close() {
     EPLB_H5(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL));
     impl_->file.close();
   } catch (const Error& e) {
-    throw detail::with_prefix(e, "writing " + impl_->quoted + ": ");
+    // Whatever HDF5 says while writing is an I/O failure, not corrupt input.
+    throw detail::with_prefix(core::Error(ErrorKind::kIo, e.problems()),
+                              "writing " + impl_->quoted + ": ");
   }
   impl_->closed = true;
   // HDF5 only write()s; the data is on disk once the file itself is fsynced.

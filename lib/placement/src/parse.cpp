@@ -33,6 +33,20 @@ using core::json::as_int;
 using core::json::describe;
 using core::json::pointer_to_key;
 
+// A Reporter whose pointers are relative to `base`: the same checks serve a placement file
+// (base "") and a placement object inside another document (a manifest's "/placement").
+class At {
+ public:
+  At(Reporter& report, std::string base) : report_(report), base_(std::move(base)) {}
+  void add(std::string_view pointer, std::string_view text) {
+    report_.add(base_ + std::string(pointer), text);
+  }
+
+ private:
+  Reporter& report_;
+  std::string base_;
+};
+
 constexpr std::string_view kFormatName = "eplb-placement";
 constexpr int64_t kSupportedVersion = 1;
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
@@ -449,7 +463,7 @@ Placement finish(const Extracted& ex, const ParseOptions& options, Reporter& rep
           read_layer(ex, layer_idx, num_logical_experts.value_or(0), report));
     }
   }
-  report.throw_if_any();
+  if (all.problems().size() != num_problems_before) return std::nullopt;
   EPLB_ASSERT(ep_size && slots_per_rank && num_logical_experts);
   placement.ep_size = static_cast<int32_t>(*ep_size);
   placement.num_slots_per_rank = static_cast<int32_t>(*slots_per_rank);
@@ -477,6 +491,42 @@ Placement parse_placement(const std::string& text, const ParseOptions& options) 
   }
   const Extracted ex = extract(doc, report);
   return finish(ex, options, report);
+}
+
+std::optional<Placement> read_placement_object(const nlohmann::json& object,
+                                               std::string_view pointer,
+                                               core::json::Reporter& report) {
+  using namespace detail;
+  struct RestorePrefix {
+    core::json::Reporter& report;
+    std::string saved;
+    ~RestorePrefix() { report.set_prefix(saved); }
+  } restore{report, report.prefix()};
+  report.set_prefix(report.prefix() + std::string(pointer));
+  if (!object.is_object()) {
+    report.add("", fmt::format("expected a placement object, got {}", describe(object)));
+    return std::nullopt;
+  }
+  const size_t num_problems_before = report.problems().size();
+  // Embedded: no format or version of its own, and every count stated.
+  for (const char* key : {"format", "version", "model_layer_ids"}) {
+    if (object.contains(key)) report.add(pointer_to_key(key), fmt::format("unknown key \"{}\"", key));
+  }
+  for (const char* key : {"num_slots_per_rank", "num_logical_experts"}) {
+    if (!object.contains(key)) report.add("", fmt::format("missing required key \"{}\"", key));
+  }
+  json canonical = object;
+  canonical["format"] = std::string(kFormatName);
+  canonical["version"] = kSupportedVersion;
+  canonical.erase("model_layer_ids");
+  try {
+    const Extracted ex = extract_canonical(canonical, report);
+    Placement placement = finish(ex, ParseOptions{}, report);
+    if (report.problems().size() != num_problems_before) return std::nullopt;
+    return placement;
+  } catch (const core::Error&) {
+    return std::nullopt;  // every problem is in `report`
+  }
 }
 
 }  // namespace eplb::placement

@@ -1,3 +1,6 @@
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
 
@@ -29,67 +32,218 @@ TEST_CASE("staging path sits next to the output", "[io][atomic]") {
   CHECK(staging_path_for("/x/ckpt-new") == fs::path("/x/.ckpt-new.eplb-staging"));
 }
 
-TEST_CASE("create, commit and replace a directory", "[io][atomic]") {
-  TempDir dir;
-  const fs::path out = dir / "ckpt-new";
-  const fs::path staging = staging_path_for(out);
-  ErrorKind kind = ErrorKind::kInternal;
-
-  create_staging(staging, out, false);
-  CHECK(fs::is_directory(staging));
-  test::write_text(staging / "rank-00000.h5", "first");
-  commit_staging(staging, out, false);
-  CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
-  CHECK(test::read_text(out / "rank-00000.h5") == "first");
-
-  CHECK(error_text([&] { create_staging(staging, out, false); }, &kind) ==
-        "output '" + out.string() + "' already exists; pass --force to replace it");
-  CHECK(kind == ErrorKind::kUsage);
-
-  create_staging(staging, out, true);
-  test::write_text(staging / "rank-00001.h5", "second");
-  commit_staging(staging, out, true);
-  CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
-  CHECK(listing(out) == std::vector<std::string>{"rank-00001.h5"});
-  CHECK(test::read_text(out / "rank-00001.h5") == "second");
+// A checkpoint-looking directory: what --force may replace.
+static void make_checkpoint(const fs::path& dir, const std::string& content) {
+  fs::create_directories(dir);
+  test::write_text(dir / "manifest.json", content);
 }
 
-TEST_CASE("leftovers of an interrupted run are reported, not removed", "[io][atomic]") {
+const OutputModes kModes{0755, 0644};
+
+TEST_CASE("own, commit and replace a checkpoint", "[io][atomic]") {
+  TempDir dir;
+  const fs::path out = dir / "ckpt-new";
+  ErrorKind kind = ErrorKind::kInternal;
+  {
+    OutputOwner owner(out, false);
+    CHECK(owner.staging() == staging_path_for(out));
+    CHECK(fs::is_directory(owner.staging()));
+    CHECK((fs::status(owner.staging()).permissions() & fs::perms::all) == fs::perms::owner_all);
+    CHECK(fs::is_regular_file(lock_path_for(out)));
+    test::write_text(owner.staging() / "manifest.json", "first");
+    owner.commit(kModes);
+  }
+  // Lock released and removed: nothing but the output remains.
+  CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
+  CHECK(test::read_text(out / "manifest.json") == "first");
+  CHECK((fs::status(out).permissions() & fs::perms::all) == fs::perms(0755));
+  CHECK((fs::status(out / "manifest.json").permissions() & fs::perms::all) == fs::perms(0644));
+
+  CHECK(error_text([&] { OutputOwner owner(out, false); }, &kind) ==
+        "output '" + out.string() + "' already exists; pass --force to replace it");
+  CHECK(kind == ErrorKind::kUsage);
+  CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
+
+  {
+    OutputOwner owner(out, true);
+    test::write_text(owner.staging() / "manifest.json", "second");
+    owner.commit(kModes);
+  }
+  CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
+  CHECK(test::read_text(out / "manifest.json") == "second");
+
+  // Without commit, the staging directory and the lock go away.
+  { OutputOwner owner(out, true); }
+  CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
+}
+
+TEST_CASE("--force replaces only an eplb checkpoint", "[io][atomic]") {
+  TempDir dir;
+  ErrorKind kind = ErrorKind::kInternal;
+  fs::create_directories(dir / "thesis/sub");
+  test::write_text(dir / "thesis/notes.txt", "mine");
+  CHECK(error_text([&] { OutputOwner owner(dir / "thesis", true); }, &kind) ==
+        "cannot create output '" + (dir / "thesis").string() +
+            "': it exists and is a directory without manifest.json, not an eplb checkpoint; "
+            "--force replaces only an eplb checkpoint: remove it by hand");
+  CHECK(kind == ErrorKind::kUsage);
+  test::write_text(dir / "file", "data");
+  CHECK(error_text([&] { OutputOwner owner(dir / "file", true); }) ==
+        "cannot create output '" + (dir / "file").string() +
+            "': it exists and is a file; --force replaces only an eplb checkpoint: remove it "
+            "by hand");
+  make_checkpoint(dir / "real", "x");
+  fs::create_directory_symlink(dir / "real", dir / "link");
+  CHECK_THAT(error_text([&] { OutputOwner owner(dir / "link", true); }),
+             Catch::Contains("it exists and is a symbolic link"));
+  CHECK(test::read_text(dir / "thesis/notes.txt") == "mine");
+  CHECK(test::read_text(dir / "file") == "data");
+  CHECK(listing(dir.path()) == std::vector<std::string>{"file", "link", "real", "thesis"});
+}
+
+TEST_CASE("a live owner is named, never disturbed", "[io][atomic]") {
+  TempDir dir;
+  const fs::path out = dir / "ckpt-new";
+  ErrorKind kind = ErrorKind::kInternal;
+  OutputOwner first(out, false);
+  test::write_text(first.staging() / "rank-00000.h5", "first's");
+  // flock is per open file: a second owner in this process is refused like another run.
+  const std::string text = error_text([&] { OutputOwner second(out, false); }, &kind);
+  CHECK_THAT(text, Catch::StartsWith("output '" + out.string() +
+                                     "' is being written by another run (host "));
+  CHECK_THAT(text, Catch::Contains(", pid " + std::to_string(::getpid())));
+  CHECK_THAT(text, Catch::EndsWith("); wait for it to finish or stop it"));
+  CHECK(kind == ErrorKind::kUsage);
+  CHECK(test::read_text(first.staging() / "rank-00000.h5") == "first's");
+}
+
+TEST_CASE("a commit refuses a staging directory that is no longer its own", "[io][atomic]") {
+  TempDir dir;
+  const fs::path out = dir / "ckpt-new";
+  ErrorKind kind = ErrorKind::kInternal;
+  OutputOwner first(out, false);
+  // Someone removes the staging directory and the lock; another run starts meanwhile.
+  fs::remove_all(first.staging());
+  fs::remove(lock_path_for(out));
+  {
+    OutputOwner second(out, false);
+    test::write_text(second.staging() / "rank-00000.h5", "second's");
+    CHECK_THAT(error_text([&] { first.commit(kModes); }, &kind),
+               Catch::StartsWith("this run no longer owns '" + staging_path_for(out).string()));
+    CHECK(kind == ErrorKind::kIo);
+    CHECK_FALSE(fs::exists(out));
+    first.discard();  // must not remove the second run's directory
+    CHECK(test::read_text(second.staging() / "rank-00000.h5") == "second's");
+    second.commit(kModes);
+  }
+  CHECK(test::read_text(out / "rank-00000.h5") == "second's");
+}
+
+TEST_CASE("a dead run's leftovers are recovered", "[io][atomic]") {
   TempDir dir;
   const fs::path out = dir / "ckpt-new";
   const fs::path staging = staging_path_for(out);
-  ErrorKind kind = ErrorKind::kInternal;
+  const fs::path old = old_path_for(out);
+
+  // A staging directory with a lock file nobody holds: discarded.
   fs::create_directory(staging);
-  CHECK(error_text([&] { create_staging(staging, out, true); }, &kind) ==
-        "staging directory '" + staging.string() +
-            "' exists, left by an earlier run that did not finish; remove it");
-  CHECK(kind == ErrorKind::kUsage);
-  CHECK(fs::is_directory(staging));
-  fs::remove(staging);
+  test::write_text(staging / "rank-00000.h5", "half");
+  test::write_text(lock_path_for(out), "host=elsewhere\npid=42\njob=77\nstarted=then\n");
+  { OutputOwner owner(out, false); }
+  CHECK(listing(dir.path()).empty());
 
-  // A crash between the two renames of a --force commit leaves the previous output here.
-  const fs::path old = dir / ".ckpt-new.eplb-old";
-  fs::create_directory(old);
-  CHECK(error_text([&] { create_staging(staging, out, true); }, &kind) ==
-        "directory '" + old.string() +
-            "' exists: an earlier run with --force did not finish and it may hold the "
-            "previous output; check it and remove it");
-  CHECK(fs::is_directory(old));
+  // Died between the renames of a --force commit: the previous output comes back.
+  make_checkpoint(old, "previous");
+  fs::create_directory(staging);
+  { OutputOwner owner(out, true); }
+  CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
+  CHECK(test::read_text(out / "manifest.json") == "previous");
 
-  CHECK(error_text([&] { create_staging(dir / "no/.x.eplb-staging", dir / "no/x", false); }) ==
+  // Died after the second rename: the complete output stays, the old copy goes.
+  make_checkpoint(old, "older");
+  {
+    OutputOwner owner(out, true);
+    CHECK_FALSE(fs::exists(old));
+  }
+  CHECK(test::read_text(out / "manifest.json") == "previous");
+
+  // A plain file planted at the staging name is not ours to remove.
+  test::write_text(staging, "planted");
+  CHECK(error_text([&] { OutputOwner owner(out, true); }) ==
+        "'" + staging.string() +
+            "' is a file, not a directory eplb-rebalance made: remove it by hand");
+  CHECK(test::read_text(staging) == "planted");
+}
+
+TEST_CASE("planted symbolic links are never followed", "[io][atomic]") {
+  TempDir dir;
+  const fs::path out = dir / "ckpt-new";
+  fs::create_directory(dir / "victim");
+  fs::create_directory_symlink(dir / "victim", staging_path_for(out));
+  CHECK(error_text([&] { OutputOwner owner(out, false); }) ==
+        "'" + staging_path_for(out).string() +
+            "' is a symbolic link, not a directory eplb-rebalance made: remove it by hand");
+  fs::remove(staging_path_for(out));
+  test::write_text(dir / "victim/target", "keep");
+  fs::create_symlink(dir / "victim/target", lock_path_for(out));
+  CHECK(error_text([&] { OutputOwner owner(out, false); }) ==
+        "cannot create output '" + out.string() + "': lock file '" + lock_path_for(out).string() +
+            "' is a symbolic link; refusing to follow it (remove it)");
+  CHECK(test::read_text(dir / "victim/target") == "keep");
+  CHECK(listing(dir / "victim") == std::vector<std::string>{"target"});
+}
+
+TEST_CASE("a world-writable sticky parent works, the staging directory stays private",
+          "[io][atomic]") {
+  TempDir dir;
+  fs::create_directory(dir / "shared");
+  fs::permissions(dir / "shared", fs::perms(01777));
+  const fs::path out = dir / "shared/ckpt";
+  OutputOwner owner(out, false);
+  CHECK((fs::status(owner.staging()).permissions() & fs::perms::all) == fs::perms::owner_all);
+  CHECK((fs::status(lock_path_for(out)).permissions() & fs::perms::all) ==
+        (fs::perms::owner_read | fs::perms::owner_write));
+  test::write_text(owner.staging() / "manifest.json", "x");
+  owner.commit(OutputModes{0750, 0640});
+  CHECK((fs::status(out).permissions() & fs::perms::all) == fs::perms(0750));
+  CHECK((fs::status(out / "manifest.json").permissions() & fs::perms::all) == fs::perms(0640));
+}
+
+TEST_CASE("output modes follow the input, never wider than the umask", "[io][atomic]") {
+  TempDir dir;
+  make_checkpoint(dir / "in", "x");
+  fs::permissions(dir / "in", fs::perms(0750));
+  fs::permissions(dir / "in/manifest.json", fs::perms(0640));
+  const mode_t mask = ::umask(022);
+  CHECK(OutputModes::like(dir / "in").dir == 0750);
+  CHECK(OutputModes::like(dir / "in").file == 0640);
+  CHECK(OutputModes::like(std::nullopt).dir == 0755);
+  CHECK(OutputModes::like(std::nullopt).file == 0644);
+  ::umask(077);
+  CHECK(OutputModes::like(dir / "in").dir == 0700);
+  CHECK(OutputModes::like(dir / "in").file == 0600);
+  ::umask(mask);
+}
+
+TEST_CASE("cannot create output: a missing parent, a parent that is a file", "[io][atomic]") {
+  TempDir dir;
+  ErrorKind kind = ErrorKind::kInternal;
+  CHECK(error_text([&] { OutputOwner owner(dir / "no/x", false); }, &kind) ==
         "cannot create output '" + (dir / "no/x").string() + "': directory '" +
             (dir / "no").string() + "' does not exist");
+  CHECK(kind == ErrorKind::kUsage);
+  test::write_text(dir / "f", "");
+  CHECK(error_text([&] { OutputOwner owner(dir / "f/x", false); }, &kind) ==
+        "cannot create output '" + (dir / "f/x").string() + "': '" + (dir / "f").string() +
+            "' is a file, not a directory");
+  CHECK(kind == ErrorKind::kUsage);
 }
 
-TEST_CASE("commit without force refuses an output that appeared meanwhile", "[io][atomic]") {
-  TempDir dir;
-  const fs::path out = dir / "ckpt-new";
-  const fs::path staging = staging_path_for(out);
-  create_staging(staging, out, false);
-  fs::create_directory(out);
-  CHECK(error_text([&] { commit_staging(staging, out, false); }) ==
-        "output '" + out.string() + "' already exists; pass --force to replace it");
-  CHECK(fs::is_directory(staging));
+TEST_CASE("owner info round trip", "[io][atomic]") {
+  OwnerInfo info{"node07", 1234, "5678", "2026-11-28T12:00:00Z"};
+  CHECK(OwnerInfo::from_text(info.to_text()).describe() ==
+        "host node07, pid 1234, job 5678, started 2026-11-28T12:00:00Z");
+  CHECK(OwnerInfo::from_text("garbage").describe() == "owner unknown");
 }
 
 TEST_CASE("write_file_atomic replaces content and leaves no temporary", "[io][atomic]") {

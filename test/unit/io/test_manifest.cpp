@@ -1,3 +1,5 @@
+#include <sys/stat.h>
+
 #include <catch2/catch.hpp>
 
 #include "eplb/core/error.hpp"
@@ -67,6 +69,19 @@ TEST_CASE("manifest JSON text and round trip", "[io][manifest]") {
   CHECK(parse_manifest(kSampleJson, "m.json") == sample_manifest());
 }
 
+TEST_CASE("manifest checkpoint_id: optional, written when set, read back", "[io][manifest]") {
+  Manifest m = sample_manifest();
+  m.checkpoint_id = "00112233445566778899aabbccddeeff";
+  const std::string text = to_json(m);
+  CHECK(text.find("\n  \"checkpoint_id\": \"00112233445566778899aabbccddeeff\",\n") !=
+        std::string::npos);
+  CHECK(parse_manifest(text, "m.json") == m);
+  CHECK(parse_error(patched("\"version\": 1,", "\"version\": 1, \"checkpoint_id\": \"a b\",")) ==
+        "'m.json' at /checkpoint_id: expected 1 to 64 letters, digits or '-', got \"a b\"");
+  CHECK(new_checkpoint_id().size() == 32);
+  CHECK(new_checkpoint_id() != new_checkpoint_id());
+}
+
 TEST_CASE("manifest parse errors name the JSON location", "[io][manifest]") {
   CHECK(parse_error(patched("\"eplb-manifest\"", "\"other\"")) ==
         "'m.json' at /format: expected \"eplb-manifest\", got \"other\"");
@@ -78,32 +93,47 @@ TEST_CASE("manifest parse errors name the JSON location", "[io][manifest]") {
         "'m.json' at /placement/physical_to_logical_map/1/2: logical expert id 3 is out of "
         "range [-1, 3)");
   CHECK(parse_error(patched("[2,-1,1,0]", "[2,-1,1]")) ==
-        "'m.json' at /placement/physical_to_logical_map/1: has 3 slots, expected ep_size * "
-        "num_slots_per_rank = 4");
+        "'m.json' at /placement/physical_to_logical_map/1: layer 1 has 3 slots, but layer 0 "
+        "has 4");
   CHECK(parse_error(patched("\"name\":\"rank-00001.h5\"", "\"name\":\"rank-1.h5\"")) ==
         "'m.json' at /files/1/name: expected \"rank-00001.h5\", got \"rank-1.h5\"");
   CHECK(parse_error(patched("\"shape\":[2,2]", "\"shape\":[2,0],\"extra\":1")) ==
-        "'m.json' at /tensors/1/extra: unknown key\n"
-        "'m.json' at /tensors/1/shape/1: expected a positive integer, got 0");
+        "'m.json' at /tensors/1/extra: unknown key \"extra\"\n"
+        "'m.json' at /tensors/1/shape/1: expected a positive integer, got number 0");
   CHECK(parse_error(patched("\"name\":\"w2\"", "\"name\":\"w13\"")) ==
         "'m.json' at /tensors/1/name: tensor 'w13' is listed twice");
   CHECK(parse_error(patched("\"ep_size\": 2, ", "")) ==
-        "'m.json' at /placement: missing key 'ep_size'");
+        "'m.json' at /placement: missing required key \"ep_size\"");
   CHECK(parse_error(patched("\"ep_size\": 2", "\"ep_size\": 0")) ==
-        "'m.json' at /placement/ep_size: value 0 is out of range [1, 2147483647]");
+        "'m.json' at /placement/ep_size: ep_size must be positive, got 0");
   CHECK(parse_error(patched("\"version\": 1,", "\"version\": 1, \"a/b\": 0,")) ==
-        "'m.json' at /a~1b: unknown key");
-  CHECK(parse_error("[1]") == "'m.json' at /: expected an object");
+        "'m.json' at /a~1b: unknown key \"a/b\"");
+  CHECK(parse_error("[1]") == "'m.json': expected a manifest object, got an array");
   CHECK(parse_error("{\"format\": ") ==
-        "'m.json': invalid JSON: parse error at line 1, column 12: syntax error while parsing "
+        "'m.json': malformed JSON at line 1, column 12 (byte 12): syntax error while parsing "
         "value - unexpected end of input; expected '[', '{', or a literal");
   CHECK(parse_error(patched("\"version\": 1,", "\"version\": 1, \"version\": 1,")) ==
-        "'m.json': key 'version' appears twice in one object");
+        "'m.json' at /version: duplicate key \"version\"");
+  // Duplicates are caught at every depth, with their location.
+  CHECK(parse_error(patched("\"ep_size\": 2,", "\"ep_size\": 2, \"ep_size\": 2,")) ==
+        "'m.json' at /placement/ep_size: duplicate key \"ep_size\"");
+  // The placement is checked by lib/placement: unknown keys, and the same texts as a file.
+  CHECK(parse_error(patched("\"ep_size\": 2,", "\"ep_size\": 2, \"format\": 1,")) ==
+        "'m.json' at /placement/format: unknown key \"format\"");
+  CHECK(parse_error(patched("\"num_slots_per_rank\": 2", "\"num_slots_per_rank\": 3")) ==
+        "'m.json' at /placement/num_slots_per_rank: num_slots_per_rank 3 times ep_size 2 is 6, "
+        "but layers have 4 slots");
 }
 
 TEST_CASE("load_manifest and describe_file", "[io][manifest]") {
   TempDir dir;
   ErrorKind kind = ErrorKind::kInternal;
+  // A FIFO named manifest.json is refused at once, never read (it would block forever).
+  REQUIRE(::mkfifo((dir / "manifest.json").c_str(), 0600) == 0);
+  CHECK(error_text([&] { load_manifest(dir.path()); }, &kind)
+            .find("must be a regular file, but it is a FIFO") != std::string::npos);
+  CHECK(kind == ErrorKind::kInput);
+  std::filesystem::remove(dir / "manifest.json");
   CHECK(error_text([&] { load_manifest(dir.path()); }, &kind) ==
         "'" + dir.path().string() + "' is not a complete eplb checkpoint: '" +
             (dir / "manifest.json").string() + "' does not exist");

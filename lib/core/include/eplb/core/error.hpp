@@ -12,12 +12,13 @@
 namespace eplb::core {
 
 enum class ErrorKind {
-  kUsage,     // bad command line, output exists without --force
-  kInput,     // placement or checkpoint content is invalid or inconsistent
-  kIo,        // a file could not be read or written
-  kComm,      // MPI/NCCL/CUDA failure or timeout during the run
-  kVerify,    // `verify` found slots that do not hold what they should
-  kInternal,  // a bug
+  kUsage,        // bad command line, output exists without --force
+  kInput,        // placement or checkpoint content is invalid or inconsistent
+  kIo,           // a file could not be read or written
+  kComm,         // MPI/NCCL/CUDA failure or timeout during the run
+  kVerify,       // `verify` found slots that do not hold what they should
+  kInterrupted,  // SIGINT or SIGTERM arrived (the process exits with 128 + the signal)
+  kInternal,     // a bug
 };
 
 // Documented process exit codes (docs/CLI.md). Keep in sync.
@@ -28,6 +29,8 @@ inline constexpr int kExitIo = 3;
 inline constexpr int kExitComm = 4;
 inline constexpr int kExitVerify = 5;
 inline constexpr int kExitUsage = 64;
+// SIGINT: 130, SIGTERM: 143 (128 + the signal number, the shell's convention).
+inline constexpr int kExitInterruptedBase = 128;
 
 int exit_code_for(ErrorKind kind);
 const char* to_string(ErrorKind kind);

@@ -21,7 +21,12 @@ class Reporter {
  public:
   explicit Reporter(std::string source, ErrorKind kind = ErrorKind::kInput)
       : source_(std::move(source)), problems_(kind) {}
+  // `pointer` is relative to prefix() (empty: the document root).
   void add(std::string_view pointer, std::string_view text);
+  // For an object embedded in a larger document (a manifest's placement): every pointer
+  // added from now on is under `prefix` (e.g. "/placement").
+  void set_prefix(std::string prefix) { prefix_ = std::move(prefix); }
+  const std::string& prefix() const { return prefix_; }
   bool empty() const { return problems_.empty(); }
   const std::string& source() const { return source_; }
   const ProblemList& problems() const { return problems_; }
@@ -29,6 +34,7 @@ class Reporter {
 
  private:
   std::string source_;
+  std::string prefix_;
   ProblemList problems_;
 };
 

@@ -19,7 +19,7 @@ enum class Level { kQuiet, kInfo, kDetail };
 // Sets who we are; called once after MPI start (defaults: rank 0 of 1, this host).
 void set_context(int rank, int size, std::string host);
 void set_level(Level level);
-Level level();
+Level level();  // kDetail with -v: messages may then carry library detail (HDF5 stacks)
 int rank();
 int size();
 bool is_leader();

@@ -1,12 +1,18 @@
-// Writing a checkpoint directory so that it appears complete or not at all:
-// rank 0 creates a staging directory next to the output, every process writes and fsyncs
-// its shards there, all agree, then rank 0 writes manifest.json and renames the staging
-// directory into place. On any failure the staging directory is removed.
+// Writing a checkpoint directory so that it appears complete or not at all (brief 5):
+// rank 0 takes ownership of the output name (io::OutputOwner: lock, recovery of a dead
+// run's leftovers, staging directory), every process writes and fsyncs its shards there,
+// all agree, then rank 0 writes manifest.json and renames the staging directory into
+// place. On any failure the staging directory is removed; another run's is never touched.
 #pragma once
 
+#include <mpi.h>
+
 #include <filesystem>
+#include <memory>
+#include <optional>
 #include <vector>
 
+#include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/runtime/mpi.hpp"
 
@@ -14,10 +20,14 @@ namespace eplb::engine {
 
 class CheckpointOutput {
  public:
-  // Collective: rank 0 checks the output (exists without force -> usage error) and creates
-  // the staging directory; every rank learns its path. Throws on every rank on failure.
-  CheckpointOutput(const runtime::Group& group, std::filesystem::path output, bool force);
-  // Local: removes the staging directory (rank 0) unless commit() succeeded. Never throws.
+  // Collective: rank 0 takes ownership of the output name (see io::OutputOwner) and
+  // creates the staging directory; every rank learns its path. Throws on every rank on
+  // failure. Committed files get the modes of `mode_like` (the input checkpoint), never
+  // wider, or the umask's without one.
+  CheckpointOutput(const runtime::Group& group, std::filesystem::path output, bool force,
+                   std::optional<std::filesystem::path> mode_like = std::nullopt);
+  // Local: removes the staging directory (rank 0) unless commit() succeeded, and releases
+  // the output name. Never throws.
   ~CheckpointOutput();
   CheckpointOutput(const CheckpointOutput&) = delete;
   CheckpointOutput& operator=(const CheckpointOutput&) = delete;
@@ -27,6 +37,9 @@ class CheckpointOutput {
   // Where this process writes its shard files.
   const std::filesystem::path& staging() const { return staging_; }
   const std::filesystem::path& output() const { return output_; }
+  // The new checkpoint's identifier, the same on every rank: every shard's attribute
+  // "checkpoint_id" and the manifest's.
+  const std::string& checkpoint_id() const { return checkpoint_id_; }
 
   // Collective, after every rank closed (fsynced) its shards: each rank describes the
   // files it wrote (size, xxh3), rank 0 writes the manifest (files in EP-rank order) and
@@ -37,8 +50,9 @@ class CheckpointOutput {
   runtime::Group group_;
   std::filesystem::path output_;
   std::filesystem::path staging_;
-  bool force_;
-  bool committed_ = false;
+  std::optional<std::filesystem::path> mode_like_;
+  std::string checkpoint_id_;
+  std::unique_ptr<io::OutputOwner> owner_;  // rank 0 only
 };
 
 }  // namespace eplb::engine

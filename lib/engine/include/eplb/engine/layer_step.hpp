@@ -34,7 +34,8 @@ class LayerStepper {
   // Collective (creating this process's output shards is agreed on). Keeps references to
   // everything passed in.
   LayerStepper(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
-               transport::Transport& transport, const std::filesystem::path& staging);
+               transport::Transport& transport, const std::filesystem::path& staging,
+               const std::string& checkpoint_id);
   ~LayerStepper();
   LayerStepper(const LayerStepper&) = delete;
   LayerStepper& operator=(const LayerStepper&) = delete;

@@ -14,6 +14,10 @@
 
 namespace eplb::engine {
 
+// Input shards up to this size are hashed whole against the manifest on every run: the
+// read warms the page cache for the layer reads that follow, so it costs little.
+inline constexpr uint64_t kCheapFileBytes = uint64_t{64} << 20;
+
 struct RebalanceOptions {
   // Paths, or inline JSON (placement::is_inline_json).
   std::filesystem::path old_placement;
@@ -27,6 +31,9 @@ struct RebalanceOptions {
   bool allow_dropping_experts = false;
   int32_t ranks_per_node = 0;  // 0: processes sharing a node, as MPI reports it
   bool force = false;
+  // Hash every input shard whole against the manifest, whatever its size (by default only
+  // shards up to kCheapFileBytes are; sizes and identifiers are always checked).
+  bool check_files = false;
   Backend backend = Backend::kAuto;
   transport::TransportOptions transport;
 };

@@ -45,8 +45,11 @@ struct HfSource {
 
 struct Manifest {
   std::vector<TensorSpec> tensors;
-  placement::Placement placement;        // the placement the checkpoint holds
-  std::vector<FileEntry> files;          // one per EP rank, in rank order
+  placement::Placement placement;  // the placement the checkpoint holds
+  std::vector<FileEntry> files;    // one per EP rank, in rank order
+  // Names this checkpoint; every shard carries it too. Optional ("checkpoint_id"): empty
+  // in manifests written before identifiers existed, which stay readable.
+  std::string checkpoint_id;
   std::optional<HfSource> hugging_face;  // set for checkpoints made by `import`
   bool operator==(const Manifest&) const = default;
 };
@@ -57,6 +60,9 @@ std::string to_json(const Manifest& manifest);
 // Throws core::Error(kInput) naming the file and the JSON location of each problem.
 Manifest parse_manifest(const std::string& json_text, const std::string& source_name);
 Manifest load_manifest(const std::filesystem::path& dir);
+
+// A fresh checkpoint identifier: 32 lowercase hex digits, random.
+std::string new_checkpoint_id();
 
 // Size and xxh3-64 of a whole file, streamed.
 FileEntry describe_file(const std::filesystem::path& path);

@@ -18,6 +18,9 @@ struct ShardInfo {
   int32_t num_layers = 0;
   int32_t num_slots_per_rank = 0;
   std::vector<TensorSpec> tensors;  // the fixed tensor order
+  // The identifier of the checkpoint this shard belongs to (also in its manifest); empty
+  // in shards written before identifiers existed.
+  std::string checkpoint_id;
   bool operator==(const ShardInfo&) const = default;
 };
 

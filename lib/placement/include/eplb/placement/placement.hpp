@@ -8,7 +8,10 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
+
+#include "eplb/core/json_reader.hpp"
 
 namespace eplb::placement {
 
@@ -64,6 +67,15 @@ struct ParseOptions {
 //   "'new.json' at /physical_to_logical_map/3/17: logical expert id 300 is out of range [-1, 256)".
 // Text in no accepted form gets one problem that lists the forms and the top-level keys seen.
 Placement parse_placement(const std::string& text, const ParseOptions& options);
+
+// Validates a placement object embedded in another document (a checkpoint manifest's
+// "placement"): exactly the keys ep_size, num_slots_per_rank, num_logical_experts and
+// physical_to_logical_map, each required, checked as strictly as a placement file. Every
+// problem goes to `report` with its pointer under `pointer` (e.g. "/placement/ep_size");
+// returns nullopt when there was any.
+std::optional<Placement> read_placement_object(const nlohmann::json& object,
+                                               std::string_view pointer,
+                                               core::json::Reporter& report);
 
 // Reads and parses a file; an unreadable file is an input error naming the path.
 Placement load_placement(const std::filesystem::path& path, ParseOptions options);

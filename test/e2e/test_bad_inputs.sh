@@ -1,0 +1,78 @@
+#!/usr/bin/env bash
+# Bad inputs and bad options (docs/RELIABILITY.md, cases B*): each is refused with the
+# documented exit code and a plain message, in bounded time (no FIFO or /dev/zero hang),
+# with the input byte-identical and nothing under the output name.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+d="$work"
+python3 "$here/placements.py" random 13 2 3 5 2 "$d"
+mpi 1 "$tool" generate --placement "$d/old.json" --tensors "w:fp32:16" --seed 1 --output "$d/in" >/dev/null
+in_hash=$(tree_hash "$d/in")
+T=30
+
+# bad CODE NAME TEXT -- args...: one process (input checks are rank 0's), under timeout.
+bad() {
+  local want=$1 name=$2 text=$3; shift 4
+  expect_exit "$want" "$d/$name.log" -- timeout "$T" mpirun --oversubscribe -np 1 "$tool" "$@"
+  expect_in "$d/$name.log" "$text"
+  [[ "$(tree_hash "$d/in")" == "$in_hash" ]] && pass || fail "$name: input modified"
+  [[ ! -e "$d/out" && -z "$(ls -A "$d" | grep -F '.out.eplb-')" ]] && pass || fail "$name: output or leftovers"
+  echo "case $name: done"
+}
+args=(--old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out")
+
+# B1-B9: options.
+bad 64 typo "unknown command 'rnu': the commands are run, plan, generate, verify and bench" -- rnu "${args[@]}"
+bad 64 no-command "no command given" --
+for v in 0 -5 abc 1e-9; do
+  bad 64 "timeout-$v" "--timeout: '$v' is not a number of seconds from 0.1 to 604800" -- "${args[@]}" --timeout "$v"
+done
+for v in 0 -1; do
+  bad 64 "staging-$v" "--max-staging-bytes: '$v' is not a size from 1MiB to 1TiB" -- "${args[@]}" --max-staging-bytes "$v"
+done
+bad 64 missing-option "eplb-rebalance: error: " -- run --old "$d/old.json"
+
+# B10-B12: the output's location.
+echo x > "$d/file"
+bad 64 parent-is-file "cannot create output '$d/file/out': '$d/file' is a file, not a directory" -- \
+  --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/file/out"
+bad 64 parent-missing "cannot create output '$d/no/out': directory '$d/no' does not exist" -- \
+  --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/no/out"
+bad 64 output-is-input "overlap" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/in/../in" --force
+
+# B13-B18: placement and manifest files that are not regular files of bounded size.
+mkfifo "$d/fifo"
+bad 2 new-fifo "must be a regular file, but it is a FIFO" -- --old "$d/old.json" --new "$d/fifo" --input "$d/in" --output "$d/out"
+bad 2 new-dev-zero "must be a regular file, but it is a character device" -- --old "$d/old.json" --new /dev/zero --input "$d/in" --output "$d/out"
+bad 64 new-directory "directory" -- --old "$d/old.json" --new "$d/in" --input "$d/in" --output "$d/out"
+cp -a "$d/in" "$d/in-fifo"; rm "$d/in-fifo/manifest.json"; mkfifo "$d/in-fifo/manifest.json"
+bad 2 manifest-fifo "must be a regular file, but it is a FIFO" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-fifo" --output "$d/out"
+cp -a "$d/in" "$d/in-garbage"; echo '{"format": "eplb-manifest", "version": 1,' > "$d/in-garbage/manifest.json"
+bad 2 manifest-garbage "malformed JSON" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-garbage" --output "$d/out"
+cp -a "$d/in" "$d/in-dup"; sed -i '0,/"version": 1,/s//"version": 1, "version": 1,/' "$d/in-dup/manifest.json"
+bad 2 manifest-duplicate-key 'duplicate key "version"' -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-dup" --output "$d/out"
+
+# B19-B22: bad placements.
+printf '{"format":"eplb-placement","version":1,"ep_size":2,"physical_to_logical_map":[[0,1,2,99,4,0],[0,1,2,3,4,0]]}' > "$d/bad-id.json"
+bad 2 placement-id-range "logical expert id 99 is out of range" -- --old "$d/old.json" --new "$d/bad-id.json" --input "$d/in" --output "$d/out"
+printf '{"format":"eplb-placement","version":1,"ep_size":2,"ep_size":2,"physical_to_logical_map":[[0,1,2,3,4,0]]}' > "$d/dup.json"
+bad 2 placement-duplicate-key 'duplicate key "ep_size"' -- --old "$d/old.json" --new "$d/dup.json" --input "$d/in" --output "$d/out"
+printf '{"format":"eplb-placement","version":1,"ep_size":2,"physical_to_logical_map":[[0,1,2,3,4,"x"],[0,1,2,3,4,0]]}' > "$d/str.json"
+bad 2 placement-not-integer 'expected an integer, got string "x"' -- --old "$d/old.json" --new "$d/str.json" --input "$d/in" --output "$d/out"
+printf '{"format":"eplb-placement","version":1,"ep_size":3,"physical_to_logical_map":[[0,1,2,3,4,0],[0,1,2,3,4,0]]}' > "$d/ep3.json"
+bad 2 placement-wrong-checkpoint "does not hold the old placement" -- --old "$d/ep3.json" --new "$d/new.json" --input "$d/in" --output "$d/out"
+
+# B23-B26: corrupt shards: exit 2 for content, 3 for I/O.
+cp -a "$d/in" "$d/in-meta"
+/usr/bin/python3 - "$d/in-meta/rank-00001.h5" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:   # the superblock's signature: one flipped byte
+    f.seek(3); b = f.read(1); f.seek(3); f.write(bytes([b[0] ^ 0x20]))
+PY
+bad 2 shard-metadata-byte "rank-00001.h5" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-meta" --output "$d/out" --check-files
+cp -a "$d/in" "$d/in-trunc"; truncate -s 1000 "$d/in-trunc/rank-00000.h5"
+bad 2 shard-truncated "truncated file" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-trunc" --output "$d/out"
+cp -a "$d/in" "$d/in-dir"; rm "$d/in-dir/rank-00001.h5"; mkdir "$d/in-dir/rank-00001.h5"
+bad 3 shard-is-directory "rank-00001.h5" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-dir" --output "$d/out"
+cp -a "$d/in" "$d/in-missing"; rm "$d/in-missing/rank-00000.h5"
+bad 3 shard-missing "No such file or directory" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-missing" --output "$d/out"
+finish
