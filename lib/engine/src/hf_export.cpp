@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <memory>
 #include <optional>
 
 #include <tuple>
@@ -294,11 +295,15 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
   if (problems.empty()) choose_sources(ck, problems);
   agree_identical(session.group(), problems, "checking the inputs");
 
-  // Stage: rank 0 creates the staging directory next to the output.
+  // Stage: rank 0 takes ownership of the output name (lock, recovery of a dead run's
+  // leftovers) and creates the staging directory next to it; its destructor removes the
+  // staging directory unless committed.
   const fs::path staging = io::staging_path_for(options.output);
+  std::unique_ptr<io::OutputOwner> owner;  // rank 0 only
   core::ProblemList stage_problems(ErrorKind::kUsage);
   if (session.rank() == 0) {
-    capture(stage_problems, [&] { io::create_staging(staging, options.output, false); });
+    capture(stage_problems,
+            [&] { owner = std::make_unique<io::OutputOwner>(options.output, false); });
   }
   agree(session.group(), stage_problems, "staging the output");
 
@@ -315,25 +320,20 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
           static_cast<long long>(write_file(options, ck, files[i], out, readers));
     }
   });
-  try {
-    agree(session.group(), write_problems, "writing the shards");
-  } catch (...) {
-    if (session.rank() == 0) io::remove_tree_noexcept(staging);
-    throw;
-  }
+  agree(session.group(), write_problems, "writing the files");
 
   // Commit: the small files, a check that the result reads as a HF checkpoint, rename.
   core::ProblemList commit_problems(ErrorKind::kIo);
   if (session.rank() == 0) {
-    const bool ok = capture(commit_problems, [&] {
+    capture(commit_problems, [&] {
       copy_small_files(options.hf_base, staging);
       hf::load_index(staging);
-      io::commit_staging(staging, options.output, false);
+      owner->commit(io::OutputModes::like(options.hf_base));
     });
-    if (!ok) io::remove_tree_noexcept(staging);
   }
   agree(session.group(), commit_problems, "committing the output");
-  report.bytes_written = runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
+  report.bytes_written = runtime::all_sum(session.group(), {report.bytes_written},
+                                        "the report's totals")[0];
   report.num_files = static_cast<int32_t>(ck.base->files().size());
   report.num_moe_layers = ck.manifest.placement.num_layers();
   report.num_logical_experts = ck.manifest.placement.num_logical_experts;

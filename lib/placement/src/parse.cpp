@@ -33,20 +33,6 @@ using core::json::as_int;
 using core::json::describe;
 using core::json::pointer_to_key;
 
-// A Reporter whose pointers are relative to `base`: the same checks serve a placement file
-// (base "") and a placement object inside another document (a manifest's "/placement").
-class At {
- public:
-  At(Reporter& report, std::string base) : report_(report), base_(std::move(base)) {}
-  void add(std::string_view pointer, std::string_view text) {
-    report_.add(base_ + std::string(pointer), text);
-  }
-
- private:
-  Reporter& report_;
-  std::string base_;
-};
-
 constexpr std::string_view kFormatName = "eplb-placement";
 constexpr int64_t kSupportedVersion = 1;
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
@@ -463,7 +449,7 @@ Placement finish(const Extracted& ex, const ParseOptions& options, Reporter& rep
           read_layer(ex, layer_idx, num_logical_experts.value_or(0), report));
     }
   }
-  if (all.problems().size() != num_problems_before) return std::nullopt;
+  report.throw_if_any();
   EPLB_ASSERT(ep_size && slots_per_rank && num_logical_experts);
   placement.ep_size = static_cast<int32_t>(*ep_size);
   placement.num_slots_per_rank = static_cast<int32_t>(*slots_per_rank);
