@@ -185,14 +185,14 @@ TEST_CASE("manifest hugging_face section: optional, round trip, strict", "[io][m
   };
   CHECK(broken("\"model_layers\":[1,3]", "\"model_layers\":[3,1]") ==
         "'m.json' at /hugging_face/model_layers/1: expected ascending non-negative layer "
-        "numbers, got 1");
+        "numbers, got number 1");
   CHECK(broken("\"stacked\":true", "\"stacked\":1") ==
         "'m.json' at /hugging_face/tensors/1/stacked: expected true or false");
   CHECK(broken("\"size\":7", "\"size\":-7") ==
         "'m.json' at /hugging_face/files/1/size: expected a byte count");
   CHECK(broken("\"container\"", "\"containr\"") ==
-        "'m.json' at /hugging_face: missing key 'container'\n"
-        "'m.json' at /hugging_face/containr: unknown key");
+        "'m.json' at /hugging_face/containr: unknown key \"containr\"\n"
+        "'m.json' at /hugging_face: missing required key \"container\"");
 }
 
 }  // namespace eplb::io
