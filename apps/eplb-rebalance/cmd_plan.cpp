@@ -267,7 +267,7 @@ Subcommand add_plan_command(CLI::App& root, CommonArgs& common) {
                                 "CHECKPOINT or --tensors SPEC");
             }
             job_report()["inputs"] = {{"old", args->placements.old_arg},
-                                     {"new", args->placements.new_arg}};
+                                      {"new", args->placements.new_arg}};
             const PlanReport report = compute(*args, session);
             job_report()["plan"] = plan_json(report);
             if (!args->svg_path.empty()) write_svg(report, *args);

@@ -9,8 +9,8 @@
 #include <optional>
 #include <string>
 
-#include "eplb/placement/elastic.hpp"
 #include "eplb/core/report.hpp"
+#include "eplb/placement/elastic.hpp"
 #include "eplb/runtime/mpi.hpp"
 
 namespace eplb::app {
@@ -34,11 +34,11 @@ struct CommonArgs {
 // peers calls it, so the option, its check and its default are defined here only.
 void add_timeout_option(CLI::App* app, CommonArgs& common);
 
-Subcommand add_plan_command(CLI::App& root, CommonArgs& common);      // cmd_plan.cpp
-Subcommand add_run_command(CLI::App& root, CommonArgs& common);       // cmd_run.cpp
-Subcommand add_generate_command(CLI::App& root, CommonArgs& common);  // cmd_generate.cpp
-Subcommand add_verify_command(CLI::App& root, CommonArgs& common);    // cmd_verify.cpp
-Subcommand add_bench_command(CLI::App& root, CommonArgs& common);     // cmd_bench.cpp
+Subcommand add_plan_command(CLI::App& root, CommonArgs& common);       // cmd_plan.cpp
+Subcommand add_run_command(CLI::App& root, CommonArgs& common);        // cmd_run.cpp
+Subcommand add_generate_command(CLI::App& root, CommonArgs& common);   // cmd_generate.cpp
+Subcommand add_verify_command(CLI::App& root, CommonArgs& common);     // cmd_verify.cpp
+Subcommand add_bench_command(CLI::App& root, CommonArgs& common);      // cmd_bench.cpp
 Subcommand add_import_command(CLI::App& root, CommonArgs& common);     // cmd_import.cpp
 Subcommand add_export_command(CLI::App& root, CommonArgs& common);     // cmd_export.cpp
 Subcommand add_balance_command(CLI::App& root, CommonArgs& common);    // cmd_balance.cpp

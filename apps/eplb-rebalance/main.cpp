@@ -21,7 +21,6 @@
 #include "commands.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/interrupt.hpp"
-#include "eplb/core/interrupt.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/runtime/deadline.hpp"
 #include "eplb/runtime/mpi.hpp"
@@ -119,7 +118,6 @@ int finish_report(int code, const core::Error* error) {
   return code;
 }
 
-
 int run_command(const runtime::MpiSession& session, const eplb::app::Subcommand& command) {
   try {
     return finish_report(command.run(session), nullptr);
@@ -164,10 +162,10 @@ int main(int argc, char** argv) {
   app.add_flag("-v,--verbose", verbose, "Also print per-phase detail (per layer for run)");
   eplb::app::CommonArgs common;
   std::vector<eplb::app::Subcommand> commands = {
-      eplb::app::add_run_command(app, common),      eplb::app::add_plan_command(app, common),
-      eplb::app::add_generate_command(app, common), eplb::app::add_verify_command(app, common),
-      eplb::app::add_bench_command(app, common),    eplb::app::add_import_command(app, common),
-      eplb::app::add_export_command(app, common),   eplb::app::add_balance_command(app, common),
+      eplb::app::add_run_command(app, common),       eplb::app::add_plan_command(app, common),
+      eplb::app::add_generate_command(app, common),  eplb::app::add_verify_command(app, common),
+      eplb::app::add_bench_command(app, common),     eplb::app::add_import_command(app, common),
+      eplb::app::add_export_command(app, common),    eplb::app::add_balance_command(app, common),
       eplb::app::add_placement_command(app, common),
   };
   auto args = normalized_args(app, argc, argv);

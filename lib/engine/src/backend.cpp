@@ -76,10 +76,9 @@ std::unique_ptr<transport::Transport> make_transport(const runtime::MpiSession& 
   bool gpu_everywhere = false;
   std::string why = "NCCL is not built in, or some process sees no CUDA device";
   if (backend != Backend::kMpi) {
-    gpu_everywhere =
-        runtime::all_true(session.group(), transport::nccl_available(1),
-                          "choosing the backend (GPUs everywhere?)") &&
-        gpus_usable(session, why);
+    gpu_everywhere = runtime::all_true(session.group(), transport::nccl_available(1),
+                                       "choosing the backend (GPUs everywhere?)") &&
+                     gpus_usable(session, why);
   }
   if (backend == Backend::kNccl && !gpu_everywhere) {
     // Every rank knows it (the checks above are collective); rank 0 says it once.

@@ -332,8 +332,8 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
     });
   }
   agree(session.group(), commit_problems, "committing the output");
-  report.bytes_written = runtime::all_sum(session.group(), {report.bytes_written},
-                                        "the report's totals")[0];
+  report.bytes_written =
+      runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
   report.num_files = static_cast<int32_t>(ck.base->files().size());
   report.num_moe_layers = ck.manifest.placement.num_layers();
   report.num_logical_experts = ck.manifest.placement.num_logical_experts;

@@ -204,7 +204,8 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
 
   // Commit: the manifest records where the experts came from, for export.
   output.commit(my_files, io::Manifest{specs, p, {}, {}, describe_source(model)});
-  report.bytes_written = runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
+  report.bytes_written =
+      runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
   report.num_files = p.ep_size;
   report.num_moe_layers = p.num_layers();
   report.num_logical_experts = p.num_logical_experts;

@@ -120,8 +120,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   auto transport = make_transport(session, options.backend, options.transport);
   report.backend = std::string(transport->name());
   CheckpointOutput output(session.group(), options.output, options.force, options.input);
-  LayerStepper stepper(session, inputs, plan, *transport, output.staging(),
-                       output.checkpoint_id());
+  LayerStepper stepper(session, inputs, plan, *transport, output.staging(), output.checkpoint_id());
   report.seconds_setup = seconds_since(setup_start);
   core::log::detail("{} transport and staging '{}' ready ({:.3f} s)", report.backend,
                     output.staging().string(), report.seconds_setup);

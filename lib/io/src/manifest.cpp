@@ -306,10 +306,10 @@ Manifest parse_manifest(const std::string& json_text, const std::string& source_
     report.throw_if_any();
   }
   // "checkpoint_id" and "hugging_face" (checkpoints made by `import`) are optional.
-  check_keys(j, "", report,
-             {"format", "version", "checkpoint_id", "tensors", "placement", "files",
-              "hugging_face"},
-             {"format", "version", "tensors", "placement", "files"});
+  check_keys(
+      j, "", report,
+      {"format", "version", "checkpoint_id", "tensors", "placement", "files", "hugging_face"},
+      {"format", "version", "tensors", "placement", "files"});
   if (auto id = string_at(j, "checkpoint_id", "", report)) {
     if (id->empty() || id->size() > 64 || !std::all_of(id->begin(), id->end(), [](char c) {
           return std::isalnum(static_cast<unsigned char>(c)) || c == '-';

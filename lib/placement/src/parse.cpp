@@ -496,7 +496,8 @@ std::optional<Placement> read_placement_object(const nlohmann::json& object,
   const size_t num_problems_before = report.problems().size();
   // Embedded: no format or version of its own, and every count stated.
   for (const char* key : {"format", "version", "model_layer_ids"}) {
-    if (object.contains(key)) report.add(pointer_to_key(key), fmt::format("unknown key \"{}\"", key));
+    if (object.contains(key))
+      report.add(pointer_to_key(key), fmt::format("unknown key \"{}\"", key));
   }
   for (const char* key : {"num_slots_per_rank", "num_logical_experts"}) {
     if (!object.contains(key)) report.add("", fmt::format("missing required key \"{}\"", key));

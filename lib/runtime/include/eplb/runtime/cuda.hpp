@@ -27,7 +27,8 @@ void check_nccl(ncclResult_t rc, const char* call, const char* file, int line);
 #define EPLB_NCCL_CHECK(call) ::eplb::runtime::check_nccl((call), #call, __FILE__, __LINE__)
 
 // Local: makes the launcher's device current for the calling thread and returns it: the
-// only visible device, else device (node_rank % visible devices). Throws core::Error(kComm) when no device is usable.
+// only visible device, else device (node_rank % visible devices). Throws core::Error(kComm) when no
+// device is usable.
 int select_device(int node_rank);
 
 // Move-only owner of device memory on the device current at construction (cudaMalloc,
