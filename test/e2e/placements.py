@@ -4,7 +4,8 @@
   placements.py vector NAME OUTDIR          one of the brief's test vectors (old.json, new.json)
   placements.py random SEED EP L E LAYERS OUTDIR [NEW_EP]
       random old/new placements: replicas, two copies on one rank, empty slots; every
-      expert of new is held by old in that layer.
+      expert of new is held by old in that layer, and every expert old holds keeps a
+      slot in new where new has enough slots (so nothing is dropped).
 """
 import json
 import os
@@ -60,7 +61,15 @@ def main():
     for layer in old:
         held = sorted(set(x for x in layer if x >= 0))
         ids = random_layer(rng, new_ep, slots, experts, False)
-        new.append([held[x % len(held)] if x >= 0 else -1 for x in ids])
+        row = [held[x % len(held)] if x >= 0 else -1 for x in ids]
+        if len(held) <= len(row):
+            for e in held:
+                if e in row:
+                    continue
+                # An empty slot or a surplus replica makes room: no expert is dropped.
+                spare = [i for i, x in enumerate(row) if x == -1 or row.count(x) > 1]
+                row[rng.choice(spare)] = e
+        new.append(row)
     write(os.path.join(out, "old.json"), ep, slots, experts, old)
     write(os.path.join(out, "new.json"), new_ep, slots, experts, new)
 
