@@ -16,13 +16,10 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// --old and --new: an existing file, or inline JSON ('{' or '[' first).
-const CLI::Validator kFileOrInlineJson(
-    [](std::string& value) -> std::string {
-      if (placement::is_inline_json(value)) return {};
-      return CLI::ExistingFile(value);
-    },
-    "FILE|JSON", "file or inline JSON");
+// --old and --new: a file, or inline JSON ('{' or '[' first). A missing file is an input
+// error (exit 2) that the loader reports with the file's name, not a usage error.
+const CLI::Validator kFileOrInlineJson([](std::string&) -> std::string { return {}; },
+                                       "FILE|JSON", "file or inline JSON");
 
 std::optional<int32_t> given(int32_t value) {
   return value > 0 ? std::optional<int32_t>(value) : std::nullopt;

@@ -21,7 +21,7 @@ bad() {
 args=(--old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out")
 
 # B1-B9: options.
-bad 64 typo "unknown command 'rnu': the commands are run, plan, generate, verify and bench" -- rnu "${args[@]}"
+bad 64 typo "unknown command 'rnu': the commands are run, plan, generate, verify, bench, import, export, balance and placement" -- rnu "${args[@]}"
 bad 64 no-command "no command given" --
 for v in 0 -5 abc 1e-9; do
   bad 64 "timeout-$v" "--timeout: '$v' is not a number of seconds from 0.1 to 604800" -- "${args[@]}" --timeout "$v"

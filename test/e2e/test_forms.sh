@@ -82,10 +82,10 @@ expect_exit 0 "$d/run.log" -- mpi 3 "$tool" --old "$d/old.json" --new "$d/new-sg
 expect_same_checkpoint "$d/out" "$d/want"
 [[ "$(tree_hash "$d/in")" == "$before" ]] && pass || fail "rank mapping: input modified"
 expect_exit 0 "$d/plan.log" -- "$tool" plan --old "$d/old.json" --new "$d/new-sglang.json" \
-  --rank-mapping '{"0": 0, "1": -1, "2": 1}' --allow-dropping-experts --json
-$py - "$d/plan.log" <<'PY' && pass || fail "rank mapping plan: removed rank 1 must only send"
+  --rank-mapping '{"0": 0, "1": -1, "2": 1}' --allow-dropping-experts --json "$d/plan.json"
+$py - "$d/plan.json" <<'PY' && pass || fail "rank mapping plan: removed rank 1 must only send"
 import json, sys
-p = json.load(open(sys.argv[1]))
+p = json.load(open(sys.argv[1]))["plan"]
 assert p["new"]["ep_size"] == 3, p["new"]
 r1 = p["ranks"][1]
 assert r1["experts_received"] == 0 and r1["experts_sent"] > 0 and r1["rows_empty"] == 4, r1

@@ -11,7 +11,7 @@ namespace eplb::engine {
 namespace fs = std::filesystem;
 
 CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output, bool force,
-                                   std::optional<fs::path> mode_like)
+                                   const std::string& identity, std::optional<fs::path> mode_like)
     : group_(group),
       output_(std::move(output)),
       staging_(io::staging_path_for(output_)),
@@ -22,8 +22,8 @@ CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output,
   }
   // On failure the owner was never made: nothing of anybody else's can be removed.
   agree(group_, problems, "taking ownership of the output");
-  checkpoint_id_ =
-      runtime::broadcast_string(group_, io::new_checkpoint_id(), "sharing the checkpoint id");
+  // NOTE: every rank derives the same id from the same identity text; no communication.
+  checkpoint_id_ = io::checkpoint_id_for(identity);
 }
 
 CheckpointOutput::~CheckpointOutput() = default;

@@ -49,7 +49,9 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
   });
   agree_identical(session.group(), problems, "loading the placement");
 
-  CheckpointOutput output(session.group(), options.output, options.force);
+  CheckpointOutput output(session.group(), options.output, options.force,
+                          "generate\n" + io::to_string(options.tensors) + "\nseed " +
+                              std::to_string(options.seed) + "\n" + placement::to_json(p));
   GenerateReport report;
   std::vector<std::filesystem::path> my_files;
   core::ProblemList write_problems(core::ErrorKind::kIo);

@@ -181,16 +181,24 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
                   model.map.num_logical_experts, model.map.tensors.size());
 
   // Write: process p writes the shards of EP ranks p, p + size, ...
-  CheckpointOutput output(session.group(), options.output, options.force);
-  HfReport report;
   const auto specs = model.map.specs();
+  const io::HfSource source = describe_source(model);
+  // The id depends on what the bytes depend on: the HF files (names, sizes), the tensors
+  // and the placement.
+  std::string identity = "import\n" + io::to_string(specs) + "\n" + placement::to_json(p);
+  for (const auto& file : source.files) {
+    identity += file.name + " " + std::to_string(file.size) + "\n";
+  }
+  CheckpointOutput output(session.group(), options.output, options.force, identity);
+  HfReport report;
   std::vector<fs::path> my_files;
   core::ProblemList write_problems(ErrorKind::kIo);
   capture(write_problems, [&] {
     std::vector<std::vector<std::byte>> rows(specs.size());
     for (int32_t rank = session.rank(); rank < p.ep_size; rank += session.size()) {
       auto path = output.staging() / io::shard_file_name(rank);
-      io::ShardWriter writer(path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank, specs});
+      io::ShardWriter writer(path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank, specs,
+                                    output.checkpoint_id()});
       for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
         write_layer(model, p, rank, layer, writer, rows);
         report.bytes_written +=
@@ -203,7 +211,7 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   agree(session.group(), write_problems, "writing the shards");
 
   // Commit: the manifest records where the experts came from, for export.
-  output.commit(my_files, io::Manifest{specs, p, {}, {}, describe_source(model)});
+  output.commit(my_files, io::Manifest{specs, p, {}, {}, source});
   report.bytes_written =
       runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
   report.num_files = p.ep_size;

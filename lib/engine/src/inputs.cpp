@@ -220,6 +220,11 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   core::ProblemList problems(core::ErrorKind::kInput);
   load_placements(options, inputs, manifest, problems);
   inputs.hugging_face = manifest.hugging_face;
+  inputs.input_identity = "input " + manifest.checkpoint_id + "\n";
+  for (const auto& file : manifest.files) {
+    inputs.input_identity +=
+        file.name + " " + std::to_string(file.size) + " " + std::to_string(file.xxh3) + "\n";
+  }
   agree_identical(session.group(), problems, "loading the placements and manifest");
   check_process_count(session, inputs, options);
 

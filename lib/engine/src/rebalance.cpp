@@ -119,7 +119,9 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   const auto setup_start = Clock::now();
   auto transport = make_transport(session, options.backend, options.transport);
   report.backend = std::string(transport->name());
-  CheckpointOutput output(session.group(), options.output, options.force, options.input);
+  CheckpointOutput output(session.group(), options.output, options.force,
+                          "run\n" + inputs.input_identity + placement::to_json(inputs.new_placement),
+                          options.input);
   LayerStepper stepper(session, inputs, plan, *transport, output.staging(), output.checkpoint_id());
   report.seconds_setup = seconds_since(setup_start);
   core::log::detail("{} transport and staging '{}' ready ({:.3f} s)", report.backend,

@@ -11,7 +11,6 @@
 #include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <random>
 #include <set>
 
 #include "eplb/core/error.hpp"
@@ -366,15 +365,12 @@ Manifest load_manifest(const std::filesystem::path& dir) {
   return parse_manifest(core::read_input_file(path, "manifest"), path.string());
 }
 
-std::string new_checkpoint_id() {
-  std::random_device random;
-  std::string out;
-  for (int i = 0; i < 4; ++i) {
-    char buf[9];
-    std::snprintf(buf, sizeof(buf), "%08x", static_cast<unsigned>(random()));
-    out += buf;
-  }
-  return out;
+std::string checkpoint_id_for(std::string_view identity) {
+  const XXH128_hash_t hash = XXH3_128bits(identity.data(), identity.size());
+  char buf[33];
+  std::snprintf(buf, sizeof(buf), "%016llx%016llx", static_cast<unsigned long long>(hash.high64),
+                static_cast<unsigned long long>(hash.low64));
+  return buf;
 }
 
 FileEntry describe_file(const std::filesystem::path& path) {

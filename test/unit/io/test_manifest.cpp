@@ -78,8 +78,11 @@ TEST_CASE("manifest checkpoint_id: optional, written when set, read back", "[io]
   CHECK(parse_manifest(text, "m.json") == m);
   CHECK(parse_error(patched("\"version\": 1,", "\"version\": 1, \"checkpoint_id\": \"a b\",")) ==
         "'m.json' at /checkpoint_id: expected 1 to 64 letters, digits or '-', got \"a b\"");
-  CHECK(new_checkpoint_id().size() == 32);
-  CHECK(new_checkpoint_id() != new_checkpoint_id());
+  // Derived from the inputs: the same identity gives the same id, another a different one.
+  CHECK(checkpoint_id_for("run\nA") == checkpoint_id_for("run\nA"));
+  CHECK(checkpoint_id_for("run\nA") != checkpoint_id_for("run\nB"));
+  CHECK(checkpoint_id_for("").size() == 32);
+  CHECK(checkpoint_id_for("").find_first_not_of("0123456789abcdef") == std::string::npos);
 }
 
 TEST_CASE("manifest parse errors name the JSON location", "[io][manifest]") {

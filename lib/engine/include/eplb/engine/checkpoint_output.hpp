@@ -24,7 +24,9 @@ class CheckpointOutput {
   // creates the staging directory; every rank learns its path. Throws on every rank on
   // failure. Committed files get the modes of `mode_like` (the input checkpoint), never
   // wider, or the umask's without one.
+  // `identity` describes the inputs (io::checkpoint_id_for): the new checkpoint's id.
   CheckpointOutput(const runtime::Group& group, std::filesystem::path output, bool force,
+                   const std::string& identity,
                    std::optional<std::filesystem::path> mode_like = std::nullopt);
   // Local: removes the staging directory (rank 0) unless commit() succeeded, and releases
   // the output name. Never throws.

@@ -20,6 +20,9 @@ struct Inputs {
   // checkpoint can still be exported after any number of rebalances.
   std::optional<io::HfSource> hugging_face;
   std::filesystem::path input_dir;
+  // The input checkpoint's id and its shards' sizes and xxh3 (from the manifest): what the
+  // output's id is derived from, with the new placement.
+  std::string input_identity;
   // EP ranks -> processes (block distribution), and the EP ranks this process hosts.
   plan::ProcessMap process_map;
   std::vector<int32_t> my_ranks;

@@ -61,8 +61,11 @@ std::string to_json(const Manifest& manifest);
 Manifest parse_manifest(const std::string& json_text, const std::string& source_name);
 Manifest load_manifest(const std::filesystem::path& dir);
 
-// A fresh checkpoint identifier: 32 lowercase hex digits, random.
-std::string new_checkpoint_id();
+// A checkpoint identifier: 32 lowercase hex digits, XXH3-128 of `identity`, a text that
+// describes everything the checkpoint's bytes depend on (the command, its inputs' ids and
+// checksums, the placement). Same inputs, same id, so the same output bytes (brief 5);
+// different inputs, a different id, so a shard of another checkpoint is told apart.
+std::string checkpoint_id_for(std::string_view identity);
 
 // Size and xxh3-64 of a whole file, streamed.
 FileEntry describe_file(const std::filesystem::path& path);
