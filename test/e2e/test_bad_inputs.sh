@@ -43,7 +43,7 @@ bad 64 output-is-input "overlap" -- --old "$d/old.json" --new "$d/new.json" --in
 mkfifo "$d/fifo"
 bad 2 new-fifo "must be a regular file, but it is a FIFO" -- --old "$d/old.json" --new "$d/fifo" --input "$d/in" --output "$d/out"
 bad 2 new-dev-zero "must be a regular file, but it is a character device" -- --old "$d/old.json" --new /dev/zero --input "$d/in" --output "$d/out"
-bad 64 new-directory "directory" -- --old "$d/old.json" --new "$d/in" --input "$d/in" --output "$d/out"
+bad 2 new-directory "must be a regular file, but it is a directory" -- --old "$d/old.json" --new "$d/in" --input "$d/in" --output "$d/out"
 cp -a "$d/in" "$d/in-fifo"; rm "$d/in-fifo/manifest.json"; mkfifo "$d/in-fifo/manifest.json"
 bad 2 manifest-fifo "must be a regular file, but it is a FIFO" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-fifo" --output "$d/out"
 cp -a "$d/in" "$d/in-garbage"; echo '{"format": "eplb-manifest", "version": 1,' > "$d/in-garbage/manifest.json"
