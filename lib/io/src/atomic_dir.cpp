@@ -368,12 +368,14 @@ OutputOwner::OutputOwner(fs::path output, bool force)
       }
       throw_errno("cannot create staging directory " + quoted(staging_), err);
     }
-    const auto st = stat_at(parent_fd_, staging_name);
-    if (!st || !S_ISDIR(st->st_mode)) {
+    staging_fd_ = ::openat(parent_fd_, staging_name.c_str(),
+                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    struct stat st {};
+    if (staging_fd_ < 0 || ::fstat(staging_fd_, &st) != 0) {
       throw Error(ErrorKind::kIo, "staging directory " + quoted(staging_) + " vanished");
     }
-    staging_dev_ = st->st_dev;
-    staging_ino_ = st->st_ino;
+    staging_dev_ = st.st_dev;
+    staging_ino_ = st.st_ino;
     on_signal_.emplace([this] { release(); });
     core::fault::kill_point("staging");
   } catch (...) {
@@ -383,6 +385,7 @@ OutputOwner::OutputOwner(fs::path output, bool force)
       ::unlinkat(parent_fd_, lock_path_for(output_).filename().c_str(), 0);
       ::close(lock_fd_);
     }
+    if (staging_fd_ >= 0) ::close(staging_fd_);
     ::close(parent_fd_);
     throw;
   }
@@ -454,7 +457,15 @@ void OutputOwner::commit(const OutputModes& modes) {
 
 void OutputOwner::discard() noexcept {
   if (committed_ || parent_fd_ < 0) return;
-  struct stat st {};
+  // Only while the lock at the name is still ours: a run that took the name after ours was
+  // removed owns whatever staging directory is there now.
+  struct stat st {}, lock_now{}, lock_mine{};
+  const std::string lock_name = lock_path_for(output_).filename();
+  if (::fstat(lock_fd_, &lock_mine) != 0 ||
+      ::fstatat(parent_fd_, lock_name.c_str(), &lock_now, AT_SYMLINK_NOFOLLOW) != 0 ||
+      !same_file(lock_mine, lock_now)) {
+    return;
+  }
   if (::fstatat(parent_fd_, staging_.filename().c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
       st.st_dev == staging_dev_ && st.st_ino == staging_ino_) {
     remove_tree_noexcept(staging_);
@@ -479,6 +490,7 @@ void OutputOwner::release() noexcept {
     ::unlinkat(parent_fd_, lock_name.c_str(), 0);
   }
   ::close(lock_fd_);
+  if (staging_fd_ >= 0) ::close(staging_fd_);
   ::close(parent_fd_);
 }
 

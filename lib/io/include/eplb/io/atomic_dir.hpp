@@ -94,6 +94,9 @@ class OutputOwner {
   bool force_;
   int parent_fd_ = -1;
   int lock_fd_ = -1;
+  // Held open so that the staging directory's inode cannot be reused by another run's
+  // directory after ours is removed: (dev, inode) then names ours and nothing else.
+  int staging_fd_ = -1;
   dev_t staging_dev_ = 0;
   ino_t staging_ino_ = 0;
   std::atomic<bool> committed_{false};
