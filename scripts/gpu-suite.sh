@@ -23,8 +23,8 @@ nvidia-smi -L | tee -a "$summary"
 for step in "${steps[@]}"; do case $step in
 gputests)
   for t in "$root"/test/gpu/test_*.sh; do
-    timeout "${TEST_TIMEOUT:-200}" bash "$t" "$bin/eplb-rebalance" > "$out/$(basename "$t" .sh).log" 2>&1
-    note "$(basename "$t"): exit $? ($(tail -1 "$out/$(basename "$t" .sh).log"))"
+    rc=0; timeout "${TEST_TIMEOUT:-200}" bash "$t" "$bin/eplb-rebalance" > "$out/$(basename "$t" .sh).log" 2>&1 || rc=$?
+    note "$(basename "$t"): exit $rc ($(tail -1 "$out/$(basename "$t" .sh).log"))"
   done ;;
 bench)
   for np in "${sizes[@]}"; do
