@@ -48,7 +48,8 @@ std::vector<std::string> normalized_args(const CLI::App& app, int argc, char** a
 }
 
 // A parse error as one plain sentence: an unknown command is named as such, with the list.
-std::string describe_parse_error(const CLI::ParseError& e, const std::vector<std::string>& args,
+std::string describe_parse_error(const CLI::App& app, const CLI::ParseError& e,
+                                 const std::vector<std::string>& args,
                                  const std::vector<eplb::app::Subcommand>& commands) {
   std::vector<std::string> names;
   for (const auto& command : commands) names.push_back(command.app->get_name());
@@ -56,8 +57,15 @@ std::string describe_parse_error(const CLI::ParseError& e, const std::vector<std
   for (size_t i = 0; i < names.size(); ++i) {
     list += (i == 0 ? "" : i + 1 == names.size() ? " and " : ", ") + names[i];
   }
-  const auto first = std::find_if(args.begin(), args.end(),
-                                  [](const std::string& a) { return !a.starts_with("-"); });
+  // The command is the first word that is neither an option nor the value of a top-level
+  // option that takes one (`--config job.toml verify`).
+  auto first = args.begin();
+  for (; first != args.end() && first->starts_with("-"); ++first) {
+    const CLI::Option* option = app.get_option_no_throw(*first);
+    if (option != nullptr && option->get_type_size_min() > 0 && option->get_expected_min() > 0 &&
+        first + 1 != args.end())
+      ++first;
+  }
   if (first != args.end() && std::find(names.begin(), names.end(), *first) == names.end()) {
     return fmt::format("unknown command '{}': the commands are {}", *first, list);
   }
@@ -226,7 +234,7 @@ int main(int argc, char** argv) {
       return core::kExitOk;
     }
     if (session.rank() == 0) {
-      log::error("{}", describe_parse_error(*parse_error, given, commands));
+      log::error("{}", describe_parse_error(app, *parse_error, given, commands));
       log::error("run 'eplb-rebalance --help' or 'eplb-rebalance COMMAND --help' for usage");
     }
     job_report()["error"] = {{"kind", core::to_string(core::ErrorKind::kUsage)},

@@ -23,6 +23,10 @@ args=(--old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out")
 # B1-B9: options.
 bad 64 typo "unknown command 'rnu': the commands are run, plan, generate, verify, bench, import, export, balance and placement" -- rnu "${args[@]}"
 bad 64 no-command "no command given" --
+# The value of a top-level option is not taken for the command.
+echo 'timeout = 30' > "$d/job.toml"
+bad 64 typo-after-config "unknown command 'rnu'" -- -q --config "$d/job.toml" rnu "${args[@]}"
+bad 64 config-then-verify "--checkpoint is required" -- --config "$d/job.toml" verify
 for v in 0 -5 abc 1e-9; do
   bad 64 "timeout-$v" "--timeout: '$v' is not a number of seconds from 0.1 to 604800" -- "${args[@]}" --timeout "$v"
 done
