@@ -111,7 +111,7 @@ TEST_CASE("load_placement reports an unreadable file as an input error", "[place
   }
 }
 
-TEST_CASE("brief test vectors 1-4 are compatible", "[placement][compatible]") {
+TEST_CASE("test vectors 1-4 (test/e2e/placements.py) are compatible", "[placement][compatible]") {
   const Placement old_p = make(2, 4, {{0, 1, 2, 3}});
   CHECK(check_compatible(old_p, old_p, "old.json", "new.json").empty());
   CHECK(check_compatible(old_p, make(2, 4, {{2, 1, 0, 3}}), "old.json", "new.json").empty());
@@ -142,7 +142,7 @@ TEST_CASE("dropping a logical expert is refused unless allowed", "[placement][co
             .empty());
 }
 
-TEST_CASE("brief test vector 5: new uses an expert no old slot holds", "[placement][compatible]") {
+TEST_CASE("test vector 5: new uses an expert no old slot holds", "[placement][compatible]") {
   const Placement old_p = make(2, 8, {{0, 1, 2, 3}, {0, 1, 2, 3}});
   const Placement new_p = make(2, 8, {{0, 1, 2, 3}, {7, 1, 5, 7}});
   CHECK(check_compatible(old_p, new_p, "old.json", "new.json", {true}) ==
