@@ -58,11 +58,11 @@ TEST_CASE("to_json round-trips through parse_placement", "[placement][json]") {
     const int32_t slots_per_rank = 1 + static_cast<int32_t>(rng() % 5);
     const int32_t num_experts = 1 + static_cast<int32_t>(rng() % 40);
     const int32_t num_layers = 1 + static_cast<int32_t>(rng() % 6);
-    std::vector<std::vector<int32_t>> layers(num_layers);
+    std::vector<std::vector<int32_t>> layers(static_cast<size_t>(num_layers));
     for (auto& layer : layers) {
       for (int32_t i = 0; i < ep_size * slots_per_rank; ++i) {
         // An expert count larger than the max id must survive too: it is written explicitly.
-        layer.push_back(static_cast<int32_t>(rng() % (num_experts + 1)) - 1);
+        layer.push_back(static_cast<int32_t>(rng() % static_cast<uint32_t>(num_experts + 1)) - 1);
       }
     }
     const Placement original = make(ep_size, num_experts, layers);
