@@ -79,11 +79,11 @@ int main(int argc, char** argv) {
       rows.push_back({std::move(name), eplb::bench::median_ms(s, fn)});
     };
     measure("raw", [&] { exchange(s, send.data(), recv.data(), 0, 0); });
-    for (size_t mib : {128, 256, 512, 1024, 2048}) {
+    for (size_t mib : {128u, 256u, 512u, 1024u, 2048u}) {
       measure(fmt::format("rounds {} MiB", mib),
               [&] { exchange(s, send.data(), recv.data(), mib * kMiB, 0); });
     }
-    for (size_t mib : {3, 6, 28, 64}) {
+    for (size_t mib : {3u, 6u, 28u, 64u}) {
       measure(fmt::format("ops {} MiB", mib),
               [&] { exchange(s, send.data(), recv.data(), 0, mib * kMiB); });
     }

@@ -36,7 +36,8 @@ Placement random_placement(const Scale& s, std::mt19937_64& rng) {
   for (int32_t layer = 0; layer < s.num_layers; ++layer) {
     std::vector<int32_t> map(static_cast<size_t>(p.num_slots()));
     std::iota(map.begin(), map.begin() + s.num_experts, 0);
-    for (size_t slot = s.num_experts; slot < map.size(); ++slot) map[slot] = any_expert(rng);
+    for (size_t slot = static_cast<size_t>(s.num_experts); slot < map.size(); ++slot)
+      map[slot] = any_expert(rng);
     std::shuffle(map.begin(), map.end(), rng);
     p.physical_to_logical_map.push_back(std::move(map));
   }
@@ -81,7 +82,8 @@ void run_scale(const Scale& s, int runs, uint64_t seed) {
   fmt::print("  experts moved {} (minimum {})\n", bal.experts_moved, bal.min_experts_required);
   fmt::print("  busiest sender, sum over layers: vllm {}  balanced {}  ratio {:.3f}\n",
              vllm.busiest_sender_experts, bal.busiest_sender_experts,
-             static_cast<double>(bal.busiest_sender_experts) / vllm.busiest_sender_experts);
+             static_cast<double>(bal.busiest_sender_experts) /
+                 static_cast<double>(vllm.busiest_sender_experts));
   fmt::print(
       "  inter-node experts ({}/node): vllm {}  balanced {}  balanced+topology {} "
       "(busiest {})\n",

@@ -18,8 +18,8 @@ namespace fs = std::filesystem;
 
 // --old and --new: a file, or inline JSON ('{' or '[' first). A missing file is an input
 // error (exit 2) that the loader reports with the file's name, not a usage error.
-const CLI::Validator kFileOrInlineJson([](std::string&) -> std::string { return {}; },
-                                       "FILE|JSON", "file or inline JSON");
+const CLI::Validator kFileOrInlineJson([](std::string&) -> std::string { return {}; }, "FILE|JSON",
+                                       "file or inline JSON");
 
 std::optional<int32_t> given(int32_t value) {
   return value > 0 ? std::optional<int32_t>(value) : std::nullopt;

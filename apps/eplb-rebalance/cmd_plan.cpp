@@ -81,7 +81,9 @@ int64_t total_messages(const plan::PlanStats& stats) {
   return sum;
 }
 
-double ratio(int64_t a, int64_t b) { return b == 0 ? 1.0 : static_cast<double>(a) / b; }
+double ratio(int64_t a, int64_t b) {
+  return b == 0 ? 1.0 : static_cast<double>(a) / static_cast<double>(b);
+}
 
 std::string rank_table(const PlanReport& r) {
   std::string out =

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes placement JSON files for the end-to-end tests.
 
-  placements.py vector NAME OUTDIR          one of the brief's test vectors (old.json, new.json)
+  placements.py vector NAME OUTDIR          one of the test vectors of VECTORS (old.json, new.json)
   placements.py random SEED EP L E LAYERS OUTDIR [NEW_EP]
       random old/new placements: replicas, two copies on one rank, empty slots; every
       expert of new is held by old in that layer, and every expert old holds keeps a

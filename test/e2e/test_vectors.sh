@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The brief's test vectors, end to end under mpirun: each output equals a checkpoint
+# The test vectors of placements.py, end to end under mpirun: each output equals a checkpoint
 # generated directly for the new placement (h5diff), verifies, and the input is untouched.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 tensors="w13:fp8_e4m3:16x8,w2:bf16:8x8,w13_scale:fp32:2x1"
@@ -11,7 +11,7 @@ for name in identity swap replicate scale_up scale_down; do
   mpi 1 "$tool" generate --placement "$d/old.json" --tensors "$tensors" --seed 11 --output "$d/in" >/dev/null
   mpi 1 "$tool" generate --placement "$d/new.json" --tensors "$tensors" --seed 11 --output "$d/want" >/dev/null
   before=$(tree_hash "$d/in")
-  # replicate (the brief's vector 3) no longer holds experts 2 and 3: it needs the flag.
+  # replicate (vector 3) no longer holds experts 2 and 3: it needs the flag.
   expect_exit 0 "$d/run.log" -- mpi "$np" "$tool" --old "$d/old.json" --new "$d/new.json" --allow-dropping-experts \
     --input "$d/in" --output "$d/out" --backend mpi
   expect_same_checkpoint "$d/out" "$d/want"

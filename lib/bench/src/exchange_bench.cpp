@@ -38,9 +38,11 @@ Placement random_placement(const BenchOptions& o, int32_t ep_size, uint64_t salt
   Placement p{ep_size, total / ep_size, o.num_logical_experts, {}, {}};
   std::mt19937_64 rng(o.seed * 1000003 + salt);
   for (int32_t layer = 0; layer < o.num_layers; ++layer) {
-    std::vector<int32_t> ids(total);
+    std::vector<int32_t> ids(static_cast<size_t>(total));  // total > 0: checked above
+    const auto num_logical = static_cast<uint64_t>(o.num_logical_experts);
     for (int32_t i = 0; i < total; ++i) {
-      ids[i] = i < o.num_logical_experts ? i : static_cast<int32_t>(rng() % o.num_logical_experts);
+      ids[static_cast<size_t>(i)] =
+          i < o.num_logical_experts ? i : static_cast<int32_t>(rng() % num_logical);
     }
     std::shuffle(ids.begin(), ids.end(), rng);
     p.physical_to_logical_map.push_back(std::move(ids));
@@ -63,19 +65,21 @@ void fill_pattern(int32_t layer, int32_t expert, size_t tensor, std::byte* out, 
 struct Weights {
   std::vector<std::vector<DeviceBuffer> > buffers;
   std::vector<size_t> row_bytes;
+  // `layer` and `r` are non-negative: a layer index and a row of this rank.
   std::byte* row(int32_t layer, size_t t, int32_t r) const {
-    return buffers[layer][t].data() + row_bytes[t] * static_cast<size_t>(r);
+    return buffers[static_cast<size_t>(layer)][t].data() + row_bytes[t] * static_cast<size_t>(r);
   }
+  std::byte* layer_data(int32_t layer, size_t t) const { return row(layer, t, 0); }
 };
 
 Weights allocate_weights(NcclTransport& tr, const std::vector<io::TensorSpec>& tensors,
                          int32_t num_layers, int32_t rows) {
   Weights w;
   for (const auto& spec : tensors) w.row_bytes.push_back(spec.row_bytes());
-  w.buffers.resize(num_layers);
+  w.buffers.resize(static_cast<size_t>(num_layers));
   for (auto& layer : w.buffers) {
     for (size_t t = 0; t < tensors.size(); ++t) {
-      layer.push_back(tr.allocate_device(w.row_bytes[t] * rows));
+      layer.push_back(tr.allocate_device(w.row_bytes[t] * static_cast<size_t>(rows)));
     }
   }
   return w;
@@ -87,10 +91,11 @@ void upload(const Weights& w, const Placement& p, int32_t rank, runtime::PinnedB
   for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
     for (size_t t = 0; t < w.row_bytes.size(); ++t) {
       for (int32_t r = 0; r < rows; ++r) {
-        fill_pattern(layer, p.expert_at(layer, rank, r), t, host.data() + w.row_bytes[t] * r,
-                     w.row_bytes[t]);
+        fill_pattern(layer, p.expert_at(layer, rank, r), t,
+                     host.data() + w.row_bytes[t] * static_cast<size_t>(r), w.row_bytes[t]);
       }
-      EPLB_CUDA_CHECK(cudaMemcpy(w.buffers[layer][t].data(), host.data(), w.row_bytes[t] * rows,
+      EPLB_CUDA_CHECK(cudaMemcpy(w.layer_data(layer, t), host.data(),
+                                 w.row_bytes[t] * static_cast<size_t>(rows),
                                  cudaMemcpyHostToDevice));
     }
   }
@@ -101,7 +106,8 @@ bool matches(const Weights& w, const Placement& p, int32_t rank, runtime::Pinned
   std::vector<std::byte> want;
   for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
     for (size_t t = 0; t < w.row_bytes.size(); ++t) {
-      EPLB_CUDA_CHECK(cudaMemcpy(host.data(), w.buffers[layer][t].data(), w.row_bytes[t] * rows,
+      EPLB_CUDA_CHECK(cudaMemcpy(host.data(), w.layer_data(layer, t),
+                                 w.row_bytes[t] * static_cast<size_t>(rows),
                                  cudaMemcpyDeviceToHost));
       want.resize(w.row_bytes[t]);
       for (int32_t r = 0; r < rows; ++r) {
@@ -111,7 +117,8 @@ bool matches(const Weights& w, const Placement& p, int32_t rank, runtime::Pinned
         } else {
           fill_pattern(layer, expert, t, want.data(), want.size());
         }
-        if (std::memcmp(want.data(), host.data() + w.row_bytes[t] * r, want.size()) != 0) {
+        if (std::memcmp(want.data(), host.data() + w.row_bytes[t] * static_cast<size_t>(r),
+                        want.size()) != 0) {
           return false;
         }
       }
@@ -145,14 +152,19 @@ struct Context {
 // H200s 32 blocks beat 64 (a/b 0.888 vs 0.862 and 0.893 vs 0.865); 16 left them last.
 constexpr unsigned kLocalCopyBlocks = 32;
 
+// The new rows of EP rank `rank` in layer `layer` (both non-negative, within the plan).
+const std::vector<plan::RowPlan>& layer_rows(const plan::Plan& plan, int32_t layer, int32_t rank) {
+  return plan.layers[static_cast<size_t>(layer)].rows[static_cast<size_t>(rank)];
+}
+
 // Rows a rank fills without the network; `after_receive` selects the kCopy rows, which
 // read a received row.
 void local_rows(const Context& c, const plan::Plan& plan, bool after_receive, cudaStream_t s) {
   runtime::BatchedCopy copies;
   for (int32_t layer = 0; layer < c.o.num_layers; ++layer) {
-    const auto& rows = plan.layers[layer].rows[c.rank];
+    const auto& rows = layer_rows(plan, layer, c.rank);
     for (int32_t r = 0; r < static_cast<int32_t>(rows.size()); ++r) {
-      const auto& rp = rows[r];
+      const auto& rp = rows[static_cast<size_t>(r)];
       bool copy = rp.source == plan::RowSource::kCopy;
       bool local = rp.source == plan::RowSource::kUnchanged || rp.source == plan::RowSource::kLocal;
       if (after_receive ? !copy : !local) continue;
@@ -182,7 +194,7 @@ void run_ours(const Context& c, const plan::Plan& plan, bool with_local_rows = t
   };
   for (int32_t layer = 0; layer < c.o.num_layers; ++layer) {
     engine::WireLayout wire = engine::wire_layout(engine::WireInput{
-        &plan.layers[layer], &map, c.rank, c.old_w.row_bytes,
+        &plan.layers[static_cast<size_t>(layer)], &map, c.rank, c.old_w.row_bytes,
         [&](int32_t, size_t t, int32_t row) { return c.old_w.row(layer, t, row); },
         [&](int32_t, size_t t, int32_t row) { return c.new_w.row(layer, t, row); }, nullptr});
     append(sends, wire.sends);
@@ -200,12 +212,12 @@ void run_ours(const Context& c, const plan::Plan& plan, bool with_local_rows = t
 // Per-peer byte volumes of a plan for this rank: [peer] -> (sent, received).
 std::vector<std::pair<size_t, size_t> > peer_volumes(const Context& c, const plan::Plan& plan) {
   const size_t expert = io::expert_bytes(c.o.tensors);
-  std::vector<std::pair<size_t, size_t> > v(c.session.size());
+  std::vector<std::pair<size_t, size_t> > v(static_cast<size_t>(c.session.size()));
   for (const auto& layer : plan.layers) {
     for (const auto* m : plan::messages_from(layer, c.rank))
-      v[m->dst_rank].first += m->expert_ids.size() * expert;
+      v[static_cast<size_t>(m->dst_rank)].first += m->expert_ids.size() * expert;
     for (const auto* m : plan::messages_to(layer, c.rank))
-      v[m->src_rank].second += m->expert_ids.size() * expert;
+      v[static_cast<size_t>(m->src_rank)].second += m->expert_ids.size() * expert;
   }
   return v;
 }
@@ -216,7 +228,7 @@ void run_raw(const Context& c, const std::vector<std::pair<size_t, size_t> >& vo
   size_t so = 0, ro = 0;
   ncclGroupStart();
   for (int peer = 0; peer < static_cast<int>(volumes.size()); ++peer) {
-    auto [s, r] = volumes[peer];
+    auto [s, r] = volumes[static_cast<size_t>(peer)];
     if (s > 0)
       EPLB_NCCL_CHECK(ncclSend(send.data() + so, s, ncclUint8, peer, c.tr.comm(), c.tr.stream()));
     if (r > 0)
@@ -234,12 +246,13 @@ void run_vllm(const Context& c, const plan::Plan& plan, const Weights& buffer) {
   cudaStream_t s = c.tr.stream();
   const size_t nt = c.o.tensors.size();
   for (int32_t layer = 0; layer < c.o.num_layers; ++layer) {
-    const auto& lp = plan.layers[layer];
-    const auto& rows = lp.rows[c.rank];
+    const auto& lp = plan.layers[static_cast<size_t>(layer)];
+    const auto& rows = layer_rows(plan, layer, c.rank);
     for (int32_t r = 0; r < static_cast<int32_t>(rows.size()); ++r) {
-      if (rows[r].source != plan::RowSource::kLocal) continue;
+      const auto& rp = rows[static_cast<size_t>(r)];
+      if (rp.source != plan::RowSource::kLocal) continue;
       for (size_t t = 0; t < nt; ++t) {
-        EPLB_CUDA_CHECK(cudaMemcpyAsync(buffer.row(0, t, r), c.old_w.row(layer, t, rows[r].src_row),
+        EPLB_CUDA_CHECK(cudaMemcpyAsync(buffer.row(0, t, r), c.old_w.row(layer, t, rp.src_row),
                                         c.old_w.row_bytes[t], cudaMemcpyDeviceToDevice, s));
       }
     }
@@ -270,7 +283,7 @@ void run_vllm(const Context& c, const plan::Plan& plan, const Weights& buffer) {
     }
     c.tr.group_end("vLLM-pattern group");
     for (int32_t r = 0; r < static_cast<int32_t>(rows.size()); ++r) {
-      const auto& rp = rows[r];
+      const auto& rp = rows[static_cast<size_t>(r)];
       for (size_t t = 0; t < nt; ++t) {
         std::byte* dst = c.new_w.row(layer, t, r);
         const size_t bytes = c.old_w.row_bytes[t];
@@ -358,7 +371,7 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   Weights old_w = allocate_weights(tr, o.tensors, o.num_layers, rows);
   Weights new_w = allocate_weights(tr, o.tensors, o.num_layers, rows);
   size_t max_tensor = 0;
-  for (size_t b : old_w.row_bytes) max_tensor = std::max(max_tensor, b * rows);
+  for (size_t b : old_w.row_bytes) max_tensor = std::max(max_tensor, b * static_cast<size_t>(rows));
   runtime::PinnedBuffer host(max_tensor);
   upload(old_w, old_p, rank, host);
   Context c{session, o, tr, old_w, new_w, rank, copy_stream.get()};

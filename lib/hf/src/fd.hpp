@@ -1,4 +1,4 @@
-// Internal to lib/hf: a file-descriptor owner and the positioned-I/O loops shared by the
+// Internal to lib/hf: the file-descriptor owner and the positioned-I/O loops shared by the
 // reader and the writer. Every failure throws core::Error naming the file.
 #pragma once
 
@@ -9,33 +9,15 @@
 #include <string>
 #include <string_view>
 
+#include "eplb/core/fd.hpp"
+
 namespace eplb::hf::detail {
 
-// Move-only owner of a file descriptor; the destructor closes quietly.
-class Fd {
- public:
-  Fd() = default;
-  explicit Fd(int fd) : fd_(fd) {}
-  Fd(Fd&& other) noexcept : fd_(other.release()) {}
-  Fd& operator=(Fd&& other) noexcept;
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  ~Fd();
-  int get() const { return fd_; }
-  int release() {
-    const int fd = fd_;
-    fd_ = -1;
-    return fd;
-  }
+// The owner and the open of core (eplb/core/fd.hpp): an Fd closes quietly; the
+// open follows symbolic links (Hugging Face caches are links into a blob store).
+using core::Fd;
+using core::open_regular_file;
 
- private:
-  int fd_ = -1;
-};
-
-// Opens `path` read-only, following symbolic links (Hugging Face caches are links into a
-// blob store). kInput when it does not exist or is not a regular file (a FIFO is refused
-// without blocking); kIo when it cannot be opened. `what` names it: "safetensors file".
-Fd open_regular_file(const std::filesystem::path& path, std::string_view what);
 uint64_t file_size(int fd, const std::filesystem::path& path);
 
 // Reads exactly out.size() bytes at `offset`; kIo naming the file and `what` on an error or

@@ -284,30 +284,9 @@ SafetensorsFile::SafetensorsFile(std::filesystem::path path, int fd, uint64_t fi
   for (size_t i = 0; i < header_.tensors.size(); ++i) by_name_.emplace(header_.tensors[i].name, i);
 }
 
-SafetensorsFile::SafetensorsFile(SafetensorsFile&& other) noexcept
-    : path_(std::move(other.path_)),
-      fd_(std::exchange(other.fd_, -1)),
-      file_size_(other.file_size_),
-      raw_prefix_(std::move(other.raw_prefix_)),
-      header_(std::move(other.header_)),
-      by_name_(std::move(other.by_name_)) {}
-
-SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    path_ = std::move(other.path_);
-    fd_ = std::exchange(other.fd_, -1);
-    file_size_ = other.file_size_;
-    raw_prefix_ = std::move(other.raw_prefix_);
-    header_ = std::move(other.header_);
-    by_name_ = std::move(other.by_name_);
-  }
-  return *this;
-}
-
-SafetensorsFile::~SafetensorsFile() {
-  if (fd_ >= 0) ::close(fd_);
-}
+SafetensorsFile::SafetensorsFile(SafetensorsFile&&) noexcept = default;
+SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&&) noexcept = default;
+SafetensorsFile::~SafetensorsFile() = default;
 
 SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   const std::string where = "'" + path.string() + "': ";
@@ -348,10 +327,10 @@ const TensorEntry* SafetensorsFile::find(std::string_view name) const {
 }
 
 void SafetensorsFile::read(const TensorEntry& t, uint64_t offset, std::span<std::byte> out) const {
-  EPLB_ASSERT(fd_ >= 0);
+  EPLB_ASSERT(fd_);
   EPLB_ASSERT(offset <= t.num_bytes && out.size() <= t.num_bytes - offset);
   EPLB_ASSERT(t.data_begin + t.num_bytes <= file_size_);
-  detail::pread_exact(fd_, out, t.data_begin + offset, path_, "tensor '" + t.name + "'");
+  detail::pread_exact(fd_.get(), out, t.data_begin + offset, path_, "tensor '" + t.name + "'");
 }
 
 std::string SafetensorsFile::raw_prefix() const { return raw_prefix_; }

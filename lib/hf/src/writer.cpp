@@ -43,40 +43,23 @@ SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path, std::str
   }
   detail::pwrite_all(fd.get(), std::as_bytes(std::span(raw_prefix.data(), raw_prefix.size())), 0,
                      path);
-  fd_ = fd.release();
+  fd_ = std::move(fd);
 }
 
-SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&& other) noexcept
-    : path_(std::move(other.path_)),
-      fd_(std::exchange(other.fd_, -1)),
-      prefix_bytes_(other.prefix_bytes_),
-      file_size_(other.file_size_) {}
-
-SafetensorsWriter& SafetensorsWriter::operator=(SafetensorsWriter&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    path_ = std::move(other.path_);
-    fd_ = std::exchange(other.fd_, -1);
-    prefix_bytes_ = other.prefix_bytes_;
-    file_size_ = other.file_size_;
-  }
-  return *this;
-}
-
-SafetensorsWriter::~SafetensorsWriter() {
-  if (fd_ >= 0) ::close(fd_);
-}
+SafetensorsWriter::SafetensorsWriter(SafetensorsWriter&&) noexcept = default;
+SafetensorsWriter& SafetensorsWriter::operator=(SafetensorsWriter&&) noexcept = default;
+SafetensorsWriter::~SafetensorsWriter() = default;
 
 void SafetensorsWriter::write(uint64_t absolute_offset, std::span<const std::byte> bytes) {
-  EPLB_ASSERT(fd_ >= 0);
+  EPLB_ASSERT(fd_);
   EPLB_ASSERT(absolute_offset >= prefix_bytes_ && absolute_offset <= file_size_ &&
               bytes.size() <= file_size_ - absolute_offset);
-  detail::pwrite_all(fd_, bytes, absolute_offset, path_);
+  detail::pwrite_all(fd_.get(), bytes, absolute_offset, path_);
 }
 
 void SafetensorsWriter::close() {
-  if (fd_ < 0) return;
-  const int fd = std::exchange(fd_, -1);  // released even on failure: a retry cannot help
+  if (!fd_) return;
+  const int fd = fd_.release();  // released even on failure: a retry cannot help
   if (::fsync(fd) != 0) {
     const int err = errno;
     ::close(fd);

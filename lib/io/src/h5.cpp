@@ -106,30 +106,18 @@ Handle open_attr(hid_t obj, const char* name) {
 
 }  // namespace
 
-Handle& Handle::operator=(Handle&& other) noexcept {
-  if (this != &other) {
-    close_noexcept();
-    id_ = other.id_;
-    kind_ = other.kind_;
-    other.id_ = -1;
-  }
-  return *this;
-}
-
 void Handle::close() {
-  if (id_ < 0) return;
-  hid_t id = id_;
-  id_ = -1;  // released even on failure: retrying a failed close cannot help
+  const Id owned = handle_.release();  // released even on failure: retrying cannot help
+  if (owned.id < 0) return;
   ensure_ready();
-  if (close_id(id, kind_) < 0) fail(close_name(kind_), __FILE__, __LINE__);
+  if (close_id(owned.id, owned.kind) < 0) fail(close_name(owned.kind), __FILE__, __LINE__);
 }
 
-void Handle::close_noexcept() noexcept {
-  if (id_ < 0) return;
+void Handle::Traits::close(Id owned) noexcept {
+  if (owned.id < 0) return;
   ensure_ready();
-  close_id(id_, kind_);
+  close_id(owned.id, owned.kind);
   H5Eclear2(H5E_DEFAULT);
-  id_ = -1;
 }
 
 void ensure_ready() {

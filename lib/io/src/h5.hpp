@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "eplb/core/unique_handle.hpp"
 #include "eplb/io/tensor.hpp"
 
 namespace eplb::io::h5 {
@@ -23,21 +24,24 @@ enum class Kind { kFile, kGroup, kDataset, kDataspace, kDatatype, kAttribute, kP
 class Handle {
  public:
   Handle() = default;
-  Handle(hid_t id, Kind kind) : id_(id), kind_(kind) {}
-  ~Handle() { close_noexcept(); }
-  Handle(Handle&& other) noexcept : id_(other.id_), kind_(other.kind_) { other.id_ = -1; }
-  Handle& operator=(Handle&& other) noexcept;
-  Handle(const Handle&) = delete;
-  Handle& operator=(const Handle&) = delete;
+  Handle(hid_t id, Kind kind) : handle_({id, kind}) {}
 
-  hid_t get() const { return id_; }
-  bool valid() const { return id_ >= 0; }
+  hid_t get() const { return handle_.get().id; }
+  bool valid() const { return get() >= 0; }
   void close();  // throws core::Error(kIo) with the HDF5 error stack
-  void close_noexcept() noexcept;
+  void close_noexcept() noexcept { handle_.reset(); }
 
  private:
-  hid_t id_ = -1;
-  Kind kind_ = Kind::kDatatype;
+  struct Id {
+    hid_t id = -1;
+    Kind kind = Kind::kDatatype;
+    bool operator==(const Id&) const = default;
+  };
+  struct Traits {
+    static Id null() noexcept { return {}; }
+    static void close(Id id) noexcept;  // the kind's H5?close; errors cleared, not reported
+  };
+  core::UniqueHandle<Id, Traits> handle_;
 };
 
 // Call before any other HDF5 call of a public entry point. Turns HDF5's automatic printing

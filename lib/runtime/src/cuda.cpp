@@ -58,78 +58,46 @@ int select_device(int node_rank) {
 
 // ---- buffers, streams, events -------------------------------------------------------------
 
-DeviceBuffer::DeviceBuffer(size_t bytes) : bytes_(bytes) {
+DeviceBuffer::DeviceBuffer(size_t bytes) {
   if (bytes == 0) return;
   void* p = nullptr;
   EPLB_CUDA_CHECK(cudaMalloc(&p, bytes));
-  data_ = static_cast<std::byte*>(p);
+  memory_.reset({static_cast<std::byte*>(p), bytes, false});
 }
 
 DeviceBuffer DeviceBuffer::for_nccl(size_t bytes) {
   DeviceBuffer buffer;
   void* p = nullptr;
   if (bytes == 0 || ncclMemAlloc(&p, bytes) != ncclSuccess) return buffer;
-  buffer.data_ = static_cast<std::byte*>(p);
-  buffer.bytes_ = bytes;
-  buffer.nccl_ = true;
+  buffer.memory_.reset({static_cast<std::byte*>(p), bytes, true});
   return buffer;
 }
 
-DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& o) noexcept {
-  if (this != &o) {
-    reset();
-    data_ = std::exchange(o.data_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-    nccl_ = std::exchange(o.nccl_, false);
+void DeviceBuffer::Traits::close(Memory memory) noexcept {
+  if (memory.data == nullptr) return;
+  if (memory.nccl) {
+    ncclMemFree(memory.data);
+  } else {
+    cudaFree(memory.data);
   }
-  return *this;
 }
 
-void DeviceBuffer::reset() noexcept {
-  if (data_ != nullptr) {
-    if (nccl_) {
-      ncclMemFree(data_);
-    } else {
-      cudaFree(data_);
-    }
-  }
-  data_ = nullptr;
-  bytes_ = 0;
-  nccl_ = false;
-}
-
-PinnedBuffer::PinnedBuffer(size_t bytes) : bytes_(bytes) {
+PinnedBuffer::PinnedBuffer(size_t bytes) {
   if (bytes == 0) return;
   void* p = nullptr;
   EPLB_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocPortable));
-  data_ = static_cast<std::byte*>(p);
-}
-
-PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& o) noexcept {
-  if (this != &o) {
-    reset();
-    data_ = std::exchange(o.data_, nullptr);
-    bytes_ = std::exchange(o.bytes_, 0);
-  }
-  return *this;
-}
-
-std::byte* PinnedBuffer::release() noexcept {
-  bytes_ = 0;
-  return std::exchange(data_, nullptr);
+  memory_.reset({static_cast<std::byte*>(p), bytes});
 }
 
 void PinnedBuffer::free_pinned(std::byte* data) noexcept {
   if (data != nullptr) cudaFreeHost(data);
 }
 
-void PinnedBuffer::reset() noexcept {
-  free_pinned(data_);
-  data_ = nullptr;
-  bytes_ = 0;
+Stream::Stream() {
+  cudaStream_t stream = nullptr;
+  EPLB_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  stream_.reset(stream);
 }
-
-Stream::Stream() { EPLB_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking)); }
 
 Stream Stream::with_priority(int level) {
   int least = 0, greatest = 0;
@@ -141,39 +109,21 @@ Stream Stream::with_priority(int level) {
   return Stream(stream);
 }
 
-Stream::~Stream() {
-  if (stream_ != nullptr) cudaStreamDestroy(stream_);
-}
-
-Stream& Stream::operator=(Stream&& o) noexcept {
-  if (this != &o) {
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
-    stream_ = std::exchange(o.stream_, nullptr);
-  }
-  return *this;
-}
+void Stream::Traits::close(cudaStream_t stream) noexcept { cudaStreamDestroy(stream); }
 
 Event::Event(bool timing) {
+  cudaEvent_t event = nullptr;
   EPLB_CUDA_CHECK(
-      cudaEventCreateWithFlags(&event_, timing ? cudaEventDefault : cudaEventDisableTiming));
+      cudaEventCreateWithFlags(&event, timing ? cudaEventDefault : cudaEventDisableTiming));
+  event_.reset(event);
 }
 
-Event::~Event() {
-  if (event_ != nullptr) cudaEventDestroy(event_);
-}
+void Event::Traits::close(cudaEvent_t event) noexcept { cudaEventDestroy(event); }
 
-Event& Event::operator=(Event&& o) noexcept {
-  if (this != &o) {
-    if (event_ != nullptr) cudaEventDestroy(event_);
-    event_ = std::exchange(o.event_, nullptr);
-  }
-  return *this;
-}
-
-void Event::record(cudaStream_t stream) { EPLB_CUDA_CHECK(cudaEventRecord(event_, stream)); }
+void Event::record(cudaStream_t stream) { EPLB_CUDA_CHECK(cudaEventRecord(get(), stream)); }
 
 bool Event::done() const {
-  cudaError_t rc = cudaEventQuery(event_);
+  cudaError_t rc = cudaEventQuery(get());
   if (rc == cudaErrorNotReady) return false;
   EPLB_CUDA_CHECK(rc);
   return true;
@@ -209,17 +159,11 @@ NcclComm NcclComm::create(const Group& group) {
   return comm;
 }
 
-NcclComm& NcclComm::operator=(NcclComm&& o) noexcept {
-  if (this != &o) {
-    abort();
-    comm_ = std::exchange(o.comm_, nullptr);
-  }
-  return *this;
-}
+void NcclComm::Traits::close(ncclComm_t comm) noexcept { ncclCommAbort(comm); }
 
 ncclResult_t NcclComm::async_error() const {
   ncclResult_t state = ncclSuccess;
-  ncclResult_t rc = ncclCommGetAsyncError(comm_, &state);
+  ncclResult_t rc = ncclCommGetAsyncError(get(), &state);
   return rc == ncclSuccess ? state : rc;
 }
 
@@ -228,7 +172,7 @@ void NcclComm::wait_ready(const char* what, const Deadline& deadline) {
       [&] {
         ncclResult_t state = async_error();
         if (state != ncclSuccess && state != ncclInProgress) {
-          std::string detail = nccl_detail(state, comm_);
+          std::string detail = nccl_detail(state, get());
           abort();
           throw Error(ErrorKind::kComm, fmt::format("NCCL {} failed: {}", what, detail));
         }
@@ -246,30 +190,24 @@ void NcclComm::wait_ready(const char* what, const Deadline& deadline) {
 void NcclComm::group_end(const char* what, const Deadline& deadline) {
   ncclResult_t rc = ncclGroupEnd();
   if (rc != ncclSuccess && rc != ncclInProgress) {
-    std::string detail = nccl_detail(rc, comm_);
+    std::string detail = nccl_detail(rc, get());
     abort();
     throw Error(ErrorKind::kComm, fmt::format("NCCL {}: ncclGroupEnd failed: {}", what, detail));
   }
   wait_ready(what, deadline);
 }
 
-void NcclComm::abort() noexcept {
-  if (comm_ == nullptr) return;
-  ncclCommAbort(comm_);
-  comm_ = nullptr;
-}
-
 void NcclComm::close(const Deadline& deadline) {
-  if (comm_ == nullptr) return;
-  ncclResult_t rc = ncclCommFinalize(comm_);
+  if (!comm_) return;
+  ncclResult_t rc = ncclCommFinalize(get());
   if (rc != ncclSuccess && rc != ncclInProgress) {
-    std::string detail = nccl_detail(rc, comm_);
+    std::string detail = nccl_detail(rc, get());
     abort();
     throw Error(ErrorKind::kComm, fmt::format("ncclCommFinalize(...) failed: {}", detail));
   }
   wait_ready("ncclCommFinalize", deadline);
   // After a completed finalize, destroy only frees local resources.
-  rc = ncclCommDestroy(std::exchange(comm_, nullptr));
+  rc = ncclCommDestroy(comm_.release());
   if (rc != ncclSuccess && rc != ncclInProgress) {
     throw Error(ErrorKind::kComm,
                 fmt::format("ncclCommDestroy(...) failed: {}", nccl_detail(rc, nullptr)));
@@ -277,27 +215,21 @@ void NcclComm::close(const Deadline& deadline) {
 }
 
 NcclRegistration::NcclRegistration(NcclComm& comm, void* data, size_t bytes,
-                                   const Deadline& deadline)
-    : comm_(&comm) {
-  EPLB_NCCL_CHECK(ncclCommRegister(comm.get(), data, bytes, &handle_));
+                                   const Deadline& deadline) {
+  void* handle = nullptr;
+  EPLB_NCCL_CHECK(ncclCommRegister(comm.get(), data, bytes, &handle));
+  // NOTE: owned only once NCCL has finished it, as before the owner template: a failed wait
+  // has aborted the communicator (which drops the registration), and an interrupted one
+  // must not deregister while NCCL is still registering.
   comm.wait_ready("ncclCommRegister", deadline);
+  registration_.reset({&comm, handle});
 }
 
-NcclRegistration& NcclRegistration::operator=(NcclRegistration&& o) noexcept {
-  if (this != &o) {
-    reset();
-    comm_ = std::exchange(o.comm_, nullptr);
-    handle_ = std::exchange(o.handle_, nullptr);
+void NcclRegistration::Traits::close(Registered registered) noexcept {
+  if (registered.handle != nullptr && registered.comm != nullptr &&
+      registered.comm->get() != nullptr) {
+    ncclCommDeregister(registered.comm->get(), registered.handle);
   }
-  return *this;
-}
-
-void NcclRegistration::reset() noexcept {
-  if (handle_ != nullptr && comm_ != nullptr && comm_->get() != nullptr) {
-    ncclCommDeregister(comm_->get(), handle_);
-  }
-  comm_ = nullptr;
-  handle_ = nullptr;
 }
 
 }  // namespace eplb::runtime

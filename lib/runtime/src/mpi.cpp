@@ -145,25 +145,14 @@ MpiComm MpiComm::dup(MPI_Comm parent) {
   return owned;
 }
 
-MpiComm& MpiComm::operator=(MpiComm&& o) noexcept {
-  if (this != &o) {
-    reset();
-    comm_ = o.comm_;
-    o.comm_ = MPI_COMM_NULL;
-  }
-  return *this;
-}
-
 void MpiComm::close() {
-  if (comm_ == MPI_COMM_NULL) return;
-  MPI_Comm comm = comm_;
-  comm_ = MPI_COMM_NULL;
+  if (!comm_) return;
+  MPI_Comm comm = comm_.release();
   EPLB_MPI_CHECK(MPI_Comm_free(&comm));
 }
 
-void MpiComm::reset() noexcept {
-  if (comm_ != MPI_COMM_NULL && !mpi_finalized()) MPI_Comm_free(&comm_);
-  comm_ = MPI_COMM_NULL;
+void MpiComm::Traits::close(MPI_Comm comm) noexcept {
+  if (!mpi_finalized()) MPI_Comm_free(&comm);
 }
 
 namespace {

@@ -21,26 +21,6 @@ size_t Transfer::bytes() const {
   return total;
 }
 
-HostBuffer& HostBuffer::operator=(HostBuffer&& o) noexcept {
-  if (this != &o) {
-    reset();
-    data_ = o.data_;
-    bytes_ = o.bytes_;
-    release_ = o.release_;
-    o.data_ = nullptr;
-    o.bytes_ = 0;
-    o.release_ = nullptr;
-  }
-  return *this;
-}
-
-void HostBuffer::reset() noexcept {
-  if (data_ != nullptr && release_ != nullptr) release_(data_);
-  data_ = nullptr;
-  bytes_ = 0;
-  release_ = nullptr;
-}
-
 namespace detail {
 
 size_t SegmentCursor::current_index() const {

@@ -242,8 +242,8 @@ size_t exchange_and_verify(const Backend& backend, Transport& t, int iter, const
   for (int peer = 0; peer < size; ++peer) {
     if (peer == rank) continue;
     size_t out = pair_bytes(rank, peer, iter, pattern.max_pair_bytes);
-    Side s =
-        make_side(backend, t, peer, out, pattern.send_cut, splitmix64(rank * 131 + peer + iter));
+    Side s = make_side(backend, t, peer, out, pattern.send_cut,
+                       splitmix64(static_cast<uint64_t>(rank * 131 + peer + iter)));
     std::vector<std::byte> image(s.layout.buffer_bytes, kSentinel);
     size_t idx = 0;
     for (auto [offset, bytes] : s.layout.pieces) {
@@ -252,8 +252,8 @@ size_t exchange_and_verify(const Backend& backend, Transport& t, int iter, const
     s.memory->write(image);
     sends.push_back(std::move(s));
     size_t in = pair_bytes(peer, rank, iter, pattern.max_pair_bytes);
-    Side r =
-        make_side(backend, t, peer, in, pattern.recv_cut, splitmix64(peer * 977 + rank + iter));
+    Side r = make_side(backend, t, peer, in, pattern.recv_cut,
+                       splitmix64(static_cast<uint64_t>(peer * 977 + rank + iter)));
     r.memory->write(std::vector<std::byte>(r.layout.buffer_bytes, kSentinel));
     recvs.push_back(std::move(r));
   }

@@ -210,11 +210,11 @@ TEST_CASE("traffic-aware: empty slots are filled, an OLD without some expert is 
   const Loads loads{4, {{10, 1, 1, 1}}};
   const Config c{6, 1, 1, 2};
   const auto ref = rebalance_experts(loads, c);
-  placement::Placement old_p{2, 3, 4, {{0, 1, -1, 2, 3, -1}}};
+  placement::Placement old_p{2, 3, 4, {{0, 1, -1, 2, 3, -1}}, {}};
   const auto ours = rebalance_from(old_p, loads, c, ref);
   check_valid(ours, loads, c);
   CHECK(max_load(ours, 0, loads) <= max_load(ref, 0, loads));
-  placement::Placement lacking{2, 3, 4, {{0, 1, 1, 2, 2, 0}}};
+  placement::Placement lacking{2, 3, 4, {{0, 1, 1, 2, 2, 0}}, {}};
   CHECK_THROWS_WITH(
       rebalance_from(lacking, loads, c, ref),
       Catch::Contains("layer 0, logical expert 3: the old placement holds no replica"));

@@ -48,7 +48,7 @@ TEST_CASE("load forms", "[balance][load]") {
     CHECK(p.form == "SGLang logical_count, per logical expert, summed over 2 steps");
   }
   SECTION("per physical slot, folded through OLD") {
-    const placement::Placement old_p{2, 3, 4, {{0, 1, 0, 2, 3, 1}}};
+    const placement::Placement old_p{2, 3, 4, {{0, 1, 0, 2, 3, 1}}, {}};
     const auto p = parse("[[5, 1, 5, 2, 3, 1]]", &old_p);
     CHECK(p.loads.num_logical_experts == 4);
     CHECK(p.loads.per_layer == std::vector<std::vector<double>>{{10, 2, 2, 3}});
@@ -57,11 +57,11 @@ TEST_CASE("load forms", "[balance][load]") {
     CHECK(parse("[[5, 1, 5, 2]]", &old_p).form == "per logical expert");
   }
   SECTION("ambiguous without redundant slots, unless OLD is the identity") {
-    const placement::Placement perm{2, 2, 4, {{3, 2, 1, 0}}};
+    const placement::Placement perm{2, 2, 4, {{3, 2, 1, 0}}, {}};
     CHECK_THROWS_WITH(parse("[[1, 2, 3, 4]]", &perm), Catch::Contains("--load-form"));
     CHECK(parse("[[1, 2, 3, 4]]", &perm, LoadForm::kPhysical).loads.per_layer[0] ==
           std::vector<double>{4, 3, 2, 1});
-    const placement::Placement identity{2, 2, 4, {{0, 1, 2, 3}}};
+    const placement::Placement identity{2, 2, 4, {{0, 1, 2, 3}}, {}};
     CHECK(parse("[[1, 2, 3, 4]]", &identity).loads.per_layer[0] == std::vector<double>{1, 2, 3, 4});
   }
 }
@@ -81,7 +81,7 @@ TEST_CASE("load errors are located", "[balance][load]") {
              Catch::Contains("no \"logical_count\" among the keys (\"counts\")"));
   CHECK_THAT(error_of("[[[1, 2]], [[1, 2], [3, 4]]]"),
              Catch::Contains("at /1: expected 1 layers (as in step 0)"));
-  const placement::Placement old_p{2, 3, 4, {{0, 1, -1, 2, 3, 1}}};
+  const placement::Placement old_p{2, 3, 4, {{0, 1, -1, 2, 3, 1}}, {}};
   CHECK_THAT(error_of("[[5, 1, 5, 2, 3, 1]]", &old_p),
              Catch::Contains("load 5 on slot 2, which the old placement leaves empty"));
   CHECK_THAT(error_of("[[1, 2, 3]]", &old_p),

@@ -294,10 +294,10 @@ TEST_CASE("h5py and h5dump read shards with the right values", "[io][shard][h5py
 
 TEST_CASE("h5py reads the integer, bool and fp64 datasets back exactly", "[io][shard][h5py]") {
   TempDir dir;
-  const ShardInfo info{0, 1, 1, 1,
-                       parse_tensor_specs("b:bool:3,u8:u8:2,i8:i8:2,u16:u16:2,i16:i16:2,"
-                                          "u32:u32:2,i32:i32:2,u64:u64:2,i64:i64:3,"
-                                          "s:fp8_e8m0:2,d:fp64:3")};
+  const auto tensors = parse_tensor_specs(
+      "b:bool:3,u8:u8:2,i8:i8:2,u16:u16:2,i16:i16:2,u32:u32:2,i32:i32:2,u64:u64:2,i64:i64:3,"
+      "s:fp8_e8m0:2,d:fp64:3");
+  const ShardInfo info{0, 1, 1, 1, tensors, ""};
   const std::vector<uint8_t> b = {1, 0, 1}, u8 = {0, 255}, s = {0x7f, 0xfe};
   const std::vector<int8_t> i8 = {-128, 127};
   const std::vector<uint16_t> u16 = {1, 65535};

@@ -36,14 +36,15 @@ std::string canonical(const std::string& extra, const std::string& map) {
          R"( "physical_to_logical_map": )" + map + "}";
 }
 
-const std::string kBriefExample =
+// The example of docs/PLACEMENT.md.
+const std::string kDocExample =
     R"({"format": "eplb-placement", "version": 1, "ep_size": 4, "num_slots_per_rank": 3,
         "num_logical_experts": 10,
         "physical_to_logical_map": [[0,1,2, 3,4,5, 6,7,8, 9,0,1],
                                     [9,8,7, 6,5,4, 3,2,1, 0,-1,-1]]})";
 
 TEST_CASE("canonical form: every field is read", "[placement][parse]") {
-  const Placement p = parse_placement(kBriefExample, named("new.json"));
+  const Placement p = parse_placement(kDocExample, named("new.json"));
   CHECK(p.ep_size == 4);
   CHECK(p.num_slots_per_rank == 3);
   CHECK(p.num_logical_experts == 10);
@@ -73,7 +74,7 @@ TEST_CASE("canonical form: the caller's expert count fills in a missing one",
 }
 
 TEST_CASE("canonical form: --ep-size that agrees is accepted", "[placement][parse]") {
-  CHECK(parse_placement(kBriefExample, named("new.json", 4)).ep_size == 4);
+  CHECK(parse_placement(kDocExample, named("new.json", 4)).ep_size == 4);
 }
 
 TEST_CASE("SGLang form takes ep_size from the caller", "[placement][parse]") {
@@ -229,11 +230,11 @@ TEST_CASE("a badly broken layer is summarised after 20 problems", "[placement][p
 }
 
 TEST_CASE("the caller's values must agree with the file", "[placement][parse][errors]") {
-  CHECK(parse_problems(kBriefExample, named("new.json", 8)) ==
+  CHECK(parse_problems(kDocExample, named("new.json", 8)) ==
         Problems{"'new.json' at /ep_size: ep_size 4 disagrees with --ep-size 8"});
   ParseOptions options = named("new.json");
   options.num_logical_experts = 12;
-  CHECK(parse_problems(kBriefExample, options) ==
+  CHECK(parse_problems(kDocExample, options) ==
         Problems{"'new.json' at /num_logical_experts: num_logical_experts 10 disagrees with the "
                  "expected 12"});
   options.num_logical_experts = 4;  // below the file's ids: the range check uses the file's 10

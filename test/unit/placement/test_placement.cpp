@@ -58,11 +58,11 @@ TEST_CASE("to_json round-trips through parse_placement", "[placement][json]") {
     const int32_t slots_per_rank = 1 + static_cast<int32_t>(rng() % 5);
     const int32_t num_experts = 1 + static_cast<int32_t>(rng() % 40);
     const int32_t num_layers = 1 + static_cast<int32_t>(rng() % 6);
-    std::vector<std::vector<int32_t>> layers(num_layers);
+    std::vector<std::vector<int32_t>> layers(static_cast<size_t>(num_layers));
     for (auto& layer : layers) {
       for (int32_t i = 0; i < ep_size * slots_per_rank; ++i) {
         // An expert count larger than the max id must survive too: it is written explicitly.
-        layer.push_back(static_cast<int32_t>(rng() % (num_experts + 1)) - 1);
+        layer.push_back(static_cast<int32_t>(rng() % static_cast<uint32_t>(num_experts + 1)) - 1);
       }
     }
     const Placement original = make(ep_size, num_experts, layers);
@@ -111,7 +111,7 @@ TEST_CASE("load_placement reports an unreadable file as an input error", "[place
   }
 }
 
-TEST_CASE("brief test vectors 1-4 are compatible", "[placement][compatible]") {
+TEST_CASE("test vectors 1-4 (test/e2e/placements.py) are compatible", "[placement][compatible]") {
   const Placement old_p = make(2, 4, {{0, 1, 2, 3}});
   CHECK(check_compatible(old_p, old_p, "old.json", "new.json").empty());
   CHECK(check_compatible(old_p, make(2, 4, {{2, 1, 0, 3}}), "old.json", "new.json").empty());
@@ -142,7 +142,7 @@ TEST_CASE("dropping a logical expert is refused unless allowed", "[placement][co
             .empty());
 }
 
-TEST_CASE("brief test vector 5: new uses an expert no old slot holds", "[placement][compatible]") {
+TEST_CASE("test vector 5: new uses an expert no old slot holds", "[placement][compatible]") {
   const Placement old_p = make(2, 8, {{0, 1, 2, 3}, {0, 1, 2, 3}});
   const Placement new_p = make(2, 8, {{0, 1, 2, 3}, {7, 1, 5, 7}});
   CHECK(check_compatible(old_p, new_p, "old.json", "new.json", {true}) ==

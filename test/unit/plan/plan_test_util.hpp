@@ -8,11 +8,13 @@
 #include <set>
 #include <vector>
 
+#include "eplb/core/to_size.hpp"
 #include "eplb/placement/placement.hpp"
 #include "eplb/plan/plan.hpp"
 
 namespace eplb::plan::test {
 
+using core::to_size;
 using placement::Placement;
 using Map = std::vector<int32_t>;
 
@@ -38,7 +40,7 @@ inline RowPlan empty() { return {RowSource::kEmpty, -1, -1, -1}; }
 // Rows of `rank` in `layer` of a placement (empty when the rank is beyond its ep_size).
 inline Map rank_rows(const Placement& p, int32_t layer_idx, int32_t rank) {
   if (rank >= p.ep_size) return {};
-  const auto& map = p.physical_to_logical_map[layer_idx];
+  const auto& map = p.physical_to_logical_map[to_size(layer_idx)];
   const auto begin = map.begin() + static_cast<ptrdiff_t>(rank) * p.num_slots_per_rank;
   return Map(begin, begin + p.num_slots_per_rank);
 }
@@ -66,11 +68,11 @@ inline std::pair<Placement, Placement> random_pair(std::mt19937_64& rng, const R
   };
   std::vector<Map> old_layers, new_layers;
   for (int32_t layer = 0; layer < s.num_layers; ++layer) {
-    Map old_map(static_cast<size_t>(s.old_ep) * s.old_rows);
+    Map old_map(to_size(s.old_ep) * to_size(s.old_rows));
     for (auto& e : old_map) e = uniform(0, 9) == 0 ? -1 : uniform(0, s.num_experts - 1);
     if (s.old_rows > 1 && uniform(0, 2) == 0) {  // a second copy on the same rank
       const int32_t rank = uniform(0, s.old_ep - 1);
-      old_map[rank * s.old_rows + 1] = old_map[rank * s.old_rows];
+      old_map[to_size(rank * s.old_rows + 1)] = old_map[to_size(rank * s.old_rows)];
     }
     if (std::all_of(old_map.begin(), old_map.end(), [](int32_t e) { return e < 0; }))
       old_map[0] = 0;
@@ -78,15 +80,16 @@ inline std::pair<Placement, Placement> random_pair(std::mt19937_64& rng, const R
     for (int32_t e : old_map) {
       if (e >= 0) present.push_back(e);
     }
-    Map new_map(static_cast<size_t>(s.new_ep) * s.new_rows);
+    Map new_map(to_size(s.new_ep) * to_size(s.new_rows));
     const bool shuffle = uniform(0, 3) == 0 && new_map.size() == old_map.size();
     if (shuffle) {  // a pure rearrangement, as a load balancer without new replicas makes
       new_map = old_map;
       std::shuffle(new_map.begin(), new_map.end(), rng);
     } else {
       for (auto& e : new_map) {
-        e = uniform(0, 11) == 0 ? -1
-                                : present[uniform(0, static_cast<int32_t>(present.size()) - 1)];
+        e = uniform(0, 11) == 0
+                ? -1
+                : present[to_size(uniform(0, static_cast<int32_t>(present.size()) - 1))];
       }
     }
     old_layers.push_back(std::move(old_map));
@@ -100,7 +103,8 @@ inline std::pair<Placement, Placement> random_pair(std::mt19937_64& rng, const R
 inline std::vector<std::vector<int32_t>> vllm_senders(const Placement& old_p,
                                                       const Placement& new_p, int32_t layer_idx,
                                                       int32_t num_experts, int32_t num_ranks) {
-  std::vector<std::vector<int32_t>> sender(num_experts, std::vector<int32_t>(num_ranks, -1));
+  std::vector<std::vector<int32_t>> sender(to_size(num_experts),
+                                           std::vector<int32_t>(to_size(num_ranks), -1));
   for (int32_t e = 0; e < num_experts; ++e) {
     std::vector<int32_t> holders, receivers;
     for (int32_t r = 0; r < old_p.ep_size; ++r) {
@@ -117,9 +121,9 @@ inline std::vector<std::vector<int32_t>> vllm_senders(const Placement& old_p,
     if (holders.empty()) continue;
     const size_t k = receivers.size() / holders.size();
     for (size_t i = 0; i < holders.size(); ++i) {
-      for (size_t t = 0; t < k; ++t) sender[e][receivers[i * k + t]] = holders[i];
+      for (size_t t = 0; t < k; ++t) sender[to_size(e)][to_size(receivers[i * k + t])] = holders[i];
       if (holders.size() * k + i < receivers.size()) {
-        sender[e][receivers[holders.size() * k + i]] = holders[i];
+        sender[to_size(e)][to_size(receivers[holders.size() * k + i])] = holders[i];
       }
     }
   }
@@ -130,8 +134,10 @@ inline std::vector<std::vector<int32_t>> vllm_senders(const Placement& old_p,
 inline std::vector<int64_t> busiest_per_layer(const Plan& plan) {
   std::vector<int64_t> out;
   for (const LayerPlan& layer : plan.layers) {
-    std::vector<int64_t> sent(plan.num_ep_ranks(), 0);
-    for (const Message& m : layer.messages) sent[m.src_rank] += m.expert_ids.size();
+    std::vector<int64_t> sent(to_size(plan.num_ep_ranks()), 0);
+    for (const Message& m : layer.messages) {
+      sent[to_size(m.src_rank)] += static_cast<int64_t>(m.expert_ids.size());
+    }
     out.push_back(sent.empty() ? 0 : *std::max_element(sent.begin(), sent.end()));
   }
   return out;
@@ -146,9 +152,9 @@ class CapFeasibility {
       : holders_(std::move(job_holders)), num_ranks_(num_ranks) {}
 
   bool feasible(int32_t cap) {
-    assigned_.assign(num_ranks_, {});
+    assigned_.assign(to_size(num_ranks_), {});
     for (size_t job = 0; job < holders_.size(); ++job) {
-      visited_.assign(num_ranks_, false);
+      visited_.assign(to_size(num_ranks_), false);
       if (!place(static_cast<int32_t>(job), cap)) return false;
     }
     return true;
@@ -156,7 +162,8 @@ class CapFeasibility {
 
  private:
   bool place(int32_t job, int32_t cap) {
-    for (int32_t s : holders_[job]) {
+    for (int32_t sender : holders_[to_size(job)]) {
+      const size_t s = to_size(sender);
       if (visited_[s]) continue;
       visited_[s] = true;
       if (static_cast<int32_t>(assigned_[s].size()) < cap) {

@@ -26,8 +26,9 @@ int32_t read_old(const Placement& old_p, int32_t layer_idx, int32_t rank, int32_
 // Executes one layer literally: sends read old rows, receives write kReceived rows,
 // kUnchanged/kLocal read old rows, kCopy reads new rows after the receives.
 std::vector<Map> simulate_layer(const Plan& plan, const Placement& old_p, int32_t layer_idx) {
-  const LayerPlan& layer = plan.layers[layer_idx];
-  std::vector<Map> out(plan.new_ep_size, Map(plan.new_num_slots_per_rank, kUnwritten));
+  const LayerPlan& layer = plan.layers[to_size(layer_idx)];
+  std::vector<Map> out(to_size(plan.new_ep_size),
+                       Map(to_size(plan.new_num_slots_per_rank), kUnwritten));
   for (const Message& m : layer.messages) {
     REQUIRE(m.dst_rank >= 0);
     REQUIRE(m.dst_rank < plan.new_ep_size);
@@ -35,28 +36,29 @@ std::vector<Map> simulate_layer(const Plan& plan, const Placement& old_p, int32_
       const int32_t row = m.dst_rows[i];
       REQUIRE(row >= 0);
       REQUIRE(row < plan.new_num_slots_per_rank);
-      REQUIRE(out[m.dst_rank][row] == kUnwritten);  // no row received twice
-      out[m.dst_rank][row] = read_old(old_p, layer_idx, m.src_rank, m.src_rows[i]);
+      REQUIRE(out[to_size(m.dst_rank)][to_size(row)] == kUnwritten);  // no row received twice
+      out[to_size(m.dst_rank)][to_size(row)] =
+          read_old(old_p, layer_idx, m.src_rank, m.src_rows[i]);
     }
   }
   for (int32_t rank = 0; rank < plan.new_ep_size; ++rank) {
     for (int32_t row = 0; row < plan.new_num_slots_per_rank; ++row) {
-      const RowPlan& rp = layer.rows[rank][row];
-      if (rp.source == RowSource::kEmpty) out[rank][row] = -1;
+      const RowPlan& rp = layer.rows[to_size(rank)][to_size(row)];
+      if (rp.source == RowSource::kEmpty) out[to_size(rank)][to_size(row)] = -1;
       if (rp.source == RowSource::kUnchanged) {
         CHECK(rp.src_row == row);
-        out[rank][row] = read_old(old_p, layer_idx, rank, rp.src_row);
+        out[to_size(rank)][to_size(row)] = read_old(old_p, layer_idx, rank, rp.src_row);
       }
       if (rp.source == RowSource::kLocal)
-        out[rank][row] = read_old(old_p, layer_idx, rank, rp.src_row);
+        out[to_size(rank)][to_size(row)] = read_old(old_p, layer_idx, rank, rp.src_row);
     }
     for (int32_t row = 0; row < plan.new_num_slots_per_rank; ++row) {
-      const RowPlan& rp = layer.rows[rank][row];
+      const RowPlan& rp = layer.rows[to_size(rank)][to_size(row)];
       if (rp.source != RowSource::kCopy) continue;
       REQUIRE(rp.src_row >= 0);
       REQUIRE(rp.src_row < plan.new_num_slots_per_rank);
-      CHECK(layer.rows[rank][rp.src_row].source == RowSource::kReceived);
-      out[rank][row] = out[rank][rp.src_row];
+      CHECK(layer.rows[to_size(rank)][to_size(rp.src_row)].source == RowSource::kReceived);
+      out[to_size(rank)][to_size(row)] = out[to_size(rank)][to_size(rp.src_row)];
     }
   }
   return out;
@@ -67,7 +69,7 @@ void check_simulation(const Plan& plan, const Placement& old_p, const Placement&
   for (int32_t layer_idx = 0; layer_idx < new_p.num_layers(); ++layer_idx) {
     const auto out = simulate_layer(plan, old_p, layer_idx);
     for (int32_t rank = 0; rank < new_p.ep_size; ++rank) {
-      CHECK(out[rank] == rank_rows(new_p, layer_idx, rank));
+      CHECK(out[to_size(rank)] == rank_rows(new_p, layer_idx, rank));
     }
   }
 }
@@ -81,7 +83,7 @@ int32_t lowest_old_row(const Placement& old_p, int32_t layer_idx, int32_t rank, 
 // (b) messages agree with both placements and with the row plans, one entry per receive.
 void check_messages(const Plan& plan, const Placement& old_p, const Placement& new_p) {
   for (int32_t layer_idx = 0; layer_idx < new_p.num_layers(); ++layer_idx) {
-    const LayerPlan& layer = plan.layers[layer_idx];
+    const LayerPlan& layer = plan.layers[to_size(layer_idx)];
     std::map<std::pair<int32_t, int32_t>, int> entries_per_row;  // (dst, row) -> count
     for (size_t k = 0; k < layer.messages.size(); ++k) {
       const Message& m = layer.messages[k];
@@ -99,13 +101,14 @@ void check_messages(const Plan& plan, const Placement& old_p, const Placement& n
         const int32_t e = m.expert_ids[i];
         CHECK(m.src_rows[i] == lowest_old_row(old_p, layer_idx, m.src_rank, e));
         CHECK(new_p.expert_at(layer_idx, m.dst_rank, m.dst_rows[i]) == e);
-        CHECK(layer.rows[m.dst_rank][m.dst_rows[i]] == received(e, m.src_rank));
+        CHECK(layer.rows[to_size(m.dst_rank)][to_size(m.dst_rows[i])] == received(e, m.src_rank));
         ++entries_per_row[{m.dst_rank, m.dst_rows[i]}];
       }
     }
     for (int32_t rank = 0; rank < new_p.ep_size; ++rank) {
       for (int32_t row = 0; row < new_p.num_slots_per_rank; ++row) {
-        const bool is_received = layer.rows[rank][row].source == RowSource::kReceived;
+        const bool is_received =
+            layer.rows[to_size(rank)][to_size(row)].source == RowSource::kReceived;
         const auto it = entries_per_row.find({rank, row});
         CHECK((it == entries_per_row.end() ? 0 : it->second) == (is_received ? 1 : 0));
       }
@@ -119,7 +122,7 @@ void check_minimum(const Plan& plan, const Placement& old_p, const Placement& ne
   for (int32_t layer_idx = 0; layer_idx < new_p.num_layers(); ++layer_idx) {
     for (int32_t rank = 0; rank < new_p.ep_size; ++rank) {
       Map got;
-      for (const Message* m : messages_to(plan.layers[layer_idx], rank)) {
+      for (const Message* m : messages_to(plan.layers[to_size(layer_idx)], rank)) {
         got.insert(got.end(), m->expert_ids.begin(), m->expert_ids.end());
       }
       std::sort(got.begin(), got.end());
@@ -157,13 +160,14 @@ void check_senders(const Plan& balanced, const Plan& vllm, const Placement& old_
   const auto rule = busiest_per_layer(vllm);
   const int32_t num_experts = std::max(old_p.num_logical_experts, new_p.num_logical_experts);
   for (int32_t layer_idx = 0; layer_idx < new_p.num_layers(); ++layer_idx) {
-    CHECK(best[layer_idx] <= rule[layer_idx]);
+    const int64_t busiest = best[to_size(layer_idx)];
+    CHECK(busiest <= rule[to_size(layer_idx)]);
     CapFeasibility flow(job_holders(old_p, new_p, layer_idx), balanced.num_ep_ranks());
-    CHECK(flow.feasible(static_cast<int32_t>(best[layer_idx])));
-    if (best[layer_idx] > 0) CHECK_FALSE(flow.feasible(static_cast<int32_t>(best[layer_idx]) - 1));
+    CHECK(flow.feasible(static_cast<int32_t>(busiest)));
+    if (busiest > 0) CHECK_FALSE(flow.feasible(static_cast<int32_t>(busiest) - 1));
     const auto ref = vllm_senders(old_p, new_p, layer_idx, num_experts, vllm.num_ep_ranks());
-    for (const Message& m : vllm.layers[layer_idx].messages) {
-      for (int32_t e : m.expert_ids) CHECK(ref[e][m.dst_rank] == m.src_rank);
+    for (const Message& m : vllm.layers[to_size(layer_idx)].messages) {
+      for (int32_t e : m.expert_ids) CHECK(ref[to_size(e)][to_size(m.dst_rank)] == m.src_rank);
     }
   }
 }

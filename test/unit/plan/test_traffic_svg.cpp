@@ -20,7 +20,7 @@ size_t count(const std::string& text, const std::string& what) {
 }  // namespace
 
 TEST_CASE("traffic_bytes: every message's experts times the bytes per expert") {
-  // Brief vector 2 (swap) in layer 0, identity in layer 1.
+  // Test vector "swap" (test/e2e/placements.py) in layer 0, identity in layer 1.
   const auto old_p = make_placement(2, 2, {{0, 1, 2, 3}, {0, 1, 2, 3}});
   const auto new_p = make_placement(2, 2, {{2, 1, 0, 3}, {0, 1, 2, 3}});
   const auto traffic = eplb::plan::traffic_bytes(eplb::plan::make_plan(old_p, new_p), 100);

@@ -1,4 +1,4 @@
-// Writing a checkpoint directory so that it appears complete or not at all (brief 5):
+// Writing a checkpoint directory so that it appears complete or not at all (docs/RELIABILITY.md):
 // rank 0 takes ownership of the output name (io::OutputOwner: lock, recovery of a dead
 // run's leftovers, staging directory), every process writes and fsyncs its shards there,
 // all agree, then rank 0 writes manifest.json and renames the staging directory into

@@ -16,6 +16,7 @@
 #include <string_view>
 #include <vector>
 
+#include "eplb/core/fd.hpp"
 #include "eplb/io/tensor.hpp"
 
 namespace eplb::hf {
@@ -87,7 +88,7 @@ class SafetensorsFile {
   SafetensorsFile(std::filesystem::path path, int fd, uint64_t file_size, std::string raw_prefix,
                   Header header);
   std::filesystem::path path_;
-  int fd_ = -1;
+  core::Fd fd_;
   uint64_t file_size_ = 0;
   std::string raw_prefix_;
   Header header_;
@@ -161,7 +162,7 @@ class SafetensorsWriter {
 
  private:
   std::filesystem::path path_;
-  int fd_ = -1;
+  core::Fd fd_;
   uint64_t prefix_bytes_ = 0;
   uint64_t file_size_ = 0;
 };

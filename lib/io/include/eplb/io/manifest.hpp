@@ -63,7 +63,7 @@ Manifest load_manifest(const std::filesystem::path& dir);
 
 // A checkpoint identifier: 32 lowercase hex digits, XXH3-128 of `identity`, a text that
 // describes everything the checkpoint's bytes depend on (the command, its inputs' ids and
-// checksums, the placement). Same inputs, same id, so the same output bytes (brief 5);
+// checksums, the placement). Same inputs, same id, so the same output bytes (docs/RELIABILITY.md);
 // different inputs, a different id, so a shard of another checkpoint is told apart.
 std::string checkpoint_id_for(std::string_view identity);
 

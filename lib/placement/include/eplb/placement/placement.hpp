@@ -48,7 +48,7 @@ struct ParseOptions {
   // form it must agree with the file's "ep_size".
   std::optional<int32_t> ep_size;
   // For the SGLang form and the bare array when `ep_size` is not given: the EP size to
-  // assume, e.g. the checkpoint's (brief: "taken from the checkpoint"). Never overrides
+  // assume, e.g. the one taken from the checkpoint. Never overrides
   // a canonical file's ep_size.
   std::optional<int32_t> fallback_ep_size;
   // Overrides the derived expert count (max id + 1) when the file does not give one.

@@ -10,6 +10,7 @@
 
 #include <cstddef>
 
+#include "eplb/core/unique_handle.hpp"
 #include "eplb/runtime/deadline.hpp"
 
 namespace eplb::runtime {
@@ -41,20 +42,24 @@ class DeviceBuffer {
   // Local: ncclMemAlloc'd memory, which NcclRegistration can register. Returns an empty
   // buffer (no throw) when NCCL cannot allocate it, e.g. without CUDA VMM support.
   static DeviceBuffer for_nccl(size_t bytes);
-  ~DeviceBuffer() { reset(); }
-  DeviceBuffer(DeviceBuffer&& o) noexcept { *this = std::move(o); }
-  DeviceBuffer& operator=(DeviceBuffer&& o) noexcept;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  std::byte* data() const { return data_; }
-  size_t size() const { return bytes_; }
-  bool from_nccl() const { return nccl_; }
+  std::byte* data() const { return memory_.get().data; }
+  size_t size() const { return memory_.get().bytes; }
+  bool from_nccl() const { return memory_.get().nccl; }
 
  private:
-  void reset() noexcept;
-  std::byte* data_ = nullptr;
-  size_t bytes_ = 0;
-  bool nccl_ = false;  // freed with ncclMemFree
+  struct Memory {
+    std::byte* data = nullptr;
+    size_t bytes = 0;
+    bool nccl = false;  // freed with ncclMemFree
+    bool operator==(const Memory& o) const {
+      return data == o.data && bytes == o.bytes && nccl == o.nccl;
+    }
+  };
+  struct Traits {
+    static Memory null() noexcept { return {}; }
+    static void close(Memory memory) noexcept;
+  };
+  core::UniqueHandle<Memory, Traits> memory_;
 };
 
 // Move-only owner of page-locked host memory (cudaHostAlloc, portable across devices).
@@ -63,21 +68,23 @@ class PinnedBuffer {
   PinnedBuffer() = default;
   // Local. Throws core::Error(kComm) when the allocation fails.
   explicit PinnedBuffer(size_t bytes);
-  ~PinnedBuffer() { reset(); }
-  PinnedBuffer(PinnedBuffer&& o) noexcept { *this = std::move(o); }
-  PinnedBuffer& operator=(PinnedBuffer&& o) noexcept;
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-  std::byte* data() const { return data_; }
-  size_t size() const { return bytes_; }
+  std::byte* data() const { return memory_.get().data; }
+  size_t size() const { return memory_.get().bytes; }
   // Gives up ownership; the caller frees the memory with free_pinned().
-  std::byte* release() noexcept;
+  std::byte* release() noexcept { return memory_.release().data; }
   static void free_pinned(std::byte* data) noexcept;
 
  private:
-  void reset() noexcept;
-  std::byte* data_ = nullptr;
-  size_t bytes_ = 0;
+  struct Memory {
+    std::byte* data = nullptr;
+    size_t bytes = 0;
+    bool operator==(const Memory& o) const { return data == o.data && bytes == o.bytes; }
+  };
+  struct Traits {
+    static Memory null() noexcept { return {}; }
+    static void close(Memory memory) noexcept { free_pinned(memory.data); }
+  };
+  core::UniqueHandle<Memory, Traits> memory_;
 };
 
 // Move-only owner of a non-blocking stream (no implicit sync with the legacy stream).
@@ -89,16 +96,15 @@ class Stream {
   // streams. `level` 0 is the default (lowest) priority; higher levels are clamped to the
   // device's range (cudaDeviceGetStreamPriorityRange).
   static Stream with_priority(int level);
-  ~Stream();
-  Stream(Stream&& o) noexcept : stream_(o.stream_) { o.stream_ = nullptr; }
-  Stream& operator=(Stream&& o) noexcept;
-  Stream(const Stream&) = delete;
-  Stream& operator=(const Stream&) = delete;
-  cudaStream_t get() const { return stream_; }
+  cudaStream_t get() const { return stream_.get(); }
 
  private:
+  struct Traits {
+    static cudaStream_t null() noexcept { return nullptr; }
+    static void close(cudaStream_t stream) noexcept;
+  };
   explicit Stream(cudaStream_t stream) : stream_(stream) {}
-  cudaStream_t stream_ = nullptr;
+  core::UniqueHandle<cudaStream_t, Traits> stream_;
 };
 
 // Move-only owner of an event; without timing unless asked (cheaper to record and wait on).
@@ -107,19 +113,18 @@ class Event {
   // Local: creates an event on the current device.
   Event() : Event(false) {}
   explicit Event(bool timing);
-  ~Event();
-  Event(Event&& o) noexcept : event_(o.event_) { o.event_ = nullptr; }
-  Event& operator=(Event&& o) noexcept;
-  Event(const Event&) = delete;
-  Event& operator=(const Event&) = delete;
-  cudaEvent_t get() const { return event_; }
+  cudaEvent_t get() const { return event_.get(); }
   // Local: enqueues the event on `stream`.
   void record(cudaStream_t stream);
   // Local: true once the work before the last record() is done; throws on a CUDA error.
   bool done() const;
 
  private:
-  cudaEvent_t event_ = nullptr;
+  struct Traits {
+    static cudaEvent_t null() noexcept { return nullptr; }
+    static void close(cudaEvent_t event) noexcept;
+  };
+  core::UniqueHandle<cudaEvent_t, Traits> event_;
 };
 
 // Move-only owner of a non-blocking NCCL communicator. NOTE: teardown is collective on the
@@ -133,14 +138,9 @@ class NcclComm {
   // every collective). Throws core::Error(kComm) on failure or when either step takes
   // longer than group.timeout.
   static NcclComm create(const Group& group);
-  ~NcclComm() { abort(); }
-  NcclComm(NcclComm&& o) noexcept : comm_(o.comm_) { o.comm_ = nullptr; }
-  NcclComm& operator=(NcclComm&& o) noexcept;
-  NcclComm(const NcclComm&) = delete;
-  NcclComm& operator=(const NcclComm&) = delete;
 
-  ncclComm_t get() const { return comm_; }
-  explicit operator bool() const { return comm_ != nullptr; }
+  ncclComm_t get() const { return comm_.get(); }
+  explicit operator bool() const { return static_cast<bool>(comm_); }
 
   // Local: the communicator's state (ncclSuccess, ncclInProgress or an error).
   ncclResult_t async_error() const;
@@ -150,15 +150,20 @@ class NcclComm {
   void wait_ready(const char* what, const Deadline& deadline);
   // Local: ncclGroupEnd(), then wait_ready. Every rank that took part in the group calls it.
   void group_end(const char* what, const Deadline& deadline);
-  // Local: ncclCommAbort; in-flight operations are cancelled and the handle is gone.
-  void abort() noexcept;
+  // Local: ncclCommAbort; in-flight operations are cancelled and the handle is gone. The
+  // destructor and a move assignment onto an open communicator do the same.
+  void abort() noexcept { comm_.reset(); }
   // Collective: ncclCommFinalize (flushes outstanding work), wait, ncclCommDestroy.
   // Throws core::Error(kComm) (after aborting) on failure or once `deadline` passes.
   void close(const Deadline& deadline);
 
  private:
+  struct Traits {
+    static ncclComm_t null() noexcept { return nullptr; }
+    static void close(ncclComm_t comm) noexcept;  // ncclCommAbort
+  };
   explicit NcclComm(ncclComm_t comm) : comm_(comm) {}
-  ncclComm_t comm_ = nullptr;
+  core::UniqueHandle<ncclComm_t, Traits> comm_;
 };
 
 // Move-only owner of a local user-buffer registration (ncclCommRegister). With both ends
@@ -172,19 +177,22 @@ class NcclRegistration {
   // Local: registers [data, data + bytes) (ncclMemAlloc'd) with `comm`, which must
   // outlive this object. Throws core::Error(kComm) on failure.
   NcclRegistration(NcclComm& comm, void* data, size_t bytes, const Deadline& deadline);
+  explicit operator bool() const { return registration_.get().handle != nullptr; }
   // Deregisters while the communicator is open; once it is closed or aborted, NCCL has
-  // already dropped the registration.
-  ~NcclRegistration() { reset(); }
-  NcclRegistration(NcclRegistration&& o) noexcept { *this = std::move(o); }
-  NcclRegistration& operator=(NcclRegistration&& o) noexcept;
-  NcclRegistration(const NcclRegistration&) = delete;
-  NcclRegistration& operator=(const NcclRegistration&) = delete;
-  explicit operator bool() const { return handle_ != nullptr; }
-  void reset() noexcept;
+  // already dropped the registration. The destructor does the same.
+  void reset() noexcept { registration_.reset(); }
 
  private:
-  const NcclComm* comm_ = nullptr;
-  void* handle_ = nullptr;
+  struct Registered {
+    const NcclComm* comm = nullptr;
+    void* handle = nullptr;
+    bool operator==(const Registered& o) const { return comm == o.comm && handle == o.handle; }
+  };
+  struct Traits {
+    static Registered null() noexcept { return {}; }
+    static void close(Registered registered) noexcept;
+  };
+  core::UniqueHandle<Registered, Traits> registration_;
 };
 
 }  // namespace eplb::runtime

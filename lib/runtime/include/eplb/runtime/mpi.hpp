@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "eplb/core/unique_handle.hpp"
 #include "eplb/runtime/deadline.hpp"
 
 namespace eplb::runtime {
@@ -76,22 +77,21 @@ class MpiComm {
   // Collective over `parent`: every process of `parent` calls it, in the same order as
   // every other collective on `parent`.
   static MpiComm dup(MPI_Comm parent);
-  ~MpiComm() { reset(); }
-  MpiComm(MpiComm&& o) noexcept : comm_(o.comm_) { o.comm_ = MPI_COMM_NULL; }
-  MpiComm& operator=(MpiComm&& o) noexcept;
-  MpiComm(const MpiComm&) = delete;
-  MpiComm& operator=(const MpiComm&) = delete;
 
-  MPI_Comm get() const { return comm_; }
-  explicit operator bool() const { return comm_ != MPI_COMM_NULL; }
+  MPI_Comm get() const { return comm_.get(); }
+  explicit operator bool() const { return static_cast<bool>(comm_); }
   // Collective (MPI_Comm_free): orderly release on the success path; throws on failure.
   void close();
 
  private:
-  // Local: frees the handle, ignoring errors (destructors never throw). Operations still
-  // pending on the communicator complete or stay pending; MPI frees it when they are done.
-  void reset() noexcept;
-  MPI_Comm comm_ = MPI_COMM_NULL;
+  struct Traits {
+    static MPI_Comm null() noexcept { return MPI_COMM_NULL; }
+    // Local: frees the handle, ignoring errors (destructors never throw). Operations still
+    // pending on the communicator complete or stay pending; MPI frees it when they are
+    // done. Nothing once MPI is finalized.
+    static void close(MPI_Comm comm) noexcept;
+  };
+  core::UniqueHandle<MPI_Comm, Traits> comm_;
 };
 
 // The collectives the tool uses. Each is collective over group.comm: every process calls

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "eplb/core/unique_handle.hpp"
 #include "eplb/runtime/deadline.hpp"
 
 namespace eplb::transport {
@@ -35,21 +36,25 @@ class HostBuffer {
  public:
   HostBuffer() = default;
   HostBuffer(std::byte* data, size_t bytes, void (*release)(std::byte*)) noexcept
-      : data_(data), bytes_(bytes), release_(release) {}
-  ~HostBuffer() { reset(); }
-  HostBuffer(HostBuffer&& o) noexcept { *this = std::move(o); }
-  HostBuffer& operator=(HostBuffer&& o) noexcept;
-  HostBuffer(const HostBuffer&) = delete;
-  HostBuffer& operator=(const HostBuffer&) = delete;
-  std::byte* data() const { return data_; }
-  size_t size() const { return bytes_; }
-  std::span<std::byte> span() const { return {data_, bytes_}; }
+      : memory_({data, bytes, release}) {}
+  std::byte* data() const { return memory_.get().data; }
+  size_t size() const { return memory_.get().bytes; }
+  std::span<std::byte> span() const { return {data(), size()}; }
 
  private:
-  void reset() noexcept;
-  std::byte* data_ = nullptr;
-  size_t bytes_ = 0;
-  void (*release_)(std::byte*) = nullptr;
+  struct Memory {
+    std::byte* data = nullptr;
+    size_t bytes = 0;
+    void (*release)(std::byte*) = nullptr;
+    bool operator==(const Memory&) const = default;
+  };
+  struct Traits {
+    static Memory null() noexcept { return {}; }
+    static void close(Memory memory) noexcept {
+      if (memory.data != nullptr && memory.release != nullptr) memory.release(memory.data);
+    }
+  };
+  core::UniqueHandle<Memory, Traits> memory_;
 };
 
 struct TransportOptions {
