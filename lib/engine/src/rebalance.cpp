@@ -169,8 +169,11 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
     stepper.run_layer(layer_idx);
     progress.advance(1, log_layer(layer_idx, before, stepper.counters()));
   }
-  progress.finish();
+  // The last layers' writes finish here: they count too.
+  const long long written_before = stepper.counters().bytes_written;
   auto my_files = stepper.finish();
+  progress.advance(0, stepper.counters().bytes_written - written_before);
+  progress.finish();
 
   // Commit: manifest last, then rename into place.
   const auto commit_start = Clock::now();
