@@ -39,6 +39,14 @@ void print_report(const engine::RebalanceReport& r) {
   log::info(
       "  memory     peak {:.3f} GiB resident per process (one layer of one shard: {:.3f} GiB)",
       static_cast<double>(r.peak_rss_bytes) / kGiB, static_cast<double>(r.layer_bytes) / kGiB);
+  log::info(
+      "  staging    peak {:.3f} GiB per process of the {:.3f} GiB budget (host {:.3f}, device "
+      "{:.3f}); {} layers read ahead, {} written behind",
+      static_cast<double>(r.peak_staging_bytes) / kGiB,
+      static_cast<double>(r.staging_budget_bytes) / kGiB,
+      static_cast<double>(r.peak_host_staging_bytes) / kGiB,
+      static_cast<double>(r.device_staging_bytes) / kGiB, r.layers_read_ahead,
+      r.layers_written_behind);
   log::info("  verified   every written slot against the checksum of its source slot");
 }
 
@@ -66,7 +74,13 @@ void add_to_job_report(const engine::RebalanceReport& r) {
   j["bandwidth_bytes_per_s"] = {
       {"exchange", per_second(r.busiest_rank_bytes, r.seconds_exchange)},
       {"end_to_end", per_second(r.bytes_read + r.bytes_written, r.seconds_total)}};
-  j["memory"] = {{"peak_rss_bytes", r.peak_rss_bytes}};
+  j["memory"] = {{"peak_rss_bytes", r.peak_rss_bytes},
+                 {"staging_budget_bytes", r.staging_budget_bytes},
+                 {"peak_staging_bytes", r.peak_staging_bytes},
+                 {"peak_host_staging_bytes", r.peak_host_staging_bytes},
+                 {"device_staging_bytes", r.device_staging_bytes}};
+  j["pipeline"] = {{"layers_read_ahead", r.layers_read_ahead},
+                   {"layers_written_behind", r.layers_written_behind}};
 }
 
 }  // namespace
@@ -93,8 +107,9 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
       ->capture_default_str();
   add_timeout_option(app, common);
   app->add_option("--max-staging-bytes", args->max_staging_bytes,
-                  "Device memory for the NCCL backend's send/receive staging; a layer that "
-                  "moves more is split into rounds (e.g. 512MiB, 2GiB)")
+                  "Memory for the pipeline's layer buffers (host) and, with NCCL, its "
+                  "send/receive staging (device, half of it); more layers are read ahead and "
+                  "written behind when it allows (e.g. 512MiB, 2GiB)")
       ->transform(size_between(kMinStagingBytes, kMaxStagingBytes))
       ->default_str("2GiB");
   add_report_option(app);

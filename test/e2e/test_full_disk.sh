@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # A full disk (docs/RELIABILITY.md, case D1): the output on a small tmpfs. Exit 3, the
-# root cause first and once per rank ("No space left on device", no HDF5 stack without
-# -v), no staging left, the input unchanged; a re-run elsewhere succeeds. Skipped (77)
+# root cause first and once per rank ("No space left on device", then the failed call: rows
+# are written with pwrite outside HDF5; no HDF5 stack), no staging left, the input unchanged; a re-run elsewhere succeeds. Skipped (77)
 # where tmpfs cannot be mounted (not root, or a container without CAP_SYS_ADMIN).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 d="$work"
@@ -19,7 +19,7 @@ grep "No space left on device" "$d/full.log" | head -1 | grep -q "writing" && pa
 ! grep -q "H5FD\|HDF5:" "$d/full.log" && pass || fail "HDF5 stack printed without -v"
 (( $(grep -c "No space left on device" "$d/full.log") <= 2 )) && pass || fail "the cause is repeated: $(grep -c 'No space' "$d/full.log") lines"
 expect_exit 3 "$d/full-v.log" -- run -v --output "$d/small/out"
-expect_in "$d/full-v.log" "[HDF5: "
+expect_in "$d/full-v.log" "No space left on device (pwrite of "
 [[ -z "$(ls -A "$d/small")" ]] && pass || fail "leftovers on the full disk: $(ls -A "$d/small")"
 [[ "$(tree_hash "$d/in")" == "$in_hash" ]] && pass || fail "input modified"
 expect_exit 0 "$d/elsewhere.log" -- run --output "$d/out"

@@ -3,6 +3,20 @@
 #include "eplb/core/error.hpp"
 
 namespace eplb::engine {
+namespace {
+
+// Keep every tensor 256-byte aligned: friendlier to DMA and vector copies.
+size_t aligned_tensor_bytes(const io::TensorSpec& spec, int32_t num_rows) {
+  return (spec.row_bytes() * static_cast<size_t>(num_rows) + 255) / 256 * 256;
+}
+
+}  // namespace
+
+size_t LayerBuffer::bytes_for(const std::vector<io::TensorSpec>& tensors, int32_t num_rows) {
+  size_t total = 0;
+  for (const auto& spec : tensors) total += aligned_tensor_bytes(spec, num_rows);
+  return total == 0 ? 256 : total;
+}
 
 LayerBuffer::LayerBuffer(transport::Transport& transport,
                          const std::vector<io::TensorSpec>& tensors, int32_t num_rows)
@@ -11,10 +25,9 @@ LayerBuffer::LayerBuffer(transport::Transport& transport,
   for (const auto& spec : tensors) {
     offsets_.push_back(total);
     row_bytes_.push_back(spec.row_bytes());
-    // Keep every tensor 256-byte aligned: friendlier to DMA and vector copies.
-    total += (spec.row_bytes() * static_cast<size_t>(num_rows) + 255) / 256 * 256;
+    total += aligned_tensor_bytes(spec, num_rows);
   }
-  memory_ = transport.allocate_host(total == 0 ? 256 : total);
+  memory_ = transport.allocate_host(bytes_for(tensors, num_rows));
   checksums.assign(tensors.size(), std::vector<uint64_t>(static_cast<size_t>(num_rows), 0));
 }
 

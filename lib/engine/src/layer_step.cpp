@@ -6,6 +6,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
+#include <new>
 #include <thread>
 
 #include "eplb/core/clock.hpp"
@@ -13,6 +15,7 @@
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/wire_format.hpp"
+#include "serial_worker.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -31,24 +34,45 @@ void maybe_stall(int32_t rank, int32_t layer_idx) {
   std::this_thread::sleep_for(std::chrono::hours(24));
 }
 
+constexpr double kMiB = 1024.0 * 1024.0;
+
 }  // namespace
+
+PipelineDepth choose_depth(size_t old_bytes, size_t new_bytes, size_t fixed_bytes, size_t budget,
+                           int32_t num_layers) {
+  const auto cost = [&](int32_t o, int32_t n) {
+    return static_cast<size_t>(o) * old_bytes + static_cast<size_t>(n) * new_bytes + fixed_bytes;
+  };
+  const int32_t cap = std::max<int32_t>(1, num_layers);
+  PipelineDepth best{1, 1, cost(1, 1), cost(1, 1) <= budget};
+  if (!best.fits) return best;
+  constexpr std::pair<int32_t, int32_t> kSteps[] = {{2, 1}, {2, 2}, {3, 2}, {3, 3}};
+  for (const auto& [o, n] : kSteps) {
+    const int32_t old_layers = std::min(o, cap), new_layers = std::min(n, cap);
+    if (cost(old_layers, new_layers) > budget) break;
+    best = {old_layers, new_layers, cost(old_layers, new_layers), true};
+  }
+  return best;
+}
 
 LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
                            const plan::Plan& plan, transport::Transport& transport,
-                           const std::filesystem::path& staging, const std::string& checkpoint_id)
+                           const std::filesystem::path& staging, const std::string& checkpoint_id,
+                           size_t host_budget)
     : session_(session), inputs_(inputs), plan_(plan), transport_(transport) {
   const auto& tensors = inputs.tensors;
   hosted_.resize(inputs.my_ranks.size());
   core::ProblemList problems(core::ErrorKind::kIo);
+  size_t old_bytes = 0, new_bytes = 0;  // one layer of every hosted EP rank
   for (size_t i = 0; i < hosted_.size(); ++i) {
     Hosted& h = hosted_[i];
     h.ep_rank = inputs.my_ranks[i];
     if (inputs.shards[i]) h.shard = &*inputs.shards[i];
-    if (h.ep_rank < plan.old_ep_size) {
-      h.old_rows.emplace(transport, tensors, plan.old_num_slots_per_rank);
-    }
-    if (h.ep_rank >= plan.new_ep_size) continue;
-    h.new_rows.emplace(transport, tensors, plan.new_num_slots_per_rank);
+    h.has_old = h.ep_rank < plan.old_ep_size;
+    h.has_new = h.ep_rank < plan.new_ep_size;
+    if (h.has_old) old_bytes += LayerBuffer::bytes_for(tensors, plan.old_num_slots_per_rank);
+    if (!h.has_new) continue;
+    new_bytes += LayerBuffer::bytes_for(tensors, plan.new_num_slots_per_rank);
     h.output_file = staging / io::shard_file_name(h.ep_rank);
     capture(problems, [&] {
       h.writer.emplace(
@@ -63,33 +87,135 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
         std::max(words, trailer_words(layer, inputs.process_map, session.rank(), tensors.size()));
   }
   trailers_ = transport.allocate_host(std::max<size_t>(8, words * sizeof(uint64_t)));
+  depth_ = choose_depth(old_bytes, new_bytes, trailers_.size(), host_budget,
+                        static_cast<int32_t>(plan.layers.size()));
+  if (!depth_.fits) {
+    core::log::warn(
+        "--max-staging-bytes leaves {:.1f} MiB of host memory, but one old and one new layer of "
+        "this process's shards take {:.1f} MiB: using that, without reading ahead",
+        static_cast<double>(host_budget) / kMiB, static_cast<double>(depth_.bytes) / kMiB);
+  }
+  old_slots_.resize(static_cast<size_t>(depth_.old_layers));
+  new_slots_.resize(static_cast<size_t>(depth_.new_layers));
+  for (size_t i = 0; i < hosted_.size(); ++i) {
+    for (Slot& slot : old_slots_) {
+      slot.rows.resize(hosted_.size());
+      if (hosted_[i].has_old) slot.rows[i].emplace(transport, tensors, plan.old_num_slots_per_rank);
+    }
+    for (Slot& slot : new_slots_) {
+      slot.rows.resize(hosted_.size());
+      if (hosted_[i].has_new) slot.rows[i].emplace(transport, tensors, plan.new_num_slots_per_rank);
+    }
+  }
   for (const auto& spec : tensors) row_bytes_.push_back(spec.row_bytes());
   for (const auto& spec : tensors) {
-    std::vector<std::byte> zeros(spec.row_bytes());
-    zero_row_checksums_.push_back(io::checksum(zeros));
+    // calloc: a large zeroed block is fresh pages, which reading does not make resident
+    // (a row can be many MiB, and the staging budget is about the layer buffers).
+    std::unique_ptr<void, decltype(&std::free)> zeros(std::calloc(spec.row_bytes() + 1, 1),
+                                                      &std::free);
+    if (!zeros) throw std::bad_alloc();
+    zero_row_checksums_.push_back(
+        io::checksum({static_cast<const std::byte*>(zeros.get()), spec.row_bytes()}));
   }
   agree(session.group(), problems, "creating the output shards");
   core::fault::kill_point("shard-open");
+  reader_ = std::make_unique<detail::SerialWorker>();
+  writer_ = std::make_unique<detail::SerialWorker>();
+  const int32_t num_layers = static_cast<int32_t>(plan.layers.size());
+  for (int32_t layer = 0; layer < std::min(depth_.old_layers, num_layers); ++layer) {
+    post_read(layer);
+  }
 }
 
 LayerStepper::~LayerStepper() = default;
 
-LayerStepper::Hosted* LayerStepper::hosted(int32_t ep_rank) {
-  for (auto& h : hosted_) {
-    if (h.ep_rank == ep_rank) return &h;
+size_t LayerStepper::index_of(int32_t ep_rank) const {
+  for (size_t i = 0; i < hosted_.size(); ++i) {
+    if (hosted_[i].ep_rank == ep_rank) return i;
   }
-  return nullptr;
+  EPLB_ASSERT(false && "EP rank not hosted by this process");
+  return 0;
+}
+
+LayerStepper::Slot& LayerStepper::old_slot(int32_t layer_idx) {
+  return old_slots_[static_cast<size_t>(layer_idx) % old_slots_.size()];
+}
+
+LayerStepper::Slot& LayerStepper::new_slot(int32_t layer_idx) {
+  return new_slots_[static_cast<size_t>(layer_idx) % new_slots_.size()];
+}
+
+void LayerStepper::post_read(int32_t layer_idx) {
+  Slot& slot = old_slot(layer_idx);
+  EPLB_ASSERT(slot.ticket == 0);
+  slot.layer = layer_idx;
+  slot.problems = core::ProblemList(core::ErrorKind::kIo);
+  slot.bytes = 0;
+  slot.seconds = 0;
+  slot.ticket = reader_->post([this, &slot] {
+    const auto start = Clock::now();
+    for (size_t i = 0; i < hosted_.size(); ++i) read_and_check_sources(slot, i);
+    slot.seconds = seconds_since(start);
+  });
+}
+
+void LayerStepper::collect_read(int32_t layer_idx) {
+  Slot& slot = old_slot(layer_idx);
+  EPLB_ASSERT(slot.layer == layer_idx && slot.ticket != 0);
+  reader_->wait(slot.ticket);
+  slot.ticket = 0;
+  problems_.append(slot.problems);
+  counters_.bytes_read += slot.bytes;
+  counters_.seconds_read += slot.seconds;
+}
+
+void LayerStepper::post_write(int32_t layer_idx) {
+  Slot& slot = new_slot(layer_idx);
+  EPLB_ASSERT(slot.ticket == 0);
+  slot.layer = layer_idx;
+  slot.problems = core::ProblemList(core::ErrorKind::kIo);
+  slot.bytes = 0;
+  slot.seconds = 0;
+  slot.ticket = writer_->post([this, &slot] {
+    const auto start = Clock::now();
+    // Every new row is hashed here, beside the write, while the main thread exchanges the
+    // next layer.
+    for (size_t i = 0; i < hosted_.size(); ++i) verify_new_rows(slot, i);
+    if (!slot.problems.empty()) write_failed_ = true;
+    for (size_t i = 0; i < hosted_.size() && !write_failed_; ++i) write_layer(slot, i);
+    slot.seconds = seconds_since(start);
+  });
+}
+
+void LayerStepper::collect_writes(int32_t through_layer, bool block) {
+  for (; next_write_to_collect_ <= through_layer; ++next_write_to_collect_) {
+    Slot& slot = new_slot(next_write_to_collect_);
+    EPLB_ASSERT(slot.layer == next_write_to_collect_ && slot.ticket != 0);
+    if (!block && !writer_->done(slot.ticket)) return;
+    writer_->wait(slot.ticket);
+    slot.ticket = 0;
+    problems_.append(slot.problems);
+    counters_.bytes_written += slot.bytes;
+    counters_.seconds_write += slot.seconds;
+    if (slot.problems.empty()) core::fault::kill_point("layer-" + std::to_string(slot.layer));
+  }
 }
 
 void LayerStepper::run_layer(int32_t layer_idx) {
-  const auto& layer = plan_.layers[layer_idx];
+  const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
   maybe_stall(session_.rank(), layer_idx);
-  for (auto& h : hosted_) read_and_check_sources(h, layer_idx);
-  // Everyone's reads, source checks and previous writes are fine, or nobody sends.
+  collect_read(layer_idx);
+  // The new rows' buffer is free once the layer it held last is written.
+  collect_writes(layer_idx - depth_.new_layers, /*block=*/true);
+  collect_writes(layer_idx - 1, /*block=*/false);
+  // Everyone's reads and source checks of this layer, and the writes finished so far, are
+  // fine, or nobody sends.
   agree(session_.group(), problems_,
         fmt::format("layer {}: agreement before the exchange", layer_idx));
+  Slot& old = old_slot(layer_idx);
+  Slot& fresh = new_slot(layer_idx);
   try {
-    exchange(layer);
+    exchange(layer, old, fresh);
   } catch (const core::Error& e) {
     // The transport names the peers; the phase is ours to add.
     if (e.reported()) throw;
@@ -97,77 +223,79 @@ void LayerStepper::run_layer(int32_t layer_idx) {
     for (const auto& p : e.problems()) located.push_back(fmt::format("layer {}: {}", layer_idx, p));
     throw core::Error(e.kind(), std::move(located));
   }
-  for (auto& h : hosted_) {
-    fill_local_rows(h, layer);
-    verify_new_rows(h, layer_idx);
-    write_layer(h, layer_idx);
-  }
-  core::fault::kill_point("layer-" + std::to_string(layer_idx));
+  for (size_t i = 0; i < hosted_.size(); ++i) fill_local_rows(i, layer, old, fresh);
+  // The old rows are used up: read a later layer into them.
+  const int32_t ahead = layer_idx + depth_.old_layers;
+  if (ahead < static_cast<int32_t>(plan_.layers.size())) post_read(ahead);
+  post_write(layer_idx);
 }
 
-void LayerStepper::read_and_check_sources(Hosted& h, int32_t layer_idx) {
-  if (!h.old_rows || h.shard == nullptr) return;
-  LayerBuffer& old_rows = *h.old_rows;
-  const auto start = Clock::now();
+void LayerStepper::read_and_check_sources(Slot& slot, size_t i) {
+  const Hosted& h = hosted_[i];
+  if (!h.has_old || h.shard == nullptr) return;
+  const int32_t layer_idx = slot.layer;
+  LayerBuffer& old_rows = *slot.rows[i];
   const auto& shard = *h.shard;
-  const bool read = capture(problems_, [&] {
+  const bool read = capture(slot.problems, [&] {
     for (size_t t = 0; t < old_rows.num_tensors(); ++t) {
       shard.read_tensor(layer_idx, t, old_rows.tensor(t));
       old_rows.checksums[t] = shard.read_checksums(layer_idx, t);
-      counters_.bytes_read += static_cast<long long>(old_rows.tensor(t).size());
+      slot.bytes += static_cast<long long>(old_rows.tensor(t).size());
     }
   });
-  counters_.seconds_read += seconds_since(start);
   if (!read) return;
   // Every old row is checked, used or not: a corrupted input is reported, never copied.
   const int32_t first_slot = h.ep_rank * old_rows.num_rows();
   for (int32_t row = 0; row < old_rows.num_rows(); ++row) {
     for (size_t t = 0; t < old_rows.num_tensors(); ++t) {
       uint64_t have = io::checksum({old_rows.row(t, row), old_rows.row_bytes(t)});
-      if (have == old_rows.checksums[t][row]) continue;
-      problems_.set_kind_if_worse(core::ErrorKind::kInput);
-      problems_.add(
+      const uint64_t recorded = old_rows.checksums[t][static_cast<size_t>(row)];
+      if (have == recorded) continue;
+      slot.problems.set_kind_if_worse(core::ErrorKind::kInput);
+      slot.problems.add(
           fmt::format("'{}' layer {}, slot {} (logical expert {}), tensor '{}': checksum mismatch "
                       "(recorded {:016x}, computed {:016x})",
                       shard.path().string(), layer_idx, first_slot + row,
                       inputs_.old_placement.expert_at(layer_idx, h.ep_rank, row),
-                      inputs_.tensors[t].name, old_rows.checksums[t][row], have));
+                      inputs_.tensors[t].name, recorded, have));
     }
   }
 }
 
 // A message between two EP ranks of this process: rows copied, checksums carried along.
-void LayerStepper::copy_local_message(const plan::Message& m) {
-  LayerBuffer& from = *hosted(m.src_rank)->old_rows;
-  LayerBuffer& to = *hosted(m.dst_rank)->new_rows;
+void LayerStepper::copy_local_message(const plan::Message& m, Slot& old, Slot& fresh) {
+  const LayerBuffer& from = *old.rows[index_of(m.src_rank)];
+  LayerBuffer& to = *fresh.rows[index_of(m.dst_rank)];
   for (size_t k = 0; k < m.expert_ids.size(); ++k) {
+    const auto src = static_cast<size_t>(m.src_rows[k]), dst = static_cast<size_t>(m.dst_rows[k]);
     for (size_t t = 0; t < inputs_.tensors.size(); ++t) {
       std::memcpy(to.row(t, m.dst_rows[k]), from.row(t, m.src_rows[k]), from.row_bytes(t));
-      to.checksums[t][m.dst_rows[k]] = from.checksums[t][m.src_rows[k]];
+      to.checksums[t][dst] = from.checksums[t][src];
     }
   }
 }
 
-void LayerStepper::exchange(const plan::LayerPlan& layer) {
+void LayerStepper::exchange(const plan::LayerPlan& layer, Slot& old, Slot& fresh) {
   const auto start = Clock::now();
   auto* trailers = reinterpret_cast<uint64_t*>(trailers_.data());
   const WireLayout wire =
       wire_layout(WireInput{&layer, &inputs_.process_map, session_.rank(), row_bytes_,
-                            [this](int32_t ep_rank, size_t t, int32_t row) {
-                              return hosted(ep_rank)->old_rows->row(t, row);
+                            [this, &old](int32_t ep_rank, size_t t, int32_t row) {
+                              return old.rows[index_of(ep_rank)]->row(t, row);
                             },
-                            [this](int32_t ep_rank, size_t t, int32_t row) {
-                              return hosted(ep_rank)->new_rows->row(t, row);
+                            [this, &fresh](int32_t ep_rank, size_t t, int32_t row) {
+                              return fresh.rows[index_of(ep_rank)]->row(t, row);
                             },
                             trailers});
-  for (const auto* m : wire.local) copy_local_message(*m);
+  for (const auto* m : wire.local) copy_local_message(*m, old, fresh);
   // Each sent message carries the recorded checksums of its source slots.
   for (const auto& slot : wire.sent_trailers) {
     const plan::Message& m = *slot.message;
-    const LayerBuffer& rows = *hosted(m.src_rank)->old_rows;
+    const LayerBuffer& rows = *old.rows[index_of(m.src_rank)];
     uint64_t* sum = trailers + slot.offset;
     for (int32_t row : m.src_rows) {
-      for (size_t t = 0; t < row_bytes_.size(); ++t) *sum++ = rows.checksums[t][row];
+      for (size_t t = 0; t < row_bytes_.size(); ++t)
+        *sum++ = rows.checksums[t][static_cast<size_t>(row)];
     }
   }
   for (const auto& t : wire.sends) counters_.bytes_sent += static_cast<long long>(t.bytes());
@@ -176,37 +304,41 @@ void LayerStepper::exchange(const plan::LayerPlan& layer) {
   // The checksums that came with the bytes become the expected checksums of those rows.
   for (const auto& slot : wire.received_trailers) {
     const plan::Message& m = *slot.message;
-    LayerBuffer& rows = *hosted(m.dst_rank)->new_rows;
+    LayerBuffer& rows = *fresh.rows[index_of(m.dst_rank)];
     const uint64_t* sum = trailers + slot.offset;
     for (int32_t row : m.dst_rows) {
-      for (size_t t = 0; t < row_bytes_.size(); ++t) rows.checksums[t][row] = *sum++;
+      for (size_t t = 0; t < row_bytes_.size(); ++t)
+        rows.checksums[t][static_cast<size_t>(row)] = *sum++;
     }
   }
   counters_.seconds_exchange += seconds_since(start);
 }
 
-void LayerStepper::fill_local_rows(Hosted& h, const plan::LayerPlan& layer) {
-  if (!h.new_rows) return;
-  LayerBuffer& new_rows = *h.new_rows;
-  const auto& rows = layer.rows[h.ep_rank];
+void LayerStepper::fill_local_rows(size_t i, const plan::LayerPlan& layer, Slot& old, Slot& fresh) {
+  if (!hosted_[i].has_new) return;
+  LayerBuffer& new_rows = *fresh.rows[i];
+  const auto& rows = layer.rows[static_cast<size_t>(hosted_[i].ep_rank)];
   for (int32_t row = 0; row < new_rows.num_rows(); ++row) {
-    const auto& rp = rows[row];
+    const auto& rp = rows[static_cast<size_t>(row)];
+    const auto r = static_cast<size_t>(row), src = static_cast<size_t>(rp.src_row);
     for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
       const size_t bytes = new_rows.row_bytes(t);
       switch (rp.source) {
         case plan::RowSource::kUnchanged:
-        case plan::RowSource::kLocal:
-          std::memcpy(new_rows.row(t, row), h.old_rows->row(t, rp.src_row), bytes);
-          new_rows.checksums[t][row] = h.old_rows->checksums[t][rp.src_row];
+        case plan::RowSource::kLocal: {
+          const LayerBuffer& old_rows = *old.rows[i];
+          std::memcpy(new_rows.row(t, row), old_rows.row(t, rp.src_row), bytes);
+          new_rows.checksums[t][r] = old_rows.checksums[t][src];
           break;
+        }
         case plan::RowSource::kCopy:
           // NOTE: the planner makes src_row a kReceived row, so it is filled already.
           std::memcpy(new_rows.row(t, row), new_rows.row(t, rp.src_row), bytes);
-          new_rows.checksums[t][row] = new_rows.checksums[t][rp.src_row];
+          new_rows.checksums[t][r] = new_rows.checksums[t][src];
           break;
         case plan::RowSource::kEmpty:
           std::memset(new_rows.row(t, row), 0, bytes);
-          new_rows.checksums[t][row] = zero_row_checksums_[t];
+          new_rows.checksums[t][r] = zero_row_checksums_[t];
           break;
         case plan::RowSource::kReceived:
           break;
@@ -218,42 +350,49 @@ void LayerStepper::fill_local_rows(Hosted& h, const plan::LayerPlan& layer) {
   }
 }
 
-void LayerStepper::verify_new_rows(Hosted& h, int32_t layer_idx) {
-  if (!h.new_rows) return;
-  LayerBuffer& new_rows = *h.new_rows;
-  const auto& rows = plan_.layers[layer_idx].rows[h.ep_rank];
+void LayerStepper::verify_new_rows(Slot& slot, size_t i) {
+  const Hosted& h = hosted_[i];
+  if (!h.has_new) return;
+  const int32_t layer_idx = slot.layer;
+  const LayerBuffer& new_rows = *slot.rows[i];
+  const auto& rows =
+      plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
   for (int32_t row = 0; row < new_rows.num_rows(); ++row) {
+    const auto& rp = rows[static_cast<size_t>(row)];
     for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
       uint64_t have = io::checksum({new_rows.row(t, row), new_rows.row_bytes(t)});
-      if (have == new_rows.checksums[t][row]) continue;
-      problems_.set_kind_if_worse(core::ErrorKind::kComm);
-      problems_.add(fmt::format(
+      const uint64_t expected = new_rows.checksums[t][static_cast<size_t>(row)];
+      if (have == expected) continue;
+      slot.problems.set_kind_if_worse(core::ErrorKind::kComm);
+      slot.problems.add(fmt::format(
           "layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
           "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
-          layer_idx, h.ep_rank * new_rows.num_rows() + row, rows[row].expert_id,
-          inputs_.tensors[t].name, new_rows.checksums[t][row], have,
-          rows[row].peer >= 0 ? fmt::format("EP rank {}", rows[row].peer) : "local copy"));
+          layer_idx, h.ep_rank * new_rows.num_rows() + row, rp.expert_id, inputs_.tensors[t].name,
+          expected, have, rp.peer >= 0 ? fmt::format("EP rank {}", rp.peer) : "local copy"));
     }
   }
 }
 
-void LayerStepper::write_layer(Hosted& h, int32_t layer_idx) {
-  if (!h.new_rows || !problems_.empty()) return;
-  LayerBuffer& new_rows = *h.new_rows;
-  const auto start = Clock::now();
-  capture(problems_, [&] {
-    const auto& map = inputs_.new_placement.physical_to_logical_map[layer_idx];
-    std::span<const int32_t> ids(map.data() + static_cast<size_t>(h.ep_rank) * new_rows.num_rows(),
-                                 new_rows.num_rows());
+void LayerStepper::write_layer(Slot& slot, size_t i) {
+  Hosted& h = hosted_[i];
+  if (!h.has_new) return;
+  const int32_t layer_idx = slot.layer;
+  const LayerBuffer& new_rows = *slot.rows[i];
+  const bool ok = capture(slot.problems, [&] {
+    const auto& map = inputs_.new_placement.physical_to_logical_map[static_cast<size_t>(layer_idx)];
+    std::span<const int32_t> ids(
+        map.data() + static_cast<size_t>(h.ep_rank) * static_cast<size_t>(new_rows.num_rows()),
+        static_cast<size_t>(new_rows.num_rows()));
     std::vector<std::span<const std::byte>> tensors;
     for (size_t t = 0; t < new_rows.num_tensors(); ++t) tensors.emplace_back(new_rows.tensor(t));
     h.writer->write_layer(layer_idx, ids, tensors, new_rows.checksums);
-    counters_.bytes_written += static_cast<long long>(new_rows.bytes());
+    slot.bytes += static_cast<long long>(new_rows.bytes());
   });
-  counters_.seconds_write += seconds_since(start);
+  if (!ok) write_failed_ = true;
 }
 
 std::vector<std::filesystem::path> LayerStepper::finish() {
+  collect_writes(static_cast<int32_t>(plan_.layers.size()) - 1, /*block=*/true);
   std::vector<std::filesystem::path> files;
   for (auto& h : hosted_) {
     if (!h.writer || !problems_.empty()) continue;

@@ -2,6 +2,8 @@
 // verify sources, agree, exchange, fill, verify, write) -> commit.
 #include "eplb/engine/rebalance.hpp"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <fstream>
 #include <string>
@@ -47,13 +49,15 @@ long long peak_rss_bytes() {
   return 0;
 }
 
-// -v: what one layer took on rank 0. Returns the bytes it read and wrote.
+// -v: what one layer's step took on rank 0: the read of this layer (done ahead, on the
+// reader thread), its exchange, and the writes of earlier layers that finished meanwhile
+// (writer thread). Returns the bytes read and written.
 long long log_layer(int32_t layer_idx, const StepCounters& before, const StepCounters& after) {
   const long long read = after.bytes_read - before.bytes_read;
   const long long written = after.bytes_written - before.bytes_written;
   core::log::detail(
-      "layer {}: read {} B in {:.3f} s, exchange sent {} B received {} B in {:.3f} s, wrote {} B "
-      "in {:.3f} s (rank 0)",
+      "layer {}: read {} B in {:.3f} s, exchange sent {} B received {} B in {:.3f} s; writes "
+      "finished meanwhile {} B in {:.3f} s (rank 0)",
       layer_idx, read, after.seconds_read - before.seconds_read,
       after.bytes_sent - before.bytes_sent, after.bytes_received - before.bytes_received,
       after.seconds_exchange - before.seconds_exchange, written,
@@ -64,6 +68,17 @@ long long log_layer(int32_t layer_idx, const StepCounters& before, const StepCou
 RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerStepper& stepper,
                               RebalanceReport report) {
   const auto& local = stepper.counters();
+  const auto& depth = stepper.depth();
+  const auto host = static_cast<long long>(depth.bytes);
+  const auto staging = runtime::all_max(
+      session.group(),
+      {host, host + report.device_staging_bytes, -static_cast<long long>(depth.old_layers),
+       -static_cast<long long>(depth.new_layers)},
+      "the report's memory figures");
+  report.peak_host_staging_bytes = staging[0];
+  report.peak_staging_bytes = staging[1];
+  report.layers_read_ahead = static_cast<int32_t>(-staging[2]);
+  report.layers_written_behind = static_cast<int32_t>(-staging[3]);
   auto sums = runtime::all_sum(
       session.group(),
       {local.bytes_read, local.bytes_written, local.bytes_sent, local.rows_copied_locally},
@@ -116,16 +131,34 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
                     report.messages, report.seconds_plan);
 
   // Transport and output: the staging directory exists only once the inputs are known good.
+  // The staging budget covers host and device memory: NCCL's device staging takes half of
+  // it, the layer buffers of the pipeline the rest (all of it with MPI).
   const auto setup_start = Clock::now();
-  auto transport = make_transport(session, options.backend, options.transport);
+  const size_t budget = options.transport.max_staging_bytes;
+  transport::TransportOptions transport_options = options.transport;
+  transport_options.max_staging_bytes = budget / 2;
+  auto transport = make_transport(session, options.backend, transport_options);
   report.backend = std::string(transport->name());
-  CheckpointOutput output(session.group(), options.output, options.force,
-                          "run\n" + inputs.input_identity + placement::to_json(inputs.new_placement),
-                          options.input);
-  LayerStepper stepper(session, inputs, plan, *transport, output.staging(), output.checkpoint_id());
+  const size_t device_bytes = report.backend == "nccl" ? transport_options.max_staging_bytes : 0;
+  report.staging_budget_bytes = static_cast<int64_t>(budget);
+  report.device_staging_bytes = static_cast<int64_t>(device_bytes);
+  CheckpointOutput output(
+      session.group(), options.output, options.force,
+      "run\n" + inputs.input_identity + placement::to_json(inputs.new_placement), options.input);
+  LayerStepper stepper(session, inputs, plan, *transport, output.staging(), output.checkpoint_id(),
+                       budget - device_bytes);
   report.seconds_setup = seconds_since(setup_start);
   core::log::detail("{} transport and staging '{}' ready ({:.3f} s)", report.backend,
                     output.staging().string(), report.seconds_setup);
+  core::log::detail(
+      "pipeline: {} layers of old rows (read ahead) and {} of new rows (written behind), {:.1f} "
+      "MiB of host memory{} of the {:.1f} MiB budget (rank 0)",
+      stepper.depth().old_layers, stepper.depth().new_layers,
+      static_cast<double>(stepper.depth().bytes) / (1024.0 * 1024.0),
+      device_bytes ? fmt::format(" and {:.1f} MiB of device staging",
+                                 static_cast<double>(device_bytes) / (1024.0 * 1024.0))
+                   : std::string(),
+      static_cast<double>(budget) / (1024.0 * 1024.0));
 
   // For each layer: read, verify, exchange, fill, verify, write.
   // Rank 0 shows its progress: layers move in lockstep (each ends in an agreement), so
@@ -136,8 +169,11 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
     stepper.run_layer(layer_idx);
     progress.advance(1, log_layer(layer_idx, before, stepper.counters()));
   }
-  progress.finish();
+  // The last layers' writes finish here: they count too.
+  const long long written_before = stepper.counters().bytes_written;
   auto my_files = stepper.finish();
+  progress.advance(0, stepper.counters().bytes_written - written_before);
+  progress.finish();
 
   // Commit: manifest last, then rename into place.
   const auto commit_start = Clock::now();

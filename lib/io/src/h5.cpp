@@ -266,6 +266,18 @@ std::vector<hsize_t> dataset_dims(hid_t dataset) {
   return dims;
 }
 
+std::optional<uint64_t> contiguous_offset(hid_t dataset, uint64_t bytes) {
+  Handle dcpl = EPLB_H5_OWN(H5Dget_create_plist(dataset), kPropList);
+  if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS) return std::nullopt;
+  if (EPLB_H5(H5Pget_external_count(dcpl.get())) != 0) return std::nullopt;
+  if (H5Dget_storage_size(dataset) != bytes) return std::nullopt;
+  // The address is absolute (a user block included); HADDR_UNDEF until allocated.
+  const haddr_t offset = H5Dget_offset(dataset);
+  H5Eclear2(H5E_DEFAULT);  // H5Dget_offset leaves a stack when there is no address
+  if (offset == HADDR_UNDEF) return std::nullopt;
+  return static_cast<uint64_t>(offset);
+}
+
 void write_attr(hid_t obj, const char* name, std::string_view value) {
   Handle type = string_type(/*variable=*/true);
   const std::string text(value);

@@ -95,6 +95,11 @@ enum class ObjType { kMissing, kGroup, kDataset, kOther };
 // What `name` (a direct child of `loc`) is; a dangling link counts as kOther.
 ObjType object_type(hid_t loc, const std::string& name);
 std::vector<hsize_t> dataset_dims(hid_t dataset);
+// Where the `bytes` bytes of a dataset lie in the file, when they are one contiguous,
+// allocated, unfiltered range inside it (what this tool writes: docs/FORMAT.md), so they
+// can be read and written with pread/pwrite; nullopt otherwise (chunked, compact,
+// external, not allocated, or a size that is not `bytes`): use H5Dread/H5Dwrite.
+std::optional<uint64_t> contiguous_offset(hid_t dataset, uint64_t bytes);
 
 // Scalar attributes. Strings are written as variable-length UTF-8 (what h5py writes);
 // both variable and fixed-length strings are read. Readers return nullopt when the

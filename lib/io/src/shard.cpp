@@ -4,11 +4,13 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <bit>
 #include <cerrno>
 #include <cstring>
 #include <limits>
 
 #include "h5.hpp"
+#include "raw_file.hpp"
 #include "shard_format.hpp"
 
 namespace eplb::io {
@@ -17,6 +19,9 @@ namespace {
 using core::Error;
 using core::ErrorKind;
 using h5::Handle;
+
+// Ids and checksums are read as stored (little-endian int32 / uint64, checked on open).
+static_assert(std::endian::native == std::endian::little, "raw reads assume a little-endian host");
 
 std::string dims_text(const std::vector<hsize_t>& dims) {
   std::string out = "[";
@@ -133,10 +138,21 @@ struct ShardReader::Impl {
   Handle file;
   ShardInfo info;
   std::vector<Handle> dtypes;  // file type per tensor, also the memory type
+  // Where each layer's datasets lie, when contiguous (read with pread on `raw`, outside
+  // HDF5 and its lock); nullopt: read through HDF5 (chunked or compact datasets written
+  // by other tools).
+  struct Offsets {
+    std::optional<uint64_t> ids;
+    std::vector<std::optional<uint64_t>> tensors;
+    std::vector<std::optional<uint64_t>> sums;
+  };
+  detail::RawFile raw;
+  std::vector<Offsets> offsets;  // per layer
 
   Handle open_layer(int32_t layer_idx) const;
   void open_file();
-  void validate_layer(int32_t layer_idx, core::ProblemList& problems) const;
+  void validate_layer(int32_t layer_idx, core::ProblemList& problems);
+  void raw_read(std::optional<uint64_t> offset, std::span<std::byte> out) const;
   std::string where(int32_t layer_idx) const {
     return quoted + " layer " + std::to_string(layer_idx) + ": ";
   }
@@ -148,7 +164,7 @@ void ShardReader::Impl::open_file() {
   if (fd < 0) {
     throw Error(ErrorKind::kIo, "cannot open shard " + quoted + ": " + std::strerror(errno));
   }
-  ::close(fd);
+  raw = detail::RawFile(fd);  // kept for the pread of contiguous datasets
   Handle fapl = EPLB_H5_OWN(H5Pcreate(H5P_FILE_ACCESS), kPropList);
   // Read-only: HDF5's flock() adds nothing for us and fails on some parallel filesystems.
   EPLB_H5(H5Pset_file_locking(fapl.get(), false, true));
@@ -169,7 +185,18 @@ Handle ShardReader::Impl::open_layer(int32_t layer_idx) const {
   return EPLB_H5_OWN(H5Gopen2(file.get(), name.c_str(), H5P_DEFAULT), kGroup);
 }
 
-void ShardReader::Impl::validate_layer(int32_t layer_idx, core::ProblemList& problems) const {
+// The dataset's offset when it is contiguous and as large as expected; nullopt otherwise
+// (HDF5 then reads it, and reports whatever is wrong with it).
+std::optional<uint64_t> offset_of(hid_t group, const std::string& name, uint64_t bytes) {
+  try {
+    Handle dset = EPLB_H5_OWN(H5Dopen2(group, name.c_str(), H5P_DEFAULT), kDataset);
+    return h5::contiguous_offset(dset.get(), bytes);
+  } catch (const Error&) {
+    return std::nullopt;
+  }
+}
+
+void ShardReader::Impl::validate_layer(int32_t layer_idx, core::ProblemList& problems) {
   const std::string group_name = detail::layer_group_name(layer_idx);
   if (h5::object_type(file.get(), group_name) != h5::ObjType::kGroup) {
     problems.add(where(layer_idx) + "group '" + group_name + "' is missing");
@@ -180,8 +207,15 @@ void ShardReader::Impl::validate_layer(int32_t layer_idx, core::ProblemList& pro
   const auto add = [&](const std::string& problem) {
     if (!problem.empty()) problems.add(where(layer_idx) + problem);
   };
+  Offsets& where_raw = offsets[static_cast<size_t>(layer_idx)];
+  where_raw.tensors.assign(info.tensors.size(), std::nullopt);
+  where_raw.sums.assign(info.tensors.size(), std::nullopt);
+  const size_t before = problems.size();
   add(dataset_problem(group.get(), detail::kLogicalIds, detail::kLogicalIds,
                       {H5T_STD_I32LE, {num_slots}, "int32", ""}));
+  if (problems.size() == before) {
+    where_raw.ids = offset_of(group.get(), detail::kLogicalIds, num_slots * sizeof(int32_t));
+  }
   for (size_t t = 0; t < info.tensors.size(); ++t) {
     const TensorSpec& spec = info.tensors[t];
     std::vector<hsize_t> dims{num_slots};
@@ -190,19 +224,33 @@ void ShardReader::Impl::validate_layer(int32_t layer_idx, core::ProblemList& pro
     // "bf16", or the HDF5 type and the dtype it carries: "uint8 (dtype fp8_e4m3)".
     std::string type_name = h5::describe_type(dtypes[t].get());
     if (type_name != dtype) type_name += " (dtype " + dtype + ")";
+    const size_t tensor_before = problems.size();
     add(dataset_problem(group.get(), spec.name, spec.name,
                         {dtypes[t].get(), dims, type_name, dtype}));
+    if (problems.size() == tensor_before) {
+      where_raw.tensors[t] = offset_of(group.get(), spec.name, num_slots * spec.row_bytes());
+    }
   }
   if (h5::object_type(group.get(), detail::kChecksumGroup) != h5::ObjType::kGroup) {
     add(std::string("group '") + detail::kChecksumGroup + "' is missing");
     return;
   }
   Handle sums = EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
-  for (const TensorSpec& spec : info.tensors) {
+  for (size_t t = 0; t < info.tensors.size(); ++t) {
+    const TensorSpec& spec = info.tensors[t];
+    const size_t sum_before = problems.size();
     add(dataset_problem(sums.get(), spec.name,
                         std::string(detail::kChecksumGroup) + "/" + spec.name,
                         {H5T_STD_U64LE, {num_slots}, "uint64", ""}));
+    if (problems.size() == sum_before) {
+      where_raw.sums[t] = offset_of(sums.get(), spec.name, num_slots * sizeof(uint64_t));
+    }
   }
+}
+
+void ShardReader::Impl::raw_read(std::optional<uint64_t> offset, std::span<std::byte> out) const {
+  EPLB_ASSERT(offset.has_value());
+  detail::pread_exact(raw.get(), out, *offset);
 }
 
 ShardReader::ShardReader(const std::filesystem::path& path) : impl_(std::make_unique<Impl>()) {
@@ -216,6 +264,7 @@ ShardReader::ShardReader(const std::filesystem::path& path) : impl_(std::make_un
       impl_->dtypes.push_back(h5::make_dtype(spec.dtype));
     }
     core::ProblemList problems;
+    impl_->offsets.resize(static_cast<size_t>(impl_->info.num_layers));
     for (int32_t layer = 0; layer < impl_->info.num_layers; ++layer) {
       impl_->validate_layer(layer, problems);
     }
@@ -236,9 +285,14 @@ const std::filesystem::path& ShardReader::path() const { return impl_->path; }
 std::vector<int32_t> ShardReader::read_logical_ids(int32_t layer_idx) const {
   h5::ensure_ready();
   try {
+    std::vector<int32_t> ids(static_cast<size_t>(impl_->info.num_slots_per_rank));
+    const auto& offset = impl_->offsets.at(static_cast<size_t>(layer_idx)).ids;
+    if (offset) {
+      impl_->raw_read(offset, std::as_writable_bytes(std::span(ids)));
+      return ids;
+    }
     Handle group = impl_->open_layer(layer_idx);
     Handle dset = EPLB_H5_OWN(H5Dopen2(group.get(), detail::kLogicalIds, H5P_DEFAULT), kDataset);
-    std::vector<int32_t> ids(static_cast<size_t>(impl_->info.num_slots_per_rank));
     EPLB_H5(H5Dread(dset.get(), H5T_STD_I32LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, ids.data()));
     return ids;
   } catch (const Error& e) {
@@ -250,11 +304,16 @@ std::vector<uint64_t> ShardReader::read_checksums(int32_t layer_idx, size_t tens
   h5::ensure_ready();
   EPLB_ASSERT(tensor_idx < impl_->info.tensors.size());
   try {
+    std::vector<uint64_t> out(static_cast<size_t>(impl_->info.num_slots_per_rank));
+    const auto& offset = impl_->offsets.at(static_cast<size_t>(layer_idx)).sums[tensor_idx];
+    if (offset) {
+      impl_->raw_read(offset, std::as_writable_bytes(std::span(out)));
+      return out;
+    }
     Handle group = impl_->open_layer(layer_idx);
     Handle sums = EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
     const std::string& name = impl_->info.tensors[tensor_idx].name;
     Handle dset = EPLB_H5_OWN(H5Dopen2(sums.get(), name.c_str(), H5P_DEFAULT), kDataset);
-    std::vector<uint64_t> out(static_cast<size_t>(impl_->info.num_slots_per_rank));
     EPLB_H5(H5Dread(dset.get(), H5T_STD_U64LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()));
     return out;
   } catch (const Error& e) {
@@ -269,6 +328,11 @@ void ShardReader::read_tensor(int32_t layer_idx, size_t tensor_idx,
   const TensorSpec& spec = impl_->info.tensors[tensor_idx];
   EPLB_ASSERT(out.size() == spec.row_bytes() * static_cast<size_t>(impl_->info.num_slots_per_rank));
   try {
+    const auto& offset = impl_->offsets.at(static_cast<size_t>(layer_idx)).tensors[tensor_idx];
+    if (offset) {
+      impl_->raw_read(offset, out);
+      return;
+    }
     Handle group = impl_->open_layer(layer_idx);
     Handle dset = EPLB_H5_OWN(H5Dopen2(group.get(), spec.name.c_str(), H5P_DEFAULT), kDataset);
     // Memory type == file type (checked on open): HDF5 copies the bytes unconverted.

@@ -4,11 +4,24 @@
 // fixed order, and HDF5's object timestamps are off: the file's bytes then depend only on
 // its contents, not on the order layers are written in or on the clock ("same inputs, same
 // output bytes", and a manifest checksum that reproduces).
+//
+// Every dataset is contiguous and allocated at creation, so its offset is known: layers
+// are written with pwrite on a descriptor of our own, outside HDF5 (no HDF5 lock held
+// while the bytes move), and their write-back starts at once (sync_file_range), so that
+// close()'s fdatasync finds little left to do. HDF5 writes only the metadata, at close.
+#include <fcntl.h>
+
+#include <algorithm>
+#include <bit>
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
+#include <optional>
 
 #include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/shard.hpp"
 #include "h5.hpp"
+#include "raw_file.hpp"
 #include "shard_format.hpp"
 
 namespace eplb::io {
@@ -17,6 +30,9 @@ namespace {
 using core::Error;
 using core::ErrorKind;
 using h5::Handle;
+
+// Ids and checksums are written as the file stores them (little-endian int32 / uint64).
+static_assert(std::endian::native == std::endian::little, "raw writes assume a little-endian host");
 
 Handle dataset_plist() {
   Handle dcpl = EPLB_H5_OWN(H5Pcreate(H5P_DATASET_CREATE), kPropList);
@@ -34,13 +50,19 @@ Handle group_plist(hid_t cls) {
   return gcpl;
 }
 
-void create_dataset(hid_t group, const std::string& name, hid_t type,
-                    const std::vector<hsize_t>& dims, hid_t dcpl, const char* dtype_attr) {
+// Creates the dataset and returns its offset in the file (nullopt if HDF5 gave it none:
+// written through HDF5 then).
+std::optional<uint64_t> create_dataset(hid_t group, const std::string& name, hid_t type,
+                                       const std::vector<hsize_t>& dims, hid_t dcpl,
+                                       const char* dtype_attr) {
   Handle space = EPLB_H5_OWN(H5Screate_simple(static_cast<int>(dims.size()), dims.data(), nullptr),
                              kDataspace);
   Handle dset = EPLB_H5_OWN(
       H5Dcreate2(group, name.c_str(), type, space.get(), H5P_DEFAULT, dcpl, H5P_DEFAULT), kDataset);
   if (dtype_attr) h5::write_attr(dset.get(), detail::kDtypeAttr, std::string_view(dtype_attr));
+  uint64_t bytes = H5Tget_size(type);
+  for (hsize_t d : dims) bytes *= d;
+  return h5::contiguous_offset(dset.get(), bytes);
 }
 
 void write_dataset(hid_t group, const std::string& name, hid_t type, const void* data) {
@@ -65,10 +87,25 @@ struct ShardWriter::Impl {
   std::vector<bool> written;  // per layer
   bool closed = false;
   bool failed = false;  // a write failed: the file cannot be completed
+  // Where each layer's datasets lie (nullopt: through HDF5), and the descriptor they are
+  // written with.
+  struct Offsets {
+    std::optional<uint64_t> ids;
+    std::vector<std::optional<uint64_t>> tensors;
+    std::vector<std::optional<uint64_t>> sums;
+  };
+  std::vector<Offsets> offsets;
+  detail::RawFile raw;
+  // The byte range of the last layer written, whose write-back the next layer waits for:
+  // at most two layers of dirty pages per file, whatever the number of layers.
+  uint64_t pending_begin = 0, pending_end = 0;
 
   void create_file();
   void write_root_attrs();
   void create_layer(int32_t layer_idx, hid_t gcpl, hid_t dcpl);
+  void write_through_hdf5(int32_t layer_idx, std::span<const int32_t> logical_ids,
+                          std::span<const std::span<const std::byte>> rows,
+                          std::span<const std::vector<uint64_t>> checksums);
 };
 
 void ShardWriter::Impl::create_file() {
@@ -87,6 +124,12 @@ void ShardWriter::Impl::create_file() {
     throw Error(ErrorKind::kIo, "cannot create shard " + quoted + ": " + h5::take_error_stack());
   }
   file = Handle(id, h5::Kind::kFile);
+  const int fd = ::open(path.c_str(), O_WRONLY | O_CLOEXEC);
+  if (fd < 0) {
+    throw Error(ErrorKind::kIo,
+                "cannot open shard " + quoted + " for writing: " + std::strerror(errno));
+  }
+  raw = detail::RawFile(fd);
 }
 
 void ShardWriter::Impl::write_root_attrs() {
@@ -108,18 +151,38 @@ void ShardWriter::Impl::create_layer(int32_t layer_idx, hid_t gcpl, hid_t dcpl) 
   Handle group =
       EPLB_H5_OWN(H5Gcreate2(file.get(), name.c_str(), H5P_DEFAULT, gcpl, H5P_DEFAULT), kGroup);
   const hsize_t num_slots = static_cast<hsize_t>(info.num_slots_per_rank);
-  create_dataset(group.get(), detail::kLogicalIds, H5T_STD_I32LE, {num_slots}, dcpl, nullptr);
+  Offsets& at = offsets[static_cast<size_t>(layer_idx)];
+  at.ids =
+      create_dataset(group.get(), detail::kLogicalIds, H5T_STD_I32LE, {num_slots}, dcpl, nullptr);
   for (size_t t = 0; t < info.tensors.size(); ++t) {
     const TensorSpec& spec = info.tensors[t];
     std::vector<hsize_t> dims{num_slots};
     dims.insert(dims.end(), spec.shape.begin(), spec.shape.end());
     const std::string dtype(to_string(spec.dtype));
-    create_dataset(group.get(), spec.name, dtypes[t].get(), dims, dcpl, dtype.c_str());
+    at.tensors.push_back(
+        create_dataset(group.get(), spec.name, dtypes[t].get(), dims, dcpl, dtype.c_str()));
   }
   Handle sums = EPLB_H5_OWN(
       H5Gcreate2(group.get(), detail::kChecksumGroup, H5P_DEFAULT, gcpl, H5P_DEFAULT), kGroup);
   for (const TensorSpec& spec : info.tensors) {
-    create_dataset(sums.get(), spec.name, H5T_STD_U64LE, {num_slots}, dcpl, nullptr);
+    at.sums.push_back(
+        create_dataset(sums.get(), spec.name, H5T_STD_U64LE, {num_slots}, dcpl, nullptr));
+  }
+}
+
+void ShardWriter::Impl::write_through_hdf5(int32_t layer_idx, std::span<const int32_t> logical_ids,
+                                           std::span<const std::span<const std::byte>> rows,
+                                           std::span<const std::vector<uint64_t>> checksums) {
+  const std::string name = detail::layer_group_name(layer_idx);
+  Handle group = EPLB_H5_OWN(H5Gopen2(file.get(), name.c_str(), H5P_DEFAULT), kGroup);
+  write_dataset(group.get(), detail::kLogicalIds, H5T_STD_I32LE, logical_ids.data());
+  for (size_t t = 0; t < info.tensors.size(); ++t) {
+    // Memory type == file type: HDF5 writes the caller's bytes unconverted.
+    write_dataset(group.get(), info.tensors[t].name, dtypes[t].get(), rows[t].data());
+  }
+  Handle sums = EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
+  for (size_t t = 0; t < info.tensors.size(); ++t) {
+    write_dataset(sums.get(), info.tensors[t].name, H5T_STD_U64LE, checksums[t].data());
   }
 }
 
@@ -131,6 +194,7 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardInfo& inf
   impl_->quoted = "'" + path.string() + "'";
   impl_->info = info;
   impl_->written.assign(static_cast<size_t>(info.num_layers), false);
+  impl_->offsets.resize(static_cast<size_t>(info.num_layers));
   impl_->create_file();
   try {
     for (const TensorSpec& spec : info.tensors) impl_->dtypes.push_back(h5::make_dtype(spec.dtype));
@@ -169,23 +233,46 @@ void ShardWriter::write_layer(int32_t layer_idx, std::span<const int32_t> logica
     EPLB_ASSERT(rows[t].size() == info.tensors[t].row_bytes() * num_slots);
     EPLB_ASSERT(checksums[t].size() == num_slots);
   }
+  const auto& at = impl_->offsets[static_cast<size_t>(layer_idx)];
+  bool raw = at.ids.has_value();
+  for (size_t t = 0; t < info.tensors.size(); ++t) {
+    raw = raw && at.tensors[t].has_value() && at.sums[t].has_value();
+  }
+  std::string what;  // the dataset being written, for the message
   try {
-    const std::string name = detail::layer_group_name(layer_idx);
-    Handle group = EPLB_H5_OWN(H5Gopen2(impl_->file.get(), name.c_str(), H5P_DEFAULT), kGroup);
-    write_dataset(group.get(), detail::kLogicalIds, H5T_STD_I32LE, logical_ids.data());
-    for (size_t t = 0; t < info.tensors.size(); ++t) {
-      // Memory type == file type: HDF5 writes the caller's bytes unconverted.
-      write_dataset(group.get(), info.tensors[t].name, impl_->dtypes[t].get(), rows[t].data());
-    }
-    Handle sums = EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
-    for (size_t t = 0; t < info.tensors.size(); ++t) {
-      write_dataset(sums.get(), info.tensors[t].name, H5T_STD_U64LE, checksums[t].data());
+    if (!raw) {
+      h5::ensure_ready();
+      impl_->write_through_hdf5(layer_idx, logical_ids, rows, checksums);
+    } else {
+      const int fd = impl_->raw.get();
+      uint64_t begin = UINT64_MAX, end = 0;
+      const auto put = [&](std::span<const std::byte> bytes, uint64_t offset) {
+        detail::pwrite_all(fd, bytes, offset);
+        begin = std::min(begin, offset);
+        end = std::max(end, offset + bytes.size());
+      };
+      what = std::string("dataset '") + detail::kLogicalIds + "': ";
+      put(std::as_bytes(logical_ids), *at.ids);
+      for (size_t t = 0; t < info.tensors.size(); ++t) {
+        what = "tensor '" + info.tensors[t].name + "': ";
+        put(rows[t], *at.tensors[t]);
+        what = "checksums of tensor '" + info.tensors[t].name + "': ";
+        put(std::as_bytes(std::span(checksums[t])), *at.sums[t]);
+      }
+      // Start this layer's write-back now, and wait for the previous layer's: the disk
+      // always has a layer to write, and close() only the last one to wait for.
+      what = "";
+      detail::start_writeback(fd, begin, end - begin, /*wait=*/false);
+      detail::start_writeback(fd, impl_->pending_begin, impl_->pending_end - impl_->pending_begin,
+                              /*wait=*/true);
+      impl_->pending_begin = begin;
+      impl_->pending_end = end;
     }
   } catch (const Error& e) {
     impl_->failed = true;
     throw detail::with_prefix(
         core::Error(ErrorKind::kIo, e.problems()),
-        "writing layer " + std::to_string(layer_idx) + " of " + impl_->quoted + ": ");
+        "writing layer " + std::to_string(layer_idx) + " of " + impl_->quoted + ": " + what);
   }
   impl_->written[static_cast<size_t>(layer_idx)] = true;
 }
@@ -207,14 +294,16 @@ void ShardWriter::close() {
   try {
     EPLB_H5(H5Fflush(impl_->file.get(), H5F_SCOPE_GLOBAL));
     impl_->file.close();
+    // HDF5 and pwrite only write(); the data is on disk once the file is synced. Most of
+    // it is already: every layer's write-back started when it was written.
+    detail::data_sync(impl_->raw.get());
+    impl_->raw.close();
   } catch (const Error& e) {
     // Whatever HDF5 says while writing is an I/O failure, not corrupt input.
     throw detail::with_prefix(core::Error(ErrorKind::kIo, e.problems()),
                               "writing " + impl_->quoted + ": ");
   }
   impl_->closed = true;
-  // HDF5 only write()s; the data is on disk once the file itself is fsynced.
-  fsync_path(impl_->path);
 }
 
 }  // namespace eplb::io

@@ -17,6 +17,8 @@ class LayerBuffer {
   // Memory comes from the transport (pinned for NCCL) and is reused for every layer.
   LayerBuffer(transport::Transport& transport, const std::vector<io::TensorSpec>& tensors,
               int32_t num_rows);
+  // The memory one buffer of these tensors and rows takes (what bytes() will say).
+  static size_t bytes_for(const std::vector<io::TensorSpec>& tensors, int32_t num_rows);
 
   int32_t num_rows() const { return num_rows_; }
   size_t num_tensors() const { return offsets_.size(); }

@@ -52,10 +52,22 @@ struct RebalanceReport {
   int64_t busiest_rank_bytes = 0;  // max over ranks of max(sent, received)
   int64_t layer_bytes = 0;         // one layer of one shard (max of old and new)
   int64_t peak_rss_bytes = 0;      // max over ranks of the process's peak resident memory
+  // --max-staging-bytes, and the most any process used of it: its layer buffers (host)
+  // plus, with NCCL, the transport's device staging (a fixed half of the budget).
+  int64_t staging_budget_bytes = 0;
+  int64_t peak_staging_bytes = 0;
+  int64_t peak_host_staging_bytes = 0;
+  int64_t device_staging_bytes = 0;
+  // The pipeline (smallest over processes): layers read ahead of the exchange, including
+  // the one exchanged, and layers written behind it, including the one filled.
+  int32_t layers_read_ahead = 0;
+  int32_t layers_written_behind = 0;
   double seconds_total = 0;
   double seconds_plan = 0;
   double seconds_setup = 0;  // transport (NCCL communicator, staging), layer buffers
-  // Max over ranks of the time each phase took on that rank.
+  // Max over ranks of the time each phase took on that rank. Reading (reader thread),
+  // exchanging (main thread) and writing (writer thread) overlap: they may add up to more
+  // than the total.
   double seconds_read = 0;
   double seconds_exchange = 0;
   double seconds_write = 0;

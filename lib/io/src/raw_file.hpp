@@ -1,0 +1,46 @@
+// Internal to lib/io: a file-descriptor owner and positioned reads and writes of a shard's
+// contiguous datasets, outside HDF5 (docs/FORMAT.md: their offsets are fixed when the
+// file is created). HDF5 keeps the metadata; rows, ids and checksums move with
+// pread/pwrite, so no HDF5 lock is held while bytes move and threads overlap freely.
+// Every failure throws core::Error(kIo) whose message is the system's, plus where.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string>
+
+namespace eplb::io::detail {
+
+// Move-only owner of a file descriptor; the destructor closes quietly.
+class RawFile {
+ public:
+  RawFile() = default;
+  explicit RawFile(int fd) : fd_(fd) {}
+  RawFile(RawFile&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
+  RawFile& operator=(RawFile&& other) noexcept;
+  RawFile(const RawFile&) = delete;
+  RawFile& operator=(const RawFile&) = delete;
+  ~RawFile();
+  int get() const { return fd_; }
+  bool valid() const { return fd_ >= 0; }
+  // Closes and reports a failure (kIo, "close: ..."); a no-op when not open.
+  void close();
+
+ private:
+  int fd_ = -1;
+};
+
+// Exactly out.size() bytes at `offset`. kIo "pread of N bytes at byte X: <errno text>", or
+// kInput when the file ends first (it is shorter than its own metadata says).
+void pread_exact(int fd, std::span<std::byte> out, uint64_t offset);
+// All of `bytes` at `offset`. kIo "pwrite of N bytes at byte X: <errno text>" (a full disk:
+// "No space left on device").
+void pwrite_all(int fd, std::span<const std::byte> bytes, uint64_t offset);
+// Starts write-back of [offset, offset + bytes) and, with `wait`, waits for it first
+// (sync_file_range). A hint: filesystems without it are fine; EIO and the like throw kIo.
+void start_writeback(int fd, uint64_t offset, uint64_t bytes, bool wait);
+// fdatasync, kIo on failure.
+void data_sync(int fd);
+
+}  // namespace eplb::io::detail
