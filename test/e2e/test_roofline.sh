@@ -4,7 +4,7 @@
 # behind, and (when Debian's fio is installed) the figure against fio's.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 demo="$here/../../configs/demo"
-export WORK="$work"
+export WORK="$work" HF="$here/../data/hf/mixtral"
 check() {  # check REPORT PYTHON-ASSERTIONS: runs them with `r` the parsed report
   /usr/bin/python3 - "$1" "$2" <<'PY' && pass || fail "report $1: $2"
 import json, os, sys
@@ -77,6 +77,33 @@ expect_exit 2 "$work/bad.log" -- mpi 1 "$tool" bench --io --input "$work/missing
 expect_in "$work/bad.log" "missing' does not exist"
 expect_exit 64 "$work/bad2.log" -- mpi 1 "$tool" bench --io --input "$work/blob" \
   --output-dir "$work/blob"
+
+# import and export: --json keys, and --roofline reading as many bytes as the job read
+# (the experts' for import; the rows and the other tensors for export).
+hf="$here/../data/hf/mixtral"
+/usr/bin/python3 "$here/hf_check.py" placement 7 2 3 4 3 "$work/hfp.json"
+expect_exit 0 "$work/imp.log" -- mpi 2 "$tool" import --hf "$hf" --placement "$work/hfp.json" \
+  --output "$work/hfck" --roofline --json "$work/imp.json"
+expect_in "$work/imp.log" "the import took"
+check "$work/imp.json" '
+assert r["command"] == "import" and r["result"] == "ok" and r["files"] == 2
+assert r["num_moe_layers"] == 3 and r["num_logical_experts"] == 4
+b, f = r["bytes"], r["roofline"]
+assert 0 < b["read"] <= b["written"], b  # replicas are read once per shard, written per slot
+assert f["bytes"] == {"read": b["read"], "written": size(os.environ["WORK"] + "/hfck")}, (f["bytes"], b)
+assert f["job_seconds"] == r["seconds"]["total"] and f["over_concurrent"] > 0'
+expect_exit 0 "$work/exp.log" -- mpi 2 "$tool" export --checkpoint "$work/hfck" --hf-base "$hf" \
+  --output "$work/hfout" --roofline --json "$work/exp.json"
+expect_in "$work/exp.log" "the export took"
+for f in "$hf"/*; do cmp -s "$f" "$work/hfout/$(basename "$f")" && pass || fail "export differs: $f"; done
+check "$work/exp.json" '
+import glob
+st = sum(os.path.getsize(p) for p in glob.glob(os.environ["HF"] + "/*.safetensors"))
+b, f = r["bytes"], r["roofline"]
+assert r["command"] == "export" and r["files"] == 5 and b["written"] == st, (b, st)
+assert 0 < b["read"] < st and f["bytes"]["read"] == b["read"], (b, f["bytes"])
+assert f["bytes"]["written"] == size(os.environ["WORK"] + "/hfout")'
+no_scratch "$work"
 
 # Against fio (Debian's `fio`, optional): the single-stream direct read of the same file,
 # 1 MiB blocks, must agree within a factor of 3 (a shared machine is noisy; a broken
