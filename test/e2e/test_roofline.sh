@@ -104,6 +104,12 @@ assert r["command"] == "export" and r["files"] == 5 and b["written"] == st, (b, 
 assert 0 < b["read"] < st and f["bytes"]["read"] == b["read"], (b, f["bytes"])
 assert f["bytes"]["written"] == size(os.environ["WORK"] + "/hfout")'
 no_scratch "$work"
+# Where O_DIRECT is refused, import and export fall back to buffered I/O: same bytes.
+EPLB_TEST_NO_O_DIRECT=1 expect_exit 0 "$work/imp2.log" -- mpi 2 -x EPLB_TEST_NO_O_DIRECT "$tool" \
+  import --hf "$hf" --placement "$work/hfp.json" --output "$work/hfck2"
+EPLB_TEST_NO_O_DIRECT=1 expect_exit 0 "$work/exp2.log" -- mpi 2 -x EPLB_TEST_NO_O_DIRECT "$tool" \
+  export --checkpoint "$work/hfck2" --hf-base "$hf" --output "$work/hfout2"
+for f in "$hf"/*; do cmp -s "$f" "$work/hfout2/$(basename "$f")" && pass || fail "buffered export differs: $f"; done
 
 # Against fio (Debian's `fio`, optional): the single-stream direct read of the same file,
 # 1 MiB blocks, must agree within a factor of 3 (a shared machine is noisy; a broken
