@@ -83,4 +83,5 @@ for f in "$work"/hf/*; do cmp -s "$f" "$work/out/$(basename "$f")" || { echo "DI
 summary import "$work/import.json"
 summary export "$work/export.json"
 echo "export output byte-identical to the input (cmp); load after: $(cut -d' ' -f1-3 /proc/loadavg)"
-rm -rf "$work"
+# KEEP=1: leave the HF checkpoint and placement (for bench/hf_before_after.sh).
+if [[ -n "${KEEP:-}" ]]; then rm -rf "$work/ck" "$work/out"; else rm -rf "$work"; fi
