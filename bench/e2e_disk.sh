@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # End-to-end (disk to disk) figure: rebalance a synthetic checkpoint with each backend of
-# BACKENDS (default: mpi) and, in the same run on the same disk, read and write the same
-# number of bytes sequentially with dd (direct I/O): the storage roofline.
+# BACKENDS (default: mpi) and, in the same run on the same disk, measure the storage
+# roofline with `run --roofline` (the tool's own: NP processes reading the input while NP
+# write as many bytes, O_DIRECT, 1 MiB blocks; and one stream reading then writing it all;
+# docs/CLI.md `bench --io`). Prints the run's time over each.
 #   usage: [BACKENDS="nccl mpi"] bench/e2e_disk.sh BIN_DIR WORK_DIR [NP] [SLOTS_PER_RANK] [LAYERS]
 # Defaults give a 2.1 GB checkpoint (4 ranks x 4 slots x 3 layers of 42 MiB FP8 experts).
 set -euo pipefail
@@ -33,17 +35,20 @@ echo "checkpoint $(awk -v b="$bytes" 'BEGIN {printf "%.2f", b / 1e9}') GB, $np r
 for backend in ${BACKENDS:-mpi}; do
   t0=$(now)
   mpirun --oversubscribe -np "$np" "$tool" --old "$work/old.json" --new "$work/new.json" \
-    --input "$work/in" --output "$work/out" --backend "$backend" | tee "$work/run.log"
+    --input "$work/in" --output "$work/out" --backend "$backend" --roofline \
+    --json "$work/run-$backend.json" | tee "$work/run.log"
   t1=$(now)
   mpirun --oversubscribe -np "$np" "$tool" verify --checkpoint "$work/out" --seed 5 | tail -1
-  echo "rebalance ($backend, mpirun wall)  $(elapsed "$t0" "$t1") s"
+  echo "rebalance ($backend, mpirun wall, roofline included)  $(elapsed "$t0" "$t1") s"
   rm -rf "$work/out"
   sync; for f in "$work"/in/*; do dd if="$f" iflag=nocache count=0 status=none; done
+  /usr/bin/python3 - "$work/run-$backend.json" "$backend" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))["roofline"]
+s = r["seconds"]
+print(f"{sys.argv[2]}: run {r['job_seconds']:.2f} s; roofline concurrent {s['concurrent']:.2f} s "
+      f"({r['over_concurrent']:.2f}x), single stream {s['single_stream']:.2f} s "
+      f"({r['over_single_stream']:.2f}x); io {r['io']['read']}/{r['io']['write']}")
+PY
 done
-mib=$((bytes / 1048576))
-t2=$(now); dd if=/dev/zero of="$work/seq" bs=1M count="$mib" oflag=direct status=none; sync; t3=$(now)
-dd if="$work/seq" of=/dev/null bs=1M iflag=direct status=none; t4=$(now)
-echo "sequential write (dd direct)  $(elapsed "$t2" "$t3") s"
-echo "sequential read  (dd direct)  $(elapsed "$t3" "$t4") s"
-echo "roofline = read + write       $(awk -v a="$(elapsed "$t2" "$t3")" -v b="$(elapsed "$t3" "$t4")" 'BEGIN {printf "%.2f", a + b}') s"
 rm -rf "$work"

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # import / export of a synthetic DeepSeek-V3-like Hugging Face checkpoint (FP8 experts with
 # F32 block scales, several safetensors files) against the storage roofline measured in the
-# same run: dd (direct I/O, 1 MiB blocks) writing and reading the same number of bytes.
+# same run by the tool (`--roofline`: NP processes reading the bytes the job read while NP
+# write the output's size, O_DIRECT, 1 MiB blocks; and the single-stream read + write).
 #   usage: bench/hf_disk.sh BIN_DIR WORK_DIR [NP] [EXPERTS] [MOE_LAYERS]
 # Defaults: 2 processes, 16 experts x 2 MoE layers of 44 MiB experts: a 1.5 GB checkpoint.
 set -euo pipefail
@@ -60,28 +61,27 @@ for _ in range(layers):
 json.dump({"format": "eplb-placement", "version": 1, "ep_size": ep, "num_slots_per_rank": slots,
            "num_logical_experts": experts, "physical_to_logical_map": rows}, open(os.path.join(d, "p.json"), "w"))
 PY
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
 evict() { sync; for f in "$@"; do dd if="$f" iflag=nocache count=0 status=none; done; }
-hf_bytes=$(du -sb "$work/hf" | cut -f1)
+summary() {  # summary JOB REPORT
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[2])); f = r["roofline"]; s = f["seconds"]
+print(f"{sys.argv[1]:7} {r['seconds']['total']:6.2f} s  read {r['bytes']['read'] / 1e9:.2f} GB, "
+      f"wrote {r['bytes']['written'] / 1e9:.2f} GB; roofline concurrent {s['concurrent']:.2f} s "
+      f"({f['over_concurrent']:.2f}x), single stream {s['single_stream']:.2f} s "
+      f"({f['over_single_stream']:.2f}x); io {f['io']['read']}/{f['io']['write']}")
+PY
+}
+echo "HF checkpoint $(du -sb "$work/hf" | awk '{printf "%.2f", $1 / 1e9}') GB, $np processes, load: $(cut -d' ' -f1-3 /proc/loadavg)"
 evict "$work"/hf/*
-t0=$(now); mpirun -np "$np" "$tool" import --hf "$work/hf" --placement "$work/p.json" --output "$work/ck" | tail -1; t1=$(now)
-ck_bytes=$(du -sb "$work/ck" | cut -f1)
+mpirun -np "$np" "$tool" import --hf "$work/hf" --placement "$work/p.json" --output "$work/ck" \
+  --roofline --json "$work/import.json" >/dev/null
 evict "$work"/hf/* "$work"/ck/*
-t2=$(now); mpirun -np "$np" "$tool" export --checkpoint "$work/ck" --hf-base "$work/hf" --output "$work/out" | tail -1; t3=$(now)
+mpirun -np "$np" "$tool" export --checkpoint "$work/ck" --hf-base "$work/hf" --output "$work/out" \
+  --roofline --json "$work/export.json" >/dev/null
 for f in "$work"/hf/*; do cmp -s "$f" "$work/out/$(basename "$f")" || { echo "DIFFERS: $f"; exit 1; }; done
-rm -rf "$work/out" "$work/ck"
-mib=$((hf_bytes / 1048576))
-t4=$(now); dd if=/dev/zero of="$work/seq" bs=1M count="$mib" oflag=direct status=none; sync; t5=$(now)
-dd if="$work/seq" of=/dev/null bs=1M iflag=direct status=none; t6=$(now)
-w=$(elapsed "$t4" "$t5"); r=$(elapsed "$t5" "$t6")
-# Rooflines: import reads the expert bytes of the HF files and writes the shards; export
-# reads the shards' rows and the non-expert bytes and writes the whole HF size.
-awk -v hb="$hf_bytes" -v cb="$ck_bytes" -v w="$w" -v r="$r" -v ti="$(elapsed "$t0" "$t1")" \
-    -v te="$(elapsed "$t2" "$t3")" -v mib="$mib" 'BEGIN {
-  wbw = mib * 1048576 / w; rbw = mib * 1048576 / r
-  ri = hb / rbw + cb / wbw; re = hb / rbw + hb / wbw
-  printf "HF checkpoint %.2f GB, shards %.2f GB; dd direct: write %.0f MB/s, read %.0f MB/s\n", hb/1e9, cb/1e9, wbw/1e6, rbw/1e6
-  printf "import  %.2f s  roofline %.2f s  ratio %.2f\n", ti, ri, ti / ri
-  printf "export  %.2f s  roofline %.2f s  ratio %.2f (output byte-identical: cmp)\n", te, re, te / re }'
-rm -rf "$work"
+summary import "$work/import.json"
+summary export "$work/export.json"
+echo "export output byte-identical to the input (cmp); load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+# KEEP=1: leave the HF checkpoint and placement (for bench/hf_before_after.sh).
+if [[ -n "${KEEP:-}" ]]; then rm -rf "$work/ck" "$work/out"; else rm -rf "$work"; fi

@@ -1,4 +1,5 @@
-// `eplb-rebalance bench`: GPU exchange benchmark (weights resident, no disk).
+// `eplb-rebalance bench`: GPU exchange benchmark (weights resident, no disk), or with --io
+// the storage roofline of a disk-to-disk job (eplb/bench/storage_roofline.hpp).
 #include <nlohmann/json.hpp>
 
 #include <fstream>
@@ -6,6 +7,7 @@
 
 #include "commands.hpp"
 #include "eplb/bench/exchange_bench.hpp"
+#include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
 #include "validators.hpp"
@@ -92,6 +94,10 @@ Subcommand add_bench_command(CLI::App& root, CommonArgs& common) {
     bench::BenchOptions options;
     std::string model = "deepseek-v3";
     std::string tensors;
+    bool io = false;
+    std::filesystem::path io_input, io_output_dir;
+    size_t io_write_bytes = 0;
+    bool io_no_single = false;
   };
   auto args = std::make_shared<Args>();
   auto& opts = args->options;
@@ -115,18 +121,50 @@ Subcommand add_bench_command(CLI::App& root, CommonArgs& common) {
   add_timeout_option(app, common);
   app->add_flag("--trace", opts.trace,
                 "Rank 0 prints when each round of our exchange gathered, sent and scattered");
-  return {app, [args](const runtime::MpiSession& session) {
-            auto o = args->options;
-            bench::BenchOptions model;
-            load_model(args->model, model);
-            o.model_name = model.model_name;
-            o.tensors =
-                args->tensors.empty() ? model.tensors : io::parse_tensor_specs(args->tensors);
-            if (o.num_logical_experts == 0) o.num_logical_experts = model.num_logical_experts;
-            if (o.num_redundant_experts == 0) o.num_redundant_experts = model.num_redundant_experts;
-            print_result(o, bench::run_exchange_bench(session, o));
-            return 0;
-          }};
+  auto* io = app->add_flag("--io", args->io,
+                           "Storage roofline instead: each process reads its share of --input "
+                           "while it writes as many bytes to --output-dir, all at once, then "
+                           "one stream reads and writes it all (O_DIRECT, 1 MiB blocks)");
+  app->add_option("--input", args->io_input, "--io: a file or directory to read")->needs(io);
+  app->add_option("--output-dir", args->io_output_dir,
+                  "--io: an existing directory for the scratch files (removed afterwards)")
+      ->needs(io)
+      ->check(CLI::ExistingDirectory);
+  app->add_option("--write-bytes", args->io_write_bytes,
+                  "--io: bytes to write, over all processes (default: as many as --input has)")
+      ->needs(io)
+      ->transform(size_between(uint64_t{1}, uint64_t{1} << 50));
+  app->add_flag("--no-single-stream", args->io_no_single, "--io: skip the single-stream figure")
+      ->needs(io);
+  add_report_option(app);
+  return {
+      app, [args](const runtime::MpiSession& session) {
+        if (args->io) {
+          if (args->io_input.empty() || args->io_output_dir.empty()) {
+            throw core::Error(core::ErrorKind::kUsage, "bench --io needs --input and --output-dir");
+          }
+          bench::RooflineOptions ro;
+          ro.read_files = bench::files_under(args->io_input);
+          ro.write_dir = args->io_output_dir;
+          ro.write_bytes = args->io_write_bytes;
+          ro.single_stream = !args->io_no_single;
+          job_report()["inputs"] = {{"input", args->io_input.string()},
+                                    {"output_dir", args->io_output_dir.string()}};
+          const auto r = bench::measure_storage_roofline(session.group(), ro);
+          bench::log_roofline(r, "", 0);
+          job_report()["roofline"] = bench::roofline_json(r, 0);
+          return 0;
+        }
+        auto o = args->options;
+        bench::BenchOptions model;
+        load_model(args->model, model);
+        o.model_name = model.model_name;
+        o.tensors = args->tensors.empty() ? model.tensors : io::parse_tensor_specs(args->tensors);
+        if (o.num_logical_experts == 0) o.num_logical_experts = model.num_logical_experts;
+        if (o.num_redundant_experts == 0) o.num_redundant_experts = model.num_redundant_experts;
+        print_result(o, bench::run_exchange_bench(session, o));
+        return 0;
+      }};
 }
 
 }  // namespace eplb::app

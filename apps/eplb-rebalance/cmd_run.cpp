@@ -2,6 +2,7 @@
 #include <memory>
 
 #include "commands.hpp"
+#include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/rebalance.hpp"
 #include "validators.hpp"
@@ -14,6 +15,7 @@ struct RunArgs {
   PlacementArgs placements;
   std::string backend = "auto";
   size_t max_staging_bytes = size_t{2} << 30;
+  bool roofline = false;
 };
 
 constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
@@ -83,6 +85,19 @@ void add_to_job_report(const engine::RebalanceReport& r) {
                    {"layers_written_behind", r.layers_written_behind}};
 }
 
+// --roofline: the input's bytes read from its filesystem while the output's count is
+// written next to the output (eplb/bench/storage_roofline.hpp).
+void add_roofline(const runtime::MpiSession& session, const engine::RebalanceOptions& o,
+                  double run_seconds) {
+  bench::RooflineOptions ro;
+  ro.read_files = bench::files_under(o.input);
+  ro.write_bytes = bench::total_size(bench::files_under(o.output));
+  ro.write_dir = std::filesystem::absolute(o.output).parent_path();
+  const auto r = bench::measure_storage_roofline(session.group(), ro);
+  bench::log_roofline(r, "the run", run_seconds);
+  job_report()["roofline"] = bench::roofline_json(r, run_seconds);
+}
+
 }  // namespace
 
 Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
@@ -112,6 +127,9 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
                   "written behind when it allows (e.g. 512MiB, 2GiB)")
       ->transform(size_between(kMinStagingBytes, kMaxStagingBytes))
       ->default_str("2GiB");
+  app->add_flag("--roofline", args->roofline,
+                "After the run, measure the storage roofline on the same filesystems and report "
+                "the run's time over it (docs/CLI.md)");
   add_report_option(app);
   return {app, [args](const runtime::MpiSession& session) {
             auto options = args->options;
@@ -132,6 +150,7 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
             const auto report = engine::rebalance(session, options);
             add_to_job_report(report);
             print_report(report);
+            if (args->roofline) add_roofline(session, options, report.seconds_total);
             return 0;
           }};
 }

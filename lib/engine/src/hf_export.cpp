@@ -3,8 +3,9 @@
 //
 // load (manifest, HF base headers) -> check the base is the one imported -> choose one
 // source slot per logical expert, refusing replicas that disagree -> each process rebuilds
-// its share of the safetensors files (same header; non-expert tensors from the base; expert
-// bytes from the shards, checked against their recorded xxh3) -> rank 0 copies the small
+// its share of the safetensors files front to back (same header; non-expert tensors from
+// the base; expert rows read one by one from the shards, checked against their recorded
+// xxh3; O_DIRECT both ways) -> rank 0 copies the small
 // files -> rename staging into place.
 #include <fcntl.h>
 #include <unistd.h>
@@ -16,12 +17,12 @@
 #include <map>
 #include <memory>
 #include <optional>
-
-#include <tuple>
+#include <utility>
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
+#include "eplb/engine/direct_io.hpp"
 #include "eplb/engine/hf_io.hpp"
 #include "eplb/hf/model.hpp"
 #include "eplb/hf/safetensors.hpp"
@@ -202,64 +203,106 @@ void choose_sources(Checkpoint& ck, core::ProblemList& problems) {
 
 constexpr size_t kCopyChunk = size_t{16} << 20;
 
-// One output file: header as in the base, non-expert tensors copied, expert rows from shards.
+// A shard as export reads it: HDF5 for where the rows are, O_DIRECT reads of exactly the
+// source rows (never a whole [slots, ...] dataset when the layout allows).
+struct ShardSource {
+  io::ShardReader reader;
+  DirectReader direct;
+  std::map<std::pair<int32_t, size_t>, std::optional<uint64_t>> offsets;  // (layer, tensor)
+  std::vector<std::byte> whole;  // a non-contiguous dataset, read through HDF5
+  std::pair<int32_t, size_t> whole_key{-1, 0};
+
+  explicit ShardSource(const fs::path& path) : reader(path), direct(path) {}
+
+  // The bytes of one row, checked against its recorded xxh3 by the caller.
+  std::span<const std::byte> row(int32_t layer, size_t t, int32_t row) {
+    const size_t row_bytes = reader.info().tensors[t].row_bytes();
+    auto [it, added] = offsets.try_emplace({layer, t});
+    if (added) it->second = reader.tensor_offset(layer, t);
+    if (it->second) {
+      return direct.read(*it->second + row_bytes * static_cast<uint64_t>(row), row_bytes);
+    }
+    if (whole_key != std::pair{layer, t}) {
+      whole.resize(row_bytes * static_cast<size_t>(reader.info().num_slots_per_rank));
+      reader.read_tensor(layer, t, whole);
+      whole_key = {layer, t};
+    }
+    return {whole.data() + row_bytes * static_cast<size_t>(row), row_bytes};
+  }
+};
+
+// One output file, front to back: its header as in the base, non-expert tensors copied
+// from the base, each expert row read from its source shard slot and checked against the
+// slot's recorded xxh3. Reads and writes bypass the page cache, and the writes of one
+// chunk overlap the reads of the next (SequentialWriter).
+// Returns the tensor bytes read (from the base and the shards).
 uint64_t write_file(const ExportOptions& options, const Checkpoint& ck,
                     const hf::SafetensorsFile& in, const fs::path& out_path,
-                    std::map<int32_t, io::ShardReader>& readers) {
+                    std::map<int32_t, ShardSource>& shards, WriteBuffers& buffers) {
   const auto& p = ck.manifest.placement;
   const std::string prefix = in.raw_prefix();
-  hf::SafetensorsWriter writer(out_path, prefix, in.file_size() - prefix.size());
-  // (rank, layer, tensor) -> (row, absolute offset): each shard dataset read once.
-  std::map<std::tuple<int32_t, int32_t, size_t>, std::vector<std::pair<int32_t, uint64_t>>> groups;
-  std::vector<std::byte> buf;
-  for (const auto& entry : in.header().tensors) {
-    auto piece = ck.pieces.find(entry.name);
+  SequentialWriter writer(out_path, in.file_size(), buffers);
+  writer.append(std::as_bytes(std::span(prefix.data(), prefix.size())));
+  DirectReader base(in.path());
+  std::vector<const hf::TensorEntry*> entries;
+  for (const auto& entry : in.header().tensors) entries.push_back(&entry);
+  std::sort(entries.begin(), entries.end(),
+            [](const auto* a, const auto* b) { return a->data_begin < b->data_begin; });
+  for (const hf::TensorEntry* entry : entries) {
+    // The strict parser refuses gaps and overlaps: every byte is written once, in order.
+    EPLB_ASSERT(entry->data_begin == writer.written());
+    auto piece = ck.pieces.find(entry->name);
     if (piece == ck.pieces.end()) {
-      buf.resize(std::min<uint64_t>(entry.num_bytes, kCopyChunk));
-      for (uint64_t at = 0; at < entry.num_bytes; at += buf.size()) {
-        std::span<std::byte> chunk(buf.data(),
-                                   std::min<uint64_t>(buf.size(), entry.num_bytes - at));
-        in.read(entry, at, chunk);
-        writer.write(entry.data_begin + at, chunk);
+      for (uint64_t at = 0; at < entry->num_bytes; at += kCopyChunk) {
+        const auto n = static_cast<size_t>(std::min<uint64_t>(kCopyChunk, entry->num_bytes - at));
+        writer.append(base.read(entry->data_begin + at, n));
       }
       continue;
     }
     const ExpertPiece& x = piece->second;
-    const uint64_t row_bytes = ck.manifest.tensors[x.tensor_idx].row_bytes();
     const int32_t first = x.expert_id < 0 ? 0 : x.expert_id;
     const int32_t last = x.expert_id < 0 ? p.num_logical_experts : x.expert_id + 1;
     for (int32_t e = first; e < last; ++e) {
       const Slot s = ck.source[static_cast<size_t>(x.layer_idx)][static_cast<size_t>(e)];
-      groups[{s.ep_rank, x.layer_idx, x.tensor_idx}].emplace_back(
-          s.row, entry.data_begin + row_bytes * static_cast<uint64_t>(e - first));
-    }
-  }
-  for (const auto& [key, rows] : groups) {
-    const auto [rank, layer, t] = key;
-    auto it = readers.find(rank);
-    if (it == readers.end()) {
-      it = readers.emplace(rank, io::ShardReader(options.checkpoint / io::shard_file_name(rank)))
-               .first;
-    }
-    const size_t row_bytes = ck.manifest.tensors[t].row_bytes();
-    buf.resize(row_bytes * static_cast<size_t>(p.num_slots_per_rank));
-    it->second.read_tensor(layer, t, buf);
-    const auto& sums = ck.sums[static_cast<size_t>(rank)][static_cast<size_t>(layer)][t];
-    for (const auto& [row, offset] : rows) {
-      std::span<const std::byte> bytes(buf.data() + row_bytes * static_cast<size_t>(row),
-                                       row_bytes);
-      if (io::checksum(bytes) != sums[static_cast<size_t>(row)]) {
+      auto it = shards.find(s.ep_rank);
+      if (it == shards.end()) {
+        it = shards.try_emplace(s.ep_rank, options.checkpoint / io::shard_file_name(s.ep_rank))
+                 .first;
+      }
+      const auto bytes = it->second.row(x.layer_idx, x.tensor_idx, s.row);
+      const auto& sums =
+          ck.sums[static_cast<size_t>(s.ep_rank)][static_cast<size_t>(x.layer_idx)][x.tensor_idx];
+      if (io::checksum(bytes) != sums[static_cast<size_t>(s.row)]) {
         throw Error(ErrorKind::kInput,
                     fmt::format("'{}' layer {}, slot {}, tensor '{}': bytes do not match their "
                                 "recorded xxh3",
-                                it->second.path().string(), layer,
-                                rank * p.num_slots_per_rank + row, ck.manifest.tensors[t].name));
+                                it->second.reader.path().string(), x.layer_idx,
+                                s.ep_rank * p.num_slots_per_rank + s.row,
+                                ck.manifest.tensors[x.tensor_idx].name));
       }
-      writer.write(offset, bytes);
+      writer.append(bytes);
     }
   }
-  writer.close();
-  return in.file_size();
+  writer.finish();
+  return in.file_size() - prefix.size();
+}
+
+// Which files this process writes: the largest first, each to the process with the fewest
+// bytes so far (ties: the lowest rank); the same on every process.
+std::vector<size_t> my_files(const std::vector<hf::SafetensorsFile>& files, int rank, int size) {
+  std::vector<size_t> order(files.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return files[a].file_size() > files[b].file_size(); });
+  std::vector<uint64_t> load(static_cast<size_t>(size), 0);
+  std::vector<size_t> mine;
+  for (size_t i : order) {
+    const auto least =
+        static_cast<size_t>(std::min_element(load.begin(), load.end()) - load.begin());
+    load[least] += files[i].file_size();
+    if (least == static_cast<size_t>(rank)) mine.push_back(i);
+  }
+  return mine;
 }
 
 // The small files (config.json, tokenizer, index, ...): regular files at the top level that
@@ -311,13 +354,14 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
   HfReport report;
   core::ProblemList write_problems(ErrorKind::kIo);
   capture(write_problems, [&] {
-    std::map<int32_t, io::ShardReader> readers;
+    std::map<int32_t, ShardSource> shards;
+    WriteBuffers buffers;
     const auto& files = ck.base->files();
-    for (size_t i = static_cast<size_t>(session.rank()); i < files.size();
-         i += static_cast<size_t>(session.size())) {
+    for (size_t i : my_files(files, session.rank(), session.size())) {
       const fs::path out = staging / files[i].path().filename();
-      report.bytes_written +=
-          static_cast<long long>(write_file(options, ck, files[i], out, readers));
+      report.bytes_read +=
+          static_cast<long long>(write_file(options, ck, files[i], out, shards, buffers));
+      report.bytes_written += static_cast<long long>(files[i].file_size());
     }
   });
   agree(session.group(), write_problems, "writing the files");
@@ -332,8 +376,10 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
     });
   }
   agree(session.group(), commit_problems, "committing the output");
-  report.bytes_written =
-      runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
+  const auto totals = runtime::all_sum(session.group(), {report.bytes_written, report.bytes_read},
+                                       "the report's totals");
+  report.bytes_written = totals[0];
+  report.bytes_read = totals[1];
   report.num_files = static_cast<int32_t>(ck.base->files().size());
   report.num_moe_layers = ck.manifest.placement.num_layers();
   report.num_logical_experts = ck.manifest.placement.num_logical_experts;

@@ -2,8 +2,10 @@
 //
 // load (index headers, config.json, placement) -> map the model -> check the placement
 // against it -> each process writes its shards, reading each expert's bytes once per shard
-// with pread -> commit (manifest with the Hugging Face section, then rename).
+// with O_DIRECT pread (the next layer read while this one is written) -> commit (manifest with the
+// Hugging Face section, then rename).
 #include <cstring>
+#include <future>
 #include <map>
 #include <optional>
 
@@ -13,6 +15,7 @@
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
+#include "eplb/engine/direct_io.hpp"
 #include "eplb/engine/hf_io.hpp"
 #include "eplb/hf/model.hpp"
 #include "eplb/hf/safetensors.hpp"
@@ -93,41 +96,88 @@ void check_placement(const placement::Placement& p, const hf::ModelMap& map,
   }
 }
 
-// One layer of one shard: each distinct expert read once from the HF files, replicas copied.
-void write_layer(const Model& model, const placement::Placement& p, int32_t ep_rank,
-                 int32_t layer_idx, io::ShardWriter& writer,
-                 std::vector<std::vector<std::byte>>& rows) {
+// One layer of one shard, staged: per tensor its [slots, row_bytes] rows (aligned, reused
+// from layer to layer) and their checksums.
+struct LayerRows {
+  std::vector<AlignedBytes> rows;
+  std::vector<std::vector<uint64_t>> sums;
+  long long bytes_read = 0;  // from the HF files, since this staging was made
+};
+
+// The HF files, read with O_DIRECT (eplb/engine/direct_io.hpp), one reader per file.
+using HfReaders = std::map<fs::path, DirectReader>;
+
+// Stages one layer of one shard: each distinct expert read once from the HF files (only its
+// bytes), replicas copied, checksums taken while the bytes are hot. Touches no HDF5, so it
+// runs on a thread while the previous layer is written.
+void fill_layer(const Model& model, const placement::Placement& p, int32_t ep_rank,
+                int32_t layer_idx, HfReaders& readers, LayerRows& out) {
   const auto num_rows = static_cast<size_t>(p.num_slots_per_rank);
   const auto& map_row = p.physical_to_logical_map[static_cast<size_t>(layer_idx)];
   std::span<const int32_t> ids(map_row.data() + static_cast<size_t>(ep_rank) * num_rows, num_rows);
   const int32_t model_layer = model.map.model_layers[static_cast<size_t>(layer_idx)];
   const auto specs = model.map.specs();
-  std::vector<std::vector<uint64_t>> sums(specs.size());
-  std::vector<std::span<const std::byte>> views;
+  out.rows.resize(specs.size());
+  out.sums.resize(specs.size());
   for (size_t t = 0; t < specs.size(); ++t) {
     const size_t bytes = specs[t].row_bytes();
-    rows[t].assign(bytes * num_rows, std::byte{0});
+    out.rows[t].resize(bytes * num_rows);
+    out.sums[t].clear();
+    std::byte* base = out.rows[t].data();
     std::map<int32_t, size_t> first_row;  // logical expert -> row already read
     for (size_t row = 0; row < num_rows; ++row) {
-      std::span<std::byte> out(rows[t].data() + bytes * row, bytes);
+      std::span<std::byte> dst(base + bytes * row, bytes);
       const int32_t e = ids[row];
-      if (e >= 0) {
-        if (auto it = first_row.find(e); it != first_row.end()) {
-          std::memcpy(out.data(), rows[t].data() + bytes * it->second, bytes);
-        } else {
-          const std::string name = model.map.hf_name(t, model_layer, e);
-          const auto& file = model.files->file_of(name);
-          const uint64_t offset =
-              model.map.tensors[t].stacked ? bytes * static_cast<uint64_t>(e) : 0;
-          file.read(model.files->entry(name), offset, out);
-          first_row.emplace(e, row);
-        }
+      if (e < 0) {
+        std::memset(dst.data(), 0, bytes);
+      } else if (auto it = first_row.find(e); it != first_row.end()) {
+        std::memcpy(dst.data(), base + bytes * it->second, bytes);
+      } else {
+        const std::string name = model.map.hf_name(t, model_layer, e);
+        const auto& file = model.files->file_of(name);
+        const auto& entry = model.files->entry(name);
+        const uint64_t offset = model.map.tensors[t].stacked ? bytes * static_cast<uint64_t>(e) : 0;
+        EPLB_ASSERT(offset + bytes <= entry.num_bytes);
+        auto reader = readers.find(file.path());
+        if (reader == readers.end()) reader = readers.try_emplace(file.path(), file.path()).first;
+        const auto src = reader->second.read(entry.data_begin + offset, bytes);
+        std::memcpy(dst.data(), src.data(), bytes);
+        out.bytes_read += static_cast<long long>(bytes);
+        first_row.emplace(e, row);
       }
-      sums[t].push_back(io::checksum(out));
+      out.sums[t].push_back(io::checksum(dst));
     }
-    views.emplace_back(rows[t]);
   }
-  writer.write_layer(layer_idx, ids, views, sums);
+}
+
+// One shard: layer l + 1 is read (on a thread) while layer l is written.
+// Returns the bytes read from the HF files.
+long long write_shard(const Model& model, const placement::Placement& p, int32_t ep_rank,
+                      io::ShardWriter& writer) {
+  const auto num_rows = static_cast<size_t>(p.num_slots_per_rank);
+  const auto specs = model.map.specs();
+  HfReaders readers;
+  LayerRows staged[2];
+  const auto fill = [&](int32_t layer) {
+    return std::async(std::launch::async, [&, layer] {
+      fill_layer(model, p, ep_rank, layer, readers, staged[layer % 2]);
+    });
+  };
+  std::future<void> next = p.num_layers() > 0 ? fill(0) : std::future<void>();
+  for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
+    next.get();
+    if (layer + 1 < p.num_layers()) next = fill(layer + 1);
+    const LayerRows& rows = staged[layer % 2];
+    std::vector<std::span<const std::byte>> views;
+    for (size_t t = 0; t < specs.size(); ++t) {
+      views.emplace_back(rows.rows[t].data(), specs[t].row_bytes() * num_rows);
+    }
+    const auto& map_row = p.physical_to_logical_map[static_cast<size_t>(layer)];
+    std::span<const int32_t> ids(map_row.data() + static_cast<size_t>(ep_rank) * num_rows,
+                                 num_rows);
+    writer.write_layer(layer, ids, views, rows.sums);
+  }
+  return staged[0].bytes_read + staged[1].bytes_read;
 }
 
 io::HfSource describe_source(const Model& model) {
@@ -194,16 +244,13 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   std::vector<fs::path> my_files;
   core::ProblemList write_problems(ErrorKind::kIo);
   capture(write_problems, [&] {
-    std::vector<std::vector<std::byte>> rows(specs.size());
     for (int32_t rank = session.rank(); rank < p.ep_size; rank += session.size()) {
       auto path = output.staging() / io::shard_file_name(rank);
       io::ShardWriter writer(path, {rank, p.ep_size, p.num_layers(), p.num_slots_per_rank, specs,
                                     output.checkpoint_id()});
-      for (int32_t layer = 0; layer < p.num_layers(); ++layer) {
-        write_layer(model, p, rank, layer, writer, rows);
-        report.bytes_written +=
-            static_cast<long long>(io::expert_bytes(specs)) * p.num_slots_per_rank;
-      }
+      report.bytes_read += write_shard(model, p, rank, writer);
+      report.bytes_written +=
+          static_cast<long long>(io::expert_bytes(specs)) * p.num_slots_per_rank * p.num_layers();
       writer.close();
       my_files.push_back(path);
     }
@@ -212,8 +259,10 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
 
   // Commit: the manifest records where the experts came from, for export.
   output.commit(my_files, io::Manifest{specs, p, {}, {}, source});
-  report.bytes_written =
-      runtime::all_sum(session.group(), {report.bytes_written}, "the report's totals")[0];
+  const auto totals = runtime::all_sum(session.group(), {report.bytes_written, report.bytes_read},
+                                       "the report's totals");
+  report.bytes_written = totals[0];
+  report.bytes_read = totals[1];
   report.num_files = p.ep_size;
   report.num_moe_layers = p.num_layers();
   report.num_logical_experts = p.num_logical_experts;

@@ -31,6 +31,7 @@ struct HfReport {
   int32_t num_moe_layers = 0;
   int32_t num_logical_experts = 0;
   long long bytes_written = 0;  // payload, all processes
+  long long bytes_read = 0;     // tensor bytes read from the input files, all processes
   double seconds = 0;
 };
 

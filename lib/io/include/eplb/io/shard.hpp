@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -46,6 +47,11 @@ class ShardReader {
   std::vector<uint64_t> read_checksums(int32_t layer_idx, size_t tensor_idx) const;
   // All rows of one tensor of one layer, [num_slots_per_rank, row_bytes], bytes as stored.
   void read_tensor(int32_t layer_idx, size_t tensor_idx, std::span<std::byte> out) const;
+  // Where that tensor's rows lie in the file: [num_slots_per_rank, row_bytes] bytes from the
+  // returned offset, row after row, when its dataset is contiguous and allocated at the
+  // size its shape says; nullopt otherwise (chunked or compact datasets of other tools:
+  // use read_tensor). For callers that read rows themselves (`export`, with O_DIRECT).
+  std::optional<uint64_t> tensor_offset(int32_t layer_idx, size_t tensor_idx) const;
 
  private:
   struct Impl;
