@@ -100,7 +100,7 @@ expect_exit 64 "$d/u1.log" -- timeout "$T" mpirun --oversubscribe -np 2 "$tool" 
   --old "$d/old.json" --new "$d/p3/new.json" --input "$d/u" --backend mpi
 expect_in "$d/u1.log" "must have the same ep_size and slots per rank (old 2 x 4, new 3 x 4)"
 expect_exit 64 "$d/u2.log" -- "$tool" run --in-place --old "$d/old.json" --new "$d/new.json" --input "$d/u" --output "$d/x"
-expect_in "$d/u2.log" "--in-place excludes --output"
+expect_in "$d/u2.log" "--output excludes --in-place"
 expect_exit 64 "$d/u3.log" -- "$tool" run --old "$d/old.json" --new "$d/new.json" --input "$d/u"
 expect_in "$d/u3.log" "--output is required (or --in-place to update --input itself)"
 is_old "$d/u" && pass || fail "J3: checkpoint modified by a refused run"
@@ -116,11 +116,17 @@ recoverers=(verify run in-place)
 i=0
 for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written journal-committed overwriting applied in-place-manifest; do
   for rank in 0 1; do
+    [[ $phase == in-place-manifest && $rank == 1 ]] && continue  # rank 0 writes it
     name="kill-$phase-$rank"
     rm -rf "$d/k" "$d/k2" "$d"/.k.eplb-*; cp -a "$d/in" "$d/k"
     rc=0; EPLB_TEST_KILL_AT="$phase:$rank" in_place "$d/k" >"$d/$name.log" 2>&1 || rc=$?
     [[ $rc -ne 0 ]] && pass || fail "$name: exit 0"
     expect_in "$d/$name.log" "EPLB_TEST_KILL_AT: killed at $phase"
+    # Rank 0, told by mpirun to stop (SIGTERM) before the journals are committed, removes
+    # the journal itself; after, or when rank 0 is the one killed, the journal stays.
+    journal_left=no; [[ -d "$d/k/.eplb-journal" ]] && journal_left=yes
+    case $phase in journal-committed|overwriting|applied|in-place-manifest)
+      [[ $journal_left == yes ]] && pass || fail "$name: the committed journal is gone" ;; esac
     # The next command that opens it finishes the update; take turns.
     how=${recoverers[$((i % 3))]}; i=$((i + 1))
     case $how in
@@ -134,7 +140,7 @@ for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written jour
       # update that was rolled forward stops at "does not hold the old placement", exit 2).
       :
     elif [[ $want != new ]] && is_old "$d/k"; then
-      pass; expect_in "$d/$name.rec.log" "rolled back an interrupted in-place update"
+      pass; [[ $journal_left == no ]] || expect_in "$d/$name.rec.log" "rolled back an interrupted in-place update"
     elif [[ $want != old ]] && is_new "$d/k"; then
       pass; expect_in "$d/$name.rec.log" "finished an interrupted in-place update"
     else
@@ -145,7 +151,7 @@ for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written jour
     is_new "$d/k" && pass || { fail "$name: not the new checkpoint after recovery and re-run"; sed 's/^/    /' "$d/$name.rec.log" >&2; }
     verify_new "$d/k" "$d/$name.verify.log" && pass || fail "$name: verify failed"
     no_leftovers "$d/k" "$name"
-    echo "case $name: recovered by $how"
+    echo "case $name: journal left: $journal_left, recovered by $how"
   done
 done
 
@@ -164,7 +170,7 @@ rm -rf "$d/k"; cp -a "$d/in" "$d/k"
 EPLB_TEST_KILL_AT= in_place "$d/k" >"$d/j21.log" 2>&1 &
 launcher=$!
 for _ in $(seq 300); do [[ -d "$d/k/.eplb-journal" ]] && break; sleep 0.05; done
-pids=$(pgrep -f -- "$tool run --in-place .*--input $d/k " || true)
+pids=$(pgrep -f -- "^$tool run --in-place .*--input $d/k " || true)
 if [[ -n "$pids" ]]; then kill -STOP $pids; fi
 expect_exit 64 "$d/j21b.log" -- in_place "$d/k"
 expect_in "$d/j21b.log" "is being written by another run"
@@ -180,9 +186,9 @@ expect_exit 3 "$d/j22.log" -- in_place "$d/k"
 expect_in "$d/j22.log" "is not a directory: remove it by hand"
 [[ -z "$(ls -A "$d/target")" ]] && pass || fail "J22: wrote through the planted symlink"
 
-# J23-J27: kill -9 of a random rank at a random moment (seeded), on a checkpoint large
+# J23-J30: kill -9 of a random rank at a random moment (seeded), on a checkpoint large
 # enough for the run to last a while; then verify recovers and the result is old or new.
-python3 "$here/placements.py" random 31 2 8 12 8 "$d/big"
+mkdir -p "$d/big"; python3 "$here/placements.py" random 31 2 8 12 8 "$d/big"
 "$py" - "$d/big" <<'EOF'
 import json, random, sys
 d = sys.argv[1]
@@ -200,22 +206,28 @@ timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --old "$d/big/old.json" --
   --input "$d/big/in" --output "$d/big/ref" --backend mpi >/dev/null 2>&1
 big_new=$(tree_hash "$d/big/ref")
 RANDOM=${EPLB_FAULT_SEED:-12345}
-for n in 1 2 3 4 5; do
+for n in 1 2 3 4 5 6 7 8; do
   rm -rf "$d/big/k"; cp -a "$d/big/in" "$d/big/k"
-  delay_ms=$((RANDOM % 2500)); victim=$((RANDOM % 2))
+  delay_ms=$((RANDOM % 1600)); victim=$((RANDOM % 2))
   timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --in-place --old "$d/big/old.json" \
     --new "$d/big/new.json" --input "$d/big/k" --backend mpi --timeout 20 >"$d/big/r$n.log" 2>&1 &
   launcher=$!
+  # Once both ranks run, wait the random delay, then kill one of them.
+  pids=()
+  for _ in $(seq 200); do
+    pids=($(pgrep -f -- "^$tool run --in-place .*--input $d/big/k " || true))
+    [[ ${#pids[@]} -ge 2 ]] && break; sleep 0.05
+  done
   sleep "$(printf '0.%03d' $((delay_ms % 1000)))"; sleep $((delay_ms / 1000))
-  pids=($(pgrep -f -- "$tool run --in-place .*--input $d/big/k " || true))
-  [[ ${#pids[@]} -gt $victim ]] && kill -9 "${pids[$victim]}" 2>/dev/null || true
+  killed=no
+  [[ ${#pids[@]} -gt $victim ]] && kill -9 "${pids[$victim]}" 2>/dev/null && killed=yes
   wait $launcher || true
   timeout "$T" "$tool" verify --checkpoint "$d/big/k" >"$d/big/v$n.log" 2>&1 || true
   h=$(tree_hash "$d/big/k")
   if [[ $h == "$big_old" || $h == "$big_new" ]]; then pass
   else fail "random kill $n (after ${delay_ms} ms, rank $victim): neither old nor new"; sed 's/^/    /' "$d/big/v$n.log" >&2; fi
   [[ ! -e "$d/big/k/.eplb-journal" ]] && pass || fail "random kill $n: journal left after verify"
-  echo "random kill $n: after ${delay_ms} ms, rank $victim: $([[ $h == "$big_new" ]] && echo new || echo old)"
+  echo "random kill $n: after ${delay_ms} ms, rank $victim (killed: $killed): $([[ $h == "$big_new" ]] && echo new || echo old); $(grep -ho 'rolled back\|finished an interrupted' "$d/big/v$n.log" || echo 'no journal')"
 done
 
 finish
