@@ -168,9 +168,8 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
       h.path = shard.path();
       h.layout = io::read_shard_layout(h.path, shard.info());
       h.file = std::make_unique<io::RowFile>(h.path);
-      h.journal = std::make_unique<io::JournalWriter>(inputs.input_dir, h.ep_rank,
-                                                      plan.new_ep_size, h.path.filename(),
-                                                      h.layout.file_size);
+      h.journal = std::make_unique<io::JournalWriter>(inputs.input_dir, h.ep_rank, plan.new_ep_size,
+                                                      h.path.filename(), h.layout.file_size);
     });
   }
   size_t words = 0;
@@ -316,8 +315,8 @@ void InPlaceUpdate::exchange(const plan::LayerPlan& layer) {
 void InPlaceUpdate::fill_and_verify(Hosted& h, int32_t layer_idx) {
   LayerBuffer& old_rows = *h.old_rows;
   LayerBuffer& new_rows = *h.new_rows;
-  const auto& rows = plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(
-      h.ep_rank)];
+  const auto& rows =
+      plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
   for (int32_t row = 0; row < new_rows.num_rows(); ++row) {
     const auto& rp = rows[static_cast<size_t>(row)];
     const auto r = static_cast<size_t>(row);
@@ -353,12 +352,12 @@ void InPlaceUpdate::fill_and_verify(Hosted& h, int32_t layer_idx) {
       const uint64_t have = io::checksum({new_rows.row(t, row), new_rows.row_bytes(t)});
       if (have == new_rows.checksums[t][r]) continue;
       problems_.set_kind_if_worse(core::ErrorKind::kComm);
-      problems_.add(fmt::format(
-          "layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
-          "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
-          layer_idx, h.ep_rank * new_rows.num_rows() + row, rp.expert_id,
-          inputs_.tensors[t].name, new_rows.checksums[t][r], have,
-          rp.peer >= 0 ? fmt::format("EP rank {}", rp.peer) : "local copy"));
+      problems_.add(
+          fmt::format("layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
+                      "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
+                      layer_idx, h.ep_rank * new_rows.num_rows() + row, rp.expert_id,
+                      inputs_.tensors[t].name, new_rows.checksums[t][r], have,
+                      rp.peer >= 0 ? fmt::format("EP rank {}", rp.peer) : "local copy"));
     }
   }
 }
@@ -366,8 +365,8 @@ void InPlaceUpdate::fill_and_verify(Hosted& h, int32_t layer_idx) {
 // The changed rows, their checksums and the layer's logical ids go to the journal.
 void InPlaceUpdate::journal_layer(Hosted& h, int32_t layer_idx) {
   if (!problems_.empty()) return;
-  const auto& rows = plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(
-      h.ep_rank)];
+  const auto& rows =
+      plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
   std::vector<int32_t> changed;
   for (size_t row = 0; row < rows.size(); ++row) {
     if (rows[row].source != plan::RowSource::kUnchanged) {
@@ -416,14 +415,13 @@ void InPlaceUpdate::commit_journals(JournalOwner* owner, bool hash_all_files) {
   agree(session_.group(), problems, "describing the updated shards");
   const auto all = runtime::gather_lines(session_.group(), lines, "gathering shard descriptions");
   if (core::log::is_leader()) {
-    io::Manifest manifest{inputs_.tensors, inputs_.new_placement, {}, checkpoint_id_,
-                          inputs_.hugging_face};
+    io::Manifest manifest{
+        inputs_.tensors, inputs_.new_placement, {}, checkpoint_id_, inputs_.hugging_face};
     for (const auto& line : all) {
       char name[256] = {};
       unsigned long long size = 0, hash = 0;
       int known = 0;
-      EPLB_ASSERT(std::sscanf(line.c_str(), "%255s %llu %llu %d", name, &size, &hash, &known) ==
-                  4);
+      EPLB_ASSERT(std::sscanf(line.c_str(), "%255s %llu %llu %d", name, &size, &hash, &known) == 4);
       manifest.files.push_back(io::FileEntry{name, size, hash, known != 0});
     }
     std::sort(manifest.files.begin(), manifest.files.end(),
@@ -465,12 +463,12 @@ RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
       session.group(),
       {c.bytes_read, c.bytes_journaled, c.bytes_sent, c.rows_copied_locally, c.rows_rewritten},
       "the report's totals");
-  const auto maxes = runtime::all_max(session.group(),
-                                      {std::max(c.bytes_sent, c.bytes_received),
-                                       static_cast<long long>(c.seconds_read * 1e6),
-                                       static_cast<long long>(c.seconds_exchange * 1e6),
-                                       static_cast<long long>(c.seconds_write * 1e6)},
-                                      "the report's maxima");
+  const auto maxes = runtime::all_max(
+      session.group(),
+      {std::max(c.bytes_sent, c.bytes_received), static_cast<long long>(c.seconds_read * 1e6),
+       static_cast<long long>(c.seconds_exchange * 1e6),
+       static_cast<long long>(c.seconds_write * 1e6)},
+      "the report's maxima");
   report.bytes_read = sums[0];
   report.bytes_written = sums[1];  // overwritten in the shards (and as much to the journal)
   report.bytes_sent = sums[2];
@@ -538,8 +536,8 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   const auto setup_start = Clock::now();
   auto transport = make_transport(session, options.backend, options.transport);
   report.backend = std::string(transport->name());
-  const std::string checkpoint_id = io::checkpoint_id_for(
-      "run\n" + inputs.input_identity + placement::to_json(inputs.new_placement));
+  const std::string checkpoint_id = io::checkpoint_id_for("run\n" + inputs.input_identity +
+                                                          placement::to_json(inputs.new_placement));
   InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id);
   report.seconds_setup = seconds_since(setup_start);
 

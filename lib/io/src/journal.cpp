@@ -83,8 +83,7 @@ void write_all(int fd, const void* data, size_t size, const fs::path& path) {
   }
 }
 
-void pwrite_all(int fd, const std::byte* data, size_t size, uint64_t offset,
-                const fs::path& path) {
+void pwrite_all(int fd, const std::byte* data, size_t size, uint64_t offset, const fs::path& path) {
   while (size > 0) {
     const ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
@@ -177,8 +176,7 @@ ParsedJournal parse_journal(int dir_fd, const std::string& name, const fs::path&
     return j;
   }
   j.shard_name.resize(name_len);
-  pread_all(fd.fd, reinterpret_cast<std::byte*>(j.shard_name.data()), name_len, kHeaderFixed,
-            path);
+  pread_all(fd.fd, reinterpret_cast<std::byte*>(j.shard_name.data()), name_len, kHeaderFixed, path);
   if (j.shard_name.find('/') != std::string::npos || j.shard_name[0] == '.') {
     j.why_incomplete = "a shard name that is not a plain file name";
     return j;
@@ -327,7 +325,8 @@ CheckpointLock::CheckpointLock(const fs::path& checkpoint) : checkpoint_(normali
 }
 
 CheckpointLock::~CheckpointLock() {
-  struct stat mine {}, now{};
+  struct stat mine {
+  }, now{};
   const std::string name = lock_path_for(checkpoint_).filename();
   if (::fstat(lock_fd_, &mine) == 0 &&
       ::fstatat(parent_fd_, name.c_str(), &now, AT_SYMLINK_NOFOLLOW) == 0 &&
@@ -378,8 +377,7 @@ JournalWriter::JournalWriter(const fs::path& checkpoint, int32_t ep_rank, int32_
   const std::string name = journal_file_name(ep_rank);
   path_ = dir / name;
   Fd dir_fd(open_dir(dir));
-  fd_ = ::openat(dir_fd.fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-                 0600);
+  fd_ = ::openat(dir_fd.fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
   if (fd_ < 0) throw_errno("cannot create journal " + quoted(path_), errno);
   hash_state_ = XXH3_createState();
   XXH3_64bits_reset(static_cast<XXH3_state_t*>(hash_state_));

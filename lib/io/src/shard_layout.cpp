@@ -43,8 +43,8 @@ ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo
     EPLB_H5(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG));
     const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
     if (id < 0) {
-      throw Error(ErrorKind::kIo, "cannot open shard '" + path.string() +
-                                      "': " + h5::take_error_stack());
+      throw Error(ErrorKind::kIo,
+                  "cannot open shard '" + path.string() + "': " + h5::take_error_stack());
     }
     Handle file(id, h5::Kind::kFile);
     for (int32_t layer = 0; layer < info.num_layers; ++layer) {
@@ -53,8 +53,7 @@ ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo
       const std::string at = where + name + ": ";
       LayerOffsets offsets;
       offsets.logical_ids = dataset_offset(group.get(), detail::kLogicalIds, at);
-      Handle sums =
-          EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
+      Handle sums = EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
       for (const TensorSpec& spec : info.tensors) {
         offsets.tensors.push_back(dataset_offset(group.get(), spec.name, at));
         offsets.checksums.push_back(dataset_offset(sums.get(), spec.name, at));
@@ -78,8 +77,9 @@ ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo
   const std::string& id = info.checkpoint_id;
   if (id.size() != 32) {
     throw Error(ErrorKind::kInput,
-                where + "has no checkpoint id (written before ids existed): rebalance it once "
-                        "without --in-place");
+                where +
+                    "has no checkpoint id (written before ids existed): rebalance it once "
+                    "without --in-place");
   }
   std::string head(static_cast<size_t>(first_data), '\0');
   RowFile(path).read(0, std::as_writable_bytes(std::span(head.data(), head.size())));
