@@ -24,16 +24,18 @@ for _ in range(layers):
     ids = list(range(experts)) + [rng.randrange(experts) for _ in range(n - experts)]
     rng.shuffle(ids)
     old.append(ids)
-    ids = list(ids)
-    swaps = round(n * percent / 100 / 2)
-    done = 0
-    while done < swaps:  # swap two slots of different ranks holding different experts
-        a, b = rng.sample(range(n), 2)
-        if a // slots == b // slots or ids[a] == ids[b] or ids[a] != old[-1][a] or ids[b] != old[-1][b]:
-            continue
+    new.append(list(ids))
+# At least PERCENT of all slots change: swaps spread over the layers in turn, each between
+# two slots of different ranks holding different experts, each slot swapped at most once.
+swaps = -(-n * layers * percent // 200)
+layer = done = 0
+while done < swaps:
+    ids, ref = new[layer % layers], old[layer % layers]
+    a, b = rng.sample(range(n), 2)
+    if a // slots != b // slots and ids[a] != ids[b] and ids[a] == ref[a] and ids[b] == ref[b]:
         ids[a], ids[b] = ids[b], ids[a]
         done += 1
-    new.append(ids)
+        layer += 1
 for name, rows in (("old", old), ("new", new)):
     json.dump({"format": "eplb-placement", "version": 1, "ep_size": ep, "num_slots_per_rank": slots,
                "physical_to_logical_map": rows}, open(f"{d}/{name}.json", "w"))

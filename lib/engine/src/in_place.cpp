@@ -392,6 +392,7 @@ void InPlaceUpdate::journal_layer(Hosted& h, int32_t layer_idx) {
         map.data() + static_cast<size_t>(h.ep_rank) * static_cast<size_t>(new_rows.num_rows()),
         static_cast<size_t>(new_rows.num_rows()));
     h.journal->add_patch(offsets.logical_ids, std::as_bytes(ids));
+    h.journal->start_writeback();
   });
   counters_.seconds_write += seconds_since(start);
 }

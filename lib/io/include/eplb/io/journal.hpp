@@ -82,6 +82,9 @@ class JournalWriter {
   // XXH3-64 of the whole shard as it will be once the patches are applied: streams the
   // shard, substituting the patched ranges (reads the whole file).
   uint64_t patched_file_xxh3(const std::filesystem::path& shard) const;
+  // Starts writing back what was appended so far (sync_file_range), so that commit()'s
+  // fsync finds little left to do. Call after each layer.
+  void start_writeback();
   // Appends the commit record, fsyncs the file and the journal directory. After this the
   // journal rolls forward unless another rank's is incomplete.
   void commit();
