@@ -106,7 +106,7 @@ expect_in "$d/u3.log" "--output is required (or --in-place to update --input its
 is_old "$d/u" && pass || fail "J3: checkpoint modified by a refused run"
 no_leftovers "$d/u" J3
 
-# J4-J19: a rank killed at each phase. Before the journals are committed the checkpoint
+# J4-J18: a rank killed at each phase. Before the journals are committed the checkpoint
 # must come back as the old one (rolled back); after, as the new one (rolled forward).
 # "journal-written" is either: its own journal is committed, the others' may be too.
 declare -A side=([journal-open]=old [in-place-layer-0]=old [in-place-layer-3]=old
@@ -136,9 +136,11 @@ for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written jour
     esac
     want=${side[$phase]}
     if [[ $how == in-place ]]; then
-      # Recovery, then the update itself: the checkpoint ends new either way (a re-run of an
-      # update that was rolled forward stops at "does not hold the old placement", exit 2).
-      :
+      # Recovery, then the update itself: exit 0 either way, and the checkpoint is new.
+      if grep -q "finished an interrupted in-place update" "$d/$name.rec.log"; then
+        expect_in "$d/$name.rec.log" "already gave '$d/k' the new placement: nothing left to do"
+      fi
+      grep -q "rebalanced" "$d/$name.rec.log" && pass || fail "$name: the in-place re-run failed"
     elif [[ $want != new ]] && is_old "$d/k"; then
       pass; [[ $journal_left == no ]] || expect_in "$d/$name.rec.log" "rolled back an interrupted in-place update"
     elif [[ $want != old ]] && is_new "$d/k"; then
@@ -155,16 +157,16 @@ for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written jour
   done
 done
 
-# J20: a kill during the roll-forward itself: the next command finishes it.
+# J19: a kill during the roll-forward itself: the next command finishes it.
 rm -rf "$d/k"; cp -a "$d/in" "$d/k"
 EPLB_TEST_KILL_AT="applied:0" in_place "$d/k" >/dev/null 2>&1 || true
 rc=0; EPLB_TEST_KILL_AT="recovery-rank-00000.h5" timeout "$T" "$tool" verify --checkpoint "$d/k" >"$d/j20a.log" 2>&1 || rc=$?
-[[ $rc -ne 0 && -d "$d/k/.eplb-journal" ]] && pass || fail "J20: the recovery was not interrupted"
-verify_new "$d/k" "$d/j20b.log" && pass || { fail "J20: second recovery failed"; cat "$d/j20b.log" >&2; }
+[[ $rc -ne 0 && -d "$d/k/.eplb-journal" ]] && pass || fail "J19: the recovery was not interrupted"
+verify_new "$d/k" "$d/j20b.log" && pass || { fail "J19: second recovery failed"; cat "$d/j20b.log" >&2; }
 expect_in "$d/j20b.log" "finished an interrupted in-place update"
-is_new "$d/k" && pass || fail "J20: not the new checkpoint"
+is_new "$d/k" && pass || fail "J19: not the new checkpoint"
 
-# J21: a live update holds the checkpoint: a second update and a reader are refused (64)
+# J20: a live update holds the checkpoint: a second update and a reader are refused (64)
 # naming it, and the first completes.
 rm -rf "$d/k"; cp -a "$d/in" "$d/k"
 EPLB_TEST_KILL_AT= in_place "$d/k" >"$d/j21.log" 2>&1 &
@@ -177,16 +179,16 @@ expect_in "$d/j21b.log" "is being written by another run"
 expect_exit 64 "$d/j21c.log" -- timeout "$T" "$tool" verify --checkpoint "$d/k"
 expect_in "$d/j21c.log" "is being updated in place by another run"
 if [[ -n "$pids" ]]; then kill -CONT $pids; fi
-wait $launcher && pass || { fail "J21: the first update failed"; cat "$d/j21.log" >&2; }
-is_new "$d/k" && pass || fail "J21: not the new checkpoint"
+wait $launcher && pass || { fail "J20: the first update failed"; cat "$d/j21.log" >&2; }
+is_new "$d/k" && pass || fail "J20: not the new checkpoint"
 
-# J22: a symlink planted at the journal's name: refused, its target untouched.
+# J21: a symlink planted at the journal's name: refused, its target untouched.
 rm -rf "$d/k"; cp -a "$d/in" "$d/k"; mkdir "$d/target"; ln -s "$d/target" "$d/k/.eplb-journal"
 expect_exit 3 "$d/j22.log" -- in_place "$d/k"
 expect_in "$d/j22.log" "is not a directory: remove it by hand"
-[[ -z "$(ls -A "$d/target")" ]] && pass || fail "J22: wrote through the planted symlink"
+[[ -z "$(ls -A "$d/target")" ]] && pass || fail "J21: wrote through the planted symlink"
 
-# J23-J30: kill -9 of a random rank at a random moment (seeded), on a checkpoint large
+# J22-J29: kill -9 of a random rank at a random moment (seeded), on a checkpoint large
 # enough for the run to last a while; then verify recovers and the result is old or new.
 mkdir -p "$d/big"; python3 "$here/placements.py" random 31 2 8 12 8 "$d/big"
 "$py" - "$d/big" <<'EOF'

@@ -28,6 +28,8 @@
 #include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/journal.hpp"
 #include "eplb/io/shard_layout.hpp"
+#include "eplb/placement/elastic.hpp"
+#include "eplb/placement/placement.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -41,7 +43,7 @@ using core::seconds_since;
 class JournalOwner {
  public:
   explicit JournalOwner(const fs::path& checkpoint) : checkpoint_(checkpoint), lock_(checkpoint) {
-    io::recover_journal(checkpoint_);
+    recovered_ = io::recover_journal(checkpoint_);
     io::create_journal_dir(checkpoint_);
     on_signal_.emplace([this] { discard(); });
   }
@@ -52,6 +54,7 @@ class JournalOwner {
   JournalOwner(const JournalOwner&) = delete;
   JournalOwner& operator=(const JournalOwner&) = delete;
 
+  io::JournalOutcome recovered() const { return recovered_; }
   // Rank 0's journal is committed: from now on only recovery decides its fate.
   void keep() { kept_ = true; }
   // The update is complete: the journal goes.
@@ -70,6 +73,7 @@ class JournalOwner {
   }
   fs::path checkpoint_;
   io::CheckpointLock lock_;
+  io::JournalOutcome recovered_ = io::JournalOutcome::kNone;
   std::atomic<bool> kept_{false};
   std::optional<core::interrupt::Cleanup> on_signal_;
 };
@@ -483,6 +487,28 @@ RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
   return report;
 }
 
+// Rank 0, after rolling an interrupted update forward: true when the checkpoint now holds
+// the new placement and not the old one (the same command run again after a crash).
+bool holds_new_placement(const RebalanceOptions& options) {
+  try {
+    const io::Manifest manifest = io::load_manifest(options.input);
+    placement::PairOptions pair_options;
+    pair_options.old_arg = options.old_placement.string();
+    pair_options.new_arg = options.new_placement.string();
+    pair_options.old_ep_size = options.old_ep_size;
+    pair_options.new_ep_size = options.new_ep_size;
+    pair_options.rank_mapping = options.rank_mapping;
+    pair_options.allow_dropping_experts = options.allow_dropping_experts;
+    pair_options.checkpoint_ep_size = manifest.placement.ep_size;
+    pair_options.checkpoint_num_logical_experts = manifest.placement.num_logical_experts;
+    const auto pair = placement::load_pair(pair_options);
+    return placement::same_slots(manifest.placement, pair.new_placement) &&
+           !placement::same_slots(manifest.placement, pair.old_placement);
+  } catch (const core::Error&) {
+    return false;  // load_inputs reports it
+  }
+}
+
 // Usage (identical on every rank): in place keeps the shard files, so their shape too.
 void check_same_shape(const runtime::MpiSession& session, const Inputs& inputs) {
   core::ProblemList problems(core::ErrorKind::kUsage);
@@ -513,6 +539,17 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
     capture(problems, [&] { owner = std::make_unique<JournalOwner>(options.input); });
   }
   agree(session.group(), problems, "taking the checkpoint for an update in place");
+  const bool rolled_forward = owner && owner->recovered() == io::JournalOutcome::kRolledForward;
+  if (runtime::all_max(session.group(), {rolled_forward && holds_new_placement(options) ? 1 : 0},
+                       "checking the recovered placement")[0] != 0) {
+    core::log::info(
+        "the interrupted update finished above already gave '{}' the new placement: nothing "
+        "left to do",
+        options.input.string());
+    report.backend = "no";
+    report.seconds_total = seconds_since(start);
+    return report;
+  }
 
   // Load and validate: placements, manifest, this rank's shard; same shape old and new.
   Inputs inputs = load_inputs(session, options);
