@@ -454,7 +454,7 @@ void InPlaceUpdate::apply() {
   const auto start = Clock::now();
   for (auto& h : hosted_) {
     h.file.reset();
-    capture(problems_, [&] { io::apply_journal(inputs_.input_dir, h.ep_rank); });
+    capture(problems_, [&] { h.journal->apply(h.path); });
   }
   for (auto& shard : inputs_.shards) shard.reset();
   counters_.seconds_write += seconds_since(start);

@@ -480,6 +480,29 @@ void JournalWriter::commit() {
   committed_ = true;
 }
 
+void JournalWriter::apply(const fs::path& shard) const {
+  EPLB_ASSERT(committed_);
+  const int raw = ::open(shard.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+  if (raw < 0) throw_errno("cannot open " + quoted(shard) + " to update it", errno);
+  Fd out(raw);
+  struct stat st {};
+  if (::fstat(out.fd, &st) != 0) throw_errno("cannot examine " + quoted(shard), errno);
+  if (static_cast<uint64_t>(st.st_size) != shard_size_) {
+    throw Error(ErrorKind::kInput, quoted(shard) + " is " + std::to_string(st.st_size) +
+                                       " bytes, but its journal was written for " +
+                                       std::to_string(shard_size_) + ": it was modified");
+  }
+  std::vector<std::byte> buf;
+  for (size_t i = 0; i < patches_.size(); ++i) {
+    if (i > 0) core::fault::kill_point("overwriting");
+    const Patch& p = patches_[i];
+    buf.resize(static_cast<size_t>(p.length));
+    pread_all(fd_, buf.data(), buf.size(), p.journal_pos, path_);
+    pwrite_all(out.fd, buf.data(), buf.size(), p.offset, shard);
+  }
+  fsync_fd(out.fd, shard);
+}
+
 uint64_t apply_journal(const fs::path& checkpoint, int32_t ep_rank) {
   const fs::path dir = journal_dir_for(checkpoint);
   Fd dir_fd(open_dir(dir));

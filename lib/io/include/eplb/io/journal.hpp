@@ -89,6 +89,12 @@ class JournalWriter {
   // journal rolls forward unless another rank's is incomplete.
   void commit();
 
+  // After commit(): writes every patch to `shard` (its bytes read back from this journal,
+  // usually still in the page cache) and fsyncs it. What recovery does with a journal read
+  // from disk, without re-validating the one this process just wrote. Throws kIo, or
+  // kInput when the shard's size is not the one the journal was written for.
+  void apply(const std::filesystem::path& shard) const;
+
   uint64_t patch_bytes() const { return patch_bytes_; }
   const std::filesystem::path& path() const { return path_; }
 
