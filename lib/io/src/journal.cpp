@@ -203,6 +203,10 @@ ParsedJournal parse_journal(int dir_fd, const std::string& name, const fs::path&
     }
     const uint32_t kind = load<uint32_t>(rec);
     const uint64_t offset = load<uint64_t>(rec + 8), length = load<uint64_t>(rec + 16);
+    if (load<uint32_t>(rec + 4) != 0) {  // reserved: a damaged record
+      j.why_incomplete = "a damaged record";
+      break;
+    }
     if (kind == kCommit) {
       hash_up_to(pos);
       if (offset != j.records.size() || length != XXH3_64bits_digest(state)) {
