@@ -60,7 +60,7 @@ no_leftovers() {  # no journal in it, no lock next to it
 }
 
 # J1: in place equals the copy, byte for byte (shards and manifest), and verifies.
-cp -a "$d/in" "$d/ip"
+cp -a "$d/in" "$d/ip"; chmod 640 "$d/ip/manifest.json"
 in_place "$d/ip" --json "$d/ip.json" >"$d/ip.log" 2>&1 && pass || { fail "in-place run failed"; cat "$d/ip.log" >&2; }
 is_new "$d/ip" && pass || fail "J1: in-place result differs from the copy-mode output"
 for f in "$d"/ref/rank-*.h5; do
@@ -69,6 +69,7 @@ done
 cmp -s "$d/ref/manifest.json" "$d/ip/manifest.json" && pass || fail "J1: manifest differs"
 verify_new "$d/ip" "$d/ip.verify.log" && pass || { fail "J1: verify failed"; cat "$d/ip.verify.log" >&2; }
 no_leftovers "$d/ip" J1
+[[ $(stat -c %a "$d/ip/manifest.json") == 640 ]] && pass || fail "J1: the manifest's mode changed"
 
 # J2: only the changed rows are read and written (counted from the placements).
 "$py" - "$d" "$row_bytes" <<'EOF' && pass || fail "J2: bytes read or written do not match the changed rows"

@@ -13,6 +13,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <memory>
 #include <optional>
 
@@ -462,6 +463,16 @@ void InPlaceUpdate::apply() {
   agree(session_.group(), problems_, "overwriting the changed rows");
 }
 
+// Peak resident set of this process (VmHWM), 0 where /proc is not available.
+long long peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
 RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
                        RebalanceReport report) {
   const auto sums = runtime::all_sum(
@@ -472,7 +483,7 @@ RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
       session.group(),
       {std::max(c.bytes_sent, c.bytes_received), static_cast<long long>(c.seconds_read * 1e6),
        static_cast<long long>(c.seconds_exchange * 1e6),
-       static_cast<long long>(c.seconds_write * 1e6)},
+       static_cast<long long>(c.seconds_write * 1e6), peak_rss_bytes()},
       "the report's maxima");
   report.bytes_read = sums[0];
   report.bytes_written = sums[1];  // overwritten in the shards (and as much to the journal)
@@ -482,6 +493,7 @@ RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
   report.seconds_read = static_cast<double>(maxes[1]) / 1e6;
   report.seconds_exchange = static_cast<double>(maxes[2]) / 1e6;
   report.seconds_write = static_cast<double>(maxes[3]) / 1e6;
+  report.peak_rss_bytes = maxes[4];
   core::log::detail("in place: {} rows rewritten, {} bytes journaled and overwritten", sums[4],
                     sums[1]);
   return report;
@@ -594,7 +606,7 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   core::ProblemList manifest_problems(core::ErrorKind::kIo);
   if (owner) {
     capture(manifest_problems, [&] {
-      io::write_file_atomic(inputs.input_dir / io::kManifestName, update.manifest_text());
+      io::replace_manifest(inputs.input_dir, update.manifest_text());
       core::fault::kill_point("in-place-manifest");
       owner->finish();
     });

@@ -522,6 +522,16 @@ uint64_t apply_journal(const fs::path& checkpoint, int32_t ep_rank) {
   return bytes;
 }
 
+void replace_manifest(const fs::path& checkpoint, const std::string& text) {
+  const fs::path path = normalized(checkpoint) / kManifestName;
+  struct stat st {};
+  const bool had = ::stat(path.c_str(), &st) == 0;
+  write_file_atomic(path, text);
+  if (had && ::chmod(path.c_str(), st.st_mode & 07777) != 0) {
+    throw_errno("cannot set the mode of " + quoted(path), errno);
+  }
+}
+
 JournalOutcome recover_journal(const fs::path& checkpoint) {
   const fs::path dir = journal_dir_for(checkpoint);
   struct stat st {};
@@ -579,7 +589,7 @@ JournalOutcome recover_journal(const fs::path& checkpoint) {
     for (const auto& r : j.records) bytes += r.kind == kPatch ? r.length : 0;
   }
   parse_manifest(*manifest, (dir / "rank-00000").string());  // refuse a damaged manifest
-  write_file_atomic(normalized(checkpoint) / kManifestName, *manifest);
+  replace_manifest(checkpoint, *manifest);
   remove_journal_dir(checkpoint);
   core::log::warn(
       "finished an interrupted in-place update of {} from its journal: {} shards, {} bytes "

@@ -123,6 +123,10 @@ class JournalWriter {
 // or the shard's size is not the one it was written for). Idempotent.
 uint64_t apply_journal(const std::filesystem::path& checkpoint, int32_t ep_rank);
 
+// Replaces CKPT/manifest.json atomically (io::write_file_atomic) with `text`, keeping the
+// previous manifest's mode. Throws kIo.
+void replace_manifest(const std::filesystem::path& checkpoint, const std::string& text);
+
 enum class JournalOutcome { kNone, kRolledForward, kRolledBack };
 
 // Finishes an interrupted update in place of `checkpoint`, if its journal directory exists:
