@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/hf_io.hpp"
+#include "eplb/engine/in_place.hpp"
 
 namespace eplb::app {
 
@@ -21,6 +22,8 @@ Subcommand add_export_command(CLI::App& root, CommonArgs& common) {
       ->check(CLI::ExistingDirectory);
   app->add_option("--output", options->output, "Hugging Face directory to create")->required();
   return {app, [options](const runtime::MpiSession& session) {
+            // A journal left by an interrupted `run --in-place` is finished first.
+            engine::finish_interrupted_update(session, options->checkpoint);
             auto report = engine::export_hf(session, *options);
             core::log::info("exported {} safetensors files ({:.3f} GiB) in {:.2f} s: '{}'",
                             report.num_files, static_cast<double>(report.bytes_written) / (1 << 30),

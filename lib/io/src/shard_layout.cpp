@@ -81,6 +81,11 @@ ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo
                     "has no checkpoint id (written before ids existed): rebalance it once "
                     "without --in-place");
   }
+  if (first_data > (uint64_t{64} << 20)) {
+    throw Error(ErrorKind::kInput, where +
+                                       "its metadata is not where this tool writes it: it "
+                                       "cannot be updated in place");
+  }
   std::string head(static_cast<size_t>(first_data), '\0');
   RowFile(path).read(0, std::as_writable_bytes(std::span(head.data(), head.size())));
   const size_t found = head.find(id);

@@ -24,7 +24,7 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
 // Collective: when `checkpoint` holds the journal of an interrupted update in place, rank 0
 // takes the checkpoint's lock and finishes the update (rolls it forward or back, with a
 // warning). A live update holding the lock makes every rank throw kUsage naming it. Every
-// command that reads a checkpoint calls this first (run, verify).
+// command that reads a checkpoint calls this first (run, verify, export).
 void finish_interrupted_update(const runtime::MpiSession& session,
                                const std::filesystem::path& checkpoint);
 
