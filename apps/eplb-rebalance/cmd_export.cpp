@@ -5,6 +5,7 @@
 #include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/hf_io.hpp"
+#include "eplb/engine/in_place.hpp"
 #include "hf_report.hpp"
 
 namespace eplb::app {
@@ -31,6 +32,8 @@ Subcommand add_export_command(CLI::App& root, CommonArgs& common) {
             job_report()["inputs"] = {{"checkpoint", options->checkpoint.string()},
                                       {"hf_base", options->hf_base.string()},
                                       {"output", options->output.string()}};
+            // A journal left by an interrupted `run --in-place` is finished first.
+            engine::finish_interrupted_update(session, options->checkpoint);
             auto report = engine::export_hf(session, *options);
             add_hf_report(report);
             core::log::info("exported {} safetensors files ({:.3f} GiB) in {:.2f} s: '{}'",

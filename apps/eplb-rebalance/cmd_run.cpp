@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/engine/in_place.hpp"
 #include "eplb/engine/rebalance.hpp"
 #include "validators.hpp"
 
@@ -108,10 +109,17 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
   // A missing file is an input error (exit 2) found by the loaders, not a usage error.
   add_placement_options(*app, args->placements);
   app->add_option("--input", o.input, "Input checkpoint directory")->required();
-  app->add_option("--output", o.output, "Output checkpoint directory (must not exist)")->required();
-  app->add_flag("--force", o.force,
-                "Replace an existing output checkpoint (a directory with manifest.json), once "
-                "the new one is complete");
+  auto* output = app->add_option("--output", o.output,
+                                 "Output checkpoint directory (must not exist; required unless "
+                                 "--in-place)");
+  auto* force = app->add_flag("--force", o.force,
+                              "Replace an existing output checkpoint (a directory with "
+                              "manifest.json), once the new one is complete");
+  app->add_flag("--in-place", o.in_place,
+                "Rewrite only the rows that change, in --input itself, through a crash-safe "
+                "journal (same ep_size and slots per rank old and new)")
+      ->excludes(output)
+      ->excludes(force);
   app->add_flag("--check-files", o.check_files,
                 "Hash every input shard whole against the manifest before moving anything (by "
                 "default only shards up to 64 MiB are; sizes are always checked)");
@@ -147,7 +155,15 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
                                       {"new", options.new_placement.string()},
                                       {"input", options.input.string()},
                                       {"output", options.output.string()}};
-            const auto report = engine::rebalance(session, options);
+            if (!options.in_place && options.output.empty()) {
+              throw core::Error(core::ErrorKind::kUsage,
+                                "--output is required (or --in-place to update --input itself)");
+            }
+            // A journal left by an interrupted --in-place run is finished first.
+            const auto report = options.in_place
+                                    ? engine::rebalance_in_place(session, options)
+                                    : (engine::finish_interrupted_update(session, options.input),
+                                       engine::rebalance(session, options));
             add_to_job_report(report);
             print_report(report);
             if (args->roofline) add_roofline(session, options, report.seconds_total);

@@ -3,6 +3,7 @@
 
 #include "commands.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/engine/in_place.hpp"
 #include "eplb/engine/verify.hpp"
 
 namespace eplb::app {
@@ -34,6 +35,8 @@ Subcommand add_verify_command(CLI::App& root, CommonArgs& common) {
             if (seed->count() > 0) options.seed = args->seed;
             job_report()["inputs"] = {{"checkpoint", options.checkpoint.string()},
                                       {"placement", args->placement}};
+            // A journal left by an interrupted `run --in-place` is finished first.
+            engine::finish_interrupted_update(session, options.checkpoint);
             auto report = engine::verify(session, options);
             job_report()["files"] = report.num_files;
             job_report()["slots_checked"] = report.slots_checked;

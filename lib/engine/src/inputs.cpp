@@ -100,6 +100,7 @@ void check_output_path(const RebalanceOptions& options, core::ProblemList& probl
   }, out{};
   const bool output_exists = ::stat(options.output.c_str(), &out) == 0;
   if (::stat(options.input.c_str(), &in) != 0) return;  // reported by the manifest check
+  if (options.output.empty()) return;                   // run --in-place: no output
   const FileId input_id{in.st_dev, in.st_ino};
   const auto output_chain = identity_chain(options.output);
   const bool output_in_input =
@@ -151,7 +152,7 @@ void check_file(const fs::path& path, const io::FileEntry& want, bool check_file
                     path.string(), size, want.size));
     return;
   }
-  if (!check_files && size > kCheapFileBytes) return;
+  if (!want.xxh3_known || (!check_files && size > kCheapFileBytes)) return;
   const auto have = io::describe_file(path);
   if (have.xxh3 != want.xxh3) {
     problems.add(

@@ -17,6 +17,7 @@
 #include "eplb/core/error.hpp"
 #include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
+#include "lock.hpp"
 
 namespace eplb::io {
 namespace {
@@ -234,6 +235,10 @@ bool same_file(const struct stat& a, const struct stat& b) {
   return a.st_dev == b.st_dev && a.st_ino == b.st_ino;
 }
 
+}  // namespace
+
+namespace detail {
+
 // Opens and locks the lock file; returns the fd and the previous owner's text. Retries when
 // the file was unlinked by its previous owner between our open and our lock.
 int take_lock(int parent_fd, const fs::path& output, std::string& previous) {
@@ -293,14 +298,14 @@ int take_lock(int parent_fd, const fs::path& output, std::string& previous) {
   throw Error(ErrorKind::kIo, "cannot take the lock " + quoted(lock_path) + ": it keeps changing");
 }
 
-}  // namespace
+}  // namespace detail
 
 OutputOwner::OutputOwner(fs::path output, bool force)
     : output_(normalized(output)), staging_(staging_path_for(output_)), force_(force) {
   parent_fd_ = open_parent(output_);
   try {
     std::string previous;
-    lock_fd_ = take_lock(parent_fd_, output_, previous);
+    lock_fd_ = detail::take_lock(parent_fd_, output_, previous);
     const OwnerInfo me = OwnerInfo::current();
     const std::string text = me.to_text();
     if (::ftruncate(lock_fd_, 0) != 0 ||

@@ -152,7 +152,9 @@ void parse_files(const json& j, int32_t ep_size, std::vector<FileEntry>& files, 
         report.add(ptr + "/size", "expected a byte count, got " + describe(size));
       }
     }
-    if (auto hex = string_at(j[i], "xxh3", ptr, report)) {
+    if (j[i].contains("xxh3") && j[i].at("xxh3").is_null()) {
+      entry.xxh3_known = false;  // left out by an update in place
+    } else if (auto hex = string_at(j[i], "xxh3", ptr, report)) {
       const auto value = parse_hex16(*hex);
       if (!value) {
         report.add(ptr + "/xxh3", "expected 16 lowercase hex digits, got \"" + *hex + "\"");
@@ -288,7 +290,8 @@ std::string to_json(const Manifest& m) {
   out += "\n    ]\n  },\n  \"files\": [";
   for (size_t i = 0; i < m.files.size(); ++i) {
     const FileEntry& f = m.files[i];
-    nlohmann::ordered_json item = {{"name", f.name}, {"size", f.size}, {"xxh3", hex16(f.xxh3)}};
+    nlohmann::ordered_json item = {{"name", f.name}, {"size", f.size}, {"xxh3", nullptr}};
+    if (f.xxh3_known) item["xxh3"] = hex16(f.xxh3);
     out += (i ? ",\n    " : "\n    ") + item.dump();
   }
   out += "\n  ]";

@@ -34,6 +34,9 @@ struct RebalanceOptions {
   // Hash every input shard whole against the manifest, whatever its size (by default only
   // shards up to kCheapFileBytes are; sizes and identifiers are always checked).
   bool check_files = false;
+  // Rebalance `input` where it lies (engine/in_place.hpp): no output, same ep_size and
+  // slots per rank old and new.
+  bool in_place = false;
   Backend backend = Backend::kAuto;
   transport::TransportOptions transport;
 };

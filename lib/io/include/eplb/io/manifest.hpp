@@ -16,6 +16,9 @@ struct FileEntry {
   std::string name;   // "rank-00000.h5"
   uint64_t size = 0;  // bytes
   uint64_t xxh3 = 0;  // xxh3-64 of the whole file
+  // False after `run --in-place` left a large shard's whole-file hash out ("xxh3": null,
+  // docs/FORMAT.md): computing it reads the whole file. Sizes and per-row checksums hold.
+  bool xxh3_known = true;
   bool operator==(const FileEntry&) const = default;
 };
 

@@ -1,0 +1,77 @@
+#!/usr/bin/env bash
+# In-place versus copy (run --in-place vs run --output), side by side on one checkpoint, in
+# the same run on the same disk, when a fraction of the slots change (default 20%: pairs of
+# slots on different ranks swap their logical experts, so nothing is dropped).
+#   usage: [BACKEND=mpi] [ROUNDS=2] bench/in_place.sh BIN_DIR WORK_DIR [NP] [SLOTS] [LAYERS] [PERCENT]
+# Defaults: 2 processes x 16 slots x 24 layers of 1.5 MiB bf16 experts: a 1.21 GB checkpoint.
+# Every timed run starts with the input evicted from the page cache (dd iflag=nocache).
+# Each round: copy old -> new into a fresh output; in place old -> new; in place new -> old
+# (restores it; timed too). The in-place result is compared byte for byte with the copy.
+set -euo pipefail
+bin=$(realpath "$1"); work=$(realpath -m "$2"); np=${3:-2}; slots=${4:-16}; layers=${5:-24}
+percent=${6:-20}; backend=${BACKEND:-mpi}; rounds=${ROUNDS:-2}
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
+tool="$bin/eplb-rebalance"
+rm -rf "$work"; mkdir -p "$work"
+python3 - "$work" "$np" "$slots" "$layers" "$percent" <<'PY'
+import json, random, sys
+d, ep, slots, layers, percent = sys.argv[1], *map(int, sys.argv[2:6])
+n = ep * slots
+experts = n - max(1, ep // 2)
+rng = random.Random(11)
+old, new = [], []
+for _ in range(layers):
+    ids = list(range(experts)) + [rng.randrange(experts) for _ in range(n - experts)]
+    rng.shuffle(ids)
+    old.append(ids)
+    new.append(list(ids))
+# At least PERCENT of all slots change: swaps spread over the layers in turn, each between
+# two slots of different ranks holding different experts, each slot swapped at most once.
+swaps = -(-n * layers * percent // 200)
+layer = done = 0
+while done < swaps:
+    ids, ref = new[layer % layers], old[layer % layers]
+    a, b = rng.sample(range(n), 2)
+    if a // slots != b // slots and ids[a] != ids[b] and ids[a] == ref[a] and ids[b] == ref[b]:
+        ids[a], ids[b] = ids[b], ids[a]
+        done += 1
+        layer += 1
+for name, rows in (("old", old), ("new", new)):
+    json.dump({"format": "eplb-placement", "version": 1, "ep_size": ep, "num_slots_per_rank": slots,
+               "physical_to_logical_map": rows}, open(f"{d}/{name}.json", "w"))
+changed = sum(o != c for lo, ln in zip(old, new) for o, c in zip(lo, ln))
+print(f"slots changed: {changed} of {n * layers} ({100 * changed / (n * layers):.1f}%)")
+PY
+tensors="w13:bf16:1024x512,w2:bf16:512x512"
+mpirun -np "$np" "$tool" generate --placement "$work/old.json" --tensors "$tensors" --seed 5 \
+  --output "$work/ckpt" >/dev/null
+bytes=$(du -sb "$work/ckpt" | cut -f1)
+evict() { sync; for f in "$1"/*; do [[ -f $f ]] && dd if="$f" iflag=nocache count=0 status=none; done; }
+now() { date +%s.%N; }
+timed() {  # timed LABEL command...: prints the seconds, keeps the log
+  local label=$1; shift
+  evict "$work/ckpt"
+  local t0; t0=$(now)
+  "$@" >"$work/$label.log" 2>&1 || { echo "$label failed:" >&2; cat "$work/$label.log" >&2; exit 1; }
+  echo "$(now) - $t0" | bc
+}
+run() { mpirun -np "$np" "$tool" run --backend "$backend" "$@"; }
+
+echo "date: $(date -u +%Y-%m-%dT%H:%MZ); host: $(hostname); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+echo "checkpoint: $bytes bytes, $np ranks x $slots slots x $layers layers, tensors $tensors, backend $backend"
+echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+printf '%-6s %10s %14s %14s %8s\n' round copy_s in_place_s back_s ratio
+for r in $(seq "$rounds"); do
+  rm -rf "$work/out"
+  copy=$(timed "copy-$r" run --old "$work/old.json" --new "$work/new.json" --input "$work/ckpt" --output "$work/out")
+  inplace=$(timed "inplace-$r" run --in-place --old "$work/old.json" --new "$work/new.json" --input "$work/ckpt")
+  # Same bytes as the copy: every shard and the manifest's placement.
+  for f in "$work"/out/rank-*.h5; do cmp -s "$f" "$work/ckpt/$(basename "$f")" || { echo "MISMATCH $f" >&2; exit 1; }; done
+  back=$(timed "back-$r" run --in-place --old "$work/new.json" --new "$work/old.json" --input "$work/ckpt")
+  printf '%-6s %10.2f %14.2f %14.2f %8.2f\n' "$r" "$copy" "$inplace" "$back" "$(echo "$copy / $inplace" | bc -l)"
+done
+# The honest price of a recomputed whole-file xxh3 (--check-files: reads every changed shard).
+rehash=$(timed rehash run --in-place --check-files --old "$work/old.json" --new "$work/new.json" --input "$work/ckpt")
+printf 'in place with --check-files (whole-file xxh3 recomputed): %.2f s\n' "$rehash"
+echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
+grep -h "rebalanced\|disk \|time " "$work/copy-1.log" "$work/inplace-1.log" | sed 's/^/  /'

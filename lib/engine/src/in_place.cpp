@@ -1,0 +1,642 @@
+// The in-place rebalance, narrated: take the checkpoint (lock, finish a previous update,
+// journal directory) -> load -> validate -> plan -> for each layer (read the source rows
+// only, verify them, agree, exchange, fill, verify, journal the changed rows) -> commit
+// every journal, agree -> overwrite, agree -> manifest -> remove the journal.
+//
+// NOTE: no shard byte is written before every rank's journal is committed and the ranks
+// have agreed on it; recovery (io::recover_journal) relies on it to roll an incomplete
+// journal back.
+#include "eplb/engine/in_place.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstring>
+#include <fstream>
+#include <memory>
+#include <optional>
+
+#include "eplb/core/clock.hpp"
+#include "eplb/core/fault.hpp"
+#include "eplb/core/interrupt.hpp"
+#include "eplb/core/log.hpp"
+#include "eplb/core/progress.hpp"
+#include "eplb/engine/agreement.hpp"
+#include "eplb/engine/inputs.hpp"
+#include "eplb/engine/layer_buffer.hpp"
+#include "eplb/engine/wire_format.hpp"
+#include "eplb/io/atomic_dir.hpp"
+#include "eplb/io/journal.hpp"
+#include "eplb/io/shard_layout.hpp"
+#include "eplb/placement/elastic.hpp"
+#include "eplb/placement/placement.hpp"
+
+namespace eplb::engine {
+namespace {
+
+namespace fs = std::filesystem;
+using core::Clock;
+using core::seconds_since;
+
+// Rank 0's hold on the checkpoint for the whole update. Until keep(), the journal is
+// removed on failure or signal (nothing was overwritten); after, it stays for recovery.
+class JournalOwner {
+ public:
+  explicit JournalOwner(const fs::path& checkpoint) : checkpoint_(checkpoint), lock_(checkpoint) {
+    recovered_ = io::recover_journal(checkpoint_);
+    io::create_journal_dir(checkpoint_);
+    on_signal_.emplace([this] { discard(); });
+  }
+  ~JournalOwner() {
+    on_signal_.reset();
+    discard();
+  }
+  JournalOwner(const JournalOwner&) = delete;
+  JournalOwner& operator=(const JournalOwner&) = delete;
+
+  io::JournalOutcome recovered() const { return recovered_; }
+  // Rank 0's journal is committed: from now on only recovery decides its fate.
+  void keep() { kept_ = true; }
+  // The update is complete: the journal goes.
+  void finish() {
+    io::remove_journal_dir(checkpoint_);
+    kept_ = true;
+  }
+
+ private:
+  void discard() noexcept {
+    if (kept_.exchange(true)) return;
+    try {
+      io::remove_journal_dir(checkpoint_);
+    } catch (...) {  // the next run rolls an incomplete journal back
+    }
+  }
+  fs::path checkpoint_;
+  io::CheckpointLock lock_;
+  io::JournalOutcome recovered_ = io::JournalOutcome::kNone;
+  std::atomic<bool> kept_{false};
+  std::optional<core::interrupt::Cleanup> on_signal_;
+};
+
+struct Counters {
+  long long bytes_read = 0;
+  long long bytes_sent = 0;
+  long long bytes_received = 0;
+  long long rows_rewritten = 0;
+  long long rows_copied_locally = 0;
+  long long bytes_journaled = 0;
+  double seconds_read = 0;
+  double seconds_exchange = 0;
+  double seconds_write = 0;  // journal, then the overwrite
+};
+
+// The layers of one process: buffers of one layer per hosted EP rank, filled only where a
+// row is needed, and one journal per hosted EP rank.
+class InPlaceUpdate {
+ public:
+  InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
+                transport::Transport& transport, const std::string& checkpoint_id);
+
+  void run_layer(int32_t layer_idx);
+  // Collective: the checkpoint id patch, the file descriptions, rank 0's manifest, every
+  // journal committed; returns once every rank's is.
+  void commit_journals(JournalOwner* owner, bool hash_all_files);
+  // Collective: overwrites this process's shards from their journals and agrees.
+  void apply();
+  const Counters& counters() const { return counters_; }
+  const std::string& manifest_text() const { return manifest_text_; }
+
+ private:
+  struct Hosted {
+    int32_t ep_rank = 0;
+    fs::path path;
+    io::ShardLayout layout;
+    std::unique_ptr<io::RowFile> file;
+    std::optional<LayerBuffer> old_rows;
+    std::optional<LayerBuffer> new_rows;
+    std::unique_ptr<io::JournalWriter> journal;
+  };
+  Hosted* hosted(int32_t ep_rank);
+  void read_sources(Hosted& h, int32_t layer_idx);
+  void exchange(const plan::LayerPlan& layer);
+  void fill_and_verify(Hosted& h, int32_t layer_idx);
+  void journal_layer(Hosted& h, int32_t layer_idx);
+
+  const runtime::MpiSession& session_;
+  Inputs& inputs_;
+  const plan::Plan& plan_;
+  transport::Transport& transport_;
+  std::string checkpoint_id_;
+  std::vector<Hosted> hosted_;
+  transport::HostBuffer trailers_;
+  std::vector<size_t> row_bytes_;
+  std::vector<uint64_t> zero_row_checksums_;
+  std::string manifest_text_;
+  core::ProblemList problems_{core::ErrorKind::kIo};
+  Counters counters_;
+};
+
+// Sorted runs [first, last] of consecutive rows: one read or one patch each.
+std::vector<std::pair<int32_t, int32_t>> runs_of(std::vector<int32_t> rows) {
+  std::sort(rows.begin(), rows.end());
+  rows.erase(std::unique(rows.begin(), rows.end()), rows.end());
+  std::vector<std::pair<int32_t, int32_t>> runs;
+  for (int32_t row : rows) {
+    if (!runs.empty() && runs.back().second + 1 == row) {
+      runs.back().second = row;
+    } else {
+      runs.emplace_back(row, row);
+    }
+  }
+  return runs;
+}
+
+InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
+                             const plan::Plan& plan, transport::Transport& transport,
+                             const std::string& checkpoint_id)
+    : session_(session),
+      inputs_(inputs),
+      plan_(plan),
+      transport_(transport),
+      checkpoint_id_(checkpoint_id) {
+  const auto& tensors = inputs.tensors;
+  hosted_.resize(inputs.my_ranks.size());
+  core::ProblemList problems(core::ErrorKind::kIo);
+  for (size_t i = 0; i < hosted_.size(); ++i) {
+    Hosted& h = hosted_[i];
+    h.ep_rank = inputs.my_ranks[i];
+    h.old_rows.emplace(transport, tensors, plan.old_num_slots_per_rank);
+    h.new_rows.emplace(transport, tensors, plan.new_num_slots_per_rank);
+    capture(problems, [&] {
+      const io::ShardReader& shard = *inputs.shards[i];
+      h.path = shard.path();
+      h.layout = io::read_shard_layout(h.path, shard.info());
+      h.file = std::make_unique<io::RowFile>(h.path);
+      h.journal = std::make_unique<io::JournalWriter>(inputs.input_dir, h.ep_rank, plan.new_ep_size,
+                                                      h.path.filename(), h.layout.file_size);
+    });
+  }
+  size_t words = 0;
+  for (const auto& layer : plan.layers) {
+    words =
+        std::max(words, trailer_words(layer, inputs.process_map, session.rank(), tensors.size()));
+  }
+  trailers_ = transport.allocate_host(std::max<size_t>(8, words * sizeof(uint64_t)));
+  for (const auto& spec : tensors) {
+    row_bytes_.push_back(spec.row_bytes());
+    std::vector<std::byte> zeros(spec.row_bytes());
+    zero_row_checksums_.push_back(io::checksum(zeros));
+  }
+  agree(session.group(), problems, "opening the shards and journals");
+  core::fault::kill_point("journal-open");
+}
+
+InPlaceUpdate::Hosted* InPlaceUpdate::hosted(int32_t ep_rank) {
+  for (auto& h : hosted_) {
+    if (h.ep_rank == ep_rank) return &h;
+  }
+  return nullptr;
+}
+
+void InPlaceUpdate::run_layer(int32_t layer_idx) {
+  const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
+  for (auto& h : hosted_) read_sources(h, layer_idx);
+  agree(session_.group(), problems_,
+        fmt::format("layer {}: agreement before the exchange", layer_idx));
+  try {
+    exchange(layer);
+  } catch (const core::Error& e) {
+    if (e.reported()) throw;
+    std::vector<std::string> located;
+    for (const auto& p : e.problems()) located.push_back(fmt::format("layer {}: {}", layer_idx, p));
+    throw core::Error(e.kind(), std::move(located));
+  }
+  for (auto& h : hosted_) {
+    fill_and_verify(h, layer_idx);
+    journal_layer(h, layer_idx);
+  }
+  core::fault::kill_point("in-place-layer-" + std::to_string(layer_idx));
+}
+
+// Reads the layer's checksums and only the old rows this layer needs: those sent to
+// peers and those copied locally. Unchanged rows are neither read nor written.
+void InPlaceUpdate::read_sources(Hosted& h, int32_t layer_idx) {
+  if (!h.file) return;
+  const auto start = Clock::now();
+  LayerBuffer& old_rows = *h.old_rows;
+  const auto& offsets = h.layout.layers[static_cast<size_t>(layer_idx)];
+  const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
+  std::vector<int32_t> needed;
+  for (const auto& m : layer.messages) {
+    if (m.src_rank == h.ep_rank) needed.insert(needed.end(), m.src_rows.begin(), m.src_rows.end());
+  }
+  for (const auto& rp : layer.rows[static_cast<size_t>(h.ep_rank)]) {
+    if (rp.source == plan::RowSource::kLocal) needed.push_back(rp.src_row);
+  }
+  const auto runs = runs_of(needed);
+  const bool read = capture(problems_, [&] {
+    for (size_t t = 0; t < old_rows.num_tensors(); ++t) {
+      auto& sums = old_rows.checksums[t];
+      h.file->read(offsets.checksums[t], std::as_writable_bytes(std::span(sums)));
+      for (const auto& [first, last] : runs) {
+        const size_t n = static_cast<size_t>(last - first + 1) * old_rows.row_bytes(t);
+        h.file->read(offsets.tensors[t] + static_cast<uint64_t>(first) * old_rows.row_bytes(t),
+                     {old_rows.row(t, first), n});
+        counters_.bytes_read += static_cast<long long>(n);
+      }
+    }
+  });
+  counters_.seconds_read += seconds_since(start);
+  if (!read) return;
+  const int32_t first_slot = h.ep_rank * old_rows.num_rows();
+  for (const auto& [first, last] : runs) {
+    for (int32_t row = first; row <= last; ++row) {
+      for (size_t t = 0; t < old_rows.num_tensors(); ++t) {
+        const uint64_t have = io::checksum({old_rows.row(t, row), old_rows.row_bytes(t)});
+        const uint64_t want = old_rows.checksums[t][static_cast<size_t>(row)];
+        if (have == want) continue;
+        problems_.set_kind_if_worse(core::ErrorKind::kInput);
+        problems_.add(fmt::format(
+            "'{}' layer {}, slot {} (logical expert {}), tensor '{}': checksum mismatch "
+            "(recorded {:016x}, computed {:016x})",
+            h.path.string(), layer_idx, first_slot + row,
+            inputs_.old_placement.expert_at(layer_idx, h.ep_rank, row), inputs_.tensors[t].name,
+            want, have));
+      }
+    }
+  }
+}
+
+void InPlaceUpdate::exchange(const plan::LayerPlan& layer) {
+  const auto start = Clock::now();
+  auto* trailers = reinterpret_cast<uint64_t*>(trailers_.data());
+  const WireLayout wire =
+      wire_layout(WireInput{&layer, &inputs_.process_map, session_.rank(), row_bytes_,
+                            [this](int32_t ep_rank, size_t t, int32_t row) {
+                              return hosted(ep_rank)->old_rows->row(t, row);
+                            },
+                            [this](int32_t ep_rank, size_t t, int32_t row) {
+                              return hosted(ep_rank)->new_rows->row(t, row);
+                            },
+                            trailers});
+  for (const auto* m : wire.local) {
+    LayerBuffer& from = *hosted(m->src_rank)->old_rows;
+    LayerBuffer& to = *hosted(m->dst_rank)->new_rows;
+    for (size_t k = 0; k < m->expert_ids.size(); ++k) {
+      for (size_t t = 0; t < row_bytes_.size(); ++t) {
+        std::memcpy(to.row(t, m->dst_rows[k]), from.row(t, m->src_rows[k]), row_bytes_[t]);
+        to.checksums[t][static_cast<size_t>(m->dst_rows[k])] =
+            from.checksums[t][static_cast<size_t>(m->src_rows[k])];
+      }
+    }
+  }
+  for (const auto& slot : wire.sent_trailers) {
+    const LayerBuffer& rows = *hosted(slot.message->src_rank)->old_rows;
+    uint64_t* sum = trailers + slot.offset;
+    for (int32_t row : slot.message->src_rows) {
+      for (size_t t = 0; t < row_bytes_.size(); ++t) {
+        *sum++ = rows.checksums[t][static_cast<size_t>(row)];
+      }
+    }
+  }
+  for (const auto& t : wire.sends) counters_.bytes_sent += static_cast<long long>(t.bytes());
+  for (const auto& t : wire.recvs) counters_.bytes_received += static_cast<long long>(t.bytes());
+  transport_.exchange(wire.sends, wire.recvs);
+  for (const auto& slot : wire.received_trailers) {
+    LayerBuffer& rows = *hosted(slot.message->dst_rank)->new_rows;
+    const uint64_t* sum = trailers + slot.offset;
+    for (int32_t row : slot.message->dst_rows) {
+      for (size_t t = 0; t < row_bytes_.size(); ++t) {
+        rows.checksums[t][static_cast<size_t>(row)] = *sum++;
+      }
+    }
+  }
+  counters_.seconds_exchange += seconds_since(start);
+}
+
+// New rows: unchanged ones keep their recorded checksum (their bytes are not in memory);
+// every other row is filled and checked against the checksum of its source slot.
+void InPlaceUpdate::fill_and_verify(Hosted& h, int32_t layer_idx) {
+  LayerBuffer& old_rows = *h.old_rows;
+  LayerBuffer& new_rows = *h.new_rows;
+  const auto& rows =
+      plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
+  for (int32_t row = 0; row < new_rows.num_rows(); ++row) {
+    const auto& rp = rows[static_cast<size_t>(row)];
+    const auto r = static_cast<size_t>(row);
+    for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
+      const size_t bytes = new_rows.row_bytes(t);
+      switch (rp.source) {
+        case plan::RowSource::kUnchanged:
+          new_rows.checksums[t][r] = old_rows.checksums[t][r];
+          break;
+        case plan::RowSource::kLocal:
+          std::memcpy(new_rows.row(t, row), old_rows.row(t, rp.src_row), bytes);
+          new_rows.checksums[t][r] = old_rows.checksums[t][static_cast<size_t>(rp.src_row)];
+          break;
+        case plan::RowSource::kCopy:
+          // NOTE: the planner makes src_row a kReceived row, so it is filled already.
+          std::memcpy(new_rows.row(t, row), new_rows.row(t, rp.src_row), bytes);
+          new_rows.checksums[t][r] = new_rows.checksums[t][static_cast<size_t>(rp.src_row)];
+          break;
+        case plan::RowSource::kEmpty:
+          std::memset(new_rows.row(t, row), 0, bytes);
+          new_rows.checksums[t][r] = zero_row_checksums_[t];
+          break;
+        case plan::RowSource::kReceived:
+          break;
+      }
+    }
+    if (rp.source == plan::RowSource::kUnchanged) continue;
+    ++counters_.rows_rewritten;
+    if (rp.source == plan::RowSource::kLocal || rp.source == plan::RowSource::kCopy) {
+      ++counters_.rows_copied_locally;
+    }
+    for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
+      const uint64_t have = io::checksum({new_rows.row(t, row), new_rows.row_bytes(t)});
+      if (have == new_rows.checksums[t][r]) continue;
+      problems_.set_kind_if_worse(core::ErrorKind::kComm);
+      problems_.add(
+          fmt::format("layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
+                      "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
+                      layer_idx, h.ep_rank * new_rows.num_rows() + row, rp.expert_id,
+                      inputs_.tensors[t].name, new_rows.checksums[t][r], have,
+                      rp.peer >= 0 ? fmt::format("EP rank {}", rp.peer) : "local copy"));
+    }
+  }
+}
+
+// The changed rows, their checksums and the layer's logical ids go to the journal.
+void InPlaceUpdate::journal_layer(Hosted& h, int32_t layer_idx) {
+  if (!problems_.empty()) return;
+  const auto& rows =
+      plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
+  std::vector<int32_t> changed;
+  for (size_t row = 0; row < rows.size(); ++row) {
+    if (rows[row].source != plan::RowSource::kUnchanged) {
+      changed.push_back(static_cast<int32_t>(row));
+    }
+  }
+  if (changed.empty()) return;
+  const auto start = Clock::now();
+  LayerBuffer& new_rows = *h.new_rows;
+  const auto& offsets = h.layout.layers[static_cast<size_t>(layer_idx)];
+  capture(problems_, [&] {
+    for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
+      for (const auto& [first, last] : runs_of(changed)) {
+        const size_t n = static_cast<size_t>(last - first + 1) * new_rows.row_bytes(t);
+        h.journal->add_patch(
+            offsets.tensors[t] + static_cast<uint64_t>(first) * new_rows.row_bytes(t),
+            {new_rows.row(t, first), n});
+      }
+      h.journal->add_patch(offsets.checksums[t], std::as_bytes(std::span(new_rows.checksums[t])));
+    }
+    const auto& map = inputs_.new_placement.physical_to_logical_map[static_cast<size_t>(layer_idx)];
+    std::span<const int32_t> ids(
+        map.data() + static_cast<size_t>(h.ep_rank) * static_cast<size_t>(new_rows.num_rows()),
+        static_cast<size_t>(new_rows.num_rows()));
+    h.journal->add_patch(offsets.logical_ids, std::as_bytes(ids));
+    h.journal->start_writeback();
+  });
+  counters_.seconds_write += seconds_since(start);
+}
+
+void InPlaceUpdate::commit_journals(JournalOwner* owner, bool hash_all_files) {
+  agree(session_.group(), problems_, "journaling the last layer");
+  // Each shard's new size (unchanged) and whole-file xxh3: computed from the file and the
+  // journal's patches when that is cheap or asked for, else left out (docs/FORMAT.md).
+  std::vector<std::string> lines;
+  core::ProblemList problems(core::ErrorKind::kIo);
+  for (auto& h : hosted_) {
+    capture(problems, [&] {
+      h.journal->add_patch(h.layout.checkpoint_id_offset,
+                           std::as_bytes(std::span(checkpoint_id_.data(), checkpoint_id_.size())));
+      const bool hash = hash_all_files || h.layout.file_size <= kCheapFileBytes;
+      const uint64_t xxh3 = hash ? h.journal->patched_file_xxh3(h.path) : 0;
+      lines.push_back(fmt::format("{} {} {} {}", h.path.filename().string(), h.layout.file_size,
+                                  xxh3, hash ? 1 : 0));
+    });
+  }
+  agree(session_.group(), problems, "describing the updated shards");
+  const auto all = runtime::gather_lines(session_.group(), lines, "gathering shard descriptions");
+  if (core::log::is_leader()) {
+    io::Manifest manifest{
+        inputs_.tensors, inputs_.new_placement, {}, checkpoint_id_, inputs_.hugging_face};
+    for (const auto& line : all) {
+      char name[256] = {};
+      unsigned long long size = 0, hash = 0;
+      int known = 0;
+      EPLB_ASSERT(std::sscanf(line.c_str(), "%255s %llu %llu %d", name, &size, &hash, &known) == 4);
+      manifest.files.push_back(io::FileEntry{name, size, hash, known != 0});
+    }
+    std::sort(manifest.files.begin(), manifest.files.end(),
+              [](const auto& a, const auto& b) { return a.name < b.name; });
+    manifest_text_ = io::to_json(manifest);
+  }
+  const auto start = Clock::now();
+  for (auto& h : hosted_) {
+    capture(problems_, [&] {
+      if (h.ep_rank == 0) h.journal->add_manifest(manifest_text_);
+      h.journal->commit();
+      counters_.bytes_journaled += static_cast<long long>(h.journal->patch_bytes());
+    });
+  }
+  counters_.seconds_write += seconds_since(start);
+  core::fault::kill_point("journal-written");
+  // NOTE: once rank 0's own journal is committed, another rank may already be past the
+  // agreement below and overwriting: only recovery may decide the journal's fate then.
+  if (owner != nullptr && problems_.empty()) owner->keep();
+  agree(session_.group(), problems_, "committing the journals");
+  core::fault::kill_point("journal-committed");
+}
+
+void InPlaceUpdate::apply() {
+  const auto start = Clock::now();
+  for (auto& h : hosted_) {
+    h.file.reset();
+    capture(problems_, [&] { h.journal->apply(h.path); });
+  }
+  for (auto& shard : inputs_.shards) shard.reset();
+  counters_.seconds_write += seconds_since(start);
+  core::fault::kill_point("applied");
+  agree(session_.group(), problems_, "overwriting the changed rows");
+}
+
+// Peak resident set of this process (VmHWM), 0 where /proc is not available.
+long long peak_rss_bytes() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
+  }
+  return 0;
+}
+
+RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
+                       RebalanceReport report) {
+  const auto sums = runtime::all_sum(
+      session.group(),
+      {c.bytes_read, c.bytes_journaled, c.bytes_sent, c.rows_copied_locally, c.rows_rewritten},
+      "the report's totals");
+  const auto maxes = runtime::all_max(
+      session.group(),
+      {std::max(c.bytes_sent, c.bytes_received), static_cast<long long>(c.seconds_read * 1e6),
+       static_cast<long long>(c.seconds_exchange * 1e6),
+       static_cast<long long>(c.seconds_write * 1e6), peak_rss_bytes()},
+      "the report's maxima");
+  report.bytes_read = sums[0];
+  report.bytes_written = sums[1];  // overwritten in the shards (and as much to the journal)
+  report.bytes_sent = sums[2];
+  report.rows_copied_locally = sums[3];
+  report.busiest_rank_bytes = maxes[0];
+  report.seconds_read = static_cast<double>(maxes[1]) / 1e6;
+  report.seconds_exchange = static_cast<double>(maxes[2]) / 1e6;
+  report.seconds_write = static_cast<double>(maxes[3]) / 1e6;
+  report.peak_rss_bytes = maxes[4];
+  core::log::detail("in place: {} rows rewritten, {} bytes journaled and overwritten", sums[4],
+                    sums[1]);
+  return report;
+}
+
+// Rank 0, after rolling an interrupted update forward: true when the checkpoint now holds
+// the new placement and not the old one (the same command run again after a crash).
+bool holds_new_placement(const RebalanceOptions& options) {
+  try {
+    const io::Manifest manifest = io::load_manifest(options.input);
+    placement::PairOptions pair_options;
+    pair_options.old_arg = options.old_placement.string();
+    pair_options.new_arg = options.new_placement.string();
+    pair_options.old_ep_size = options.old_ep_size;
+    pair_options.new_ep_size = options.new_ep_size;
+    pair_options.rank_mapping = options.rank_mapping;
+    pair_options.allow_dropping_experts = options.allow_dropping_experts;
+    pair_options.checkpoint_ep_size = manifest.placement.ep_size;
+    pair_options.checkpoint_num_logical_experts = manifest.placement.num_logical_experts;
+    const auto pair = placement::load_pair(pair_options);
+    return placement::same_slots(manifest.placement, pair.new_placement) &&
+           !placement::same_slots(manifest.placement, pair.old_placement);
+  } catch (const core::Error&) {
+    return false;  // load_inputs reports it
+  }
+}
+
+// Usage (identical on every rank): in place keeps the shard files, so their shape too.
+void check_same_shape(const runtime::MpiSession& session, const Inputs& inputs) {
+  core::ProblemList problems(core::ErrorKind::kUsage);
+  const auto& o = inputs.old_placement;
+  const auto& n = inputs.new_placement;
+  if (o.ep_size != n.ep_size || o.num_slots_per_rank != n.num_slots_per_rank) {
+    problems.add(fmt::format(
+        "--in-place keeps the shard files, so the old and new placements must have the same "
+        "ep_size and slots per rank (old {} x {}, new {} x {}): rebalance into a new "
+        "checkpoint with --output instead",
+        o.ep_size, o.num_slots_per_rank, n.ep_size, n.num_slots_per_rank));
+  }
+  agree_identical(session.group(), problems, "checking the placements for an update in place");
+}
+
+}  // namespace
+
+RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
+                                   const RebalanceOptions& options) {
+  const auto start = Clock::now();
+  RebalanceReport report;
+
+  // Take the checkpoint: rank 0 locks it, finishes an update a dead run left, and creates
+  // the journal directory. Readers that find the directory wait for the lock.
+  core::ProblemList problems(core::ErrorKind::kIo);
+  std::unique_ptr<JournalOwner> owner;
+  if (core::log::is_leader()) {
+    capture(problems, [&] { owner = std::make_unique<JournalOwner>(options.input); });
+  }
+  agree(session.group(), problems, "taking the checkpoint for an update in place");
+  const bool rolled_forward = owner && owner->recovered() == io::JournalOutcome::kRolledForward;
+  if (runtime::all_max(session.group(), {rolled_forward && holds_new_placement(options) ? 1 : 0},
+                       "checking the recovered placement")[0] != 0) {
+    core::log::info(
+        "the interrupted update finished above already gave '{}' the new placement: nothing "
+        "left to do",
+        options.input.string());
+    report.backend = "no";
+    report.seconds_total = seconds_since(start);
+    return report;
+  }
+
+  // Load and validate: placements, manifest, this rank's shard; same shape old and new.
+  Inputs inputs = load_inputs(session, options);
+  check_same_shape(session, inputs);
+  report.num_layers = inputs.old_placement.num_layers();
+
+  // Plan: the same global plan as a copy; unchanged rows stay where they are.
+  const auto plan_start = Clock::now();
+  const auto topology =
+      agreed_topology(session, options.ranks_per_node,
+                      static_cast<int32_t>(inputs.process_map.ep_ranks_of(0).size()));
+  const plan::Plan plan = plan::make_plan(inputs.old_placement, inputs.new_placement, topology);
+  report.seconds_plan = seconds_since(plan_start);
+  const auto stats = plan::summarize(plan, topology);
+  report.experts_moved = stats.experts_moved;
+  report.min_experts_required = stats.min_experts_required;
+  report.layer_bytes =
+      static_cast<int64_t>(io::expert_bytes(inputs.tensors)) * plan.new_num_slots_per_rank;
+  for (const auto& rank : stats.ranks) report.messages += rank.messages_sent;
+
+  // Transport and journals. The new id is the one a copy would get: same bytes, same id.
+  const auto setup_start = Clock::now();
+  auto transport = make_transport(session, options.backend, options.transport);
+  report.backend = std::string(transport->name());
+  const std::string checkpoint_id = io::checkpoint_id_for("run\n" + inputs.input_identity +
+                                                          placement::to_json(inputs.new_placement));
+  InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id);
+  report.seconds_setup = seconds_since(setup_start);
+
+  // For each layer: read the source rows, verify, exchange, fill, verify, journal.
+  auto progress = core::Progress::for_leader("rebalance in place", report.num_layers, "layer");
+  for (int32_t layer_idx = 0; layer_idx < report.num_layers; ++layer_idx) {
+    update.run_layer(layer_idx);
+    progress.advance(1, 0);
+  }
+  progress.finish();
+
+  // Commit: every journal durable and agreed on, then overwrite, then the manifest.
+  const auto commit_start = Clock::now();
+  update.commit_journals(owner.get(), options.check_files);
+  update.apply();
+  core::ProblemList manifest_problems(core::ErrorKind::kIo);
+  if (owner) {
+    capture(manifest_problems, [&] {
+      io::replace_manifest(inputs.input_dir, update.manifest_text());
+      core::fault::kill_point("in-place-manifest");
+      owner->finish();
+    });
+  }
+  agree(session.group(), manifest_problems, "writing the manifest");
+  report.seconds_commit = seconds_since(commit_start);
+  transport->close();
+  owner.reset();  // releases the lock
+
+  report = reduce(session, update.counters(), report);
+  report.seconds_total = seconds_since(start);
+  return report;
+}
+
+void finish_interrupted_update(const runtime::MpiSession& session, const fs::path& checkpoint) {
+  core::ProblemList problems(core::ErrorKind::kIo);
+  if (core::log::is_leader() && io::has_journal(checkpoint)) {
+    capture(problems, [&] {
+      try {
+        io::CheckpointLock lock(checkpoint);
+        io::recover_journal(checkpoint);
+      } catch (const core::Error& e) {
+        if (e.kind() != core::ErrorKind::kUsage) throw;
+        throw core::Error(core::ErrorKind::kUsage,
+                          fmt::format("'{}' is being updated in place by another run: {}",
+                                      checkpoint.string(), e.problems().front()));
+      }
+    });
+  }
+  agree(session.group(), problems, "finishing an interrupted update in place");
+}
+
+}  // namespace eplb::engine

@@ -1,0 +1,129 @@
+// Dataset addresses of a shard, for updates in place (eplb/io/shard_layout.hpp).
+#include "eplb/io/shard_layout.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
+#include "h5.hpp"
+#include "shard_format.hpp"
+
+namespace eplb::io {
+namespace {
+
+using core::Error;
+using core::ErrorKind;
+using h5::Handle;
+
+uint64_t dataset_offset(hid_t group, const std::string& name, const std::string& where) {
+  Handle dset = EPLB_H5_OWN(H5Dopen2(group, name.c_str(), H5P_DEFAULT), kDataset);
+  const haddr_t addr = H5Dget_offset(dset.get());
+  if (addr == HADDR_UNDEF) {
+    h5::take_error_stack();
+    throw Error(ErrorKind::kInput, where + "dataset '" + name +
+                                       "' is not contiguous and allocated: it cannot be "
+                                       "updated in place");
+  }
+  return static_cast<uint64_t>(addr);
+}
+
+}  // namespace
+
+ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo& info) {
+  h5::ensure_ready();
+  const std::string where = "'" + path.string() + "': ";
+  ShardLayout layout;
+  {
+    Handle fapl = EPLB_H5_OWN(H5Pcreate(H5P_FILE_ACCESS), kPropList);
+    EPLB_H5(H5Pset_file_locking(fapl.get(), false, true));
+    EPLB_H5(H5Pset_fclose_degree(fapl.get(), H5F_CLOSE_STRONG));
+    const hid_t id = H5Fopen(path.c_str(), H5F_ACC_RDONLY, fapl.get());
+    if (id < 0) {
+      throw Error(ErrorKind::kIo,
+                  "cannot open shard '" + path.string() + "': " + h5::take_error_stack());
+    }
+    Handle file(id, h5::Kind::kFile);
+    for (int32_t layer = 0; layer < info.num_layers; ++layer) {
+      const std::string name = detail::layer_group_name(layer);
+      Handle group = EPLB_H5_OWN(H5Gopen2(file.get(), name.c_str(), H5P_DEFAULT), kGroup);
+      const std::string at = where + name + ": ";
+      LayerOffsets offsets;
+      offsets.logical_ids = dataset_offset(group.get(), detail::kLogicalIds, at);
+      Handle sums = EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
+      for (const TensorSpec& spec : info.tensors) {
+        offsets.tensors.push_back(dataset_offset(group.get(), spec.name, at));
+        offsets.checksums.push_back(dataset_offset(sums.get(), spec.name, at));
+      }
+      layout.layers.push_back(std::move(offsets));
+    }
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) {
+    throw Error(ErrorKind::kIo, "cannot examine '" + path.string() + "': " + std::strerror(errno));
+  }
+  layout.file_size = static_cast<uint64_t>(st.st_size);
+  // The id was written before any dataset was created, so its heap object lies in the
+  // metadata before the first dataset's data.
+  uint64_t first_data = layout.file_size;
+  for (const auto& l : layout.layers) {
+    first_data = std::min(first_data, l.logical_ids);
+    for (uint64_t o : l.tensors) first_data = std::min(first_data, o);
+    for (uint64_t o : l.checksums) first_data = std::min(first_data, o);
+  }
+  const std::string& id = info.checkpoint_id;
+  if (id.size() != 32) {
+    throw Error(ErrorKind::kInput,
+                where +
+                    "has no checkpoint id (written before ids existed): rebalance it once "
+                    "without --in-place");
+  }
+  if (first_data > (uint64_t{64} << 20)) {
+    throw Error(ErrorKind::kInput, where +
+                                       "its metadata is not where this tool writes it: it "
+                                       "cannot be updated in place");
+  }
+  std::string head(static_cast<size_t>(first_data), '\0');
+  RowFile(path).read(0, std::as_writable_bytes(std::span(head.data(), head.size())));
+  const size_t found = head.find(id);
+  if (found == std::string::npos || head.find(id, found + 1) != std::string::npos) {
+    throw Error(ErrorKind::kInput, where +
+                                       "cannot locate the bytes of its checkpoint id (not a "
+                                       "shard this tool wrote?): it cannot be updated in place");
+  }
+  layout.checkpoint_id_offset = found;
+  return layout;
+}
+
+RowFile::RowFile(const std::filesystem::path& path) : path_(path) {
+  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd_ < 0) {
+    throw Error(ErrorKind::kIo, "cannot open '" + path.string() + "': " + std::strerror(errno));
+  }
+}
+
+RowFile::~RowFile() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+void RowFile::read(uint64_t offset, std::span<std::byte> out) const {
+  std::byte* p = out.data();
+  size_t left = out.size();
+  while (left > 0) {
+    const ssize_t n = ::pread(fd_, p, left, static_cast<off_t>(offset));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      throw Error(ErrorKind::kIo, "cannot read '" + path_.string() + "' at byte " +
+                                      std::to_string(offset) + ": " +
+                                      (n == 0 ? "end of file" : std::strerror(errno)));
+    }
+    p += n;
+    left -= static_cast<size_t>(n);
+    offset += static_cast<uint64_t>(n);
+  }
+}
+
+}  // namespace eplb::io

@@ -1,0 +1,236 @@
+#!/usr/bin/env bash
+# `run --in-place` (docs/RELIABILITY.md, cases J*): the result equals a copy byte for byte;
+# only changed rows are written; usage limits; a rank killed at every phase, on both sides
+# of the journal commit, and kill -9 at random moments, each followed by the recovery of
+# the next command that opens the checkpoint (verify, run, run --in-place), after which the
+# checkpoint is the old one or the new one, complete, and a re-run finishes the update.
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+d="$work"
+py=/usr/bin/python3
+T=90  # seconds: no command may take longer
+tensors="w13:fp8_e4m3:64x32,w2:bf16:32x32"  # 4096 bytes per expert
+row_bytes=4096
+
+# Placements: old random, new = old with pairs of slots on different ranks swapped (a
+# quarter of the slots change, nothing is dropped), one layer left unchanged.
+python3 "$here/placements.py" random 21 2 4 6 4 "$d"
+"$py" - "$d" <<'EOF'
+import json, random, sys
+d = sys.argv[1]
+old = json.load(open(f"{d}/old.json"))
+rng = random.Random(7)
+new = dict(old)
+rows = [list(layer) for layer in old["physical_to_logical_map"]]
+for li, layer in enumerate(rows):
+    if li == 2: continue  # a layer where nothing moves
+    for _ in range(1):
+        a, b = rng.randrange(0, 4), rng.randrange(4, 8)
+        layer[a], layer[b] = layer[b], layer[a]
+    layer[5] = -1 if li == 1 and layer.count(layer[5]) > 1 else layer[5]  # an emptied slot
+new["physical_to_logical_map"] = rows
+json.dump(new, open(f"{d}/new.json", "w"))
+EOF
+mpi 2 "$tool" generate --placement "$d/old.json" --tensors "$tensors" --seed 5 --output "$d/in" >/dev/null
+in_hash=$(tree_hash "$d/in")
+
+copy_run() {  # the copy-mode reference
+  timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --old "$d/old.json" --new "$d/new.json" \
+    --input "$1" --output "$2" --backend mpi --timeout 20 "${@:3}"
+}
+in_place() {  # in_place CKPT [args...]
+  local ckpt=$1; shift
+  timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --in-place --old "$d/old.json" \
+    --new "$d/new.json" --input "$ckpt" --backend mpi --timeout 20 "$@"
+}
+verify_new() {  # verify_new CKPT LOG
+  timeout "$T" mpirun --oversubscribe -np 2 "$tool" verify --checkpoint "$1" \
+    --placement "$d/new.json" --seed 5 >"$2" 2>&1
+}
+
+copy_run "$d/in" "$d/ref" >/dev/null 2>&1 && pass || fail "copy-mode reference failed"
+ref_hash=$(tree_hash "$d/ref")
+
+# same_as CKPT HASH: shards and manifest byte for byte (tree_hash covers every file).
+is_old() { [[ "$(tree_hash "$1")" == "$in_hash" ]]; }
+is_new() { [[ "$(tree_hash "$1")" == "$ref_hash" ]]; }
+no_leftovers() {  # no journal in it, no lock next to it
+  local ckpt=$1 name=$2
+  [[ ! -e "$ckpt/.eplb-journal" ]] && pass || fail "$name: journal left in $ckpt"
+  [[ ! -e "$(dirname "$ckpt")/.$(basename "$ckpt").eplb-lock" ]] && pass || fail "$name: lock left"
+}
+
+# J1: in place equals the copy, byte for byte (shards and manifest), and verifies.
+cp -a "$d/in" "$d/ip"; chmod 640 "$d/ip/manifest.json"
+in_place "$d/ip" --json "$d/ip.json" >"$d/ip.log" 2>&1 && pass || { fail "in-place run failed"; cat "$d/ip.log" >&2; }
+is_new "$d/ip" && pass || fail "J1: in-place result differs from the copy-mode output"
+for f in "$d"/ref/rank-*.h5; do
+  cmp -s "$f" "$d/ip/$(basename "$f")" && pass || fail "J1: $(basename "$f") differs from the copy's"
+done
+cmp -s "$d/ref/manifest.json" "$d/ip/manifest.json" && pass || fail "J1: manifest differs"
+verify_new "$d/ip" "$d/ip.verify.log" && pass || { fail "J1: verify failed"; cat "$d/ip.verify.log" >&2; }
+no_leftovers "$d/ip" J1
+[[ $(stat -c %a "$d/ip/manifest.json") == 640 ]] && pass || fail "J1: the manifest's mode changed"
+
+# J2: only the changed rows are read and written (counted from the placements).
+"$py" - "$d" "$row_bytes" <<'EOF' && pass || fail "J2: bytes read or written do not match the changed rows"
+import json, sys
+d, row = sys.argv[1], int(sys.argv[2])
+old = json.load(open(f"{d}/old.json"))["physical_to_logical_map"]
+new = json.load(open(f"{d}/new.json"))["physical_to_logical_map"]
+r = json.load(open(f"{d}/ip.json"))
+L, ep = 4, 2
+changed = sum(o != n for lo, ln in zip(old, new) for o, n in zip(lo, ln))
+# per rank and layer with a change: both checksum arrays (L uint64 each), the logical ids
+# (L int32); per shard the 32-byte checkpoint id.
+meta = 0
+for lo, ln in zip(old, new):
+    for rank in range(ep):
+        if lo[rank*L:(rank+1)*L] != ln[rank*L:(rank+1)*L]:
+            meta += 2 * L * 8 + L * 4
+meta += 32 * ep
+written, read = r["bytes"]["written"], r["bytes"]["read"]
+print(f"changed rows {changed}, written {written}, expected {changed*row + meta}, read {read}")
+assert written == changed * row + meta, (written, changed * row + meta)
+assert 0 < read <= changed * row, (read, changed * row)
+EOF
+
+# J3: usage limits (exit 64, checkpoint untouched).
+mkdir -p "$d/p3"; python3 "$here/placements.py" random 21 2 4 6 4 "$d/p3" 3
+cp -a "$d/in" "$d/u"
+expect_exit 64 "$d/u1.log" -- timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --in-place \
+  --old "$d/old.json" --new "$d/p3/new.json" --input "$d/u" --backend mpi
+expect_in "$d/u1.log" "must have the same ep_size and slots per rank (old 2 x 4, new 3 x 4)"
+expect_exit 64 "$d/u2.log" -- "$tool" run --in-place --old "$d/old.json" --new "$d/new.json" --input "$d/u" --output "$d/x"
+expect_in "$d/u2.log" "--output excludes --in-place"
+expect_exit 64 "$d/u3.log" -- "$tool" run --old "$d/old.json" --new "$d/new.json" --input "$d/u"
+expect_in "$d/u3.log" "--output is required (or --in-place to update --input itself)"
+is_old "$d/u" && pass || fail "J3: checkpoint modified by a refused run"
+no_leftovers "$d/u" J3
+
+# J4-J18: a rank killed at each phase. Before the journals are committed the checkpoint
+# must come back as the old one (rolled back); after, as the new one (rolled forward).
+# "journal-written" is either: its own journal is committed, the others' may be too.
+declare -A side=([journal-open]=old [in-place-layer-0]=old [in-place-layer-3]=old
+  [journal-written]=either [journal-committed]=new [overwriting]=new [applied]=new
+  [in-place-manifest]=new)
+recoverers=(verify run in-place)
+i=0
+for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written journal-committed overwriting applied in-place-manifest; do
+  for rank in 0 1; do
+    [[ $phase == in-place-manifest && $rank == 1 ]] && continue  # rank 0 writes it
+    name="kill-$phase-$rank"
+    rm -rf "$d/k" "$d/k2" "$d"/.k.eplb-*; cp -a "$d/in" "$d/k"
+    rc=0; EPLB_TEST_KILL_AT="$phase:$rank" in_place "$d/k" >"$d/$name.log" 2>&1 || rc=$?
+    [[ $rc -ne 0 ]] && pass || fail "$name: exit 0"
+    expect_in "$d/$name.log" "EPLB_TEST_KILL_AT: killed at $phase"
+    # Rank 0, told by mpirun to stop (SIGTERM) before the journals are committed, removes
+    # the journal itself; after, or when rank 0 is the one killed, the journal stays.
+    journal_left=no; [[ -d "$d/k/.eplb-journal" ]] && journal_left=yes
+    case $phase in journal-committed|overwriting|applied|in-place-manifest)
+      [[ $journal_left == yes ]] && pass || fail "$name: the committed journal is gone" ;; esac
+    # The next command that opens it finishes the update; take turns.
+    how=${recoverers[$((i % 3))]}; i=$((i + 1))
+    case $how in
+      verify) timeout "$T" mpirun --oversubscribe -np 2 "$tool" verify --checkpoint "$d/k" >"$d/$name.rec.log" 2>&1 || true ;;
+      run) copy_run "$d/k" "$d/k2" >"$d/$name.rec.log" 2>&1 || true ;;
+      in-place) in_place "$d/k" >"$d/$name.rec.log" 2>&1 || true ;;
+    esac
+    want=${side[$phase]}
+    if [[ $how == in-place ]]; then
+      # Recovery, then the update itself: exit 0 either way, and the checkpoint is new.
+      if grep -q "finished an interrupted in-place update" "$d/$name.rec.log"; then
+        expect_in "$d/$name.rec.log" "already gave '$d/k' the new placement: nothing left to do"
+      fi
+      grep -q "rebalanced" "$d/$name.rec.log" && pass || fail "$name: the in-place re-run failed"
+    elif [[ $want != new ]] && is_old "$d/k"; then
+      pass; [[ $journal_left == no ]] || expect_in "$d/$name.rec.log" "rolled back an interrupted in-place update"
+    elif [[ $want != old ]] && is_new "$d/k"; then
+      pass; expect_in "$d/$name.rec.log" "finished an interrupted in-place update"
+    else
+      fail "$name: after recovery by $how the checkpoint is neither the expected old nor new ($want)"
+      sed 's/^/    /' "$d/$name.rec.log" >&2
+    fi
+    if is_old "$d/k"; then in_place "$d/k" >"$d/$name.rerun.log" 2>&1 && pass || fail "$name: re-run failed"; fi
+    is_new "$d/k" && pass || { fail "$name: not the new checkpoint after recovery and re-run"; sed 's/^/    /' "$d/$name.rec.log" >&2; }
+    verify_new "$d/k" "$d/$name.verify.log" && pass || fail "$name: verify failed"
+    no_leftovers "$d/k" "$name"
+    echo "case $name: journal left: $journal_left, recovered by $how"
+  done
+done
+
+# J19: a kill during the roll-forward itself: the next command finishes it.
+rm -rf "$d/k"; cp -a "$d/in" "$d/k"
+EPLB_TEST_KILL_AT="applied:0" in_place "$d/k" >/dev/null 2>&1 || true
+rc=0; EPLB_TEST_KILL_AT="recovery-rank-00000.h5" timeout "$T" "$tool" verify --checkpoint "$d/k" >"$d/j20a.log" 2>&1 || rc=$?
+[[ $rc -ne 0 && -d "$d/k/.eplb-journal" ]] && pass || fail "J19: the recovery was not interrupted"
+verify_new "$d/k" "$d/j20b.log" && pass || { fail "J19: second recovery failed"; cat "$d/j20b.log" >&2; }
+expect_in "$d/j20b.log" "finished an interrupted in-place update"
+is_new "$d/k" && pass || fail "J19: not the new checkpoint"
+
+# J20: a live update holds the checkpoint: a second update and a reader are refused (64)
+# naming it, and the first completes.
+rm -rf "$d/k"; cp -a "$d/in" "$d/k"
+EPLB_TEST_KILL_AT= in_place "$d/k" >"$d/j21.log" 2>&1 &
+launcher=$!
+for _ in $(seq 300); do [[ -d "$d/k/.eplb-journal" ]] && break; sleep 0.05; done
+pids=$(pgrep -f -- "^$tool run --in-place .*--input $d/k " || true)
+if [[ -n "$pids" ]]; then kill -STOP $pids; fi
+expect_exit 64 "$d/j21b.log" -- in_place "$d/k"
+expect_in "$d/j21b.log" "is being written by another run"
+expect_exit 64 "$d/j21c.log" -- timeout "$T" "$tool" verify --checkpoint "$d/k"
+expect_in "$d/j21c.log" "is being updated in place by another run"
+if [[ -n "$pids" ]]; then kill -CONT $pids; fi
+wait $launcher && pass || { fail "J20: the first update failed"; cat "$d/j21.log" >&2; }
+is_new "$d/k" && pass || fail "J20: not the new checkpoint"
+
+# J21: a symlink planted at the journal's name: refused, its target untouched.
+rm -rf "$d/k"; cp -a "$d/in" "$d/k"; mkdir "$d/target"; ln -s "$d/target" "$d/k/.eplb-journal"
+expect_exit 3 "$d/j22.log" -- in_place "$d/k"
+expect_in "$d/j22.log" "is not a directory: remove it by hand"
+[[ -z "$(ls -A "$d/target")" ]] && pass || fail "J21: wrote through the planted symlink"
+
+# J22-J29: kill -9 of a random rank at a random moment (seeded), on a checkpoint large
+# enough for the run to last a while; then verify recovers and the result is old or new.
+mkdir -p "$d/big"; python3 "$here/placements.py" random 31 2 8 12 8 "$d/big"
+"$py" - "$d/big" <<'EOF'
+import json, random, sys
+d = sys.argv[1]
+old = json.load(open(f"{d}/old.json")); rng = random.Random(3)
+rows = [list(l) for l in old["physical_to_logical_map"]]
+for l in rows:
+    for _ in range(2):
+        a, b = rng.randrange(0, 8), rng.randrange(8, 16); l[a], l[b] = l[b], l[a]
+old["physical_to_logical_map"] = rows; json.dump(old, open(f"{d}/new.json", "w"))
+EOF
+big_tensors="w13:bf16:256x512,w2:bf16:512x256"
+mpi 2 "$tool" generate --placement "$d/big/old.json" --tensors "$big_tensors" --seed 8 --output "$d/big/in" >/dev/null
+big_old=$(tree_hash "$d/big/in")
+timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --old "$d/big/old.json" --new "$d/big/new.json" \
+  --input "$d/big/in" --output "$d/big/ref" --backend mpi >/dev/null 2>&1
+big_new=$(tree_hash "$d/big/ref")
+RANDOM=${EPLB_FAULT_SEED:-12345}
+for n in 1 2 3 4 5 6 7 8; do
+  rm -rf "$d/big/k"; cp -a "$d/big/in" "$d/big/k"
+  delay_ms=$((RANDOM % 1600)); victim=$((RANDOM % 2))
+  timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --in-place --old "$d/big/old.json" \
+    --new "$d/big/new.json" --input "$d/big/k" --backend mpi --timeout 20 >"$d/big/r$n.log" 2>&1 &
+  launcher=$!
+  # Once both ranks run, wait the random delay, then kill one of them.
+  pids=()
+  for _ in $(seq 200); do
+    pids=($(pgrep -f -- "^$tool run --in-place .*--input $d/big/k " || true))
+    [[ ${#pids[@]} -ge 2 ]] && break; sleep 0.05
+  done
+  sleep "$(printf '0.%03d' $((delay_ms % 1000)))"; sleep $((delay_ms / 1000))
+  killed=no
+  [[ ${#pids[@]} -gt $victim ]] && kill -9 "${pids[$victim]}" 2>/dev/null && killed=yes
+  wait $launcher || true
+  timeout "$T" "$tool" verify --checkpoint "$d/big/k" >"$d/big/v$n.log" 2>&1 || true
+  h=$(tree_hash "$d/big/k")
+  if [[ $h == "$big_old" || $h == "$big_new" ]]; then pass
+  else fail "random kill $n (after ${delay_ms} ms, rank $victim): neither old nor new"; sed 's/^/    /' "$d/big/v$n.log" >&2; fi
+  [[ ! -e "$d/big/k/.eplb-journal" ]] && pass || fail "random kill $n: journal left after verify"
+  echo "random kill $n: after ${delay_ms} ms, rank $victim (killed: $killed): $([[ $h == "$big_new" ]] && echo new || echo old); $(grep -ho 'rolled back\|finished an interrupted' "$d/big/v$n.log" || echo 'no journal')"
+done
+
+finish
