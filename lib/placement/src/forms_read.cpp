@@ -73,12 +73,23 @@ json yaml_scalar(const YAML::Node& node) {
   return text;
 }
 
-json yaml_node(const YAML::Node& node, const std::string& pointer, Reporter& report) {
+// `budget`: nodes left to convert. Aliases (*a) make a YAML document a graph whose
+// expansion can grow exponentially with its size ("billion laughs"); a document without
+// them has fewer nodes than twice its bytes, so only aliases exhaust a budget of that.
+json yaml_node(const YAML::Node& node, const std::string& pointer, Reporter& report,
+               size_t& budget) {
+  if (budget == 0) {
+    report.add("",
+               "YAML aliases (*name) expand beyond what a file of this size holds written out: "
+               "write the placement without aliases");
+    report.throw_if_any();
+  }
+  --budget;
   switch (node.Type()) {
     case YAML::NodeType::Sequence: {
       json out = json::array();
       for (size_t i = 0; i < node.size(); ++i) {
-        out.push_back(yaml_node(node[i], fmt::format("{}/{}", pointer, i), report));
+        out.push_back(yaml_node(node[i], fmt::format("{}/{}", pointer, i), report, budget));
       }
       return out;
     }
@@ -94,7 +105,7 @@ json yaml_node(const YAML::Node& node, const std::string& pointer, Reporter& rep
           report.add(pointer, fmt::format("duplicate key \"{}\"", key));
           continue;
         }
-        out[key] = yaml_node(item.second, pointer + pointer_to_key(key), report);
+        out[key] = yaml_node(item.second, pointer + pointer_to_key(key), report, budget);
       }
       return out;
     }
@@ -116,7 +127,8 @@ json yaml_to_json(const std::string& text, Reporter& report) {
                                error.mark.column + 1, error.msg));
     report.throw_if_any();
   }
-  return yaml_node(root, "", report);
+  size_t budget = 2 * text.size() + 16;
+  return yaml_node(root, "", report, budget);
 }
 
 void read_keyed_layers(const json& object, const std::string& pointer, Extracted& ex,
