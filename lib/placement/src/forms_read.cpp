@@ -51,6 +51,40 @@ std::optional<int64_t> layer_number(const std::string& key) {
   return number;
 }
 
+// True when `text` is well-formed UTF-8 (no overlong forms, surrogates or code points past
+// U+10FFFF). JSON text is checked by its parser; YAML strings are not, and nlohmann's
+// serializer, which writes our messages, throws on anything else.
+bool valid_utf8(const std::string& text) {
+  static constexpr uint32_t kMin[] = {0, 0, 0x80, 0x800, 0x10000};
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto lead = static_cast<unsigned char>(text[i]);
+    size_t len = 1;
+    uint32_t code = lead;
+    if (lead >= 0x80) {
+      if ((lead & 0xE0) == 0xC0) {
+        len = 2;
+      } else if ((lead & 0xF0) == 0xE0) {
+        len = 3;
+      } else if ((lead & 0xF8) == 0xF0) {
+        len = 4;
+      } else {
+        return false;
+      }
+      if (len > text.size() - i) return false;
+      code = lead & (0x7Fu >> len);
+      for (size_t k = 1; k < len; ++k) {
+        const auto next = static_cast<unsigned char>(text[i + k]);
+        if ((next & 0xC0) != 0x80) return false;
+        code = (code << 6) | (next & 0x3Fu);
+      }
+      if (code < kMin[len] || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF)) return false;
+    }
+    i += len;
+  }
+  return true;
+}
+
 // YAML scalars: plain ones read as the JSON value they spell, quoted ones stay strings.
 json yaml_scalar(const YAML::Node& node) {
   const std::string& text = node.Scalar();
@@ -101,6 +135,10 @@ json yaml_node(const YAML::Node& node, const std::string& pointer, Reporter& rep
           report.add(pointer, "a key that is not a scalar");
           continue;
         }
+        if (!valid_utf8(key)) {
+          report.add(pointer, "a key that is not valid UTF-8");
+          continue;
+        }
         if (out.contains(key)) {
           report.add(pointer, fmt::format("duplicate key \"{}\"", key));
           continue;
@@ -110,6 +148,10 @@ json yaml_node(const YAML::Node& node, const std::string& pointer, Reporter& rep
       return out;
     }
     case YAML::NodeType::Scalar:
+      if (!valid_utf8(node.Scalar())) {
+        report.add(pointer, "a string that is not valid UTF-8");
+        return nullptr;
+      }
       return yaml_scalar(node);
     default:
       return nullptr;

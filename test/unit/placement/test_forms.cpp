@@ -357,6 +357,27 @@ TEST_CASE("TensorRT-LLM YAML: aliases are read, but never expanded without bound
                  "written out: write the placement without aliases"});
 }
 
+TEST_CASE("TensorRT-LLM YAML: strings that are not UTF-8 are bad input",
+          "[placement][forms][errors]") {
+  // Found by fuzz_placement: such a string reached nlohmann's serializer (which writes the
+  // messages) and ended the process with nlohmann::type_error instead of exit 2.
+  CHECK(parse_problems("num_slots: 4\ninitial_global_assignments: {3: [0, 1, 2, \"\xc1\"]}\n",
+                       named("t.yaml", 2))
+            .front() ==
+        "'t.yaml' at /initial_global_assignments/3/3: a string that is not valid "
+        "UTF-8");
+  CHECK(parse_problems("num_slots: 4\ninitial_global_assignments: {\"\xed\xa0\x80\": [0]}\n",
+                       named("t.yaml", 2))
+            .front() == "'t.yaml' at /initial_global_assignments: a key that is not valid UTF-8");
+  CHECK(parse_problems("\xff: 1\n", named("t.yaml", 2)).front() ==
+        "'t.yaml': a key that is not valid UTF-8");
+  // Valid UTF-8 beyond ASCII is only an unknown key.
+  CHECK(parse_problems("num_slots: 4\ninitial_global_assignments: {3: [0, 1, 2, 3]}\n"
+                       "\xc3\xa9: 1\n",
+                       named("t.yaml", 2)) ==
+        Problems{"'t.yaml' at /\xc3\xa9: unknown key \"\xc3\xa9\""});
+}
+
 TEST_CASE("canonical model_layer_ids are checked and kept", "[placement][forms][errors]") {
   const std::string head = R"({"format": "eplb-placement", "version": 1, "ep_size": 1, )";
   CHECK(
