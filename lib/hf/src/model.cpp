@@ -256,11 +256,9 @@ void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
         }
       }
     }
-    const int64_t elements = [&] {
-      int64_t count = 1;
-      for (int64_t d : t.shape) count *= d;
-      return count;
-    }();
+    // A loop, not a lambda: clang 14 (Debian 12's, the fuzz build) cannot capture `t`.
+    int64_t elements = 1;
+    for (int64_t d : t.shape) elements *= d;
     if (elements == 0) problems.add("expert tensor '" + t.hf_template + "' has no bytes");
   }
   // Experts beyond the declared count.

@@ -296,6 +296,11 @@ std::optional<std::string> read_string_attr(hid_t obj, const char* name) {
   if (H5Tget_class(type.get()) != H5T_STRING) {
     throw Error(ErrorKind::kInput, std::string("attribute '") + name + "' is not a string");
   }
+  // One string: H5Aread writes every element, and the buffers below hold one.
+  Handle space = EPLB_H5_OWN(H5Aget_space(attr.get()), kDataspace);
+  if (EPLB_H5(H5Sget_simple_extent_npoints(space.get())) != 1) {
+    throw Error(ErrorKind::kInput, std::string("attribute '") + name + "' is not one string");
+  }
   if (EPLB_H5(H5Tis_variable_str(type.get())) > 0) {
     Handle mem = string_type(/*variable=*/true);
     char* ptr = nullptr;

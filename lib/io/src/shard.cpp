@@ -69,9 +69,22 @@ std::string dataset_problem(hid_t group, const std::string& name, const std::str
   return "";
 }
 
+// Reads a root attribute; one of the wrong kind (not an integer, not one string) is an
+// error that names the file.
+template <typename Read>
+auto root_attr(const std::string& where, Read read) {
+  try {
+    return read();
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::kInput) throw;
+    throw detail::with_prefix(e, where);
+  }
+}
+
 int32_t int_attr(hid_t file, const char* name, int64_t min_value, core::ProblemList& problems,
                  const std::string& where) {
-  const std::optional<int64_t> value = h5::read_int_attr(file, name);
+  const std::optional<int64_t> value =
+      root_attr(where, [&] { return h5::read_int_attr(file, name); });
   if (!value) {
     problems.add(where + "attribute '" + name + "' is missing");
     return 0;
@@ -85,13 +98,15 @@ int32_t int_attr(hid_t file, const char* name, int64_t min_value, core::ProblemL
 }
 
 void check_format(hid_t file, const std::string& where) {
-  const std::optional<std::string> format = h5::read_string_attr(file, "format");
+  const std::optional<std::string> format =
+      root_attr(where, [&] { return h5::read_string_attr(file, "format"); });
   if (format != std::string(detail::kShardFormat)) {
     throw Error(ErrorKind::kInput, where + "not an eplb checkpoint shard (attribute 'format' is " +
                                        (format ? "'" + *format + "'" : "missing") + ", expected '" +
                                        detail::kShardFormat + "')");
   }
-  const std::optional<int64_t> version = h5::read_int_attr(file, "version");
+  const std::optional<int64_t> version =
+      root_attr(where, [&] { return h5::read_int_attr(file, "version"); });
   if (version != detail::kShardVersion) {
     throw Error(ErrorKind::kInput, where + "format version " +
                                        (version ? std::to_string(*version) : "(missing)") +
@@ -111,8 +126,10 @@ ShardInfo read_info(hid_t file, const std::string& where) {
     problems.add(where + "attribute 'ep_rank' is " + std::to_string(info.ep_rank) +
                  ", not below ep_size " + std::to_string(info.ep_size));
   }
-  info.checkpoint_id = h5::read_string_attr(file, "checkpoint_id").value_or("");
-  const std::optional<std::string> spec = h5::read_string_attr(file, "tensors");
+  info.checkpoint_id =
+      root_attr(where, [&] { return h5::read_string_attr(file, "checkpoint_id"); }).value_or("");
+  const std::optional<std::string> spec =
+      root_attr(where, [&] { return h5::read_string_attr(file, "tensors"); });
   if (!spec) problems.add(where + "attribute 'tensors' is missing");
   try {
     if (spec) info.tensors = parse_tensor_specs(*spec);

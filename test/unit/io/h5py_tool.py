@@ -9,6 +9,8 @@
   h5py_tool.py retype FILE PATH NUMPY_DTYPE   replaces a dataset by one of that type
   h5py_tool.py set-attr FILE PATH NAME VALUE   sets a (variable-length) string attribute
   h5py_tool.py set-fixed-attr FILE PATH NAME VALUE   sets a fixed-length string attribute
+  h5py_tool.py set-attr-array FILE PATH NAME V1,V2,...   sets an array of strings, variable-
+                                  length, or fixed-length when PATH's NAME starts with "fixed:"
 """
 import sys
 
@@ -62,6 +64,12 @@ def main(argv):
             f[argv[3]].attrs[argv[4]] = argv[5]
         elif op == "set-fixed-attr":  # a fixed-length string, as numpy.bytes_ writes it
             f[argv[3]].attrs[argv[4]] = np.bytes_(argv[5])
+        elif op == "set-attr-array":
+            values = argv[5].split(",")
+            if argv[4].startswith("fixed:"):
+                f[argv[3]].attrs[argv[4][len("fixed:"):]] = np.array(values, dtype=np.bytes_)
+            else:
+                f[argv[3]].attrs[argv[4]] = values
         else:
             sys.exit("unknown operation " + op)
 

@@ -222,6 +222,12 @@ TEST_CASE("output modes follow the input, never wider than the umask", "[io][ato
   ::umask(077);
   CHECK(OutputModes::like(dir / "in").dir == 0700);
   CHECK(OutputModes::like(dir / "in").file == 0600);
+  // An input wider than the umask, with set-id and execute bits: never copied.
+  fs::permissions(dir / "in", fs::perms(02777));
+  fs::permissions(dir / "in/manifest.json", fs::perms(04777));
+  ::umask(022);
+  CHECK(OutputModes::like(dir / "in").dir == 0755);
+  CHECK(OutputModes::like(dir / "in").file == 0644);
   ::umask(mask);
 }
 

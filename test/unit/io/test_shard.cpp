@@ -232,6 +232,18 @@ TEST_CASE("shard reader validates layout, shapes and types", "[io][shard]") {
     CHECK(error_text([&] { ShardReader r(path); }) ==
           p + " layer 1: dataset 'a' has dtype attribute 'fp16', expected 'bf16'");
   }
+  SECTION("a string attribute that holds several strings") {
+    // Found triaging fuzz_shard's first report: H5Aread wrote every element into a buffer for one
+    // (a stack overflow for variable-length strings, a heap one for fixed-length).
+    h5py("set-attr-array " + path.string() + " / format eplb-checkpoint,eplb-checkpoint");
+    CHECK(error_text([&] { ShardReader r(path); }, &kind) ==
+          p + ": attribute 'format' is not one string");
+    CHECK(kind == ErrorKind::kInput);
+    h5py("set-attr " + path.string() + " / format eplb-checkpoint");
+    h5py("set-attr-array " + path.string() + " layer_00001/a fixed:dtype bf16,bf16,bf16");
+    CHECK(error_text([&] { ShardReader r(path); }) ==
+          p + " layer 1: dataset 'a': attribute 'dtype' is not one string");
+  }
   SECTION("tensor spec attribute") {
     h5py("set-attr " + path.string() + " / tensors a:bf16:0");
     CHECK(error_text([&] { ShardReader r(path); }) ==

@@ -335,6 +335,49 @@ TEST_CASE("TensorRT-LLM YAML: keys, counts and YAML problems", "[placement][form
         Problems{"'t.yaml': the TensorRT-LLM form does not give ep_size: pass --ep-size"});
 }
 
+TEST_CASE("TensorRT-LLM YAML: aliases are read, but never expanded without bound",
+          "[placement][forms][errors]") {
+  // A plain alias is just a repeated layer.
+  const Placement p =
+      parse_placement("num_slots: 4\ninitial_global_assignments: {3: &l [0, 1, 2, 3], 4: *l}\n",
+                      named("t.yaml", 2));
+  CHECK(p.physical_to_logical_map == std::vector<std::vector<int32_t>>{{0, 1, 2, 3}, {0, 1, 2, 3}});
+  // "Billion laughs" (found by fuzz_placement): nine levels of ten aliases each would expand
+  // to 10^9 values; refused at once instead of running out of time and memory.
+  std::string laughs = "a0: &a0 [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]\n";
+  for (int level = 1; level <= 8; ++level) {
+    const std::string prev = "*a" + std::to_string(level - 1);
+    laughs += "a" + std::to_string(level) + ": &a" + std::to_string(level) + " [" + prev;
+    for (int i = 1; i < 10; ++i) laughs += ", " + prev;
+    laughs += "]\n";
+  }
+  laughs += "num_slots: 2\ninitial_global_assignments:\n  0: *a8\n";
+  CHECK(parse_problems(laughs, named("t.yaml", 2)) ==
+        Problems{"'t.yaml': YAML aliases (*name) expand beyond what a file of this size holds "
+                 "written out: write the placement without aliases"});
+}
+
+TEST_CASE("TensorRT-LLM YAML: strings that are not UTF-8 are bad input",
+          "[placement][forms][errors]") {
+  // Found by fuzz_placement: such a string reached nlohmann's serializer (which writes the
+  // messages) and ended the process with nlohmann::type_error instead of exit 2.
+  CHECK(parse_problems("num_slots: 4\ninitial_global_assignments: {3: [0, 1, 2, \"\xc1\"]}\n",
+                       named("t.yaml", 2))
+            .front() ==
+        "'t.yaml' at /initial_global_assignments/3/3: a string that is not valid "
+        "UTF-8");
+  CHECK(parse_problems("num_slots: 4\ninitial_global_assignments: {\"\xed\xa0\x80\": [0]}\n",
+                       named("t.yaml", 2))
+            .front() == "'t.yaml' at /initial_global_assignments: a key that is not valid UTF-8");
+  CHECK(parse_problems("\xff: 1\n", named("t.yaml", 2)).front() ==
+        "'t.yaml': a key that is not valid UTF-8");
+  // Valid UTF-8 beyond ASCII is only an unknown key.
+  CHECK(parse_problems("num_slots: 4\ninitial_global_assignments: {3: [0, 1, 2, 3]}\n"
+                       "\xc3\xa9: 1\n",
+                       named("t.yaml", 2)) ==
+        Problems{"'t.yaml' at /\xc3\xa9: unknown key \"\xc3\xa9\""});
+}
+
 TEST_CASE("canonical model_layer_ids are checked and kept", "[placement][forms][errors]") {
   const std::string head = R"({"format": "eplb-placement", "version": 1, "ep_size": 1, )";
   CHECK(
