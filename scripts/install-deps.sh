@@ -12,6 +12,7 @@ packages=(
   libyaml-cpp-dev                     # TensorRT-LLM placement files (YAML)
   catch2                              # Catch2 2.13 (v2 API)
   python3 python3-h5py python3-numpy  # format tests read shards back with h5py
+  iproute2 util-linux                 # multi-host test: network namespaces (ip), unshare
 )
 missing=()
 for p in "${packages[@]}"; do
