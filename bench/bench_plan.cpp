@@ -66,7 +66,7 @@ void run_scale(const Scale& s, int runs, uint64_t seed) {
   const Placement old_p = random_placement(s, rng);
   const Placement new_p = random_placement(s, rng);
   const plan::Topology flat{};
-  const plan::Topology nodes{s.ranks_per_node};
+  const plan::Topology nodes = plan::Topology::blocks(s.ep_size, s.ranks_per_node);
   const double vllm_ms = median_ms(runs, old_p, new_p, flat, plan::SenderPolicy::kVllm);
   const double bal_ms = median_ms(runs, old_p, new_p, flat, plan::SenderPolicy::kBalanced);
   const double node_ms = median_ms(runs, old_p, new_p, nodes, plan::SenderPolicy::kBalanced);

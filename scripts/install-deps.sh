@@ -13,6 +13,7 @@ packages=(
   catch2                              # Catch2 2.13 (v2 API)
   python3 python3-h5py python3-numpy  # format tests read shards back with h5py
   clang libclang-rt-14-dev            # libFuzzer, ASan/UBSan runtimes (scripts/fuzz.sh)
+  iproute2 util-linux                 # multi-host test: network namespaces (ip), unshare
 )
 missing=()
 for p in "${packages[@]}"; do

@@ -25,15 +25,17 @@ namespace {
 struct PlanArgs {
   PlacementArgs placements;
   int32_t ranks_per_node = 0;
-  std::string svg_path;  // --svg
-  std::string input;     // --input: tensor sizes from the checkpoint's manifest
-  std::string tensors;   // --tensors: tensor sizes given
+  std::string rank_hosts;  // --rank-hosts: the host of each EP rank, comma-separated
+  std::string svg_path;    // --svg
+  std::string input;       // --input: tensor sizes from the checkpoint's manifest
+  std::string tensors;     // --tensors: tensor sizes given
 };
 
 struct PlanReport {
   placement::Placement old_placement, new_placement;
   std::string old_name, new_name;
   plan::Topology topology;
+  std::vector<std::string> node_names;  // per node index, when known by name
   plan::PlanStats balanced, vllm;
   double balanced_ms = 0, vllm_ms = 0;
   std::vector<io::TensorSpec> tensors;  // empty unless --input or --tensors
@@ -48,6 +50,71 @@ plan::Plan timed_plan(const PlanReport& r, plan::SenderPolicy policy, double& ms
   return result;
 }
 
+// --rank-hosts "a,b,a,b": one host name per EP rank.
+std::vector<std::string> split_hosts(const std::string& list) {
+  std::vector<std::string> hosts;
+  size_t from = 0;
+  for (;;) {
+    const size_t comma = list.find(',', from);
+    hosts.push_back(list.substr(from, comma == std::string::npos ? comma : comma - from));
+    if (comma == std::string::npos) return hosts;
+    from = comma + 1;
+  }
+}
+
+std::vector<std::string> names_of_nodes(const std::vector<std::string>& hosts,
+                                        const std::vector<int32_t>& nodes) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    if (static_cast<size_t>(nodes[i]) == names.size()) names.push_back(hosts[i]);
+  }
+  return names;
+}
+
+// The node layout `run` would use: --rank-hosts or --ranks-per-node as given; else under
+// mpirun the real hosts of the processes, as `run` maps EP ranks onto them; a plain
+// process knows none.
+void set_topology(const PlanArgs& args, const runtime::MpiSession& session, PlanReport& r) {
+  const int32_t num_ep_ranks = std::max(r.old_placement.ep_size, r.new_placement.ep_size);
+  if (!args.rank_hosts.empty()) {
+    const auto hosts = split_hosts(args.rank_hosts);
+    if (hosts.size() != static_cast<size_t>(num_ep_ranks) ||
+        std::find(hosts.begin(), hosts.end(), "") != hosts.end()) {
+      throw core::Error(core::ErrorKind::kUsage,
+                        fmt::format("--rank-hosts names {} hosts; give one non-empty name per EP "
+                                    "rank ({}), comma-separated",
+                                    hosts.size(), num_ep_ranks));
+    }
+    r.topology.node_of_rank = plan::node_indices(hosts);
+    r.node_names = names_of_nodes(hosts, r.topology.node_of_rank);
+  } else if (session.size() > 1) {
+    r.topology = engine::agreed_topology(session, args.ranks_per_node, num_ep_ranks);
+    if (args.ranks_per_node <= 0) {
+      const std::vector<int32_t> nodes(session.node_of_rank().begin(),
+                                       session.node_of_rank().end());
+      r.node_names = names_of_nodes(session.hosts(), nodes);
+    }
+  } else {
+    r.topology = plan::Topology::blocks(num_ep_ranks, args.ranks_per_node);
+  }
+}
+
+// "2 nodes: 0 (a) EP ranks 0 2, 1 (b) EP ranks 1 3".
+std::string describe_nodes(const PlanReport& r) {
+  std::vector<std::string> members(static_cast<size_t>(r.topology.num_nodes()));
+  for (size_t rank = 0; rank < r.topology.node_of_rank.size(); ++rank) {
+    auto& m = members[static_cast<size_t>(r.topology.node_of_rank[rank])];
+    m += fmt::format("{}{}", m.empty() ? "" : " ", rank);
+  }
+  std::string out = fmt::format("{} nodes:", members.size());
+  for (size_t node = 0; node < members.size(); ++node) {
+    out += fmt::format("{} {}{} EP ranks {}", node == 0 ? "" : ",", node,
+                       node < r.node_names.size() ? fmt::format(" ({})", r.node_names[node]) : "",
+                       members[node]);
+  }
+  return out;
+}
+
 PlanReport compute(const PlanArgs& args, const runtime::MpiSession& session) {
   PlanReport r;
   // Load and validate both placements before planning, reporting every problem.
@@ -56,9 +123,7 @@ PlanReport compute(const PlanArgs& args, const runtime::MpiSession& session) {
   r.new_placement = std::move(pair.new_placement);
   r.old_name = std::move(pair.old_name);
   r.new_name = std::move(pair.new_name);
-  // Under mpirun the node layout is what `run` would use; a plain process knows none.
-  r.topology = session.size() > 1 ? engine::agreed_topology(session, args.ranks_per_node)
-                                  : plan::Topology{args.ranks_per_node};
+  set_topology(args, session, r);
   // Plan with our balanced senders and with vLLM's rule, for comparison.
   r.balanced =
       plan::summarize(timed_plan(r, plan::SenderPolicy::kBalanced, r.balanced_ms), r.topology);
@@ -113,9 +178,9 @@ std::string totals(const PlanReport& r) {
       "({:.3f}x)\n",
       b.busiest_sender_experts, r.vllm.busiest_sender_experts,
       ratio(b.busiest_sender_experts, r.vllm.busiest_sender_experts));
-  if (r.topology.ranks_per_node > 0) {
-    out += fmt::format("inter-node experts ({} EP ranks per node): {} balanced vs {} vLLM rule\n",
-                       r.topology.ranks_per_node, b.inter_node_experts, r.vllm.inter_node_experts);
+  if (r.topology.known()) {
+    out += fmt::format("inter-node experts ({}): {} balanced vs {} vLLM rule\n", describe_nodes(r),
+                       b.inter_node_experts, r.vllm.inter_node_experts);
   }
   out += fmt::format("planning time: {:.2f} ms balanced, {:.2f} ms vLLM rule\n", r.balanced_ms,
                      r.vllm_ms);
@@ -161,7 +226,7 @@ std::string traffic_matrix(const plan::PlanStats& stats) {
 }
 
 // docs/CLI.md, "Reports": the "plan" section of `plan --json`.
-nlohmann::json plan_json(const PlanReport& r) {
+nlohmann::json plan_json(const PlanReport& r, const PlanArgs& args) {
   const auto& b = r.balanced;
   const auto side = [](const std::string& path, const placement::Placement& p) {
     return nlohmann::json{
@@ -183,7 +248,9 @@ nlohmann::json plan_json(const PlanReport& r) {
   nlohmann::json out = {{"old", side(r.old_name, r.old_placement)},
                         {"new", side(r.new_name, r.new_placement)},
                         {"num_layers", r.old_placement.num_layers()},
-                        {"ranks_per_node", r.topology.ranks_per_node},
+                        {"ranks_per_node", args.ranks_per_node},
+                        {"ep_rank_nodes", r.topology.node_of_rank},
+                        {"node_names", r.node_names},
                         {"totals",
                          {{"experts_moved", b.experts_moved},
                           {"min_experts_required", b.min_experts_required},
@@ -210,13 +277,14 @@ void write_svg(const PlanReport& r, const PlanArgs& args) {
   picture.title = fmt::format("'{}' -> '{}'", r.old_name, r.new_name);
   std::string tensors;
   for (const auto& t : r.tensors) tensors += (tensors.empty() ? "" : ", ") + t.name;
-  picture.subtitle = fmt::format("{:.2f} MiB per expert ({}); EP ranks: {}{}",
-                                 static_cast<double>(r.bytes_per_expert) / (1 << 20), tensors,
-                                 r.traffic_bytes.empty() ? 0 : r.traffic_bytes.front().size(),
-                                 r.topology.ranks_per_node > 0
-                                     ? fmt::format(", {} per node", r.topology.ranks_per_node)
+  picture.subtitle =
+      fmt::format("{:.2f} MiB per expert ({}); EP ranks: {}{}",
+                  static_cast<double>(r.bytes_per_expert) / (1 << 20), tensors,
+                  r.traffic_bytes.empty() ? 0 : r.traffic_bytes.front().size(),
+                  r.topology.known() ? fmt::format(", {} nodes", r.topology.num_nodes())
                                      : std::string(", nodes unknown"));
-  picture.ranks_per_node = r.topology.ranks_per_node;
+  picture.node_of_rank = r.topology.node_of_rank;
+  picture.node_names = r.node_names;
   picture.layers = r.traffic_bytes;
   const std::string svg = plan::render_traffic_svg(picture);
   std::ofstream out(args.svg_path, std::ios::binary | std::ios::trunc);
@@ -248,9 +316,15 @@ Subcommand add_plan_command(CLI::App& root, CommonArgs& common) {
   auto* app = root.add_subcommand(
       "plan", "Show what a rebalance would move: per-rank traffic, minimum, busiest sender");
   add_placement_options(*app, args->placements);
-  app->add_option("--ranks-per-node", args->ranks_per_node,
-                  "EP ranks per node for sender choice (default: as MPI reports under mpirun, "
-                  "else unknown)");
+  auto* per_node =
+      app->add_option("--ranks-per-node", args->ranks_per_node,
+                      "EP ranks per node for sender choice, as contiguous blocks "
+                      "(default: under mpirun the processes' real hosts, else unknown)");
+  app->add_option("--rank-hosts", args->rank_hosts,
+                  "The host of each EP rank, comma-separated (e.g. a,b,a,b for --map-by node): "
+                  "plan for that layout")
+      ->type_name("H0,H1,...")
+      ->excludes(per_node);
   app->add_option("--input", args->input,
                   "Checkpoint whose manifest gives the tensor sizes (for bytes and --svg)");
   app->add_option("--tensors", args->tensors,
@@ -271,7 +345,7 @@ Subcommand add_plan_command(CLI::App& root, CommonArgs& common) {
             job_report()["inputs"] = {{"old", args->placements.old_arg},
                                       {"new", args->placements.new_arg}};
             const PlanReport report = compute(*args, session);
-            job_report()["plan"] = plan_json(report);
+            job_report()["plan"] = plan_json(report, *args);
             if (!args->svg_path.empty()) write_svg(report, *args);
             // `--json -` makes stdout one JSON object: no table then.
             if (job_report().path() != "-") print_text(report);

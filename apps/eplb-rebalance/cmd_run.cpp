@@ -61,16 +61,18 @@ void add_to_job_report(const engine::RebalanceReport& r) {
                {"experts_moved", r.experts_moved},
                {"min_experts_required", r.min_experts_required},
                {"messages", r.messages},
-               {"rows_copied_locally", r.rows_copied_locally}};
+               {"rows_copied_locally", r.rows_copied_locally},
+               {"inter_node_experts", r.inter_node_experts}};
+  j["topology"] = {{"source", r.nodes_from_option ? "ranks-per-node" : "mpi"},
+                   {"process_hosts", r.process_hosts},
+                   {"ep_rank_nodes", r.ep_rank_nodes}};
   j["seconds"] = {{"total", r.seconds_total},       {"plan", r.seconds_plan},
                   {"setup", r.seconds_setup},       {"read", r.seconds_read},
                   {"exchange", r.seconds_exchange}, {"write", r.seconds_write},
                   {"commit", r.seconds_commit}};
-  j["bytes"] = {{"read", r.bytes_read},
-                {"written", r.bytes_written},
-                {"sent", r.bytes_sent},
-                {"busiest_rank", r.busiest_rank_bytes},
-                {"layer", r.layer_bytes}};
+  j["bytes"] = {{"read", r.bytes_read},   {"written", r.bytes_written},
+                {"sent", r.bytes_sent},   {"busiest_rank", r.busiest_rank_bytes},
+                {"layer", r.layer_bytes}, {"inter_node", r.inter_node_bytes}};
   const auto per_second = [](int64_t bytes, double seconds) {
     return seconds > 0 ? static_cast<double>(bytes) / seconds : 0.0;
   };
@@ -124,7 +126,8 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
                 "Hash every input shard whole against the manifest before moving anything (by "
                 "default only shards up to 64 MiB are; sizes are always checked)");
   app->add_option("--ranks-per-node", o.ranks_per_node,
-                  "EP ranks per node for sender choice (default: as MPI reports)");
+                  "EP ranks per node for sender choice, as contiguous blocks (default: each EP "
+                  "rank's real host, as MPI reports it)");
   app->add_option("--backend", args->backend, "auto, nccl or mpi")
       ->check(CLI::IsMember({"auto", "nccl", "mpi"}))
       ->capture_default_str();

@@ -15,6 +15,8 @@
 #include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/engine/inputs.hpp"
 #include "eplb/engine/layer_step.hpp"
+#include "eplb/engine/shared_dirs.hpp"
+#include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/plan/plan.hpp"
 
@@ -27,14 +29,14 @@ using core::seconds_since;
 }  // namespace
 
 plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks_per_node,
-                               int32_t ep_ranks_per_process) {
-  if (ranks_per_node > 0) return plan::Topology{ranks_per_node};
+                               int32_t num_ep_ranks) {
+  const int32_t num_processes = session.size();
+  if (num_ep_ranks <= 0) num_ep_ranks = num_processes;
+  if (ranks_per_node > 0) return plan::Topology::blocks(num_ep_ranks, ranks_per_node);
   // NOTE: every process must plan with the same topology or their messages would not
-  // match: take the smallest node as MPI sees it (nodes with unequal process counts get
-  // a conservative block size rather than diverging plans).
-  long long smallest =
-      -runtime::all_max(session.group(), {-session.node_size()}, "agreeing on the topology")[0];
-  return plan::Topology{static_cast<int32_t>(smallest) * ep_ranks_per_process};
+  // match: node_of_rank() was gathered once and is the same everywhere.
+  const std::vector<int32_t> nodes(session.node_of_rank().begin(), session.node_of_rank().end());
+  return plan::topology_of_processes(plan::ProcessMap{num_ep_ranks, num_processes}, nodes);
 }
 
 namespace {
@@ -47,6 +49,41 @@ long long peak_rss_bytes() {
     if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
   }
   return 0;
+}
+
+std::filesystem::path output_parent(const std::filesystem::path& output) {
+  const auto parent = io::staging_path_for(output).parent_path();
+  return parent.empty() ? std::filesystem::path(".") : parent;
+}
+
+// The report's and -v's view of where the EP ranks ran.
+void describe_topology(const runtime::MpiSession& session, const plan::Topology& topology,
+                       bool from_option, const plan::PlanStats& stats, int64_t bytes_per_expert,
+                       RebalanceReport& report) {
+  report.process_hosts = session.hosts();
+  report.ep_rank_nodes = topology.node_of_rank;
+  report.nodes_from_option = from_option;
+  report.inter_node_experts = stats.inter_node_experts;
+  report.inter_node_bytes = stats.inter_node_experts * bytes_per_expert;
+  std::string layout;
+  for (size_t r = 0; r < topology.node_of_rank.size(); ++r) {
+    layout += fmt::format("{}{}:{}", r == 0 ? "" : " ", r, topology.node_of_rank[r]);
+  }
+  std::string names;
+  if (!from_option) {
+    std::vector<std::string> node_names(static_cast<size_t>(session.num_nodes()));
+    for (size_t p = session.hosts().size(); p-- > 0;) {
+      node_names[static_cast<size_t>(session.node_of_rank()[p])] = session.hosts()[p];
+    }
+    for (size_t n = 0; n < node_names.size(); ++n) {
+      names += fmt::format("{}{} {}", n == 0 ? " (" : ", ", n, node_names[n]);
+    }
+    names += ")";
+  }
+  core::log::detail("nodes from {}: {} nodes{}; EP rank:node {}; {} experts ({} B) cross nodes",
+                    from_option ? "--ranks-per-node" : "the hosts MPI reports",
+                    topology.num_nodes(), names, layout, stats.inter_node_experts,
+                    report.inter_node_bytes);
 }
 
 // -v: what one layer's step took on rank 0: the read of this layer (done ahead, on the
@@ -108,6 +145,10 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   const auto start = Clock::now();
   RebalanceReport report;
 
+  // Shared directories: on several hosts, every host must see rank 0's input and output.
+  check_shared_directories(session, {{options.input, "input directory", true},
+                                     {output_parent(options.output), "output's parent directory"}});
+
   // Load and validate: placements, manifest, this rank's shard. All before any data moves.
   Inputs inputs = load_inputs(session, options);
   report.num_layers = inputs.old_placement.num_layers();
@@ -117,8 +158,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   // Plan: every process computes the same global plan, without communicating.
   const auto plan_start = Clock::now();
   const auto topology =
-      agreed_topology(session, options.ranks_per_node,
-                      static_cast<int32_t>(inputs.process_map.ep_ranks_of(0).size()));
+      agreed_topology(session, options.ranks_per_node, inputs.process_map.num_ep_ranks);
   const plan::Plan plan = plan::make_plan(inputs.old_placement, inputs.new_placement, topology);
   report.seconds_plan = seconds_since(plan_start);
   const auto stats = plan::summarize(plan, topology);
@@ -127,6 +167,8 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
                        std::max(plan.old_num_slots_per_rank, plan.new_num_slots_per_rank);
   report.min_experts_required = stats.min_experts_required;
   for (const auto& rank : stats.ranks) report.messages += rank.messages_sent;
+  describe_topology(session, topology, options.ranks_per_node > 0, stats,
+                    static_cast<int64_t>(io::expert_bytes(inputs.tensors)), report);
   core::log::detail("planned: {} experts to move in {} messages ({:.3f} s)", report.experts_moved,
                     report.messages, report.seconds_plan);
 

@@ -13,6 +13,7 @@
 namespace eplb::plan {
 namespace {
 
+using detail::idx;
 using placement::Placement;
 
 // The shape checks make_plan needs before indexing; placement validation proper (with
@@ -25,7 +26,7 @@ void check_shape(const Placement& p, const char* which, core::ProblemList& probl
   }
   const auto num_slots = static_cast<size_t>(p.num_slots());
   for (int32_t layer_idx = 0; layer_idx < p.num_layers(); ++layer_idx) {
-    const auto& map = p.physical_to_logical_map[layer_idx];
+    const auto& map = p.physical_to_logical_map[idx(layer_idx)];
     if (map.size() != num_slots) {
       problems.add(fmt::format("{} placement, layer {}: {} slots, expected ep_size {} x {} = {}",
                                which, layer_idx, map.size(), p.ep_size, p.num_slots_per_rank,
@@ -81,10 +82,10 @@ class LayerPlanner {
         policy_(policy),
         num_experts_(num_experts_of(old_p, new_p)),
         num_ranks_(std::max(old_p.ep_size, new_p.ep_size)),
-        old_row_of_(static_cast<size_t>(old_p.ep_size) * num_experts_, -1),
-        recv_row_of_(num_experts_, -1),
-        reported_(num_experts_, 0),
-        cumulative_sent_(num_ranks_, 0),
+        old_row_of_(idx(old_p.ep_size) * idx(num_experts_), -1),
+        recv_row_of_(idx(num_experts_), -1),
+        reported_(idx(num_experts_), 0),
+        cumulative_sent_(idx(num_ranks_), 0),
         balanced_(num_ranks_, topology) {}
 
   LayerPlan plan_layer(int32_t layer_idx, core::ProblemList& problems);
@@ -97,8 +98,7 @@ class LayerPlanner {
                       core::ProblemList& problems);
   void build_messages(LayerPlan& out);
   int32_t old_row(int32_t rank, int32_t expert_id) const {
-    return rank < old_.ep_size ? old_row_of_[static_cast<size_t>(rank) * num_experts_ + expert_id]
-                               : -1;
+    return rank < old_.ep_size ? old_row_of_[idx(rank) * idx(num_experts_) + idx(expert_id)] : -1;
   }
 
   const Placement& old_;
@@ -123,23 +123,23 @@ void LayerPlanner::index_old(std::span<const int32_t> old_map) {
   holders_.offsets.assign(static_cast<size_t>(num_experts_) + 1, 0);
   for (int32_t rank = 0; rank < old_.ep_size; ++rank) {
     for (int32_t row = 0; row < num_rows; ++row) {
-      const int32_t expert_id = old_map[rank * num_rows + row];
+      const int32_t expert_id = old_map[idx(rank * num_rows + row)];
       if (expert_id < 0) continue;
-      int32_t& lowest = old_row_of_[static_cast<size_t>(rank) * num_experts_ + expert_id];
+      int32_t& lowest = old_row_of_[idx(rank) * idx(num_experts_) + idx(expert_id)];
       if (lowest >= 0) continue;  // a second copy on the same rank: the lowest row serves
       lowest = row;
-      ++holders_.offsets[expert_id + 1];
+      ++holders_.offsets[idx(expert_id) + 1];
     }
   }
-  for (int32_t e = 0; e < num_experts_; ++e) holders_.offsets[e + 1] += holders_.offsets[e];
-  holders_.ranks.resize(holders_.offsets.back());
+  for (size_t e = 0; e < idx(num_experts_); ++e) holders_.offsets[e + 1] += holders_.offsets[e];
+  holders_.ranks.resize(idx(holders_.offsets.back()));
   std::vector<int32_t>& cursor = senders_;  // free until the senders are assigned
   cursor.assign(holders_.offsets.begin(), holders_.offsets.end() - 1);
   for (int32_t rank = 0; rank < old_.ep_size; ++rank) {  // ascending: holder lists sorted
     for (int32_t row = 0; row < num_rows; ++row) {
-      const int32_t expert_id = old_map[rank * num_rows + row];
+      const int32_t expert_id = old_map[idx(rank * num_rows + row)];
       if (expert_id >= 0 && old_row(rank, expert_id) == row) {
-        holders_.ranks[cursor[expert_id]++] = rank;
+        holders_.ranks[idx(cursor[idx(expert_id)]++)] = rank;
       }
     }
   }
@@ -149,40 +149,40 @@ void LayerPlanner::clear_old(std::span<const int32_t> old_map) {
   const int32_t num_rows = old_.num_slots_per_rank;
   for (size_t slot = 0; slot < old_map.size(); ++slot) {
     if (old_map[slot] < 0) continue;
-    const auto rank = static_cast<size_t>(slot / num_rows);
-    old_row_of_[rank * num_experts_ + old_map[slot]] = -1;
+    const size_t rank = slot / idx(num_rows);
+    old_row_of_[rank * idx(num_experts_) + idx(old_map[slot])] = -1;
   }
 }
 
 void LayerPlanner::plan_rank_rows(int32_t layer_idx, int32_t rank, std::vector<RowPlan>& rows,
                                   core::ProblemList& problems) {
   const int32_t num_rows = new_.num_slots_per_rank;
-  const auto& new_map = new_.physical_to_logical_map[layer_idx];
-  const auto& old_map = old_.physical_to_logical_map[layer_idx];
-  rows.resize(num_rows);
+  const auto& new_map = new_.physical_to_logical_map[idx(layer_idx)];
+  const auto& old_map = old_.physical_to_logical_map[idx(layer_idx)];
+  rows.resize(idx(num_rows));
   for (int32_t row = 0; row < num_rows; ++row) {
-    const int32_t expert_id = new_map[rank * num_rows + row];
-    RowPlan& out = rows[row];
+    const int32_t expert_id = new_map[idx(rank * num_rows + row)];
+    RowPlan& out = rows[idx(row)];
     out.expert_id = expert_id;
     if (expert_id < 0) {
       out.source = RowSource::kEmpty;
     } else if (rank < old_.ep_size && row < old_.num_slots_per_rank &&
-               old_map[rank * old_.num_slots_per_rank + row] == expert_id) {
+               old_map[idx(rank * old_.num_slots_per_rank + row)] == expert_id) {
       out.source = RowSource::kUnchanged;
       out.src_row = row;
     } else if (old_row(rank, expert_id) >= 0) {
       out.source = RowSource::kLocal;
       out.src_row = old_row(rank, expert_id);
-    } else if (recv_row_of_[expert_id] >= 0) {
+    } else if (recv_row_of_[idx(expert_id)] >= 0) {
       out.source = RowSource::kCopy;
-      out.src_row = recv_row_of_[expert_id];
+      out.src_row = recv_row_of_[idx(expert_id)];
     } else {
       out.source = RowSource::kReceived;
-      recv_row_of_[expert_id] = row;
+      recv_row_of_[idx(expert_id)] = row;
       if (!holders_.of(expert_id).empty()) {
         jobs_.push_back({expert_id, rank, row});
-      } else if (!reported_[expert_id]) {
-        reported_[expert_id] = 1;
+      } else if (!reported_[idx(expert_id)]) {
+        reported_[idx(expert_id)] = 1;
         problems.add(fmt::format(
             "layer {}, logical expert id {}: needed by the new placement (EP rank {}, row {}) "
             "but held by no slot of the old placement",
@@ -191,16 +191,16 @@ void LayerPlanner::plan_rank_rows(int32_t layer_idx, int32_t rank, std::vector<R
     }
   }
   for (const RowPlan& r : rows) {
-    if (r.expert_id >= 0) recv_row_of_[r.expert_id] = -1;
+    if (r.expert_id >= 0) recv_row_of_[idx(r.expert_id)] = -1;
   }
 }
 
 void LayerPlanner::plan_rows(int32_t layer_idx, LayerPlan& out, core::ProblemList& problems) {
   jobs_.clear();
   std::fill(reported_.begin(), reported_.end(), 0);
-  out.rows.resize(new_.ep_size);
+  out.rows.resize(idx(new_.ep_size));
   for (int32_t rank = 0; rank < new_.ep_size; ++rank) {
-    plan_rank_rows(layer_idx, rank, out.rows[rank], problems);
+    plan_rank_rows(layer_idx, rank, out.rows[idx(rank)], problems);
   }
   // Senders are chosen per expert over ascending receivers (vLLM's R list).
   std::sort(jobs_.begin(), jobs_.end(), [](const detail::Job& a, const detail::Job& b) {
@@ -215,10 +215,10 @@ void LayerPlanner::build_messages(LayerPlan& out) {
   for (size_t i = 0; i < jobs_.size(); ++i) {
     const detail::Job& job = jobs_[i];
     const int32_t src = senders_[i];
-    out.rows[job.dst_rank][job.dst_row].peer = src;
+    out.rows[idx(job.dst_rank)][idx(job.dst_row)].peer = src;
     entries_.push_back(
         {src, job.dst_rank, job.expert_id, old_row(src, job.expert_id), job.dst_row});
-    ++cumulative_sent_[src];
+    ++cumulative_sent_[idx(src)];
   }
   std::sort(entries_.begin(), entries_.end(), [](const Entry& a, const Entry& b) {
     return std::tie(a.src_rank, a.dst_rank, a.expert_id) <
@@ -238,7 +238,7 @@ void LayerPlanner::build_messages(LayerPlan& out) {
 }
 
 LayerPlan LayerPlanner::plan_layer(int32_t layer_idx, core::ProblemList& problems) {
-  const std::span<const int32_t> old_map(old_.physical_to_logical_map[layer_idx]);
+  const std::span<const int32_t> old_map(old_.physical_to_logical_map[idx(layer_idx)]);
   LayerPlan out;
   index_old(old_map);
   plan_rows(layer_idx, out, problems);
@@ -259,12 +259,13 @@ LayerPlan LayerPlanner::plan_layer(int32_t layer_idx, core::ProblemList& problem
 Plan make_plan(const placement::Placement& old_placement, const placement::Placement& new_placement,
                const Topology& topology, SenderPolicy policy) {
   check_inputs(old_placement, new_placement);
+  detail::check_topology(topology, std::max(old_placement.ep_size, new_placement.ep_size));
   Plan plan;
   plan.old_ep_size = old_placement.ep_size;
   plan.new_ep_size = new_placement.ep_size;
   plan.old_num_slots_per_rank = old_placement.num_slots_per_rank;
   plan.new_num_slots_per_rank = new_placement.num_slots_per_rank;
-  plan.layers.reserve(old_placement.num_layers());
+  plan.layers.reserve(idx(old_placement.num_layers()));
   LayerPlanner planner(old_placement, new_placement, topology, policy);
   // Every layer is checked, so that one error lists every missing expert of every layer.
   core::ProblemList problems;

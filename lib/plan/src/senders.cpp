@@ -50,12 +50,12 @@ void BalancedAssigner::assign(std::span<const Job> jobs, const Holders& holders,
   order_.resize(jobs.size());
   for (size_t i = 0; i < jobs.size(); ++i) order_[i] = static_cast<int32_t>(i);
   std::stable_sort(order_.begin(), order_.end(), [&](int32_t a, int32_t b) {
-    return holders.of(jobs[a].expert_id).size() < holders.of(jobs[b].expert_id).size();
+    return holders.of(jobs[idx(a)].expert_id).size() < holders.of(jobs[idx(b)].expert_id).size();
   });
 
   greedy(jobs, holders, cumulative_sent, kNoCap, senders);
   reduce_max(jobs, holders, senders);
-  if (topology_.ranks_per_node <= 0) return;
+  if (!topology_.known()) return;
 
   // The optimum max load is now known; a second pass fills same-node senders up to that
   // cap first, which often saves inter-node traffic the load-first greedy gave away.
@@ -74,22 +74,22 @@ int32_t BalancedAssigner::greedy(std::span<const Job> jobs, const Holders& holde
   load_.assign(static_cast<size_t>(num_ep_ranks_), 0);
   // Uncapped: least loaded first. Capped: any holder below the cap, same node first.
   auto key = [&](int32_t rank, int32_t dst_rank) {
-    const bool full = cap != kNoCap && load_[rank] >= cap;
-    const int32_t primary = cap == kNoCap ? load_[rank] : static_cast<int32_t>(full);
-    const int32_t secondary = cap == kNoCap ? 0 : load_[rank];
-    return std::make_tuple(primary, !same_node(rank, dst_rank), secondary, cumulative_sent[rank],
-                           rank);
+    const bool full = cap != kNoCap && load_[idx(rank)] >= cap;
+    const int32_t primary = cap == kNoCap ? load_[idx(rank)] : static_cast<int32_t>(full);
+    const int32_t secondary = cap == kNoCap ? 0 : load_[idx(rank)];
+    return std::make_tuple(primary, !same_node(rank, dst_rank), secondary,
+                           cumulative_sent[idx(rank)], rank);
   };
   int32_t max_load = 0;
   for (int32_t job_idx : order_) {
-    const Job& job = jobs[job_idx];
+    const Job& job = jobs[idx(job_idx)];
     int32_t best = -1;
     for (int32_t rank : holders.of(job.expert_id)) {
       if (best < 0 || key(rank, job.dst_rank) < key(best, job.dst_rank)) best = rank;
     }
     EPLB_ASSERT(best >= 0);
-    senders[job_idx] = best;
-    max_load = std::max(max_load, ++load_[best]);
+    senders[idx(job_idx)] = best;
+    max_load = std::max(max_load, ++load_[idx(best)]);
   }
   return max_load;
 }
@@ -102,8 +102,8 @@ void BalancedAssigner::reduce_max(std::span<const Job> jobs, const Holders& hold
   for (;;) {
     const int32_t max_load = *std::max_element(load_.begin(), load_.end());
     const bool moved = shift_one(
-        jobs, holders, senders, [&](int32_t r) { return load_[r] == max_load; },
-        [&](int32_t r) { return load_[r] <= max_load - 2; });
+        jobs, holders, senders, [&](int32_t r) { return load_[idx(r)] == max_load; },
+        [&](int32_t r) { return load_[idx(r)] <= max_load - 2; });
     if (!moved) return;  // each move lowers the sum of squared loads: this ends
   }
 }
@@ -115,8 +115,8 @@ void BalancedAssigner::enforce_cap(std::span<const Job> jobs, const Holders& hol
     const bool over = std::any_of(load_.begin(), load_.end(), [&](int32_t l) { return l > cap; });
     if (!over) return;
     const bool moved = shift_one(
-        jobs, holders, senders, [&](int32_t r) { return load_[r] > cap; },
-        [&](int32_t r) { return load_[r] < cap; });
+        jobs, holders, senders, [&](int32_t r) { return load_[idx(r)] > cap; },
+        [&](int32_t r) { return load_[idx(r)] < cap; });
     EPLB_ASSERT(moved);
   }
 }
@@ -130,42 +130,42 @@ bool BalancedAssigner::shift_one(std::span<const Job> jobs, const Holders& holde
                                  IsTarget is_target) {
   const auto num_ranks = static_cast<size_t>(num_ep_ranks_);
   job_offsets_.assign(num_ranks + 1, 0);
-  for (int32_t s : senders) ++job_offsets_[s + 1];
+  for (int32_t s : senders) ++job_offsets_[idx(s) + 1];
   for (size_t r = 0; r < num_ranks; ++r) job_offsets_[r + 1] += job_offsets_[r];
   jobs_by_sender_.resize(senders.size());
   // parent_rank_ serves as the fill cursor here; the search below overwrites it.
   parent_rank_.assign(job_offsets_.begin(), job_offsets_.end() - 1);
   for (size_t j = 0; j < senders.size(); ++j) {
-    jobs_by_sender_[parent_rank_[senders[j]]++] = static_cast<int32_t>(j);
+    jobs_by_sender_[idx(parent_rank_[idx(senders[j])]++)] = static_cast<int32_t>(j);
   }
 
   parent_job_.assign(num_ranks, kUnvisited);
   queue_.clear();
   for (int32_t r = 0; r < num_ep_ranks_; ++r) {
     if (is_source(r)) {
-      parent_job_[r] = kSource;
+      parent_job_[idx(r)] = kSource;
       queue_.push_back(r);
     }
   }
   for (size_t head = 0; head < queue_.size(); ++head) {
     const int32_t from = queue_[head];
-    for (int32_t k = job_offsets_[from]; k < job_offsets_[from + 1]; ++k) {
-      const int32_t job_idx = jobs_by_sender_[k];
-      for (int32_t to : holders.of(jobs[job_idx].expert_id)) {
-        if (parent_job_[to] != kUnvisited) continue;
-        parent_job_[to] = job_idx;
-        parent_rank_[to] = from;
+    for (int32_t k = job_offsets_[idx(from)]; k < job_offsets_[idx(from) + 1]; ++k) {
+      const int32_t job_idx = jobs_by_sender_[idx(k)];
+      for (int32_t to : holders.of(jobs[idx(job_idx)].expert_id)) {
+        if (parent_job_[idx(to)] != kUnvisited) continue;
+        parent_job_[idx(to)] = job_idx;
+        parent_rank_[idx(to)] = from;
         if (!is_target(to)) {
           queue_.push_back(to);
           continue;
         }
-        ++load_[to];
+        ++load_[idx(to)];
         int32_t at = to;
-        while (parent_job_[at] != kSource) {
-          senders[parent_job_[at]] = at;
-          at = parent_rank_[at];
+        while (parent_job_[idx(at)] != kSource) {
+          senders[idx(parent_job_[idx(at)])] = at;
+          at = parent_rank_[idx(at)];
         }
-        --load_[at];
+        --load_[idx(at)];
         return true;
       }
     }

@@ -1,4 +1,5 @@
-// Internal to eplb_plan: choosing which old holder sends each logical expert a rank lacks.
+// Internal to eplb_plan: choosing which old holder sends each logical expert a rank lacks,
+// and the topology check make_plan and summarize share.
 //
 // Pure and local. Deterministic: loops run in rank / job order only, never over hash maps.
 #pragma once
@@ -10,6 +11,13 @@
 #include "eplb/plan/plan.hpp"
 
 namespace eplb::plan::detail {
+
+// An index into a vector from a non-negative int32_t id or count (ranks, rows, experts).
+inline size_t idx(int32_t i) { return static_cast<size_t>(i); }
+
+// Throws core::Error(kUsage) unless `topology` is unknown or gives each of num_ep_ranks EP
+// ranks a node index >= 0.
+void check_topology(const Topology& topology, int32_t num_ep_ranks);
 
 // One unit of transfer in one layer: EP rank `dst_rank` lacks logical expert `expert_id`
 // and receives it into new row `dst_row` (its kReceived row).
@@ -25,8 +33,8 @@ struct Holders {
   std::vector<int32_t> offsets;  // [num_experts + 1]
   std::vector<int32_t> ranks;
   std::span<const int32_t> of(int32_t expert_id) const {
-    return {ranks.data() + offsets[expert_id],
-            static_cast<size_t>(offsets[expert_id + 1] - offsets[expert_id])};
+    return {ranks.data() + offsets[idx(expert_id)],
+            idx(offsets[idx(expert_id) + 1] - offsets[idx(expert_id)])};
   }
 };
 
@@ -55,7 +63,7 @@ class BalancedAssigner {
                  IsSource is_source, IsTarget is_target);
   int64_t inter_node_jobs(std::span<const Job> jobs, const std::vector<int32_t>& senders) const;
   bool same_node(int32_t a, int32_t b) const {
-    return topology_.ranks_per_node > 0 && topology_.node_of(a) == topology_.node_of(b);
+    return topology_.known() && topology_.node_of(a) == topology_.node_of(b);
   }
 
   int32_t num_ep_ranks_;

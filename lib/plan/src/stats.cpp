@@ -4,6 +4,7 @@
 
 #include "eplb/core/error.hpp"
 #include "eplb/plan/plan.hpp"
+#include "senders.hpp"
 
 namespace eplb::plan {
 namespace {
@@ -38,17 +39,16 @@ void count_messages(const LayerPlan& layer, const Topology& topology, PlanStats&
   std::fill(sent_in_layer.begin(), sent_in_layer.end(), 0);
   for (const Message& m : layer.messages) {
     const auto num = static_cast<int64_t>(m.expert_ids.size());
-    RankStats& src = stats.ranks[m.src_rank];
-    RankStats& dst = stats.ranks[m.dst_rank];
+    RankStats& src = stats.ranks[detail::idx(m.src_rank)];
+    RankStats& dst = stats.ranks[detail::idx(m.dst_rank)];
     src.experts_sent += num;
     src.messages_sent += 1;
     dst.experts_received += num;
     dst.messages_received += 1;
-    stats.traffic[m.src_rank][m.dst_rank] += num;
+    stats.traffic[detail::idx(m.src_rank)][detail::idx(m.dst_rank)] += num;
     stats.experts_moved += num;
-    sent_in_layer[m.src_rank] += num;
-    if (topology.ranks_per_node > 0 &&
-        topology.node_of(m.src_rank) != topology.node_of(m.dst_rank)) {
+    sent_in_layer[detail::idx(m.src_rank)] += num;
+    if (topology.known() && topology.node_of(m.src_rank) != topology.node_of(m.dst_rank)) {
       stats.inter_node_experts += num;
     }
   }
@@ -77,6 +77,7 @@ void check_index(int32_t idx, int32_t count, const char* what) {
 }  // namespace
 
 PlanStats summarize(const Plan& plan, const Topology& topology) {
+  detail::check_topology(topology, plan.num_ep_ranks());
   const auto num_ranks = static_cast<size_t>(std::max(plan.num_ep_ranks(), 0));
   PlanStats stats;
   stats.ranks.resize(num_ranks);

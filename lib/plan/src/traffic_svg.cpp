@@ -100,17 +100,19 @@ int64_t max_cell(const Matrix& m) {
   return out;
 }
 
-// Cells of one matrix at (x, y), `cell` pixels each; tooltips when `tooltips`.
+// Cells of one matrix at (x, y), `cell` pixels each; tooltips when `rank_ids` (the EP rank
+// at each position) is given.
 void draw_cells(std::string& svg, const Matrix& m, int x, int y, double cell, int64_t max,
-                bool tooltips) {
+                const std::vector<int32_t>* rank_ids) {
   for (size_t s = 0; s < m.size(); ++s) {
     for (size_t d = 0; d < m.size(); ++d) {
       if (m[s][d] == 0) continue;
       svg += fmt::format(R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="{}">)",
                          x + cell * static_cast<double>(d), y + cell * static_cast<double>(s), cell,
                          cell, colour(m[s][d], max));
-      if (tooltips) {
-        svg += fmt::format("<title>rank {} -&gt; rank {}: {}</title>", s, d, human_bytes(m[s][d]));
+      if (rank_ids != nullptr) {
+        svg += fmt::format("<title>rank {} -&gt; rank {}: {}</title>", (*rank_ids)[s],
+                           (*rank_ids)[d], human_bytes(m[s][d]));
       }
       svg += "</rect>\n";
     }
@@ -121,21 +123,45 @@ void draw_cells(std::string& svg, const Matrix& m, int x, int y, double cell, in
       x, y, cell * static_cast<double>(m.size()), cell * static_cast<double>(m.size()));
 }
 
-void draw_node_lines(std::string& svg, size_t num_ranks, int32_t ranks_per_node, int x, int y,
+// A node boundary before every position whose node differs from the previous one.
+void draw_node_lines(std::string& svg, const std::vector<int32_t>& node_at, int x, int y,
                      double cell, double width) {
-  if (ranks_per_node <= 0) return;
-  for (size_t r = static_cast<size_t>(ranks_per_node); r < num_ranks;
-       r += static_cast<size_t>(ranks_per_node)) {
+  const double side = cell * static_cast<double>(node_at.size());
+  for (size_t r = 1; r < node_at.size(); ++r) {
+    if (node_at[r] == node_at[r - 1]) continue;
     const double at = cell * static_cast<double>(r);
     svg += fmt::format(
         R"(<line x1="{:.2f}" y1="{}" x2="{:.2f}" y2="{:.2f}" stroke="#222" stroke-width="{:.1f}"/>)"
         "\n",
-        x + at, y, x + at, y + cell * static_cast<double>(num_ranks), width);
+        x + at, y, x + at, y + side, width);
     svg += fmt::format(
         R"(<line x1="{}" y1="{:.2f}" x2="{:.2f}" y2="{:.2f}" stroke="#222" stroke-width="{:.1f}"/>)"
         "\n",
-        x, y + at, x + cell * static_cast<double>(num_ranks), y + at, width);
+        x, y + at, x + side, y + at, width);
   }
+}
+
+// The display order: EP ranks grouped by node (stable, so rank order within a node).
+std::vector<int32_t> display_order(const TrafficPicture& picture, size_t n) {
+  std::vector<int32_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  if (picture.node_of_rank.empty()) return order;
+  EPLB_ASSERT(picture.node_of_rank.size() == n);
+  std::stable_sort(order.begin(), order.end(), [&](int32_t a, int32_t b) {
+    return picture.node_of_rank[static_cast<size_t>(a)] <
+           picture.node_of_rank[static_cast<size_t>(b)];
+  });
+  return order;
+}
+
+Matrix permuted(const Matrix& m, const std::vector<int32_t>& order) {
+  Matrix out(m.size(), std::vector<int64_t>(m.size()));
+  for (size_t s = 0; s < m.size(); ++s) {
+    for (size_t d = 0; d < m.size(); ++d) {
+      out[s][d] = m[static_cast<size_t>(order[s])][static_cast<size_t>(order[d])];
+    }
+  }
+  return out;
 }
 
 // Every k-th rank is labelled so that labels never overlap.
@@ -162,15 +188,28 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
     EPLB_ASSERT(layer.size() == n);
     for (const auto& row : layer) EPLB_ASSERT(row.size() == n);
   }
-  const Matrix total = summed(picture.layers);
+  // Everything below is drawn in display order: position p shows EP rank order[p].
+  const std::vector<int32_t> order = display_order(picture, n);
+  const bool grouped = !std::is_sorted(order.begin(), order.end());
+  std::vector<int32_t> node_at;  // node of each position; empty when unknown
+  for (int32_t rank : order) {
+    if (!picture.node_of_rank.empty()) {
+      node_at.push_back(picture.node_of_rank[static_cast<size_t>(rank)]);
+    }
+  }
+  const Matrix total = permuted(summed(picture.layers), order);
   const int64_t max_total = max_cell(total);
   int64_t max_layer = 0;
   for (const auto& layer : picture.layers) max_layer = std::max(max_layer, max_cell(layer));
   std::vector<int64_t> sent(n);
   for (size_t s = 0; s < n; ++s)
     sent[s] = std::accumulate(total[s].begin(), total[s].end(), int64_t{0});
-  const auto busiest =
-      static_cast<size_t>(std::max_element(sent.begin(), sent.end()) - sent.begin());
+  size_t busiest = 0;  // the position of the busiest sender, lowest EP rank on ties
+  for (size_t s = 1; s < n; ++s) {
+    if (sent[s] > sent[busiest] || (sent[s] == sent[busiest] && order[s] < order[busiest])) {
+      busiest = s;
+    }
+  }
 
   // Geometry.
   const double cell = std::clamp(560.0 / static_cast<double>(n), 4.0, 40.0);
@@ -208,8 +247,9 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
   const int64_t all_bytes = std::accumulate(sent.begin(), sent.end(), int64_t{0});
   const std::string lines[] = {
       xml_text(picture.title), xml_text(picture.subtitle),
-      fmt::format("summed over {} layers: {} in all; largest cell {}", num_layers,
-                  human_bytes(all_bytes), human_bytes(max_total))};
+      fmt::format("summed over {} layers: {} in all; largest cell {}{}", num_layers,
+                  human_bytes(all_bytes), human_bytes(max_total),
+                  grouped ? "; EP ranks grouped by node" : "")};
   svg += fmt::format(
       R"(<text x="{}" y="{}" font-size="16" font-weight="bold">Bytes moved between EP ranks</text>)"
       "\n",
@@ -233,23 +273,25 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
     const double at = cell * (static_cast<double>(r) + 0.5);
     svg += fmt::format(R"(<text x="{:.2f}" y="{}" text-anchor="middle" font-size="10">{}</text>)"
                        "\n",
-                       mx + at, my - 6, r);
+                       mx + at, my - 6, order[r]);
     svg += fmt::format(R"(<text x="{}" y="{:.2f}" text-anchor="end" font-size="10">{}</text>)"
                        "\n",
-                       mx - 4, my + at + 3.5, r);
+                       mx - 4, my + at + 3.5, order[r]);
   }
-  draw_cells(svg, total, mx, my, cell, max_total, true);
-  draw_node_lines(svg, n, picture.ranks_per_node, mx, my, cell, 2.0);
-  if (picture.ranks_per_node > 0) {
-    for (size_t node = 0; node * static_cast<size_t>(picture.ranks_per_node) < n; ++node) {
-      const double from =
-          cell * static_cast<double>(node * static_cast<size_t>(picture.ranks_per_node));
-      const double to = std::min(side, from + cell * picture.ranks_per_node);
-      svg += fmt::format(
-          R"(<text x="{:.2f}" y="{:.2f}" text-anchor="middle" font-size="10" fill="#222">node {}</text>)"
-          "\n",
-          mx + (from + to) / 2, my + side + 14, node);
-    }
+  draw_cells(svg, total, mx, my, cell, max_total, &order);
+  draw_node_lines(svg, node_at, mx, my, cell, 2.0);
+  for (size_t from = 0; from < node_at.size();) {
+    size_t to = from;
+    while (to < node_at.size() && node_at[to] == node_at[from]) ++to;
+    const auto node = static_cast<size_t>(node_at[from]);
+    const std::string name = node < picture.node_names.size()
+                                 ? fmt::format(" ({})", xml_text(picture.node_names[node]))
+                                 : std::string();
+    svg += fmt::format(
+        R"(<text x="{:.2f}" y="{:.2f}" text-anchor="middle" font-size="10" fill="#222">node {}{}</text>)"
+        "\n",
+        mx + cell * static_cast<double>(from + to) / 2, my + side + 14, node, name);
+    from = to;
   }
 
   // Each sender's total as a bar; the busiest sender's row outlined.
@@ -261,7 +303,7 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
         R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="{}"><title>rank {} sends {}</title></rect>)"
         "\n",
         bar_x, my + cell * static_cast<double>(s) + cell * 0.1, w, cell * 0.8,
-        s == busiest ? kMarker : "#7f9fbf", s, human_bytes(sent[s]));
+        s == busiest ? kMarker : "#7f9fbf", order[s], human_bytes(sent[s]));
   }
   svg += fmt::format(R"(<text x="{:.2f}" y="{}" font-size="11">sent, per sender</text>)"
                      "\n",
@@ -275,8 +317,8 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
     svg += fmt::format(
         R"(<text x="{:.2f}" y="{:.2f}" fill="{}" font-weight="bold">busiest sender: rank {}, {}</text>)"
         "\n",
-        bar_x + bar_width + 6, std::max<double>(row_y + cell / 2 + 4, my + 12), kMarker, busiest,
-        human_bytes(max_sent));
+        bar_x + bar_width + 6, std::max<double>(row_y + cell / 2 + 4, my + 12), kMarker,
+        order[busiest], human_bytes(max_sent));
   } else {
     svg += fmt::format(
         R"(<text x="{:.2f}" y="{}" fill="{}">busiest sender: none, nothing moves</text>)"
@@ -308,8 +350,8 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
     const int x = kMargin + static_cast<int>(static_cast<double>(l % kLayersPerRow) * (small + 16));
     const int y =
         static_cast<int>(strip_y + 12 + static_cast<double>(l / kLayersPerRow) * (small + 40));
-    draw_cells(svg, picture.layers[l], x, y, small_cell, max_layer, false);
-    draw_node_lines(svg, n, picture.ranks_per_node, x, y, small_cell, 0.8);
+    draw_cells(svg, permuted(picture.layers[l], order), x, y, small_cell, max_layer, nullptr);
+    draw_node_lines(svg, node_at, x, y, small_cell, 0.8);
     svg += fmt::format(
         R"(<text x="{:.2f}" y="{:.2f}" text-anchor="middle" font-size="10">layer {}</text>)"
         "\n",

@@ -118,12 +118,38 @@ MpiSession::MpiSession(int* argc, char*** argv, std::chrono::milliseconds timeou
   EPLB_MPI_CHECK(MPI_Comm_set_errhandler(node.get(), MPI_ERRORS_RETURN));
   EPLB_MPI_CHECK(MPI_Comm_rank(node.get(), &node_rank_));
   EPLB_MPI_CHECK(MPI_Comm_size(node.get(), &node_size_));
-  node.close();
 
   char name[MPI_MAX_PROCESSOR_NAME] = {};
   int length = 0;
   EPLB_MPI_CHECK(MPI_Get_processor_name(name, &length));
   host_.assign(name, static_cast<size_t>(length));
+  gather_hosts(node.get());
+  node.close();
+}
+
+void MpiSession::gather_hosts(MPI_Comm node_comm) {
+  // Each process contributes its node's lowest world rank (the node communicator was split
+  // with the world rank as key, so its rank 0 is that) and its host name.
+  struct Entry {
+    int leader = 0;
+    char name[MPI_MAX_PROCESSOR_NAME] = {};
+  };
+  Entry mine;
+  mine.leader = rank_;
+  EPLB_MPI_CHECK(MPI_Bcast(&mine.leader, 1, MPI_INT, 0, node_comm));
+  host_.copy(mine.name, sizeof(mine.name) - 1);
+  std::vector<Entry> all(static_cast<size_t>(size_));
+  EPLB_MPI_CHECK(MPI_Allgather(&mine, static_cast<int>(sizeof(Entry)), MPI_BYTE, all.data(),
+                               static_cast<int>(sizeof(Entry)), MPI_BYTE, MPI_COMM_WORLD));
+  hosts_.clear();
+  node_of_rank_.assign(static_cast<size_t>(size_), -1);
+  num_nodes_ = 0;
+  for (size_t r = 0; r < all.size(); ++r) {
+    hosts_.emplace_back(all[r].name);
+    const auto leader = static_cast<size_t>(all[r].leader);
+    // Leaders come first in rank order, so a node's index is known before its other ranks.
+    node_of_rank_[r] = leader == r ? num_nodes_++ : node_of_rank_[leader];
+  }
 }
 
 MpiSession::~MpiSession() {

@@ -186,6 +186,14 @@ void check_pair(const Placement& old_p, const Placement& new_p, const Topology& 
   const Placement old_copy = old_p, new_copy = new_p;
   CHECK(make_plan(old_copy, new_copy, topology) == balanced);
   CHECK(make_plan(old_p, new_p, topology, SenderPolicy::kVllm) == vllm);
+  // Only which ranks share a node matters, not how the nodes are numbered.
+  if (topology.known()) {
+    Topology relabelled = topology;
+    for (int32_t& node : relabelled.node_of_rank) node = 1000 - 7 * node;
+    CHECK(make_plan(old_p, new_p, relabelled) == balanced);
+    CHECK(summarize(balanced, relabelled).inter_node_experts ==
+          summarize(balanced, topology).inter_node_experts);
+  }
 }
 
 RandomShape random_shape(std::mt19937_64& rng, bool elastic) {
@@ -203,9 +211,18 @@ RandomShape random_shape(std::mt19937_64& rng, bool elastic) {
   return s;
 }
 
-Topology random_topology(std::mt19937_64& rng) {
-  static constexpr int32_t kChoices[] = {0, 0, 1, 2, 3, 4};
-  return Topology{kChoices[std::uniform_int_distribution<int>(0, 5)(rng)]};
+// Unknown, contiguous blocks, or any node per rank (round-robin, uneven, scattered).
+Topology random_topology(std::mt19937_64& rng, const Placement& old_p, const Placement& new_p) {
+  static constexpr int32_t kChoices[] = {0, 0, 1, 2, 3, 4, -1, -1};
+  const int32_t num_ranks = std::max(old_p.ep_size, new_p.ep_size);
+  const int32_t choice = kChoices[std::uniform_int_distribution<int>(0, 7)(rng)];
+  if (choice >= 0) return Topology::blocks(num_ranks, choice);
+  Topology scattered;
+  const int32_t num_nodes = std::uniform_int_distribution<int32_t>(1, 4)(rng);
+  for (int32_t r = 0; r < num_ranks; ++r) {
+    scattered.node_of_rank.push_back(std::uniform_int_distribution<int32_t>(0, num_nodes - 1)(rng));
+  }
+  return scattered;
 }
 
 TEST_CASE("random placement pairs: same ep_size", "[plan][property]") {
@@ -213,7 +230,7 @@ TEST_CASE("random placement pairs: same ep_size", "[plan][property]") {
   for (int i = 0; i < 1200; ++i) {
     const auto [old_p, new_p] = random_pair(rng, random_shape(rng, false));
     INFO("case " << i);
-    check_pair(old_p, new_p, random_topology(rng));
+    check_pair(old_p, new_p, random_topology(rng, old_p, new_p));
   }
 }
 
@@ -222,7 +239,7 @@ TEST_CASE("random placement pairs: elastic ep_size and slots per rank", "[plan][
   for (int i = 0; i < 400; ++i) {
     const auto [old_p, new_p] = random_pair(rng, random_shape(rng, true));
     INFO("case " << i);
-    check_pair(old_p, new_p, random_topology(rng));
+    check_pair(old_p, new_p, random_topology(rng, old_p, new_p));
   }
 }
 
@@ -232,7 +249,7 @@ TEST_CASE("random placement pairs: larger layers", "[plan][property]") {
     const RandomShape shape{2, 16, 9, 16, 9, 16 * 8};
     const auto [old_p, new_p] = random_pair(rng, shape);
     INFO("case " << i);
-    check_pair(old_p, new_p, Topology{i % 2 == 0 ? 0 : 8});
+    check_pair(old_p, new_p, Topology::blocks(16, i % 2 == 0 ? 0 : 8));
   }
 }
 
@@ -242,7 +259,7 @@ TEST_CASE("old == new moves nothing", "[plan][property]") {
     const auto pair = random_pair(rng, random_shape(rng, false));
     const Placement& p = pair.first;
     for (auto policy : {SenderPolicy::kBalanced, SenderPolicy::kVllm}) {
-      const Plan plan = make_plan(p, p, random_topology(rng), policy);
+      const Plan plan = make_plan(p, p, random_topology(rng, p, p), policy);
       for (const LayerPlan& layer : plan.layers) {
         CHECK(layer.messages.empty());
         for (const auto& rows : layer.rows) {

@@ -176,7 +176,7 @@ TEST_CASE("balanced prefers a sender on the receiver's node", "[plan][senders][t
   const auto new_p = make_placement(4, 2, {{0, 1, 2, 3, 0, 4, 0, 6}});
   CHECK(make_plan(old_p, new_p).layers[0].messages ==
         std::vector<Message>{msg(0, 3, {0}, {0}, {0})});
-  const Topology two_per_node{2};
+  const Topology two_per_node = Topology::blocks(4, 2);
   const Plan plan = make_plan(old_p, new_p, two_per_node);
   CHECK(plan.layers[0].messages == std::vector<Message>{msg(2, 3, {0}, {0}, {0})});
   CHECK(summarize(plan, two_per_node).inter_node_experts == 0);
@@ -188,7 +188,7 @@ TEST_CASE("balance wins over node preference", "[plan][senders][topology]") {
   // rank 2 is on its node but already busy, so rank 0 sends it and the max stays 1.
   const auto old_p = make_placement(4, 2, {{0, 1, 2, 3, 0, 4, 5, 6}});
   const auto new_p = make_placement(4, 2, {{0, 1, 2, 4, 0, 4, 0, 6}});
-  const Topology two_per_node{2};
+  const Topology two_per_node = Topology::blocks(4, 2);
   const Plan plan = make_plan(old_p, new_p, two_per_node);
   CHECK(plan.layers[0].messages ==
         std::vector<Message>{msg(0, 3, {0}, {0}, {0}), msg(2, 1, {4}, {1}, {1})});
@@ -201,7 +201,7 @@ TEST_CASE("same-node senders are filled up to the optimal max load", "[plan][sen
   // (2 per sender) is reachable with every transfer inside a node.
   const auto old_p = make_placement(4, 4, {{0, 1, 2, 3, 8, 8, 8, 8, 0, 1, 2, 3, 9, 9, 9, 9}});
   const auto new_p = make_placement(4, 4, {{0, 1, 2, 3, 2, 3, 8, 8, 0, 1, 2, 3, 0, 1, 9, 9}});
-  const Topology two_per_node{2};
+  const Topology two_per_node = Topology::blocks(4, 2);
   const Plan plan = make_plan(old_p, new_p, two_per_node);
   CHECK(plan.layers[0].messages ==
         std::vector<Message>{msg(0, 1, {2, 3}, {2, 3}, {0, 1}), msg(2, 3, {0, 1}, {0, 1}, {0, 1})});
@@ -237,7 +237,7 @@ TEST_CASE("messages_from and messages_to select by rank in plan order", "[plan]"
 
 TEST_CASE("summarize counts per rank, traffic and nodes", "[plan][stats]") {
   const Plan plan = make_plan(skew_old(), skew_new());
-  const PlanStats stats = summarize(plan, Topology{2});
+  const PlanStats stats = summarize(plan, Topology::blocks(4, 2));
   CHECK(stats.experts_moved == 4);
   CHECK(stats.min_experts_required == 4);
   CHECK(stats.busiest_sender_experts == 1);

@@ -33,7 +33,7 @@ TEST_CASE("render_traffic_svg: labels, tooltips, node boundaries, busiest sender
   eplb::plan::TrafficPicture picture;
   picture.title = "'a<b>.json' -> 'c&\xff.json'";  // escaped, and the bad byte replaced
   picture.subtitle = "1 MiB per expert";
-  picture.ranks_per_node = 2;
+  picture.node_of_rank = {0, 0, 1, 1};
   // Layer 0: rank 2 sends 3 KiB to rank 0; layer 1: rank 1 sends 1 KiB to rank 3 and rank
   // 2 sends 1 KiB to rank 1. Rank 2 sends most (4 KiB).
   picture.layers = {{{0, 0, 0, 0}, {0, 0, 0, 0}, {3072, 0, 0, 0}, {0, 0, 0, 0}},
@@ -68,4 +68,28 @@ TEST_CASE("render_traffic_svg: refuses an empty or non-square input") {
   CHECK_THROWS_AS(eplb::plan::render_traffic_svg(picture), eplb::core::Error);
   picture.layers = {{{0, 0}, {0}}};
   CHECK_THROWS_AS(eplb::plan::render_traffic_svg(picture), eplb::core::Error);
+}
+
+TEST_CASE("render_traffic_svg: ranks grouped by their real node (--map-by node)") {
+  eplb::plan::TrafficPicture picture;
+  picture.node_of_rank = {0, 1, 0, 1};  // round-robin: ranks 0, 2 on node 0; 1, 3 on node 1
+  picture.node_names = {"host-a", "host<b>"};
+  // Rank 3 sends 2 KiB to rank 0, rank 1 sends 1 KiB to rank 2.
+  picture.layers = {{{0, 0, 0, 0}, {0, 0, 1024, 0}, {0, 0, 0, 0}, {2048, 0, 0, 0}}};
+  const std::string svg = eplb::plan::render_traffic_svg(picture);
+  CHECK(count(svg, ">node 0 (host-a)<") == 1);
+  CHECK(count(svg, ">node 1 (host&lt;b&gt;)<") == 1);
+  CHECK(count(svg, "EP ranks grouped by node") == 1);
+  // Tooltips and the busiest sender name the real ranks.
+  CHECK(count(svg, "<title>rank 3 -&gt; rank 0: 2.0 KiB</title>") == 1);
+  CHECK(count(svg, "<title>rank 1 -&gt; rank 2: 1.0 KiB</title>") == 1);
+  CHECK(count(svg, ">busiest sender: rank 3, 2.0 KiB<") == 1);
+  // Axis labels in display order: 0 2 1 3 (one row label and one column label each).
+  const size_t at0 = svg.find("font-size=\"10\">0</text>");
+  const size_t at2 = svg.find("font-size=\"10\">2</text>");
+  const size_t at1 = svg.find("font-size=\"10\">1</text>");
+  CHECK(at0 < at2);
+  CHECK(at2 < at1);
+  // One boundary (between the groups) per matrix: the big one and one layer.
+  CHECK(count(svg, "stroke=\"#222\"") == 4);
 }

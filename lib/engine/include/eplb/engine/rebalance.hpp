@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "eplb/engine/backend.hpp"
 #include "eplb/placement/elastic.hpp"
@@ -29,7 +30,7 @@ struct RebalanceOptions {
   std::optional<int32_t> new_ep_size;
   std::optional<placement::RankMapping> rank_mapping;  // vLLM's elastic EP (--rank-mapping)
   bool allow_dropping_experts = false;
-  int32_t ranks_per_node = 0;  // 0: processes sharing a node, as MPI reports it
+  int32_t ranks_per_node = 0;  // 0: the real rank -> host map, as MPI reports it
   bool force = false;
   // Hash every input shard whole against the manifest, whatever its size (by default only
   // shards up to kCheapFileBytes are; sizes and identifiers are always checked).
@@ -75,13 +76,22 @@ struct RebalanceReport {
   double seconds_exchange = 0;
   double seconds_write = 0;
   double seconds_commit = 0;
+  // Where the EP ranks ran: every process's host, the node of every EP rank, and the
+  // experts the plan moves between nodes (times the bytes per expert).
+  std::vector<std::string> process_hosts;
+  std::vector<int32_t> ep_rank_nodes;
+  bool nodes_from_option = false;  // --ranks-per-node given
+  int64_t inter_node_experts = 0;
+  int64_t inter_node_bytes = 0;
 };
 
-// Collective: `ranks_per_node` if positive, else the smallest number of processes sharing a
-// node times the EP ranks each process hosts, identical on every process (plans must not
-// diverge).
+// Local: the node of every EP rank, identical on every process without communicating
+// (the session gathered the hosts once at start-up). `ranks_per_node` if positive
+// (contiguous blocks: the user's override), else the real map: EP rank -> process (a
+// ProcessMap of `num_ep_ranks` over the session's processes; 0: one EP rank each) ->
+// that process's node.
 plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks_per_node,
-                               int32_t ep_ranks_per_process = 1);
+                               int32_t num_ep_ranks = 0);
 
 // Collective over session.comm(): load -> validate -> plan -> for each layer (read,
 // verify, exchange, fill, verify, write) -> commit. Invalid input is reported by the

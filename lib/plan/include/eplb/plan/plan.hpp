@@ -7,18 +7,28 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "eplb/placement/placement.hpp"
 
 namespace eplb::plan {
 
-// Which EP ranks share a node (ranks_per_node consecutive ranks each). 0 = unknown.
+// Which node each EP rank is on: the real map (an EP rank lives where the process hosting
+// it runs), so a node's ranks need not be a contiguous block (`mpirun --map-by node`,
+// uneven nodes, several EP ranks per process). Empty: unknown, no node preference.
 struct Topology {
-  int32_t ranks_per_node = 0;
-  int32_t node_of(int32_t ep_rank) const {
-    return ranks_per_node > 0 ? ep_rank / ranks_per_node : 0;
-  }
+  std::vector<int32_t> node_of_rank;  // [EP rank] -> node index, 0-based
+
+  bool known() const { return !node_of_rank.empty(); }
+  // Precondition: known() and ep_rank in [0, node_of_rank.size()).
+  int32_t node_of(int32_t ep_rank) const { return node_of_rank[static_cast<size_t>(ep_rank)]; }
+  // Distinct node indices (0 when unknown).
+  int32_t num_nodes() const;
+  // Local. Contiguous blocks: EP rank r on node r / ranks_per_node; unknown (empty) when
+  // ranks_per_node <= 0 or num_ep_ranks <= 0. The CLI planner's --ranks-per-node.
+  static Topology blocks(int32_t num_ep_ranks, int32_t ranks_per_node);
+  bool operator==(const Topology&) const = default;
 };
 
 // How a sender is chosen when a logical expert has several old holders.
@@ -90,7 +100,8 @@ struct Plan {
 // heuristic: two candidate assignments, the one with fewer inter-node transfers wins),
 // then the sender with less sent in earlier layers, then the lowest rank.
 // Both policies move exactly the minimum: each rank receives each logical expert it
-// lacks once per layer.
+// lacks once per layer. A known topology must give every EP rank (max of both ep_sizes)
+// a node index >= 0; otherwise throws core::Error(kUsage).
 Plan make_plan(const placement::Placement& old_placement, const placement::Placement& new_placement,
                const Topology& topology = {}, SenderPolicy policy = SenderPolicy::kBalanced);
 
@@ -123,7 +134,7 @@ struct PlanStats {
 };
 
 // Local. `ranks` and `traffic` have plan.num_ep_ranks() entries; inter_node_experts is 0
-// when topology.ranks_per_node is 0.
+// when the topology is unknown. Throws core::Error(kUsage) as make_plan does.
 PlanStats summarize(const Plan& plan, const Topology& topology = {});
 
 // EP rank -> MPI process: process p hosts the block of EP ranks [p*k, p*k+k), k =
@@ -137,5 +148,14 @@ struct ProcessMap {
   // The inverse, ascending; empty for trailing processes when the blocks run out.
   std::vector<int32_t> ep_ranks_of(int32_t process) const;
 };
+
+// Local. The topology of EP ranks hosted as `map` says, on the nodes of their processes:
+// EP rank r is on node_of_process[map.process_of(r)]. node_of_process has one entry per
+// process (map.num_processes), each >= 0; otherwise throws core::Error(kUsage).
+Topology topology_of_processes(const ProcessMap& map, const std::vector<int32_t>& node_of_process);
+
+// Local. Node indices for a list of host names, one per rank: hosts numbered in order of
+// first appearance ({"b", "a", "b"} -> {0, 1, 0}). Equal names are one node.
+std::vector<int32_t> node_indices(const std::vector<std::string>& hosts);
 
 }  // namespace eplb::plan

@@ -49,6 +49,14 @@ class MpiSession {
   int node_rank() const { return node_rank_; }  // rank among processes on this node
   int node_size() const { return node_size_; }
   const std::string& host() const { return host_; }
+  // The real rank -> host map, gathered once at start-up (one MPI_Allgather, under main's
+  // start-up watchdog) and identical on every process, so plans built from it need no
+  // agreement. hosts()[r]: rank r's host name (MPI_Get_processor_name). node_of_rank()[r]:
+  // its node, numbered 0.. in order of each node's lowest rank; processes are on one node
+  // when MPI_COMM_TYPE_SHARED puts them together, whatever their host names say.
+  const std::vector<std::string>& hosts() const { return hosts_; }
+  const std::vector<int>& node_of_rank() const { return node_of_rank_; }
+  int num_nodes() const { return num_nodes_; }
   std::chrono::milliseconds timeout() const { return timeout_; }
   // Every process of the job, with the command's timeout.
   Group group() const { return Group{MPI_COMM_WORLD, timeout_}; }
@@ -58,11 +66,16 @@ class MpiSession {
   [[noreturn]] void abort_job(int exit_code) const;
 
  private:
+  void gather_hosts(MPI_Comm node_comm);
+
   int rank_ = 0;
   int size_ = 1;
   int node_rank_ = 0;
   int node_size_ = 1;
   std::string host_;
+  std::vector<std::string> hosts_;
+  std::vector<int> node_of_rank_;
+  int num_nodes_ = 1;
   std::chrono::milliseconds timeout_;
   bool finalize_ = false;
 };
