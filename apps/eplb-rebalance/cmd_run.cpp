@@ -162,6 +162,13 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
               throw core::Error(core::ErrorKind::kUsage,
                                 "--output is required (or --in-place to update --input itself)");
             }
+            if (options.in_place && args->roofline) {
+              // The roofline reads all of the input and writes as much: copy mode's pattern,
+              // not an in-place update's (only the changed rows move).
+              throw core::Error(core::ErrorKind::kUsage,
+                                "--roofline measures copy mode's storage pattern; it cannot be "
+                                "combined with --in-place");
+            }
             // A journal left by an interrupted --in-place run is finished first.
             const auto report = options.in_place
                                     ? engine::rebalance_in_place(session, options)

@@ -104,6 +104,8 @@ expect_exit 64 "$d/u2.log" -- "$tool" run --in-place --old "$d/old.json" --new "
 expect_in "$d/u2.log" "--output excludes --in-place"
 expect_exit 64 "$d/u3.log" -- "$tool" run --old "$d/old.json" --new "$d/new.json" --input "$d/u"
 expect_in "$d/u3.log" "--output is required (or --in-place to update --input itself)"
+expect_exit 64 "$d/u4.log" -- "$tool" run --in-place --roofline --old "$d/old.json" --new "$d/new.json" --input "$d/u"
+expect_in "$d/u4.log" "--roofline measures copy mode's storage pattern; it cannot be combined with --in-place"
 is_old "$d/u" && pass || fail "J3: checkpoint modified by a refused run"
 no_leftovers "$d/u" J3
 

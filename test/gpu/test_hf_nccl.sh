@@ -10,7 +10,7 @@ np=$ngpu
 data="$here/../data/hf"; check="$here/../e2e/hf_check.py"
 py=${EPLB_GPU_PYTHON:-python3}
 have_np=0; $py -c "import numpy" 2>/dev/null && have_np=1
-have_tf=0; $py -c "import torch, transformers" 2>/dev/null && have_tf=1
+have_tf=0; [[ -z ${EPLB_SKIP_TRANSFORMERS:-} ]] && $py -c "import torch, transformers" 2>/dev/null && have_tf=1
 echo "numpy: $have_np, transformers: $have_tf"
 for row in "deepseek_v3 3 8" "deepseek_v3_fp8 2 4" "qwen3_moe 2 8" "qwen2_moe 2 6" "olmoe 2 8" "mixtral 3 4" "gpt_oss 2 4" "gpt_oss_mxfp4 2 4" "llama4 2 4"; do
   read -r name layers experts <<<"$row"
