@@ -24,10 +24,15 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILE
   -DCMAKE_CXX_COMPILER=clang++ -DEPLB_FUZZ=ON -DEPLB_WITH_NCCL=OFF -DEPLB_BUILD_TESTS=OFF >/dev/null
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
 
-# "hdf5" when the crash or hang replayed from $2 by $1 happens inside libhdf5, else "ours".
+# Replays input $2 with target $1: "none" when it runs clean (a hang that was machine load,
+# -timeout being wall-clock time), "hdf5" when it crashes or hangs inside libhdf5, else "ours".
 crash_site() {
-  local frame
-  frame=$("$1" -timeout=10 "$2" 2>&1 | grep -E '^ +#[0-9]+ ' |
+  local out frame
+  if out=$("$1" -timeout=30 "$2" 2>&1); then
+    echo none
+    return
+  fi
+  frame=$(echo "$out" | grep -E '^ +#[0-9]+ ' |
     grep -vE 'libc\.so|libstdc\+\+|/sysdeps/|string/|stdlib/|nptl/|__interceptor_|__asan|__sanitizer|__ubsan|fuzzer::' |
     head -n 1 || true)
   if [[ $frame == *libhdf5* ]]; then echo hdf5; else echo ours; fi
@@ -43,7 +48,7 @@ for target in "${targets[@]}"; do
   status=0
   (cd "$findings" && "$build/bin/$target" "$build/corpus/$name" "$root/test/fuzz/corpus/$name" \
     -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 -max_total_time="$seconds" \
-    -timeout=10 -rss_limit_mb=2048 -artifact_prefix="$findings/") >"$build/$target.log" 2>&1 ||
+    -timeout=20 -rss_limit_mb=2048 -artifact_prefix="$findings/") >"$build/$target.log" 2>&1 ||
     status=$?
   grep -E '^#[0-9]+: cov' "$build/$target.log" | tail -n 1 || true
   ours=0
@@ -51,8 +56,12 @@ for target in "${targets[@]}"; do
     [[ -e $input ]] || continue
     kind=$(basename "$input")
     kind=${kind%%-*}
-    if [[ $kind == crash || $kind == timeout ]] && [[ $(crash_site "$build/bin/$target" "$input") == hdf5 ]]; then
+    site=ours
+    if [[ $kind == crash || $kind == timeout ]]; then site=$(crash_site "$build/bin/$target" "$input"); fi
+    if [[ $site == hdf5 ]]; then
       echo "fuzz: $target: $kind inside libhdf5 (HDF5 defect, not ours): $input"
+    elif [[ $site == none && $kind == timeout ]]; then
+      echo "fuzz: $target: a hang that did not recur on replay (machine load?): $input"
     else
       echo "fuzz: $target: FINDING ($kind): $input" >&2
       ours=$((ours + 1))
