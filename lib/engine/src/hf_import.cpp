@@ -14,6 +14,7 @@
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/engine/hf_io.hpp"
+#include "eplb/engine/shared_dirs.hpp"
 #include "eplb/hf/model.hpp"
 #include "eplb/hf/safetensors.hpp"
 #include "eplb/io/shard.hpp"
@@ -189,6 +190,8 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   for (const auto& file : source.files) {
     identity += file.name + " " + std::to_string(file.size) + "\n";
   }
+  // Rank 0 publishes what every rank writes: on several hosts they must share the output.
+  check_shared_directories(session, {output_parent(options.output)});
   CheckpointOutput output(session.group(), options.output, options.force, identity);
   HfReport report;
   std::vector<fs::path> my_files;
