@@ -106,7 +106,7 @@ std::string describe_nodes(const PlanReport& r) {
     auto& m = members[static_cast<size_t>(r.topology.node_of_rank[rank])];
     m += fmt::format("{}{}", m.empty() ? "" : " ", rank);
   }
-  std::string out = fmt::format("{} nodes:", members.size());
+  std::string out = fmt::format("{} node{}:", members.size(), members.size() == 1 ? "" : "s");
   for (size_t node = 0; node < members.size(); ++node) {
     out += fmt::format("{} {}{} EP ranks {}", node == 0 ? "" : ",", node,
                        node < r.node_names.size() ? fmt::format(" ({})", r.node_names[node]) : "",

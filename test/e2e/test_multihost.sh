@@ -6,7 +6,8 @@
 #   says which host each rank ran on, and the bytes crossing nodes are those `plan` gives
 #   for that layout (--rank-hosts), which differ from a contiguous-block assumption.
 # - An output directory private to each host fails before anything moves, naming the
-#   directory, rank 0's host and this host, exit 3; nothing committed, no check file left.
+#   directory, rank 0's host and this host, exit 3; nothing committed, no check file left
+#   (run and generate).
 # Skipped (77) where network namespaces cannot be made.
 export TMPDIR="${EPLB_TEST_SHARED_DIR:-/var/tmp}"  # shared by the hosts: not /tmp
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -79,6 +80,10 @@ expect_exit 3 "$d/private.log" -- on_hosts 6 --map-by node -- "$tool" --old "$d/
 expect_in "$d/private.log" "] output's parent directory '$work/priv' is not shared with rank 0's host h0: this host (h1) does not see rank 0's check file"
 expect_in "$d/private.log" "this host (h2) does not see"
 grep -q "this host (h0)" "$d/private.log" && fail "rank 0's host reported itself" || pass
+# generate publishes from rank 0 too: the same refusal.
+expect_exit 3 "$d/private-gen.log" -- on_hosts 3 --map-by node -- "$tool" generate \
+  --placement "$d/new.json" --tensors "$spec" --output "$work/priv/gen"
+expect_in "$d/private-gen.log" "] output's parent directory '$work/priv' is not shared with rank 0's host h0: this host (h2) does not see"
 for h in h0 h1 h2; do
   n=$(find "$work/priv-$h" -mindepth 1 | wc -l)
   [[ $n -eq 0 ]] && pass || fail "$work/priv-$h holds $n entries after the refused run"

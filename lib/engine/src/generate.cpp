@@ -4,6 +4,7 @@
 #include "eplb/core/progress.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
+#include "eplb/engine/shared_dirs.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/placement/placement.hpp"
 
@@ -49,6 +50,8 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
   });
   agree_identical(session.group(), problems, "loading the placement");
 
+  // Rank 0 publishes what every rank writes: on several hosts they must share the output.
+  check_shared_directories(session, {output_parent(options.output)});
   CheckpointOutput output(session.group(), options.output, options.force,
                           "generate\n" + io::to_string(options.tensors) + "\nseed " +
                               std::to_string(options.seed) + "\n" + placement::to_json(p));

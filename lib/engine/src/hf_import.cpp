@@ -17,6 +17,7 @@
 #include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/engine/direct_io.hpp"
 #include "eplb/engine/hf_io.hpp"
+#include "eplb/engine/shared_dirs.hpp"
 #include "eplb/hf/model.hpp"
 #include "eplb/hf/safetensors.hpp"
 #include "eplb/io/shard.hpp"
@@ -239,6 +240,8 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   for (const auto& file : source.files) {
     identity += file.name + " " + std::to_string(file.size) + "\n";
   }
+  // Rank 0 publishes what every rank writes: on several hosts they must share the output.
+  check_shared_directories(session, {output_parent(options.output)});
   CheckpointOutput output(session.group(), options.output, options.force, identity);
   HfReport report;
   std::vector<fs::path> my_files;

@@ -16,7 +16,6 @@
 #include "eplb/engine/inputs.hpp"
 #include "eplb/engine/layer_step.hpp"
 #include "eplb/engine/shared_dirs.hpp"
-#include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/plan/plan.hpp"
 
@@ -49,11 +48,6 @@ long long peak_rss_bytes() {
     if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
   }
   return 0;
-}
-
-std::filesystem::path output_parent(const std::filesystem::path& output) {
-  const auto parent = io::staging_path_for(output).parent_path();
-  return parent.empty() ? std::filesystem::path(".") : parent;
 }
 
 // The report's and -v's view of where the EP ranks ran.
@@ -146,8 +140,8 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   RebalanceReport report;
 
   // Shared directories: on several hosts, every host must see rank 0's input and output.
-  check_shared_directories(session, {{options.input, "input directory", true},
-                                     {output_parent(options.output), "output's parent directory"}});
+  check_shared_directories(
+      session, {{options.input, "input directory", true}, output_parent(options.output)});
 
   // Load and validate: placements, manifest, this rank's shard. All before any data moves.
   Inputs inputs = load_inputs(session, options);

@@ -13,6 +13,7 @@
 
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
+#include "eplb/io/atomic_dir.hpp"
 
 namespace eplb::engine {
 namespace fs = std::filesystem;
@@ -104,6 +105,11 @@ std::string read_back(const SharedDirectory& dir, const std::string& name,
 }
 
 }  // namespace
+
+SharedDirectory output_parent(const fs::path& output) {
+  const fs::path parent = io::staging_path_for(output).parent_path();
+  return {parent.empty() ? fs::path(".") : parent, "output's parent directory", false};
+}
 
 void check_shared_directories(const runtime::MpiSession& session,
                               const std::vector<SharedDirectory>& dirs) {

@@ -20,6 +20,10 @@ struct SharedDirectory {
   bool may_be_read_only = false;
 };
 
+// Local: the directory an output checkpoint is created in (where staging and the final
+// name live), for check_shared_directories.
+SharedDirectory output_parent(const std::filesystem::path& output);
+
 // Collective over session.group(): every process passes the same list. Free (no file, no
 // communication) when every process runs on one node (session.num_nodes() == 1).
 // Otherwise rank 0 creates a check file of random content in each directory
