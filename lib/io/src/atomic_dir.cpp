@@ -373,8 +373,8 @@ OutputOwner::OutputOwner(fs::path output, bool force)
       }
       throw_errno("cannot create staging directory " + quoted(staging_), err);
     }
-    staging_fd_ = ::openat(parent_fd_, staging_name.c_str(),
-                           O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+    staging_fd_ =
+        ::openat(parent_fd_, staging_name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
     struct stat st {};
     if (staging_fd_ < 0 || ::fstat(staging_fd_, &st) != 0) {
       throw Error(ErrorKind::kIo, "staging directory " + quoted(staging_) + " vanished");
@@ -464,7 +464,8 @@ void OutputOwner::discard() noexcept {
   if (committed_ || parent_fd_ < 0) return;
   // Only while the lock at the name is still ours: a run that took the name after ours was
   // removed owns whatever staging directory is there now.
-  struct stat st {}, lock_now{}, lock_mine{};
+  struct stat st {
+  }, lock_now{}, lock_mine{};
   const std::string lock_name = lock_path_for(output_).filename();
   if (::fstat(lock_fd_, &lock_mine) != 0 ||
       ::fstatat(parent_fd_, lock_name.c_str(), &lock_now, AT_SYMLINK_NOFOLLOW) != 0 ||
