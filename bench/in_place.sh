@@ -53,7 +53,7 @@ timed() {  # timed LABEL command...: prints the seconds, keeps the log
   evict "$work/ckpt"
   local t0; t0=$(now)
   "$@" >"$work/$label.log" 2>&1 || { echo "$label failed:" >&2; cat "$work/$label.log" >&2; exit 1; }
-  echo "$(now) - $t0" | bc
+  awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }'
 }
 run() { mpirun -np "$np" "$tool" run --backend "$backend" "$@"; }
 
@@ -68,7 +68,7 @@ for r in $(seq "$rounds"); do
   # Same bytes as the copy: every shard and the manifest's placement.
   for f in "$work"/out/rank-*.h5; do cmp -s "$f" "$work/ckpt/$(basename "$f")" || { echo "MISMATCH $f" >&2; exit 1; }; done
   back=$(timed "back-$r" run --in-place --old "$work/new.json" --new "$work/old.json" --input "$work/ckpt")
-  printf '%-6s %10.2f %14.2f %14.2f %8.2f\n' "$r" "$copy" "$inplace" "$back" "$(echo "$copy / $inplace" | bc -l)"
+  printf '%-6s %10.2f %14.2f %14.2f %8.2f\n' "$r" "$copy" "$inplace" "$back" "$(awk -v a="$copy" -v b="$inplace" 'BEGIN { print a / b }')"
 done
 # The honest price of a recomputed whole-file xxh3 (--check-files: reads every changed shard).
 rehash=$(timed rehash run --in-place --check-files --old "$work/old.json" --new "$work/new.json" --input "$work/ckpt")

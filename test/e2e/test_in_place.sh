@@ -172,11 +172,17 @@ is_new "$d/k" && pass || fail "J19: not the new checkpoint"
 # J20: a live update holds the checkpoint: a second update and a reader are refused (64)
 # naming it, and the first completes.
 rm -rf "$d/k"; cp -a "$d/in" "$d/k"
-EPLB_TEST_KILL_AT= in_place "$d/k" >"$d/j21.log" 2>&1 &
+# Rank 0 stops itself (SIGSTOP) once its journal is open, holding the lock: a live update at
+# a known moment, whatever the machine's speed.
+EPLB_TEST_KILL_AT= EPLB_TEST_STOP_AT="journal-open:0" in_place "$d/k" >"$d/j21.log" 2>&1 &
 launcher=$!
-for _ in $(seq 300); do [[ -d "$d/k/.eplb-journal" ]] && break; sleep 0.05; done
-pids=$(pgrep -f -- "^$tool run --in-place .*--input $d/k " || true)
-if [[ -n "$pids" ]]; then kill -STOP $pids; fi
+pids=""
+for _ in $(seq 600); do
+  pids=$(pgrep -f -- "^$tool run --in-place .*--input $d/k " || true)
+  for p in $pids; do [[ $(ps -o stat= -p "$p" 2>/dev/null) == T* ]] && break 2; done
+  sleep 0.05
+done
+[[ -d "$d/k/.eplb-journal" ]] && pass || fail "J20: the first update did not stop with its journal open"
 expect_exit 64 "$d/j21b.log" -- in_place "$d/k"
 expect_in "$d/j21b.log" "is being written by another run"
 expect_exit 64 "$d/j21c.log" -- timeout "$T" "$tool" verify --checkpoint "$d/k"

@@ -571,8 +571,7 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   // Plan: the same global plan as a copy; unchanged rows stay where they are.
   const auto plan_start = Clock::now();
   const auto topology =
-      agreed_topology(session, options.ranks_per_node,
-                      static_cast<int32_t>(inputs.process_map.ep_ranks_of(0).size()));
+      agreed_topology(session, options.ranks_per_node, inputs.process_map.num_ep_ranks);
   const plan::Plan plan = plan::make_plan(inputs.old_placement, inputs.new_placement, topology);
   report.seconds_plan = seconds_since(plan_start);
   const auto stats = plan::summarize(plan, topology);
