@@ -1,5 +1,10 @@
 #include "eplb/engine/agreement.hpp"
 
+#include <fmt/format.h>
+
+#include <string>
+#include <vector>
+
 #include "eplb/core/log.hpp"
 #include "eplb/runtime/mpi.hpp"
 
@@ -50,6 +55,17 @@ bool capture(core::ProblemList& out, const std::function<void()>& step) {
     out.add(std::string("internal error: ") + e.what());
   }
   return false;
+}
+
+void at_layer(int32_t layer_idx, const std::function<void()>& step) {
+  try {
+    step();
+  } catch (const core::Error& e) {
+    if (e.reported()) throw;
+    std::vector<std::string> located;
+    for (const auto& p : e.problems()) located.push_back(fmt::format("layer {}: {}", layer_idx, p));
+    throw core::Error(e.kind(), std::move(located));
+  }
 }
 
 }  // namespace eplb::engine

@@ -13,7 +13,6 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
-#include <fstream>
 #include <memory>
 #include <optional>
 
@@ -22,6 +21,7 @@
 #include "eplb/core/interrupt.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
+#include "eplb/core/report.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/inputs.hpp"
 #include "eplb/engine/layer_buffer.hpp"
@@ -204,14 +204,7 @@ void InPlaceUpdate::run_layer(int32_t layer_idx) {
   for (auto& h : hosted_) read_sources(h, layer_idx);
   agree(session_.group(), problems_,
         fmt::format("layer {}: agreement before the exchange", layer_idx));
-  try {
-    exchange(layer);
-  } catch (const core::Error& e) {
-    if (e.reported()) throw;
-    std::vector<std::string> located;
-    for (const auto& p : e.problems()) located.push_back(fmt::format("layer {}: {}", layer_idx, p));
-    throw core::Error(e.kind(), std::move(located));
-  }
+  at_layer(layer_idx, [&] { exchange(layer); });
   for (auto& h : hosted_) {
     fill_and_verify(h, layer_idx);
     journal_layer(h, layer_idx);
@@ -353,17 +346,7 @@ void InPlaceUpdate::fill_and_verify(Hosted& h, int32_t layer_idx) {
     if (rp.source == plan::RowSource::kLocal || rp.source == plan::RowSource::kCopy) {
       ++counters_.rows_copied_locally;
     }
-    for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
-      const uint64_t have = io::checksum({new_rows.row(t, row), new_rows.row_bytes(t)});
-      if (have == new_rows.checksums[t][r]) continue;
-      problems_.set_kind_if_worse(core::ErrorKind::kComm);
-      problems_.add(
-          fmt::format("layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
-                      "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
-                      layer_idx, h.ep_rank * new_rows.num_rows() + row, rp.expert_id,
-                      inputs_.tensors[t].name, new_rows.checksums[t][r], have,
-                      rp.peer >= 0 ? fmt::format("EP rank {}", rp.peer) : "local copy"));
-    }
+    check_new_row(new_rows, row, rp, layer_idx, h.ep_rank, inputs_.tensors, problems_);
   }
 }
 
@@ -463,16 +446,6 @@ void InPlaceUpdate::apply() {
   agree(session_.group(), problems_, "overwriting the changed rows");
 }
 
-// Peak resident set of this process (VmHWM), 0 where /proc is not available.
-long long peak_rss_bytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  }
-  return 0;
-}
-
 RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
                        RebalanceReport report) {
   const auto sums = runtime::all_sum(
@@ -483,7 +456,7 @@ RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
       session.group(),
       {std::max(c.bytes_sent, c.bytes_received), static_cast<long long>(c.seconds_read * 1e6),
        static_cast<long long>(c.seconds_exchange * 1e6),
-       static_cast<long long>(c.seconds_write * 1e6), peak_rss_bytes()},
+       static_cast<long long>(c.seconds_write * 1e6), core::peak_rss_bytes()},
       "the report's maxima");
   report.bytes_read = sums[0];
   report.bytes_written = sums[1];  // overwritten in the shards (and as much to the journal)

@@ -1,5 +1,7 @@
 #include "eplb/engine/layer_buffer.hpp"
 
+#include <fmt/format.h>
+
 #include "eplb/core/error.hpp"
 
 namespace eplb::engine {
@@ -38,7 +40,25 @@ std::span<std::byte> LayerBuffer::tensor(size_t tensor_idx) const {
 
 std::byte* LayerBuffer::row(size_t tensor_idx, int32_t row_idx) const {
   EPLB_ASSERT(row_idx >= 0 && row_idx < num_rows_);
-  return memory_.data() + offsets_[tensor_idx] + row_bytes_[tensor_idx] * row_idx;
+  return memory_.data() + offsets_[tensor_idx] +
+         row_bytes_[tensor_idx] * static_cast<size_t>(row_idx);  // >= 0: asserted above
+}
+
+void check_new_row(const LayerBuffer& rows, int32_t row, const plan::RowPlan& rp, int32_t layer_idx,
+                   int32_t ep_rank, const std::vector<io::TensorSpec>& tensors,
+                   core::ProblemList& problems) {
+  const auto r = static_cast<size_t>(row);
+  for (size_t t = 0; t < rows.num_tensors(); ++t) {
+    const uint64_t have = io::checksum({rows.row(t, row), rows.row_bytes(t)});
+    const uint64_t expected = rows.checksums[t][r];
+    if (have == expected) continue;
+    problems.set_kind_if_worse(core::ErrorKind::kComm);
+    problems.add(fmt::format(
+        "layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
+        "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
+        layer_idx, ep_rank * rows.num_rows() + row, rp.expert_id, tensors[t].name, expected, have,
+        rp.peer >= 0 ? fmt::format("EP rank {}", rp.peer) : "local copy"));
+  }
 }
 
 }  // namespace eplb::engine

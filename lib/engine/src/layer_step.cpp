@@ -214,15 +214,7 @@ void LayerStepper::run_layer(int32_t layer_idx) {
         fmt::format("layer {}: agreement before the exchange", layer_idx));
   Slot& old = old_slot(layer_idx);
   Slot& fresh = new_slot(layer_idx);
-  try {
-    exchange(layer, old, fresh);
-  } catch (const core::Error& e) {
-    // The transport names the peers; the phase is ours to add.
-    if (e.reported()) throw;
-    std::vector<std::string> located;
-    for (const auto& p : e.problems()) located.push_back(fmt::format("layer {}: {}", layer_idx, p));
-    throw core::Error(e.kind(), std::move(located));
-  }
+  at_layer(layer_idx, [&] { exchange(layer, old, fresh); });
   for (size_t i = 0; i < hosted_.size(); ++i) fill_local_rows(i, layer, old, fresh);
   // The old rows are used up: read a later layer into them.
   const int32_t ahead = layer_idx + depth_.old_layers;
@@ -358,18 +350,8 @@ void LayerStepper::verify_new_rows(Slot& slot, size_t i) {
   const auto& rows =
       plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
   for (int32_t row = 0; row < new_rows.num_rows(); ++row) {
-    const auto& rp = rows[static_cast<size_t>(row)];
-    for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
-      uint64_t have = io::checksum({new_rows.row(t, row), new_rows.row_bytes(t)});
-      const uint64_t expected = new_rows.checksums[t][static_cast<size_t>(row)];
-      if (have == expected) continue;
-      slot.problems.set_kind_if_worse(core::ErrorKind::kComm);
-      slot.problems.add(fmt::format(
-          "layer {}, slot {} (logical expert {}), tensor '{}': bytes do not match the "
-          "checksum of their source slot (expected {:016x}, got {:016x}; source: {})",
-          layer_idx, h.ep_rank * new_rows.num_rows() + row, rp.expert_id, inputs_.tensors[t].name,
-          expected, have, rp.peer >= 0 ? fmt::format("EP rank {}", rp.peer) : "local copy"));
-    }
+    check_new_row(new_rows, row, rows[static_cast<size_t>(row)], layer_idx, h.ep_rank,
+                  inputs_.tensors, slot.problems);
   }
 }
 

@@ -5,12 +5,12 @@
 #include <fmt/format.h>
 
 #include <algorithm>
-#include <fstream>
 #include <string>
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
+#include "eplb/core/report.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/engine/inputs.hpp"
@@ -39,16 +39,6 @@ plan::Topology agreed_topology(const runtime::MpiSession& session, int32_t ranks
 }
 
 namespace {
-
-// Peak resident set of this process (VmHWM), 0 where /proc is not available.
-long long peak_rss_bytes() {
-  std::ifstream status("/proc/self/status");
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;
-  }
-  return 0;
-}
 
 // The report's and -v's view of where the EP ranks ran.
 void describe_topology(const runtime::MpiSession& session, const plan::Topology& topology,
@@ -119,7 +109,7 @@ RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerSte
                        {std::max(local.bytes_sent, local.bytes_received),
                         static_cast<long long>(local.seconds_read * 1e6),
                         static_cast<long long>(local.seconds_exchange * 1e6),
-                        static_cast<long long>(local.seconds_write * 1e6), peak_rss_bytes()},
+                        static_cast<long long>(local.seconds_write * 1e6), core::peak_rss_bytes()},
                        "the report's maxima");
   report.bytes_read = sums[0];
   report.bytes_written = sums[1];

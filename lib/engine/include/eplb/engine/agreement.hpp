@@ -3,6 +3,7 @@
 // cleanly with the same exit code instead of leaving peers blocked in a collective.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string_view>
 
@@ -25,5 +26,10 @@ void agree_identical(const runtime::Group& group, const core::ProblemList& local
 // Local: runs `step`, turning a core::Error it throws into problems of `out` (other
 // exceptions become kInternal problems). Returns true when the step succeeded.
 bool capture(core::ProblemList& out, const std::function<void()>& step);
+
+// Local: runs `step`, a phase of layer `layer_idx` (its exchange). A core::Error it throws
+// is thrown again with "layer N: " before each problem: the transport names the peers, the
+// layer is the caller's to add. An error already reported elsewhere passes unchanged.
+void at_layer(int32_t layer_idx, const std::function<void()>& step);
 
 }  // namespace eplb::engine

@@ -7,7 +7,9 @@
 #include <span>
 #include <vector>
 
+#include "eplb/core/error.hpp"
 #include "eplb/io/tensor.hpp"
+#include "eplb/plan/plan.hpp"
 #include "eplb/transport/transport.hpp"
 
 namespace eplb::engine {
@@ -36,5 +38,13 @@ class LayerBuffer {
   std::vector<size_t> offsets_;
   std::vector<size_t> row_bytes_;
 };
+
+// Local: checks every tensor of new row `row` (of EP rank `ep_rank`, layer `layer_idx`)
+// against its expected checksum in `rows.checksums`, the recorded checksum of its source
+// slot. Each mismatch adds a kComm problem naming the layer, the slot, the logical expert,
+// the tensor and the source (the sending EP rank or a local copy).
+void check_new_row(const LayerBuffer& rows, int32_t row, const plan::RowPlan& rp, int32_t layer_idx,
+                   int32_t ep_rank, const std::vector<io::TensorSpec>& tensors,
+                   core::ProblemList& problems);
 
 }  // namespace eplb::engine
