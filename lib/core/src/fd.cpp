@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -54,6 +55,41 @@ Fd open_regular_file(const std::filesystem::path& path, std::string_view what) {
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
   return fd;
+}
+
+Transfer pread_full(int fd, std::span<std::byte> out, uint64_t offset) noexcept {
+  Transfer t;
+  while (t.done < out.size()) {
+    const size_t chunk = std::min(out.size() - t.done, kMaxIoChunk);
+    const ssize_t n = ::pread(fd, out.data() + t.done, chunk, static_cast<off_t>(offset + t.done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      t.attempted = chunk;
+      t.error = n < 0 ? errno : 0;
+      return t;
+    }
+    t.done += static_cast<size_t>(n);
+  }
+  t.complete = true;
+  return t;
+}
+
+Transfer pwrite_full(int fd, std::span<const std::byte> bytes, uint64_t offset) noexcept {
+  Transfer t;
+  while (t.done < bytes.size()) {
+    const size_t chunk = std::min(bytes.size() - t.done, kMaxIoChunk);
+    const ssize_t n =
+        ::pwrite(fd, bytes.data() + t.done, chunk, static_cast<off_t>(offset + t.done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      t.attempted = chunk;
+      t.error = n < 0 ? errno : 0;
+      return t;
+    }
+    t.done += static_cast<size_t>(n);
+  }
+  t.complete = true;
+  return t;
 }
 
 }  // namespace eplb::core

@@ -2,9 +2,7 @@
 #include "fd.hpp"
 
 #include <sys/stat.h>
-#include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -15,10 +13,6 @@ namespace {
 
 using core::Error;
 using core::ErrorKind;
-
-// Linux transfers at most 0x7ffff000 bytes per call; smaller chunks keep every call well
-// inside ssize_t and off_t on any platform.
-constexpr size_t kMaxChunk = size_t{1} << 30;
 
 std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
 
@@ -34,40 +28,27 @@ uint64_t file_size(int fd, const std::filesystem::path& path) {
 
 void pread_exact(int fd, std::span<std::byte> out, uint64_t offset,
                  const std::filesystem::path& path, const std::string& what) {
-  size_t done = 0;
-  while (done < out.size()) {
-    const size_t chunk = std::min(out.size() - done, kMaxChunk);
-    const ssize_t n = ::pread(fd, out.data() + done, chunk, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      throw Error(ErrorKind::kIo, quoted(path) + ": cannot read " + what + " at byte " +
-                                      std::to_string(offset + done) + ": " + std::strerror(errno));
-    }
-    if (n == 0) {
-      throw Error(ErrorKind::kIo, quoted(path) + ": cannot read " + what +
-                                      ": the file ends at byte " + std::to_string(offset + done) +
-                                      ", before the " + std::to_string(out.size()) + " bytes at " +
-                                      std::to_string(offset) + " (did it shrink after opening?)");
-    }
-    done += static_cast<size_t>(n);
+  const core::Transfer t = core::pread_full(fd, out, offset);
+  if (t.complete) return;
+  if (t.error != 0) {
+    throw Error(ErrorKind::kIo, quoted(path) + ": cannot read " + what + " at byte " +
+                                    std::to_string(offset + t.done) + ": " +
+                                    std::strerror(t.error));
   }
+  throw Error(ErrorKind::kIo, quoted(path) + ": cannot read " + what + ": the file ends at byte " +
+                                  std::to_string(offset + t.done) + ", before the " +
+                                  std::to_string(out.size()) + " bytes at " +
+                                  std::to_string(offset) + " (did it shrink after opening?)");
 }
 
 void pwrite_all(int fd, std::span<const std::byte> bytes, uint64_t offset,
                 const std::filesystem::path& path) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const size_t chunk = std::min(bytes.size() - done, kMaxChunk);
-    const ssize_t n = ::pwrite(fd, bytes.data() + done, chunk, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      // pwrite of a non-empty range returning 0 makes no progress: report it, do not spin.
-      throw Error(ErrorKind::kIo, "cannot write " + quoted(path) + " at byte " +
-                                      std::to_string(offset + done) + ": " +
-                                      (n < 0 ? std::strerror(errno) : "no progress"));
-    }
-    done += static_cast<size_t>(n);
-  }
+  const core::Transfer t = core::pwrite_full(fd, bytes, offset);
+  if (t.complete) return;
+  // A pwrite of a non-empty range that moved nothing: reported, not retried forever.
+  throw Error(ErrorKind::kIo, "cannot write " + quoted(path) + " at byte " +
+                                  std::to_string(offset + t.done) + ": " +
+                                  (t.error != 0 ? std::strerror(t.error) : "no progress"));
 }
 
 }  // namespace eplb::hf::detail

@@ -1,5 +1,6 @@
-// Internal to lib/hf: the file-descriptor owner and the positioned-I/O loops shared by the
-// reader and the writer. Every failure throws core::Error naming the file.
+// Internal to lib/hf: the file-descriptor owner and the positioned reads and writes of the
+// reader and the writer (core's loops, eplb/core/fd.hpp, with lib/hf's messages). Every
+// failure throws core::Error naming the file.
 #pragma once
 
 #include <cstddef>

@@ -22,6 +22,7 @@
 
 #include "eplb/core/error.hpp"
 #include "eplb/core/fault.hpp"
+#include "eplb/core/fd.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/manifest.hpp"
@@ -61,16 +62,7 @@ int open_dir(const fs::path& dir) {
   return fd;
 }
 
-// A file descriptor closed on scope exit.
-struct Fd {
-  int fd = -1;
-  explicit Fd(int f) : fd(f) {}
-  ~Fd() {
-    if (fd >= 0) ::close(fd);
-  }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-};
+using core::Fd;
 
 void write_all(int fd, const void* data, size_t size, const fs::path& path) {
   const auto* p = static_cast<const char*>(data);
@@ -84,28 +76,17 @@ void write_all(int fd, const void* data, size_t size, const fs::path& path) {
 }
 
 void pwrite_all(int fd, const std::byte* data, size_t size, uint64_t offset, const fs::path& path) {
-  while (size > 0) {
-    const ssize_t n = ::pwrite(fd, data, size, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("cannot write " + quoted(path), errno);
-    data += n;
-    size -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
+  const core::Transfer t = core::pwrite_full(fd, {data, size}, offset);
+  if (t.complete) return;
+  throw Error(ErrorKind::kIo, "cannot write " + quoted(path) + ": " +
+                                  (t.error != 0 ? std::strerror(t.error) : "no progress"));
 }
 
 // Reads exactly size bytes at offset; false at end of file.
 bool pread_all(int fd, std::byte* data, size_t size, uint64_t offset, const fs::path& path) {
-  while (size > 0) {
-    const ssize_t n = ::pread(fd, data, size, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) throw_errno("cannot read " + quoted(path), errno);
-    if (n == 0) return false;
-    data += n;
-    size -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
-  return true;
+  const core::Transfer t = core::pread_full(fd, {data, size}, offset);
+  if (t.error != 0) throw_errno("cannot read " + quoted(path), t.error);
+  return t.complete;
 }
 
 void fsync_fd(int fd, const fs::path& path) {
@@ -155,14 +136,14 @@ ParsedJournal parse_journal(int dir_fd, const std::string& name, const fs::path&
   if (raw < 0) throw_errno("cannot open journal " + quoted(path), errno);
   Fd fd(raw);
   struct stat st {};
-  if (::fstat(fd.fd, &st) != 0) throw_errno("cannot examine " + quoted(path), errno);
+  if (::fstat(fd.get(), &st) != 0) throw_errno("cannot examine " + quoted(path), errno);
   if (!S_ISREG(st.st_mode)) {
     j.why_incomplete = "not a regular file";
     return j;
   }
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   std::byte head[kHeaderFixed];
-  if (!pread_all(fd.fd, head, sizeof(head), 0, path) || std::memcmp(head, kMagic, 8) != 0 ||
+  if (!pread_all(fd.get(), head, sizeof(head), 0, path) || std::memcmp(head, kMagic, 8) != 0 ||
       load<uint32_t>(head + 8) != kVersion) {
     j.why_incomplete = "no complete header";
     return j;
@@ -176,7 +157,8 @@ ParsedJournal parse_journal(int dir_fd, const std::string& name, const fs::path&
     return j;
   }
   j.shard_name.resize(name_len);
-  pread_all(fd.fd, reinterpret_cast<std::byte*>(j.shard_name.data()), name_len, kHeaderFixed, path);
+  pread_all(fd.get(), reinterpret_cast<std::byte*>(j.shard_name.data()), name_len, kHeaderFixed,
+            path);
   if (j.shard_name.find('/') != std::string::npos || j.shard_name[0] == '.') {
     j.why_incomplete = "a shard name that is not a plain file name";
     return j;
@@ -189,7 +171,7 @@ ParsedJournal parse_journal(int dir_fd, const std::string& name, const fs::path&
   const auto hash_up_to = [&](uint64_t end) {
     while (hashed < end) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, end - hashed));
-      pread_all(fd.fd, buf.data(), n, hashed, path);
+      pread_all(fd.get(), buf.data(), n, hashed, path);
       XXH3_64bits_update(state, buf.data(), n);
       hashed += n;
     }
@@ -197,7 +179,7 @@ ParsedJournal parse_journal(int dir_fd, const std::string& name, const fs::path&
   uint64_t pos = kHeaderFixed + name_len;
   while (true) {
     std::byte rec[kRecordHeader];
-    if (pos + kRecordHeader > size || !pread_all(fd.fd, rec, sizeof(rec), pos, path)) {
+    if (pos + kRecordHeader > size || !pread_all(fd.get(), rec, sizeof(rec), pos, path)) {
       j.why_incomplete = "no commit record";
       break;
     }
@@ -247,7 +229,7 @@ void apply_parsed(const fs::path& checkpoint, const ParsedJournal& j) {
   if (raw < 0) throw_errno("cannot open " + quoted(shard) + " to update it", errno);
   Fd out(raw);
   struct stat st {};
-  if (::fstat(out.fd, &st) != 0) throw_errno("cannot examine " + quoted(shard), errno);
+  if (::fstat(out.get(), &st) != 0) throw_errno("cannot examine " + quoted(shard), errno);
   if (static_cast<uint64_t>(st.st_size) != j.shard_size) {
     throw Error(ErrorKind::kInput,
                 quoted(shard) + " is " + std::to_string(st.st_size) + " bytes, but its journal " +
@@ -271,12 +253,12 @@ void apply_parsed(const fs::path& checkpoint, const ParsedJournal& j) {
     for (uint64_t done = 0; done < r.length;) {
       const size_t n = static_cast<size_t>(std::min<uint64_t>(kChunk, r.length - done));
       buf.resize(n);
-      pread_all(in.fd, buf.data(), n, r.pos + done, j.path);
-      pwrite_all(out.fd, buf.data(), n, r.offset + done, shard);
+      pread_all(in.get(), buf.data(), n, r.pos + done, j.path);
+      pwrite_all(out.get(), buf.data(), n, r.offset + done, shard);
       done += n;
     }
   }
-  fsync_fd(out.fd, shard);
+  fsync_fd(out.get(), shard);
 }
 
 std::optional<std::string> manifest_text(const ParsedJournal& j) {
@@ -286,7 +268,7 @@ std::optional<std::string> manifest_text(const ParsedJournal& j) {
     if (raw < 0) throw_errno("cannot open journal " + quoted(j.path), errno);
     Fd in(raw);
     std::string text(static_cast<size_t>(r.length), '\0');
-    pread_all(in.fd, reinterpret_cast<std::byte*>(text.data()), text.size(), r.pos, j.path);
+    pread_all(in.get(), reinterpret_cast<std::byte*>(text.data()), text.size(), r.pos, j.path);
     return text;
   }
   return std::nullopt;
@@ -343,17 +325,17 @@ CheckpointLock::~CheckpointLock() {
 
 void create_journal_dir(const fs::path& checkpoint) {
   Fd dir(open_dir(checkpoint));
-  if (::mkdirat(dir.fd, kJournalDirName, 0700) != 0) {
+  if (::mkdirat(dir.get(), kJournalDirName, 0700) != 0) {
     throw_errno("cannot create the journal " + quoted(journal_dir_for(checkpoint)), errno);
   }
-  fsync_fd(dir.fd, checkpoint);
+  fsync_fd(dir.get(), checkpoint);
 }
 
 void remove_journal_dir(const fs::path& checkpoint) {
   const fs::path dir = journal_dir_for(checkpoint);
   Fd ckpt(open_dir(checkpoint));
   struct stat st {};
-  if (::fstatat(ckpt.fd, kJournalDirName, &st, AT_SYMLINK_NOFOLLOW) != 0) {
+  if (::fstatat(ckpt.get(), kJournalDirName, &st, AT_SYMLINK_NOFOLLOW) != 0) {
     if (errno == ENOENT) return;
     throw_errno("cannot examine " + quoted(dir), errno);
   }
@@ -362,14 +344,14 @@ void remove_journal_dir(const fs::path& checkpoint) {
   }
   Fd jdir(open_dir(dir));
   for (const std::string& name : list_dir(dir)) {
-    if (::unlinkat(jdir.fd, name.c_str(), 0) != 0 && errno != ENOENT) {
+    if (::unlinkat(jdir.get(), name.c_str(), 0) != 0 && errno != ENOENT) {
       throw_errno("cannot remove " + quoted(dir / name), errno);
     }
   }
-  if (::unlinkat(ckpt.fd, kJournalDirName, AT_REMOVEDIR) != 0 && errno != ENOENT) {
+  if (::unlinkat(ckpt.get(), kJournalDirName, AT_REMOVEDIR) != 0 && errno != ENOENT) {
     throw_errno("cannot remove " + quoted(dir), errno);
   }
-  fsync_fd(ckpt.fd, checkpoint);
+  fsync_fd(ckpt.get(), checkpoint);
 }
 
 JournalWriter::JournalWriter(const fs::path& checkpoint, int32_t ep_rank, int32_t num_journals,
@@ -381,7 +363,8 @@ JournalWriter::JournalWriter(const fs::path& checkpoint, int32_t ep_rank, int32_
   const std::string name = journal_file_name(ep_rank);
   path_ = dir / name;
   Fd dir_fd(open_dir(dir));
-  fd_ = ::openat(dir_fd.fd, name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+  fd_ = ::openat(dir_fd.get(), name.c_str(), O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+                 0600);
   if (fd_ < 0) throw_errno("cannot create journal " + quoted(path_), errno);
   hash_state_ = XXH3_createState();
   XXH3_64bits_reset(static_cast<XXH3_state_t*>(hash_state_));
@@ -457,11 +440,11 @@ uint64_t JournalWriter::patched_file_xxh3(const fs::path& shard) const {
   };
   uint64_t at = 0;
   for (const Patch& p : patches) {
-    feed(in.fd, at, p.offset - at, shard);
+    feed(in.get(), at, p.offset - at, shard);
     feed(fd_, p.journal_pos, p.length, path_);
     at = p.offset + p.length;
   }
-  feed(in.fd, at, shard_size_ - at, shard);
+  feed(in.get(), at, shard_size_ - at, shard);
   return XXH3_64bits_digest(state);
 }
 
@@ -490,7 +473,7 @@ void JournalWriter::apply(const fs::path& shard) const {
   if (raw < 0) throw_errno("cannot open " + quoted(shard) + " to update it", errno);
   Fd out(raw);
   struct stat st {};
-  if (::fstat(out.fd, &st) != 0) throw_errno("cannot examine " + quoted(shard), errno);
+  if (::fstat(out.get(), &st) != 0) throw_errno("cannot examine " + quoted(shard), errno);
   if (static_cast<uint64_t>(st.st_size) != shard_size_) {
     throw Error(ErrorKind::kInput, quoted(shard) + " is " + std::to_string(st.st_size) +
                                        " bytes, but its journal was written for " +
@@ -502,16 +485,16 @@ void JournalWriter::apply(const fs::path& shard) const {
     const Patch& p = patches_[i];
     buf.resize(static_cast<size_t>(p.length));
     pread_all(fd_, buf.data(), buf.size(), p.journal_pos, path_);
-    pwrite_all(out.fd, buf.data(), buf.size(), p.offset, shard);
+    pwrite_all(out.get(), buf.data(), buf.size(), p.offset, shard);
   }
-  fsync_fd(out.fd, shard);
+  fsync_fd(out.get(), shard);
 }
 
 uint64_t apply_journal(const fs::path& checkpoint, int32_t ep_rank) {
   const fs::path dir = journal_dir_for(checkpoint);
   Fd dir_fd(open_dir(dir));
   const std::string name = journal_file_name(ep_rank);
-  const ParsedJournal j = parse_journal(dir_fd.fd, name, dir / name);
+  const ParsedJournal j = parse_journal(dir_fd.get(), name, dir / name);
   if (!j.complete || j.ep_rank != ep_rank) {
     throw Error(ErrorKind::kInput, "journal " + quoted(dir / name) + " is not complete (" +
                                        (j.complete ? "another rank's" : j.why_incomplete) + ")");
@@ -548,7 +531,7 @@ JournalOutcome recover_journal(const fs::path& checkpoint) {
   std::string why_back;
   for (const std::string& name : list_dir(dir)) {
     if (name.rfind("rank-", 0) != 0) continue;  // a leftover temporary file
-    journals.push_back(parse_journal(dir_fd.fd, name, dir / name));
+    journals.push_back(parse_journal(dir_fd.get(), name, dir / name));
     const ParsedJournal& j = journals.back();
     if (why_back.empty() && !j.complete) why_back = "'" + name + "' has " + j.why_incomplete;
     if (why_back.empty() && journal_file_name(j.ep_rank) != name) {

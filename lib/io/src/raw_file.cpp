@@ -3,20 +3,17 @@
 #include <fcntl.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
 #include "eplb/core/error.hpp"
+#include "eplb/core/fd.hpp"
 
 namespace eplb::io::detail {
 namespace {
 
 using core::Error;
 using core::ErrorKind;
-
-// One call moves at most this much: Linux moves at most ~2 GiB per read/write anyway.
-constexpr size_t kMaxChunk = size_t{1} << 30;
 
 std::string range_text(const char* call, size_t bytes, uint64_t offset) {
   return std::string(call) + " of " + std::to_string(bytes) + " bytes at byte " +
@@ -25,59 +22,32 @@ std::string range_text(const char* call, size_t bytes, uint64_t offset) {
 
 }  // namespace
 
-RawFile& RawFile::operator=(RawFile&& other) noexcept {
-  if (this != &other) {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = other.fd_;
-    other.fd_ = -1;
-  }
-  return *this;
-}
-
-RawFile::~RawFile() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 void RawFile::close() {
-  if (fd_ < 0) return;
-  const int fd = fd_;
-  fd_ = -1;
-  if (::close(fd) != 0) throw Error(ErrorKind::kIo, std::string("close: ") + std::strerror(errno));
+  const int fd = fd_.release();
+  if (fd >= 0 && ::close(fd) != 0) {
+    throw Error(ErrorKind::kIo, std::string("close: ") + std::strerror(errno));
+  }
 }
 
 void pread_exact(int fd, std::span<std::byte> out, uint64_t offset) {
-  size_t done = 0;
-  while (done < out.size()) {
-    const size_t chunk = std::min(out.size() - done, kMaxChunk);
-    const ssize_t n = ::pread(fd, out.data() + done, chunk, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) {
-      throw Error(ErrorKind::kIo, std::string(std::strerror(errno)) + " (" +
-                                      range_text("pread", chunk, offset + done) + ")");
-    }
-    if (n == 0) {
-      throw Error(ErrorKind::kInput, "the file ends at byte " + std::to_string(offset + done) +
-                                         ", inside the dataset's " + std::to_string(out.size()) +
-                                         " bytes at byte " + std::to_string(offset) +
-                                         " (truncated?)");
-    }
-    done += static_cast<size_t>(n);
+  const core::Transfer t = core::pread_full(fd, out, offset);
+  if (t.complete) return;
+  if (t.error != 0) {
+    throw Error(ErrorKind::kIo, std::string(std::strerror(t.error)) + " (" +
+                                    range_text("pread", t.attempted, offset + t.done) + ")");
   }
+  throw Error(ErrorKind::kInput, "the file ends at byte " + std::to_string(offset + t.done) +
+                                     ", inside the dataset's " + std::to_string(out.size()) +
+                                     " bytes at byte " + std::to_string(offset) + " (truncated?)");
 }
 
 void pwrite_all(int fd, std::span<const std::byte> bytes, uint64_t offset) {
-  size_t done = 0;
-  while (done < bytes.size()) {
-    const size_t chunk = std::min(bytes.size() - done, kMaxChunk);
-    const ssize_t n = ::pwrite(fd, bytes.data() + done, chunk, static_cast<off_t>(offset + done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      // A pwrite of a non-empty range returning 0 makes no progress: report it, do not spin.
-      const std::string cause = n < 0 ? std::strerror(errno) : "no progress";
-      throw Error(ErrorKind::kIo, cause + " (" + range_text("pwrite", chunk, offset + done) + ")");
-    }
-    done += static_cast<size_t>(n);
-  }
+  const core::Transfer t = core::pwrite_full(fd, bytes, offset);
+  if (t.complete) return;
+  // A pwrite of a non-empty range that moved nothing: reported, not retried forever.
+  const std::string cause = t.error != 0 ? std::strerror(t.error) : "no progress";
+  throw Error(ErrorKind::kIo,
+              cause + " (" + range_text("pwrite", t.attempted, offset + t.done) + ")");
 }
 
 void start_writeback(int fd, uint64_t offset, uint64_t bytes, bool wait) {

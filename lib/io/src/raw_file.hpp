@@ -10,27 +10,26 @@
 #include <span>
 #include <string>
 
+#include "eplb/core/fd.hpp"
+
 namespace eplb::io::detail {
 
-// Move-only owner of a file descriptor; the destructor closes quietly.
+// Move-only owner of a file descriptor (a core::Fd) whose close() reports a failure, as a
+// writer needs; the destructor closes quietly.
 class RawFile {
  public:
   RawFile() = default;
   explicit RawFile(int fd) : fd_(fd) {}
-  RawFile(RawFile&& other) noexcept : fd_(other.fd_) { other.fd_ = -1; }
-  RawFile& operator=(RawFile&& other) noexcept;
-  RawFile(const RawFile&) = delete;
-  RawFile& operator=(const RawFile&) = delete;
-  ~RawFile();
-  int get() const { return fd_; }
-  bool valid() const { return fd_ >= 0; }
+  int get() const { return fd_.get(); }
+  bool valid() const { return !fd_.empty(); }
   // Closes and reports a failure (kIo, "close: ..."); a no-op when not open.
   void close();
 
  private:
-  int fd_ = -1;
+  core::Fd fd_;
 };
 
+// Positioned I/O over core's loops (eplb/core/fd.hpp) with lib/io's messages.
 // Exactly out.size() bytes at `offset`. kIo "pread of N bytes at byte X: <errno text>", or
 // kInput when the file ends first (it is shorter than its own metadata says).
 void pread_exact(int fd, std::span<std::byte> out, uint64_t offset);

@@ -99,31 +99,18 @@ ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo
 }
 
 RowFile::RowFile(const std::filesystem::path& path) : path_(path) {
-  fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) {
+  fd_ = core::Fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd_.empty()) {
     throw Error(ErrorKind::kIo, "cannot open '" + path.string() + "': " + std::strerror(errno));
   }
 }
 
-RowFile::~RowFile() {
-  if (fd_ >= 0) ::close(fd_);
-}
-
 void RowFile::read(uint64_t offset, std::span<std::byte> out) const {
-  std::byte* p = out.data();
-  size_t left = out.size();
-  while (left > 0) {
-    const ssize_t n = ::pread(fd_, p, left, static_cast<off_t>(offset));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      throw Error(ErrorKind::kIo, "cannot read '" + path_.string() + "' at byte " +
-                                      std::to_string(offset) + ": " +
-                                      (n == 0 ? "end of file" : std::strerror(errno)));
-    }
-    p += n;
-    left -= static_cast<size_t>(n);
-    offset += static_cast<uint64_t>(n);
-  }
+  const core::Transfer t = core::pread_full(fd_.get(), out, offset);
+  if (t.complete) return;
+  throw Error(ErrorKind::kIo, "cannot read '" + path_.string() + "' at byte " +
+                                  std::to_string(offset + t.done) + ": " +
+                                  (t.error == 0 ? "end of file" : std::strerror(t.error)));
 }
 
 }  // namespace eplb::io

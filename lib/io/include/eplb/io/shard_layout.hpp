@@ -14,6 +14,7 @@
 #include <string>
 #include <vector>
 
+#include "eplb/core/fd.hpp"
 #include "eplb/io/shard.hpp"
 
 namespace eplb::io {
@@ -42,15 +43,12 @@ ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo
 class RowFile {
  public:
   explicit RowFile(const std::filesystem::path& path);  // throws kIo
-  ~RowFile();
-  RowFile(const RowFile&) = delete;
-  RowFile& operator=(const RowFile&) = delete;
   // Reads exactly out.size() bytes at `offset`; throws kIo naming the file.
   void read(uint64_t offset, std::span<std::byte> out) const;
 
  private:
   std::filesystem::path path_;
-  int fd_ = -1;
+  core::Fd fd_;
 };
 
 }  // namespace eplb::io
