@@ -99,6 +99,8 @@ std::vector<hsize_t> dataset_dims(hid_t dataset);
 // allocated, unfiltered range inside it (what this tool writes: docs/FORMAT.md), so they
 // can be read and written with pread/pwrite; nullopt otherwise (chunked, compact,
 // external, not allocated, or a size that is not `bytes`): use H5Dread/H5Dwrite.
+// NOTE: the one place a dataset's offset is found: the writer, ShardReader (its raw reads
+// and tensor_offset) and read_shard_layout (updates in place) all ask it.
 std::optional<uint64_t> contiguous_offset(hid_t dataset, uint64_t bytes);
 
 // Scalar attributes. Strings are written as variable-length UTF-8 (what h5py writes);

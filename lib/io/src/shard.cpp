@@ -361,23 +361,10 @@ void ShardReader::read_tensor(int32_t layer_idx, size_t tensor_idx,
 }
 
 std::optional<uint64_t> ShardReader::tensor_offset(int32_t layer_idx, size_t tensor_idx) const {
-  h5::ensure_ready();
+  EPLB_ASSERT(layer_idx >= 0 && layer_idx < impl_->info.num_layers);
   EPLB_ASSERT(tensor_idx < impl_->info.tensors.size());
-  const TensorSpec& spec = impl_->info.tensors[tensor_idx];
-  const hsize_t bytes = spec.row_bytes() * static_cast<hsize_t>(impl_->info.num_slots_per_rank);
-  try {
-    Handle group = impl_->open_layer(layer_idx);
-    Handle dset = EPLB_H5_OWN(H5Dopen2(group.get(), spec.name.c_str(), H5P_DEFAULT), kDataset);
-    Handle dcpl = EPLB_H5_OWN(H5Dget_create_plist(dset.get()), kPropList);
-    if (H5Pget_layout(dcpl.get()) != H5D_CONTIGUOUS || H5Pget_external_count(dcpl.get()) != 0) {
-      return std::nullopt;
-    }
-    const haddr_t offset = H5Dget_offset(dset.get());
-    if (offset == HADDR_UNDEF || H5Dget_storage_size(dset.get()) != bytes) return std::nullopt;
-    return static_cast<uint64_t>(offset);
-  } catch (const Error& e) {
-    throw detail::with_prefix(e, impl_->where(layer_idx) + "tensor '" + spec.name + "': ");
-  }
+  // Found on open (validate_layer, by h5::contiguous_offset) for the datasets that passed.
+  return impl_->offsets[static_cast<size_t>(layer_idx)].tensors[tensor_idx];
 }
 
 }  // namespace eplb::io

@@ -8,7 +8,9 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <optional>
 
+#include "eplb/core/to_size.hpp"
 #include "h5.hpp"
 #include "shard_format.hpp"
 
@@ -19,16 +21,18 @@ using core::Error;
 using core::ErrorKind;
 using h5::Handle;
 
-uint64_t dataset_offset(hid_t group, const std::string& name, const std::string& where) {
+// The dataset's offset (h5::contiguous_offset, the one test of "rows can be rewritten with
+// pwrite"), or kInput naming it.
+uint64_t dataset_offset(hid_t group, const std::string& name, uint64_t bytes,
+                        const std::string& where) {
   Handle dset = EPLB_H5_OWN(H5Dopen2(group, name.c_str(), H5P_DEFAULT), kDataset);
-  const haddr_t addr = H5Dget_offset(dset.get());
-  if (addr == HADDR_UNDEF) {
-    h5::take_error_stack();
+  const std::optional<uint64_t> offset = h5::contiguous_offset(dset.get(), bytes);
+  if (!offset) {
     throw Error(ErrorKind::kInput, where + "dataset '" + name +
                                        "' is not contiguous and allocated: it cannot be "
                                        "updated in place");
   }
-  return static_cast<uint64_t>(addr);
+  return *offset;
 }
 
 }  // namespace
@@ -37,6 +41,7 @@ ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo
   h5::ensure_ready();
   const std::string where = "'" + path.string() + "': ";
   ShardLayout layout;
+  const auto num_slots = static_cast<uint64_t>(core::to_size(info.num_slots_per_rank));
   {
     Handle fapl = EPLB_H5_OWN(H5Pcreate(H5P_FILE_ACCESS), kPropList);
     EPLB_H5(H5Pset_file_locking(fapl.get(), false, true));
@@ -52,11 +57,14 @@ ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo
       Handle group = EPLB_H5_OWN(H5Gopen2(file.get(), name.c_str(), H5P_DEFAULT), kGroup);
       const std::string at = where + name + ": ";
       LayerOffsets offsets;
-      offsets.logical_ids = dataset_offset(group.get(), detail::kLogicalIds, at);
+      offsets.logical_ids =
+          dataset_offset(group.get(), detail::kLogicalIds, num_slots * sizeof(int32_t), at);
       Handle sums = EPLB_H5_OWN(H5Gopen2(group.get(), detail::kChecksumGroup, H5P_DEFAULT), kGroup);
       for (const TensorSpec& spec : info.tensors) {
-        offsets.tensors.push_back(dataset_offset(group.get(), spec.name, at));
-        offsets.checksums.push_back(dataset_offset(sums.get(), spec.name, at));
+        offsets.tensors.push_back(
+            dataset_offset(group.get(), spec.name, num_slots * spec.row_bytes(), at));
+        offsets.checksums.push_back(
+            dataset_offset(sums.get(), spec.name, num_slots * sizeof(uint64_t), at));
       }
       layout.layers.push_back(std::move(offsets));
     }

@@ -7,6 +7,7 @@
   h5py_tool.py delete FILE PATH   removes a link
   h5py_tool.py reshape FILE PATH D0xD1...   replaces a dataset by one of that shape
   h5py_tool.py retype FILE PATH NUMPY_DTYPE   replaces a dataset by one of that type
+  h5py_tool.py chunk FILE PATH    replaces a dataset by a chunked copy (same values, attributes)
   h5py_tool.py set-attr FILE PATH NAME VALUE   sets a (variable-length) string attribute
   h5py_tool.py set-fixed-attr FILE PATH NAME VALUE   sets a fixed-length string attribute
   h5py_tool.py set-attr-array FILE PATH NAME V1,V2,...   sets an array of strings, variable-
@@ -58,6 +59,13 @@ def main(argv):
             shape, attrs = old.shape, dict(old.attrs)
             del f[argv[3]]
             new = f.create_dataset(argv[3], shape=shape, dtype=np.dtype(argv[4]))
+            for key, value in attrs.items():
+                new.attrs[key] = value
+        elif op == "chunk":
+            old = f[argv[3]]
+            data, attrs = old[...], dict(old.attrs)
+            del f[argv[3]]
+            new = f.create_dataset(argv[3], data=data, chunks=(1,) + data.shape[1:])
             for key, value in attrs.items():
                 new.attrs[key] = value
         elif op == "set-attr":

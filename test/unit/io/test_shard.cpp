@@ -6,10 +6,13 @@
 #include <csignal>
 #include <cstdint>
 #include <cstring>
+#include <optional>
+#include <span>
 #include <thread>
 
 #include "eplb/core/error.hpp"
 #include "eplb/io/shard.hpp"
+#include "eplb/io/shard_layout.hpp"
 #include "io_test_util.hpp"
 
 namespace eplb::io {
@@ -108,6 +111,60 @@ TEST_CASE("shard round trip, every dtype", "[io][shard]") {
   }
   ShardReader moved = std::move(reader);
   CHECK(moved.info().num_layers == 3);
+}
+
+TEST_CASE("the reader and the in-place layout find the same dataset offsets", "[io][shard]") {
+  // Both ask h5::contiguous_offset; the bytes at its offsets are the datasets' own.
+  TempDir dir;
+  const ShardInfo info = sample_info();
+  const auto path = dir / "rank-00001.h5";
+  write_shard(path, info);
+  ShardReader reader(path);
+  const ShardLayout layout = read_shard_layout(path, reader.info());
+  REQUIRE(layout.layers.size() == 3);
+  const RowFile file(path);
+  const auto slots = static_cast<size_t>(info.num_slots_per_rank);
+  for (int32_t layer_idx = 0; layer_idx < info.num_layers; ++layer_idx) {
+    const Layer expected = make_layer(info, layer_idx);
+    const LayerOffsets& offsets = layout.layers[static_cast<size_t>(layer_idx)];
+    std::vector<int32_t> ids(slots);
+    file.read(offsets.logical_ids, std::as_writable_bytes(std::span(ids)));
+    CHECK(ids == expected.ids);
+    for (size_t t = 0; t < info.tensors.size(); ++t) {
+      const std::optional<uint64_t> offset = reader.tensor_offset(layer_idx, t);
+      REQUIRE(offset.has_value());
+      CHECK(*offset == offsets.tensors[t]);
+      std::vector<std::byte> rows(expected.rows[t].size());
+      file.read(*offset, rows);
+      CHECK(rows == expected.rows[t]);
+      std::vector<uint64_t> sums(slots);
+      file.read(offsets.checksums[t], std::as_writable_bytes(std::span(sums)));
+      CHECK(sums == expected.sums[t]);
+    }
+  }
+}
+
+TEST_CASE("a chunked dataset has no offset: read through HDF5, refused in place",
+          "[io][shard][h5py]") {
+  TempDir dir;
+  const ShardInfo info = sample_info();
+  const auto path = dir / "rank-00001.h5";
+  write_shard(path, info);
+  h5py("chunk " + path.string() + " layer_00001/b");
+  ShardReader reader(path);
+  CHECK_FALSE(reader.tensor_offset(1, 1).has_value());
+  CHECK(reader.tensor_offset(1, 0).has_value());
+  CHECK(reader.tensor_offset(0, 1).has_value());
+  const Layer expected = make_layer(info, 1);
+  std::vector<std::byte> rows(expected.rows[1].size());
+  reader.read_tensor(1, 1, rows);
+  CHECK(rows == expected.rows[1]);
+  ErrorKind kind = ErrorKind::kInternal;
+  CHECK(error_text([&] { (void)read_shard_layout(path, reader.info()); }, &kind) ==
+        "'" + path.string() +
+            "': layer_00001: dataset 'b' is not contiguous and allocated: it cannot be updated "
+            "in place");
+  CHECK(kind == ErrorKind::kInput);
 }
 
 TEST_CASE("shard bytes depend only on content", "[io][shard]") {
