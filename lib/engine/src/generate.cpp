@@ -2,6 +2,7 @@
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/progress.hpp"
+#include "eplb/core/to_size.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/engine/shared_dirs.hpp"
@@ -15,16 +16,16 @@ namespace {
 void write_synthetic_layer(const placement::Placement& p, const GenerateOptions& options,
                            int32_t ep_rank, int32_t layer_idx, io::ShardWriter& writer,
                            std::vector<std::vector<std::byte>>& rows) {
-  const int32_t num_rows = p.num_slots_per_rank;
-  const auto& map = p.physical_to_logical_map[layer_idx];
-  std::span<const int32_t> ids(map.data() + static_cast<size_t>(ep_rank) * num_rows, num_rows);
+  const size_t num_rows = core::to_size(p.num_slots_per_rank);
+  const auto& map = p.physical_to_logical_map[core::to_size(layer_idx)];
+  std::span<const int32_t> ids(map.data() + core::to_size(ep_rank) * num_rows, num_rows);
   std::vector<std::vector<uint64_t>> sums(options.tensors.size());
   std::vector<std::span<const std::byte>> views;
   for (size_t t = 0; t < options.tensors.size(); ++t) {
     const auto& spec = options.tensors[t];
     const size_t bytes = spec.row_bytes();
     rows[t].resize(bytes * num_rows);
-    for (int32_t row = 0; row < num_rows; ++row) {
+    for (size_t row = 0; row < num_rows; ++row) {
       std::span<std::byte> out(rows[t].data() + bytes * row, bytes);
       if (ids[row] < 0) {
         std::fill(out.begin(), out.end(), std::byte{0});

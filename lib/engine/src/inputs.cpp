@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "eplb/core/to_size.hpp"
 #include "eplb/engine/agreement.hpp"
 
 namespace eplb::engine {
@@ -29,8 +30,8 @@ std::string describe_difference(const Placement& held, const Placement& given) {
   }
   for (int32_t layer = 0; layer < held.num_layers(); ++layer) {
     for (int32_t slot = 0; slot < held.num_slots(); ++slot) {
-      int32_t a = held.physical_to_logical_map[layer][slot];
-      int32_t b = given.physical_to_logical_map[layer][slot];
+      int32_t a = held.physical_to_logical_map[core::to_size(layer)][core::to_size(slot)];
+      int32_t b = given.physical_to_logical_map[core::to_size(layer)][core::to_size(slot)];
       if (a != b) {
         return fmt::format(
             "layer {}, slot {}: the checkpoint holds logical expert {}, the "
@@ -200,11 +201,12 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs, bool
       auto ids = shard->read_logical_ids(layer);
       for (int32_t row = 0; row < info.num_slots_per_rank; ++row) {
         int32_t want = old_p.expert_at(layer, rank, row);
-        if (ids[row] != want) {
+        const int32_t id = ids[core::to_size(row)];
+        if (id != want) {
           problems.add(
               fmt::format("'{}' layer {}, slot {}: holds logical expert {} but '{}' "
                           "places logical expert {} there",
-                          path.string(), layer, rank * info.num_slots_per_rank + row, ids[row],
+                          path.string(), layer, rank * info.num_slots_per_rank + row, id,
                           "the old placement", want));
         }
       }

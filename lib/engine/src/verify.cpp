@@ -7,6 +7,7 @@
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/progress.hpp"
+#include "eplb/core/to_size.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/shard.hpp"
@@ -42,19 +43,20 @@ void check_row(const ShardCheck& c, const io::ShardReader& shard, int32_t layer,
                const std::vector<std::vector<uint64_t>>& sums) {
   const auto& info = shard.info();
   const int32_t slot = info.ep_rank * info.num_slots_per_rank + row;
+  const size_t r = core::to_size(row);
   std::string line = fmt::format("{} {} {}", layer, expert, slot);
   std::vector<std::byte> expected;
   for (size_t t = 0; t < info.tensors.size(); ++t) {
     const auto& spec = info.tensors[t];
-    std::span<const std::byte> bytes(data[t].data() + spec.row_bytes() * row, spec.row_bytes());
+    std::span<const std::byte> bytes(data[t].data() + spec.row_bytes() * r, spec.row_bytes());
     auto where = [&] {
       return fmt::format("'{}' layer {}, slot {} (logical expert {}), tensor '{}'",
                          shard.path().string(), layer, slot, expert, spec.name);
     };
     uint64_t have = io::checksum(bytes);
-    if (have != sums[t][row]) {
+    if (have != sums[t][r]) {
       c.problems.add(fmt::format("{}: checksum mismatch (recorded {:016x}, computed {:016x})",
-                                 where(), sums[t][row], have));
+                                 where(), sums[t][r], have));
     }
     if (expert < 0 &&
         std::any_of(bytes.begin(), bytes.end(), [](std::byte b) { return b != std::byte{0}; })) {
@@ -79,7 +81,7 @@ void check_shard(const ShardCheck& c, int32_t rank) {
   const auto& placement = c.manifest.placement;
   const fs::path path = c.options.checkpoint / io::shard_file_name(rank);
   if (static_cast<size_t>(rank) < c.manifest.files.size()) {
-    check_file_entry(path, c.manifest.files[rank], c.problems);
+    check_file_entry(path, c.manifest.files[core::to_size(rank)], c.problems);
   }
   io::ShardReader shard(path);
   const auto& info = shard.info();
@@ -103,19 +105,20 @@ void check_shard(const ShardCheck& c, int32_t rank) {
   for (int32_t layer = 0; layer < info.num_layers; ++layer) {
     auto ids = shard.read_logical_ids(layer);
     for (size_t t = 0; t < info.tensors.size(); ++t) {
-      data[t].resize(info.tensors[t].row_bytes() * info.num_slots_per_rank);
+      data[t].resize(info.tensors[t].row_bytes() * core::to_size(info.num_slots_per_rank));
       shard.read_tensor(layer, t, data[t]);
       sums[t] = shard.read_checksums(layer, t);
     }
     for (int32_t row = 0; row < info.num_slots_per_rank; ++row) {
       int32_t want = placement.expert_at(layer, rank, row);
-      if (ids[row] != want) {
-        c.problems.add(fmt::format(
-            "'{}' layer {}, slot {}: holds logical expert {}, the "
-            "placement says {}",
-            path.string(), layer, rank * info.num_slots_per_rank + row, ids[row], want));
+      const int32_t id = ids[core::to_size(row)];
+      if (id != want) {
+        c.problems.add(
+            fmt::format("'{}' layer {}, slot {}: holds logical expert {}, the "
+                        "placement says {}",
+                        path.string(), layer, rank * info.num_slots_per_rank + row, id, want));
       }
-      check_row(c, shard, layer, row, ids[row], data, sums);
+      check_row(c, shard, layer, row, id, data, sums);
     }
     long long layer_bytes = 0;
     for (const auto& tensor : data) layer_bytes += static_cast<long long>(tensor.size());
