@@ -477,16 +477,7 @@ RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
 bool holds_new_placement(const RebalanceOptions& options) {
   try {
     const io::Manifest manifest = io::load_manifest(options.input);
-    placement::PairOptions pair_options;
-    pair_options.old_arg = options.old_placement.string();
-    pair_options.new_arg = options.new_placement.string();
-    pair_options.old_ep_size = options.old_ep_size;
-    pair_options.new_ep_size = options.new_ep_size;
-    pair_options.rank_mapping = options.rank_mapping;
-    pair_options.allow_dropping_experts = options.allow_dropping_experts;
-    pair_options.checkpoint_ep_size = manifest.placement.ep_size;
-    pair_options.checkpoint_num_logical_experts = manifest.placement.num_logical_experts;
-    const auto pair = placement::load_pair(pair_options);
+    const auto pair = placement::load_pair(pair_options_of(options, &manifest));
     return placement::same_slots(manifest.placement, pair.new_placement) &&
            !placement::same_slots(manifest.placement, pair.old_placement);
   } catch (const core::Error&) {

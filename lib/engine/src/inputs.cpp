@@ -51,17 +51,8 @@ void load_placements(const RebalanceOptions& options, Inputs& inputs, io::Manife
   // array, ...) takes the checkpoint's, and the new one then the old one's, unless
   // --old-ep-size / --new-ep-size / --rank-mapping say otherwise.
   bool manifest_ok = capture(problems, [&] { manifest = io::load_manifest(options.input); });
-  placement::PairOptions pair_options;
-  pair_options.old_arg = options.old_placement.string();
-  pair_options.new_arg = options.new_placement.string();
-  pair_options.old_ep_size = options.old_ep_size;
-  pair_options.new_ep_size = options.new_ep_size;
-  pair_options.rank_mapping = options.rank_mapping;
-  pair_options.allow_dropping_experts = options.allow_dropping_experts;
-  if (manifest_ok) {
-    pair_options.checkpoint_ep_size = manifest.placement.ep_size;
-    pair_options.checkpoint_num_logical_experts = manifest.placement.num_logical_experts;
-  }
+  const placement::PairOptions pair_options =
+      pair_options_of(options, manifest_ok ? &manifest : nullptr);
   placement::PlacementPair pair;
   const bool pair_ok = capture(problems, [&] { pair = placement::load_pair(pair_options); });
   inputs.old_placement = pair.old_placement;
@@ -244,6 +235,22 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   }
   agree(session.group(), shard_problems, "opening the input shards");
   return inputs;
+}
+
+placement::PairOptions pair_options_of(const RebalanceOptions& options,
+                                       const io::Manifest* manifest) {
+  placement::PairOptions pair_options;
+  pair_options.old_arg = options.old_placement.string();
+  pair_options.new_arg = options.new_placement.string();
+  pair_options.old_ep_size = options.old_ep_size;
+  pair_options.new_ep_size = options.new_ep_size;
+  pair_options.rank_mapping = options.rank_mapping;
+  pair_options.allow_dropping_experts = options.allow_dropping_experts;
+  if (manifest != nullptr) {
+    pair_options.checkpoint_ep_size = manifest->placement.ep_size;
+    pair_options.checkpoint_num_logical_experts = manifest->placement.num_logical_experts;
+  }
+  return pair_options;
 }
 
 }  // namespace eplb::engine

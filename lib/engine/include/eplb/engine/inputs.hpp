@@ -7,6 +7,7 @@
 #include "eplb/engine/rebalance.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/shard.hpp"
+#include "eplb/placement/elastic.hpp"
 #include "eplb/placement/placement.hpp"
 #include "eplb/plan/plan.hpp"
 
@@ -37,5 +38,11 @@ struct Inputs {
 // (problems printed by the process that owns the shard). Throws on every rank if any rank
 // found a problem.
 Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& options);
+
+// Local. How `options` names the old and new placements, for placement::load_pair; a
+// placement without ep_size or expert count takes the checkpoint's (`manifest`, when it
+// was read) and the new one then the old one's.
+placement::PairOptions pair_options_of(const RebalanceOptions& options,
+                                       const io::Manifest* manifest);
 
 }  // namespace eplb::engine
