@@ -8,20 +8,14 @@
 
 #include "eplb/core/error.hpp"
 #include "eplb/core/input_file.hpp"
+#include "test_files.hpp"
 
 namespace core = eplb::core;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  TempDir() {
-    std::string tmpl = (fs::temp_directory_path() / "eplb-core-XXXXXX").string();
-    path = ::mkdtemp(tmpl.data());
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
+using eplb::test::TempDir;
 
 // The error's kind and its one message, or a failure when nothing was thrown.
 std::pair<core::ErrorKind, std::string> error_of(const fs::path& path, size_t limit) {
@@ -39,13 +33,13 @@ std::pair<core::ErrorKind, std::string> error_of(const fs::path& path, size_t li
 
 TEST_CASE("read_input_file reads a regular file whole", "[core][file]") {
   TempDir dir;
-  std::ofstream(dir.path / "p.json") << "[[0, 1]]\n";
-  CHECK(core::read_input_file(dir.path / "p.json", "placement file") == "[[0, 1]]\n");
+  std::ofstream(dir.path() / "p.json") << "[[0, 1]]\n";
+  CHECK(core::read_input_file(dir.path() / "p.json", "placement file") == "[[0, 1]]\n");
 }
 
 TEST_CASE("read_input_file refuses what is not a small regular file", "[core][file]") {
   TempDir dir;
-  const fs::path fifo = dir.path / "fifo";
+  const fs::path fifo = dir.path() / "fifo";
   REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
   // Would block forever if the FIFO were opened without O_NONBLOCK or read.
   CHECK(error_of(fifo, 1024) ==
@@ -56,18 +50,18 @@ TEST_CASE("read_input_file refuses what is not a small regular file", "[core][fi
         std::pair{core::ErrorKind::kInput,
                   std::string("'/dev/zero': placement file must be a regular file, but it is a "
                               "character device")});
-  CHECK(error_of(dir.path / "none", 1024) ==
+  CHECK(error_of(dir.path() / "none", 1024) ==
         std::pair{core::ErrorKind::kInput,
-                  "'" + (dir.path / "none").string() + "': placement file does not exist"});
-  std::ofstream(dir.path / "big") << std::string(2000, 'x');
-  CHECK(error_of(dir.path / "big", 1000) ==
+                  "'" + (dir.path() / "none").string() + "': placement file does not exist"});
+  std::ofstream(dir.path() / "big") << std::string(2000, 'x');
+  CHECK(error_of(dir.path() / "big", 1000) ==
         std::pair{core::ErrorKind::kInput,
-                  "'" + (dir.path / "big").string() +
+                  "'" + (dir.path() / "big").string() +
                       "': placement file is 2000 bytes, above the limit of 1000 bytes for an "
                       "input file"});
-  std::ofstream(dir.path / "file") << "x";
-  CHECK(error_of(dir.path / "file" / "below", 1000) ==
-        std::pair{core::ErrorKind::kInput, "'" + (dir.path / "file" / "below").string() +
+  std::ofstream(dir.path() / "file") << "x";
+  CHECK(error_of(dir.path() / "file" / "below", 1000) ==
+        std::pair{core::ErrorKind::kInput, "'" + (dir.path() / "file" / "below").string() +
                                                "': placement file has a parent that is not a "
                                                "directory"});
 }

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "eplb/core/report.hpp"
+#include "test_files.hpp"
 
 namespace core = eplb::core;
 namespace fs = std::filesystem;
@@ -42,8 +43,8 @@ TEST_CASE("report: a path that is not UTF-8 still gives valid JSON") {
 }
 
 TEST_CASE("report: written in one piece, replacing an older one") {
-  std::string tmpl = (fs::temp_directory_path() / "eplb-report-XXXXXX").string();
-  const fs::path dir = ::mkdtemp(tmpl.data());
+  const eplb::test::TempDir tmp;
+  const fs::path& dir = tmp.path();
   const fs::path path = dir / "report.json";
   std::ofstream(path) << "old";
   core::Report r;
@@ -59,5 +60,4 @@ TEST_CASE("report: written in one piece, replacing an older one") {
   core::Report nowhere;
   nowhere.set_path(dir / "missing-dir" / "r.json");
   CHECK_THROWS_AS(nowhere.write(), core::Error);
-  fs::remove_all(dir);
 }

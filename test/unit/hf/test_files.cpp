@@ -54,7 +54,7 @@ TEST_CASE("open reads the header only; read returns the tensors' bytes", "[hf][f
   TempDir dir;
   const auto path = dir / "m.safetensors";
   const std::string bytes = safetensors_bytes(kJson, data_ab());
-  test::write_bytes(path, bytes);
+  test::write_file(path, bytes);
 
   const SafetensorsFile file = SafetensorsFile::open(path);
   CHECK(file.path() == path);
@@ -89,7 +89,7 @@ TEST_CASE("open reads the header only; read returns the tensors' bytes", "[hf][f
 TEST_CASE("a file that shrank after open is an I/O error naming file and tensor", "[hf][file]") {
   TempDir dir;
   const auto path = dir / "m.safetensors";
-  test::write_bytes(path, safetensors_bytes(kJson, data_ab()));
+  test::write_file(path, safetensors_bytes(kJson, data_ab()));
   const SafetensorsFile file = SafetensorsFile::open(path);
   REQUIRE(::truncate(path.c_str(), static_cast<off_t>(8 + kJson.size() + 9)) == 0);
   ErrorKind kind = ErrorKind::kInput;
@@ -106,25 +106,25 @@ TEST_CASE("header length beyond the file, above the limit, or a file too short",
   const std::string p = "'" + path.string() + "': ";
   ErrorKind kind = ErrorKind::kInternal;
 
-  test::write_bytes(path, test::le64(1000) + "{}");
+  test::write_file(path, test::le64(1000) + "{}");
   CHECK(error_text([&] { SafetensorsFile::open(path); }, &kind) ==
         p + "header length 1000 lies beyond the end of the file (10 bytes)");
   CHECK(kind == ErrorKind::kInput);
 
-  test::write_bytes(path, test::le64(100'000'001) + "{}");
+  test::write_file(path, test::le64(100'000'001) + "{}");
   CHECK(error_text([&] { SafetensorsFile::open(path); }) ==
         p + "header length 100000001 is above the limit of 100000000 bytes");
-  test::write_bytes(path, test::le64(UINT64_MAX) + "{}");
+  test::write_file(path, test::le64(UINT64_MAX) + "{}");
   CHECK(error_text([&] { SafetensorsFile::open(path); }) ==
         p + "header length 18446744073709551615 is above the limit of 100000000 bytes");
 
-  test::write_bytes(path, std::string("\x02\x00\x00", 3));
+  test::write_file(path, std::string("\x02\x00\x00", 3));
   CHECK(error_text([&] { SafetensorsFile::open(path); }) ==
         p + "the file is 3 bytes, too short for a safetensors file (it starts with an 8-byte "
             "header length)");
 
   // The header's own problems name the file too.
-  test::write_bytes(path, safetensors_bytes(kJson, data_ab() + "zz"));
+  test::write_file(path, safetensors_bytes(kJson, data_ab() + "zz"));
   CHECK(error_text([&] { SafetensorsFile::open(path); }) ==
         "'" + path.string() +
             "': bytes [11,13) of the data section belong to no tensor (after tensor 'b')");
@@ -147,13 +147,13 @@ TEST_CASE("open refuses what is not a regular file", "[hf][file]") {
 
 TEST_CASE("a sharded model directory: index, files, lookup", "[hf][index]") {
   TempDir dir;
-  test::write_bytes(dir / "model-00001-of-00002.safetensors", one_byte_tensors({"x", "y"}));
-  test::write_bytes(dir / "model-00002-of-00002.safetensors", one_byte_tensors({"z"}));
-  test::write_bytes(dir / "model.safetensors.index.json",
-                    R"({"metadata":{"total_size":3},"weight_map":{)"
-                    R"("z":"model-00002-of-00002.safetensors",)"
-                    R"("x":"model-00001-of-00002.safetensors",)"
-                    R"("y":"model-00001-of-00002.safetensors"}})");
+  test::write_file(dir / "model-00001-of-00002.safetensors", one_byte_tensors({"x", "y"}));
+  test::write_file(dir / "model-00002-of-00002.safetensors", one_byte_tensors({"z"}));
+  test::write_file(dir / "model.safetensors.index.json",
+                   R"({"metadata":{"total_size":3},"weight_map":{)"
+                   R"("z":"model-00002-of-00002.safetensors",)"
+                   R"("x":"model-00001-of-00002.safetensors",)"
+                   R"("y":"model-00001-of-00002.safetensors"}})");
   const Index index = load_index(dir.path());
   CHECK(index.dir == dir.path());
   CHECK(index.files == std::vector<std::string>{"model-00001-of-00002.safetensors",
@@ -179,7 +179,7 @@ TEST_CASE("a sharded model directory: index, files, lookup", "[hf][index]") {
 
 TEST_CASE("a single model.safetensors without an index", "[hf][index]") {
   TempDir dir;
-  test::write_bytes(dir / "model.safetensors", one_byte_tensors({"b", "a"}));
+  test::write_file(dir / "model.safetensors", one_byte_tensors({"b", "a"}));
   const Index index = load_index(dir.path());
   CHECK(index.files == std::vector<std::string>{"model.safetensors"});
   CHECK(index.weight_map ==
@@ -192,11 +192,11 @@ TEST_CASE("index problems: missing files, absent tensors, tensors in two files",
   TempDir dir;
   const std::string idx = "'" + (dir / "model.safetensors.index.json").string() + "'";
   const std::string d = "'" + dir.path().string() + "'";
-  test::write_bytes(dir / "one.safetensors", one_byte_tensors({"x", "y"}));
-  test::write_bytes(dir / "two.safetensors", one_byte_tensors({"y", "z"}));
-  test::write_bytes(dir / "model.safetensors.index.json",
-                    R"({"weight_map":{"x":"one.safetensors","y":"two.safetensors",)"
-                    R"("q":"one.safetensors","z":"two.safetensors","w":"gone.safetensors"}})");
+  test::write_file(dir / "one.safetensors", one_byte_tensors({"x", "y"}));
+  test::write_file(dir / "two.safetensors", one_byte_tensors({"y", "z"}));
+  test::write_file(dir / "model.safetensors.index.json",
+                   R"({"weight_map":{"x":"one.safetensors","y":"two.safetensors",)"
+                   R"("q":"one.safetensors","z":"two.safetensors","w":"gone.safetensors"}})");
   ErrorKind kind = ErrorKind::kInternal;
   CHECK(error_text([&] { load_index(dir.path()); }, &kind) ==
         idx +
@@ -212,23 +212,23 @@ TEST_CASE("index problems: its JSON, file names, a bad file", "[hf][index]") {
   TempDir dir;
   const auto index_path = dir / "model.safetensors.index.json";
   const std::string idx = "'" + index_path.string() + "'";
-  test::write_bytes(index_path, R"({"weight_map":{"a":"x.safetensors","a":"x.safetensors"}})");
+  test::write_file(index_path, R"({"weight_map":{"a":"x.safetensors","a":"x.safetensors"}})");
   CHECK(error_text([&] { load_index(dir.path()); }) ==
         idx + " at /weight_map/a: duplicate key \"a\"");
-  test::write_bytes(index_path, R"({"metadata":{}})");
+  test::write_file(index_path, R"({"metadata":{}})");
   CHECK(error_text([&] { load_index(dir.path()); }) == idx + ": \"weight_map\" is missing");
-  test::write_bytes(index_path, R"({"weight_map":{"a":"../x.safetensors","b":7,"c":""}})");
+  test::write_file(index_path, R"({"weight_map":{"a":"../x.safetensors","b":7,"c":""}})");
   CHECK(error_text([&] { load_index(dir.path()); }) ==
         idx +
             " at /weight_map/a: file name \"../x.safetensors\" must be a plain file name in the "
             "model directory\n" +
             idx + " at /weight_map/b: expected a file name, got number 7\n" + idx +
             " at /weight_map/c: the file name is empty");
-  test::write_bytes(index_path, R"({"weight_map":{}})");
+  test::write_file(index_path, R"({"weight_map":{}})");
   CHECK(error_text([&] { load_index(dir.path()); }) == idx + " at /weight_map: names no tensor");
   // A broken file: its own message, naming it.
-  test::write_bytes(index_path, R"({"weight_map":{"a":"bad.safetensors"}})");
-  test::write_bytes(dir / "bad.safetensors", test::le64(50) + "{}");
+  test::write_file(index_path, R"({"weight_map":{"a":"bad.safetensors"}})");
+  test::write_file(dir / "bad.safetensors", test::le64(50) + "{}");
   CHECK(error_text([&] { load_index(dir.path()); }) ==
         "'" + (dir / "bad.safetensors").string() +
             "': header length 50 lies beyond the end of the file (10 bytes)");

@@ -44,7 +44,7 @@ TEST_CASE("files of an independent writer read back exactly, every dtype", "[hf]
   CHECK(index.files == std::vector<std::string>{"model-00001-of-00002.safetensors",
                                                 "model-00002-of-00002.safetensors"});
   const ModelFiles files(index);
-  std::istringstream expected(test::read_bytes(dir / "expected.txt"));
+  std::istringstream expected(test::read_file(dir / "expected.txt"));
   std::string line;
   size_t num_checked = 0;
   uint64_t total = 0;

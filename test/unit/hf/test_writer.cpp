@@ -94,7 +94,7 @@ TEST_CASE("writer: tensors written in any order read back", "[hf][writer]") {
   writer.close();
   writer.close();  // idempotent
 
-  CHECK(test::read_bytes(path) == raw + a + b);
+  CHECK(test::read_file(path) == raw + a + b);
   const SafetensorsFile file = SafetensorsFile::open(path);
   CHECK(file.header().tensors == tensors);
 }
@@ -105,7 +105,7 @@ TEST_CASE("writer reproduces an existing file byte for byte from its raw prefix"
   const std::string json = R"({ "b" : {"data_offsets":[4,6],"shape":[1],"dtype":"BF16"}, )"
                            R"("a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]} })";
   const std::string original = test::safetensors_bytes(json, "wxyzAB");
-  test::write_bytes(dir / "in.safetensors", original);
+  test::write_file(dir / "in.safetensors", original);
   const SafetensorsFile in = SafetensorsFile::open(dir / "in.safetensors");
   SafetensorsWriter out(dir / "out.safetensors", in.raw_prefix(),
                         in.file_size() - in.raw_prefix().size());
@@ -115,18 +115,18 @@ TEST_CASE("writer reproduces an existing file byte for byte from its raw prefix"
     out.write(t.data_begin, bytes);
   }
   out.close();
-  CHECK(test::read_bytes(dir / "out.safetensors") == original);
+  CHECK(test::read_file(dir / "out.safetensors") == original);
 }
 
 TEST_CASE("writer refuses an existing path or link, and honours the umask", "[hf][writer]") {
   TempDir dir;
   const std::string raw = test::le64(8) + "{}      ";
-  test::write_bytes(dir / "exists", "x");
+  test::write_file(dir / "exists", "x");
   ErrorKind kind = ErrorKind::kInternal;
   CHECK(error_text([&] { SafetensorsWriter w(dir / "exists", raw, 0); }, &kind) ==
         "cannot create '" + (dir / "exists").string() + "': the file already exists");
   CHECK(kind == ErrorKind::kIo);
-  CHECK(test::read_bytes(dir / "exists") == "x");
+  CHECK(test::read_file(dir / "exists") == "x");
   // A dangling link is not followed: nothing is created at its target.
   std::filesystem::create_symlink(dir / "target", dir / "link");
   CHECK(error_text([&] { SafetensorsWriter w(dir / "link", raw, 0); }) ==

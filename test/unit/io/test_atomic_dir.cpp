@@ -35,7 +35,7 @@ TEST_CASE("staging path sits next to the output", "[io][atomic]") {
 // A checkpoint-looking directory: what --force may replace.
 static void make_checkpoint(const fs::path& dir, const std::string& content) {
   fs::create_directories(dir);
-  test::write_text(dir / "manifest.json", content);
+  test::write_file(dir / "manifest.json", content);
 }
 
 const OutputModes kModes{0755, 0644};
@@ -50,12 +50,12 @@ TEST_CASE("own, commit and replace a checkpoint", "[io][atomic]") {
     CHECK(fs::is_directory(owner.staging()));
     CHECK((fs::status(owner.staging()).permissions() & fs::perms::all) == fs::perms::owner_all);
     CHECK(fs::is_regular_file(lock_path_for(out)));
-    test::write_text(owner.staging() / "manifest.json", "first");
+    test::write_file(owner.staging() / "manifest.json", "first");
     owner.commit(kModes);
   }
   // Lock released and removed: nothing but the output remains.
   CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
-  CHECK(test::read_text(out / "manifest.json") == "first");
+  CHECK(test::read_file(out / "manifest.json") == "first");
   CHECK((fs::status(out).permissions() & fs::perms::all) == fs::perms(0755));
   CHECK((fs::status(out / "manifest.json").permissions() & fs::perms::all) == fs::perms(0644));
 
@@ -66,11 +66,11 @@ TEST_CASE("own, commit and replace a checkpoint", "[io][atomic]") {
 
   {
     OutputOwner owner(out, true);
-    test::write_text(owner.staging() / "manifest.json", "second");
+    test::write_file(owner.staging() / "manifest.json", "second");
     owner.commit(kModes);
   }
   CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
-  CHECK(test::read_text(out / "manifest.json") == "second");
+  CHECK(test::read_file(out / "manifest.json") == "second");
 
   // Without commit, the staging directory and the lock go away.
   { OutputOwner owner(out, true); }
@@ -81,13 +81,13 @@ TEST_CASE("--force replaces only an eplb checkpoint", "[io][atomic]") {
   TempDir dir;
   ErrorKind kind = ErrorKind::kInternal;
   fs::create_directories(dir / "thesis/sub");
-  test::write_text(dir / "thesis/notes.txt", "mine");
+  test::write_file(dir / "thesis/notes.txt", "mine");
   CHECK(error_text([&] { OutputOwner owner(dir / "thesis", true); }, &kind) ==
         "cannot create output '" + (dir / "thesis").string() +
             "': it exists and is a directory without manifest.json, not an eplb checkpoint; "
             "--force replaces only an eplb checkpoint: remove it by hand");
   CHECK(kind == ErrorKind::kUsage);
-  test::write_text(dir / "file", "data");
+  test::write_file(dir / "file", "data");
   CHECK(error_text([&] { OutputOwner owner(dir / "file", true); }) ==
         "cannot create output '" + (dir / "file").string() +
             "': it exists and is a file; --force replaces only an eplb checkpoint: remove it "
@@ -96,8 +96,8 @@ TEST_CASE("--force replaces only an eplb checkpoint", "[io][atomic]") {
   fs::create_directory_symlink(dir / "real", dir / "link");
   CHECK_THAT(error_text([&] { OutputOwner owner(dir / "link", true); }),
              Catch::Contains("it exists and is a symbolic link"));
-  CHECK(test::read_text(dir / "thesis/notes.txt") == "mine");
-  CHECK(test::read_text(dir / "file") == "data");
+  CHECK(test::read_file(dir / "thesis/notes.txt") == "mine");
+  CHECK(test::read_file(dir / "file") == "data");
   CHECK(listing(dir.path()) == std::vector<std::string>{"file", "link", "real", "thesis"});
 }
 
@@ -106,7 +106,7 @@ TEST_CASE("a live owner is named, never disturbed", "[io][atomic]") {
   const fs::path out = dir / "ckpt-new";
   ErrorKind kind = ErrorKind::kInternal;
   OutputOwner first(out, false);
-  test::write_text(first.staging() / "rank-00000.h5", "first's");
+  test::write_file(first.staging() / "rank-00000.h5", "first's");
   // flock is per open file: a second owner in this process is refused like another run.
   const std::string text = error_text([&] { OutputOwner second(out, false); }, &kind);
   CHECK_THAT(text, Catch::StartsWith("output '" + out.string() +
@@ -114,7 +114,7 @@ TEST_CASE("a live owner is named, never disturbed", "[io][atomic]") {
   CHECK_THAT(text, Catch::Contains(", pid " + std::to_string(::getpid())));
   CHECK_THAT(text, Catch::EndsWith("); wait for it to finish or stop it"));
   CHECK(kind == ErrorKind::kUsage);
-  CHECK(test::read_text(first.staging() / "rank-00000.h5") == "first's");
+  CHECK(test::read_file(first.staging() / "rank-00000.h5") == "first's");
 }
 
 TEST_CASE("a commit refuses a staging directory that is no longer its own", "[io][atomic]") {
@@ -127,16 +127,16 @@ TEST_CASE("a commit refuses a staging directory that is no longer its own", "[io
   fs::remove(lock_path_for(out));
   {
     OutputOwner second(out, false);
-    test::write_text(second.staging() / "rank-00000.h5", "second's");
+    test::write_file(second.staging() / "rank-00000.h5", "second's");
     CHECK_THAT(error_text([&] { first.commit(kModes); }, &kind),
                Catch::StartsWith("this run no longer owns '" + staging_path_for(out).string()));
     CHECK(kind == ErrorKind::kIo);
     CHECK_FALSE(fs::exists(out));
     first.discard();  // must not remove the second run's directory
-    CHECK(test::read_text(second.staging() / "rank-00000.h5") == "second's");
+    CHECK(test::read_file(second.staging() / "rank-00000.h5") == "second's");
     second.commit(kModes);
   }
-  CHECK(test::read_text(out / "rank-00000.h5") == "second's");
+  CHECK(test::read_file(out / "rank-00000.h5") == "second's");
 }
 
 TEST_CASE("a dead run's leftovers are recovered", "[io][atomic]") {
@@ -147,8 +147,8 @@ TEST_CASE("a dead run's leftovers are recovered", "[io][atomic]") {
 
   // A staging directory with a lock file nobody holds: discarded.
   fs::create_directory(staging);
-  test::write_text(staging / "rank-00000.h5", "half");
-  test::write_text(lock_path_for(out), "host=elsewhere\npid=42\njob=77\nstarted=then\n");
+  test::write_file(staging / "rank-00000.h5", "half");
+  test::write_file(lock_path_for(out), "host=elsewhere\npid=42\njob=77\nstarted=then\n");
   { OutputOwner owner(out, false); }
   CHECK(listing(dir.path()).empty());
 
@@ -157,7 +157,7 @@ TEST_CASE("a dead run's leftovers are recovered", "[io][atomic]") {
   fs::create_directory(staging);
   { OutputOwner owner(out, true); }
   CHECK(listing(dir.path()) == std::vector<std::string>{"ckpt-new"});
-  CHECK(test::read_text(out / "manifest.json") == "previous");
+  CHECK(test::read_file(out / "manifest.json") == "previous");
 
   // Died after the second rename: the complete output stays, the old copy goes.
   make_checkpoint(old, "older");
@@ -165,14 +165,14 @@ TEST_CASE("a dead run's leftovers are recovered", "[io][atomic]") {
     OutputOwner owner(out, true);
     CHECK_FALSE(fs::exists(old));
   }
-  CHECK(test::read_text(out / "manifest.json") == "previous");
+  CHECK(test::read_file(out / "manifest.json") == "previous");
 
   // A plain file planted at the staging name is not ours to remove.
-  test::write_text(staging, "planted");
+  test::write_file(staging, "planted");
   CHECK(error_text([&] { OutputOwner owner(out, true); }) ==
         "'" + staging.string() +
             "' is a file, not a directory eplb-rebalance made: remove it by hand");
-  CHECK(test::read_text(staging) == "planted");
+  CHECK(test::read_file(staging) == "planted");
 }
 
 TEST_CASE("planted symbolic links are never followed", "[io][atomic]") {
@@ -184,12 +184,12 @@ TEST_CASE("planted symbolic links are never followed", "[io][atomic]") {
         "'" + staging_path_for(out).string() +
             "' is a symbolic link, not a directory eplb-rebalance made: remove it by hand");
   fs::remove(staging_path_for(out));
-  test::write_text(dir / "victim/target", "keep");
+  test::write_file(dir / "victim/target", "keep");
   fs::create_symlink(dir / "victim/target", lock_path_for(out));
   CHECK(error_text([&] { OutputOwner owner(out, false); }) ==
         "cannot create output '" + out.string() + "': lock file '" + lock_path_for(out).string() +
             "' is a symbolic link; refusing to follow it (remove it)");
-  CHECK(test::read_text(dir / "victim/target") == "keep");
+  CHECK(test::read_file(dir / "victim/target") == "keep");
   CHECK(listing(dir / "victim") == std::vector<std::string>{"target"});
 }
 
@@ -203,7 +203,7 @@ TEST_CASE("a world-writable sticky parent works, the staging directory stays pri
   CHECK((fs::status(owner.staging()).permissions() & fs::perms::all) == fs::perms::owner_all);
   CHECK((fs::status(lock_path_for(out)).permissions() & fs::perms::all) ==
         (fs::perms::owner_read | fs::perms::owner_write));
-  test::write_text(owner.staging() / "manifest.json", "x");
+  test::write_file(owner.staging() / "manifest.json", "x");
   owner.commit(OutputModes{0750, 0640});
   CHECK((fs::status(out).permissions() & fs::perms::all) == fs::perms(0750));
   CHECK((fs::status(out / "manifest.json").permissions() & fs::perms::all) == fs::perms(0640));
@@ -238,7 +238,7 @@ TEST_CASE("cannot create output: a missing parent, a parent that is a file", "[i
         "cannot create output '" + (dir / "no/x").string() + "': directory '" +
             (dir / "no").string() + "' does not exist");
   CHECK(kind == ErrorKind::kUsage);
-  test::write_text(dir / "f", "");
+  test::write_file(dir / "f", "");
   CHECK(error_text([&] { OutputOwner owner(dir / "f/x", false); }, &kind) ==
         "cannot create output '" + (dir / "f/x").string() + "': '" + (dir / "f").string() +
             "' is a file, not a directory");
@@ -256,9 +256,9 @@ TEST_CASE("write_file_atomic replaces content and leaves no temporary", "[io][at
   TempDir dir;
   const fs::path path = dir / "manifest.json";
   write_file_atomic(path, "{}\n");
-  CHECK(test::read_text(path) == "{}\n");
+  CHECK(test::read_file(path) == "{}\n");
   write_file_atomic(path, std::string(100000, 'x'));
-  CHECK(test::read_text(path) == std::string(100000, 'x'));
+  CHECK(test::read_file(path) == std::string(100000, 'x'));
   CHECK(listing(dir.path()) == std::vector<std::string>{"manifest.json"});
 
   ErrorKind kind = ErrorKind::kInternal;
@@ -274,7 +274,7 @@ TEST_CASE("write_file_atomic replaces content and leaves no temporary", "[io][at
 TEST_CASE("remove_tree_noexcept", "[io][atomic]") {
   TempDir dir;
   fs::create_directories(dir / "a/b/c");
-  test::write_text(dir / "a/b/c/f", "x");
+  test::write_file(dir / "a/b/c/f", "x");
   remove_tree_noexcept(dir / "a");
   CHECK_FALSE(fs::exists(dir / "a"));
   remove_tree_noexcept(dir / "missing");  // no throw

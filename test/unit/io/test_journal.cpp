@@ -39,12 +39,12 @@ struct Checkpoint {
   fs::path dir = tmp / "ckpt";
   Checkpoint() {
     fs::create_directories(dir);
-    test::write_text(dir / "rank-00000.h5", "AAAAAAAAAAAAAAAA");
-    test::write_text(dir / "rank-00001.h5", "BBBBBBBBBBBBBBBB");
-    test::write_text(dir / "manifest.json", "old manifest");
+    test::write_file(dir / "rank-00000.h5", "AAAAAAAAAAAAAAAA");
+    test::write_file(dir / "rank-00001.h5", "BBBBBBBBBBBBBBBB");
+    test::write_file(dir / "manifest.json", "old manifest");
   }
   std::string shard(int rank) const {
-    return test::read_text(dir / (rank == 0 ? "rank-00000.h5" : "rank-00001.h5"));
+    return test::read_file(dir / (rank == 0 ? "rank-00000.h5" : "rank-00001.h5"));
   }
   // Both ranks' journals; `commit_rank1` false leaves rank 1's without a commit record.
   void write_journals(bool commit_rank1 = true) {
@@ -70,7 +70,7 @@ TEST_CASE("complete journals roll forward, idempotently", "[io][journal]") {
   CHECK(recover_journal(c.dir) == JournalOutcome::kRolledForward);
   CHECK(c.shard(0) == "AAxyAAAAAAzzzAAA");
   CHECK(c.shard(1) == "qBBBBBBBBBBBBBBr");
-  CHECK(test::read_text(c.dir / "manifest.json") == manifest_text(std::string(32, 'a')));
+  CHECK(test::read_file(c.dir / "manifest.json") == manifest_text(std::string(32, 'a')));
   CHECK_FALSE(has_journal(c.dir));
   CHECK(recover_journal(c.dir) == JournalOutcome::kNone);
 }
@@ -81,7 +81,7 @@ TEST_CASE("a journal without its commit record rolls back", "[io][journal]") {
   CHECK(recover_journal(c.dir) == JournalOutcome::kRolledBack);
   CHECK(c.shard(0) == "AAAAAAAAAAAAAAAA");
   CHECK(c.shard(1) == "BBBBBBBBBBBBBBBB");
-  CHECK(test::read_text(c.dir / "manifest.json") == "old manifest");
+  CHECK(test::read_file(c.dir / "manifest.json") == "old manifest");
   CHECK_FALSE(has_journal(c.dir));
 }
 
@@ -89,12 +89,12 @@ TEST_CASE("a journal cut at any byte, or with any byte changed, rolls back", "[i
   Checkpoint reference;
   reference.write_journals();
   const fs::path rank1 = journal_dir_for(reference.dir) / "rank-00001";
-  const std::string full = test::read_text(rank1);
+  const std::string full = test::read_file(rank1);
   REQUIRE(full.size() > 24);
   for (size_t size = 0; size < full.size(); ++size) {
     Checkpoint c;
     c.write_journals();
-    test::write_text(journal_dir_for(c.dir) / "rank-00001", full.substr(0, size));
+    test::write_file(journal_dir_for(c.dir) / "rank-00001", full.substr(0, size));
     INFO("rank 1's journal cut to " << size << " of " << full.size() << " bytes");
     CHECK(recover_journal(c.dir) == JournalOutcome::kRolledBack);
     CHECK(c.shard(0) == "AAAAAAAAAAAAAAAA");
@@ -105,7 +105,7 @@ TEST_CASE("a journal cut at any byte, or with any byte changed, rolls back", "[i
     c.write_journals();
     std::string damaged = full;
     damaged[at] = static_cast<char>(damaged[at] ^ 0x01);
-    test::write_text(journal_dir_for(c.dir) / "rank-00001", damaged);
+    test::write_file(journal_dir_for(c.dir) / "rank-00001", damaged);
     INFO("byte " << at << " of rank 1's journal changed");
     // A changed EP rank or journal count is caught as a disagreement, anything else by the
     // commit record's hash: never a roll forward of bytes nobody committed.
@@ -125,7 +125,7 @@ TEST_CASE("a missing rank's journal rolls back", "[io][journal]") {
 TEST_CASE("a shard whose size changed is refused, the journal kept", "[io][journal]") {
   Checkpoint c;
   c.write_journals();
-  test::write_text(c.dir / "rank-00001.h5", "short");
+  test::write_file(c.dir / "rank-00001.h5", "short");
   CHECK_THROWS_AS(recover_journal(c.dir), core::Error);
   CHECK(has_journal(c.dir));
 }

@@ -141,15 +141,15 @@ TEST_CASE("load_manifest and describe_file", "[io][manifest]") {
         "'" + dir.path().string() + "' is not a complete eplb checkpoint: '" +
             (dir / "manifest.json").string() + "' does not exist");
   CHECK(kind == ErrorKind::kInput);
-  test::write_text(dir / "manifest.json", kSampleJson);
+  test::write_file(dir / "manifest.json", kSampleJson);
   CHECK(load_manifest(dir.path()) == sample_manifest());
 
-  test::write_text(dir / "empty", "");
+  test::write_file(dir / "empty", "");
   CHECK(describe_file(dir / "empty") == FileEntry{"empty", 0, 0x2d06800538d394c2ull});
   // Larger than the 4 MiB read chunk, and not a multiple of it.
   std::string big(9 * 1024 * 1024 + 17, '\0');
   for (size_t i = 0; i < big.size(); ++i) big[i] = static_cast<char>(i * 131 + (i >> 12));
-  test::write_text(dir / "big", big);
+  test::write_file(dir / "big", big);
   const FileEntry entry = describe_file(dir / "big");
   CHECK(entry.name == "big");
   CHECK(entry.size == big.size());

@@ -174,9 +174,9 @@ TEST_CASE("shard bytes depend only on content", "[io][shard]") {
   write_shard(dir / "a.h5", sample_info(), false);
   std::this_thread::sleep_for(std::chrono::milliseconds(1100));
   write_shard(dir / "b.h5", sample_info(), true);
-  const std::string a = test::read_text(dir / "a.h5");
+  const std::string a = test::read_file(dir / "a.h5");
   CHECK(a.size() > 1000);
-  CHECK(a == test::read_text(dir / "b.h5"));
+  CHECK(a == test::read_file(dir / "b.h5"));
 }
 
 TEST_CASE("shard writer refuses misuse", "[io][shard]") {
@@ -238,7 +238,7 @@ TEST_CASE("shard reader reports missing and foreign files", "[io][shard]") {
         "cannot open shard '" + missing.string() + "': No such file or directory");
   CHECK(kind == ErrorKind::kIo);
   const auto text_file = dir / "notes.h5";
-  test::write_text(text_file, "not hdf5");
+  test::write_file(text_file, "not hdf5");
   const std::string text = error_text([&] { ShardReader r(text_file); }, &kind);
   CHECK(kind == ErrorKind::kInput);  // readable, but not a shard: corrupt content, exit 2
   CHECK_THAT(text, Catch::StartsWith("cannot open shard '" + text_file.string() +
