@@ -21,10 +21,10 @@
 #include "eplb/core/interrupt.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
-#include "eplb/core/report.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/inputs.hpp"
 #include "eplb/engine/layer_buffer.hpp"
+#include "eplb/engine/layer_step.hpp"
 #include "eplb/engine/wire_format.hpp"
 #include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/journal.hpp"
@@ -79,16 +79,10 @@ class JournalOwner {
   std::optional<core::interrupt::Cleanup> on_signal_;
 };
 
-struct Counters {
-  long long bytes_read = 0;
-  long long bytes_sent = 0;
-  long long bytes_received = 0;
+// The copy pipeline's counters, where bytes_written are the bytes journaled (and as many
+// overwritten in the shards) and seconds_write covers the journal, then the overwrite.
+struct Counters : StepCounters {
   long long rows_rewritten = 0;
-  long long rows_copied_locally = 0;
-  long long bytes_journaled = 0;
-  double seconds_read = 0;
-  double seconds_exchange = 0;
-  double seconds_write = 0;  // journal, then the overwrite
 };
 
 // The layers of one process: buffers of one layer per hosted EP rank, filled only where a
@@ -422,7 +416,7 @@ void InPlaceUpdate::commit_journals(JournalOwner* owner, bool hash_all_files) {
     capture(problems_, [&] {
       if (h.ep_rank == 0) h.journal->add_manifest(manifest_text_);
       h.journal->commit();
-      counters_.bytes_journaled += static_cast<long long>(h.journal->patch_bytes());
+      counters_.bytes_written += static_cast<long long>(h.journal->patch_bytes());
     });
   }
   counters_.seconds_write += seconds_since(start);
@@ -448,27 +442,10 @@ void InPlaceUpdate::apply() {
 
 RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
                        RebalanceReport report) {
-  const auto sums = runtime::all_sum(
-      session.group(),
-      {c.bytes_read, c.bytes_journaled, c.bytes_sent, c.rows_copied_locally, c.rows_rewritten},
-      "the report's totals");
-  const auto maxes = runtime::all_max(
-      session.group(),
-      {std::max(c.bytes_sent, c.bytes_received), static_cast<long long>(c.seconds_read * 1e6),
-       static_cast<long long>(c.seconds_exchange * 1e6),
-       static_cast<long long>(c.seconds_write * 1e6), core::peak_rss_bytes()},
-      "the report's maxima");
-  report.bytes_read = sums[0];
-  report.bytes_written = sums[1];  // overwritten in the shards (and as much to the journal)
-  report.bytes_sent = sums[2];
-  report.rows_copied_locally = sums[3];
-  report.busiest_rank_bytes = maxes[0];
-  report.seconds_read = static_cast<double>(maxes[1]) / 1e6;
-  report.seconds_exchange = static_cast<double>(maxes[2]) / 1e6;
-  report.seconds_write = static_cast<double>(maxes[3]) / 1e6;
-  report.peak_rss_bytes = maxes[4];
-  core::log::detail("in place: {} rows rewritten, {} bytes journaled and overwritten", sums[4],
-                    sums[1]);
+  // bytes_written: overwritten in the shards (and as many to the journal).
+  const auto rewritten = reduce_counters(session.group(), c, report, {c.rows_rewritten});
+  core::log::detail("in place: {} rows rewritten, {} bytes journaled and overwritten", rewritten[0],
+                    report.bytes_written);
   return report;
 }
 

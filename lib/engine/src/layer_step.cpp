@@ -2,6 +2,7 @@
 
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +14,7 @@
 #include "eplb/core/clock.hpp"
 #include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/report.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/wire_format.hpp"
 #include "serial_worker.hpp"
@@ -386,6 +388,32 @@ std::vector<std::filesystem::path> LayerStepper::finish() {
   agree(session_.group(), problems_, "closing the output shards");
   core::fault::kill_point("written");
   return files;
+}
+
+std::vector<long long> reduce_counters(const runtime::Group& group, const StepCounters& local,
+                                       RebalanceReport& report,
+                                       const std::vector<long long>& more_sums) {
+  std::vector<long long> totals{local.bytes_read, local.bytes_written, local.bytes_sent,
+                                local.rows_copied_locally};
+  totals.insert(totals.end(), more_sums.begin(), more_sums.end());
+  const auto sums = runtime::all_sum(group, totals, "the report's totals");
+  const auto maxes =
+      runtime::all_max(group,
+                       {std::max(local.bytes_sent, local.bytes_received),
+                        static_cast<long long>(local.seconds_read * 1e6),
+                        static_cast<long long>(local.seconds_exchange * 1e6),
+                        static_cast<long long>(local.seconds_write * 1e6), core::peak_rss_bytes()},
+                       "the report's maxima");
+  report.bytes_read = sums[0];
+  report.bytes_written = sums[1];
+  report.bytes_sent = sums[2];
+  report.rows_copied_locally = sums[3];
+  report.busiest_rank_bytes = maxes[0];
+  report.seconds_read = static_cast<double>(maxes[1]) / 1e6;
+  report.seconds_exchange = static_cast<double>(maxes[2]) / 1e6;
+  report.seconds_write = static_cast<double>(maxes[3]) / 1e6;
+  report.peak_rss_bytes = maxes[4];
+  return {sums.begin() + 4, sums.end()};
 }
 
 }  // namespace eplb::engine

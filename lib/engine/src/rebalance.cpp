@@ -10,7 +10,6 @@
 #include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
-#include "eplb/core/report.hpp"
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/engine/inputs.hpp"
@@ -88,7 +87,6 @@ long long log_layer(int32_t layer_idx, const StepCounters& before, const StepCou
 
 RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerStepper& stepper,
                               RebalanceReport report) {
-  const auto& local = stepper.counters();
   const auto& depth = stepper.depth();
   const auto host = static_cast<long long>(depth.bytes);
   const auto staging = runtime::all_max(
@@ -100,26 +98,7 @@ RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerSte
   report.peak_staging_bytes = staging[1];
   report.layers_read_ahead = static_cast<int32_t>(-staging[2]);
   report.layers_written_behind = static_cast<int32_t>(-staging[3]);
-  auto sums = runtime::all_sum(
-      session.group(),
-      {local.bytes_read, local.bytes_written, local.bytes_sent, local.rows_copied_locally},
-      "the report's totals");
-  auto maxes =
-      runtime::all_max(session.group(),
-                       {std::max(local.bytes_sent, local.bytes_received),
-                        static_cast<long long>(local.seconds_read * 1e6),
-                        static_cast<long long>(local.seconds_exchange * 1e6),
-                        static_cast<long long>(local.seconds_write * 1e6), core::peak_rss_bytes()},
-                       "the report's maxima");
-  report.bytes_read = sums[0];
-  report.bytes_written = sums[1];
-  report.bytes_sent = sums[2];
-  report.rows_copied_locally = sums[3];
-  report.busiest_rank_bytes = maxes[0];
-  report.seconds_read = static_cast<double>(maxes[1]) / 1e6;
-  report.seconds_exchange = static_cast<double>(maxes[2]) / 1e6;
-  report.seconds_write = static_cast<double>(maxes[3]) / 1e6;
-  report.peak_rss_bytes = maxes[4];
+  reduce_counters(session.group(), stepper.counters(), report);
   return report;
 }
 

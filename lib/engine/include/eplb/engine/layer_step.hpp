@@ -53,6 +53,14 @@ struct StepCounters {
   double seconds_write = 0;
 };
 
+// Collective over `group`, each process passing its own counters: fills the report's
+// totals (all_sum of bytes read, written and sent, rows copied locally) and maxima (all_max
+// of the busiest rank's bytes sent or received, the slowest reads, exchange and writes,
+// and the peak RSS). `more_sums` travel in the same all_sum; their totals are returned.
+std::vector<long long> reduce_counters(const runtime::Group& group, const StepCounters& local,
+                                       RebalanceReport& report,
+                                       const std::vector<long long>& more_sums = {});
+
 // Messages travel in the wire format of wire_format.hpp (rows, then the source slots'
 // checksums as a trailer).
 class LayerStepper {
