@@ -20,7 +20,9 @@
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/error.hpp"
+#include "eplb/core/fd.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/mix.hpp"
 #include "eplb/engine/agreement.hpp"
 
 namespace eplb::bench {
@@ -46,29 +48,7 @@ AlignedBuffer aligned_block() {
   return AlignedBuffer(static_cast<std::byte*>(p));
 }
 
-class Fd {
- public:
-  explicit Fd(int fd = -1) : fd_(fd) {}
-  Fd(Fd&& o) noexcept : fd_(std::exchange(o.fd_, -1)) {}
-  Fd& operator=(Fd&& o) noexcept {
-    if (this != &o) {
-      reset();
-      fd_ = std::exchange(o.fd_, -1);
-    }
-    return *this;
-  }
-  ~Fd() { reset(); }
-  Fd(const Fd&) = delete;
-  Fd& operator=(const Fd&) = delete;
-  int get() const { return fd_; }
-  void reset() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-
- private:
-  int fd_;
-};
+using core::Fd;
 
 // Memory filesystems: eviction does nothing there, the figure is memory speed.
 std::optional<std::string> memory_filesystem(const fs::path& path) {
@@ -190,11 +170,8 @@ StreamStats write_file(const fs::path& path, uint64_t bytes) {
   StreamStats stats;
   AlignedBuffer buf = aligned_block();
   // Not zeros and not one repeated block: no filesystem may compress or deduplicate it.
-  uint64_t x = 0x9e3779b97f4a7c15ULL;
-  for (size_t i = 0; i < kBlock; i += sizeof x) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
+  for (size_t i = 0; i < kBlock; i += sizeof(uint64_t)) {
+    const uint64_t x = core::splitmix64(i);
     std::memcpy(buf.get() + i, &x, sizeof x);
   }
   const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
