@@ -79,8 +79,9 @@ void BatchedCopy::flush(cudaStream_t stream, unsigned blocks_limit) {
   if (blocks_limit == 0) blocks_limit = max_blocks();
   for (size_t first = 0; first < ops_.size(); first += kMaxOps) {
     Batch batch{};
-    batch.num_ops = static_cast<int>(std::min<size_t>(kMaxOps, ops_.size() - first));
-    for (int i = 0; i < batch.num_ops; ++i) {
+    const size_t num_ops = std::min<size_t>(kMaxOps, ops_.size() - first);
+    batch.num_ops = static_cast<int>(num_ops);  // at most kMaxOps
+    for (size_t i = 0; i < num_ops; ++i) {
       batch.ops[i] = ops_[first + i];
       batch.tile_start[i + 1] = batch.tile_start[i] + (batch.ops[i].bytes + kTile - 1) / kTile;
     }
