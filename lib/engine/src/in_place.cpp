@@ -510,17 +510,8 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   report.num_layers = inputs.old_placement.num_layers();
 
   // Plan: the same global plan as a copy; unchanged rows stay where they are.
-  const auto plan_start = Clock::now();
-  const auto topology =
-      agreed_topology(session, options.ranks_per_node, inputs.process_map.num_ep_ranks);
-  const plan::Plan plan = plan::make_plan(inputs.old_placement, inputs.new_placement, topology);
-  report.seconds_plan = seconds_since(plan_start);
-  const auto stats = plan::summarize(plan, topology);
-  report.experts_moved = stats.experts_moved;
-  report.min_experts_required = stats.min_experts_required;
-  report.layer_bytes =
-      static_cast<int64_t>(io::expert_bytes(inputs.tensors)) * plan.new_num_slots_per_rank;
-  for (const auto& rank : stats.ranks) report.messages += rank.messages_sent;
+  // (The shapes are the same: layer_bytes is that of the new layer, as of the old.)
+  const plan::Plan plan = plan_exchange(session, options, inputs, report).plan;
 
   // Transport and journals. The new id is the one a copy would get: same bytes, same id.
   const auto setup_start = Clock::now();

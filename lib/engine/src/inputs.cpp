@@ -6,6 +6,7 @@
 
 #include <algorithm>
 
+#include "eplb/core/clock.hpp"
 #include "eplb/core/to_size.hpp"
 #include "eplb/engine/agreement.hpp"
 
@@ -235,6 +236,23 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   }
   agree(session.group(), shard_problems, "opening the input shards");
   return inputs;
+}
+
+PlannedExchange plan_exchange(const runtime::MpiSession& session, const RebalanceOptions& options,
+                              const Inputs& inputs, RebalanceReport& report) {
+  const auto start = core::Clock::now();
+  PlannedExchange planned{
+      agreed_topology(session, options.ranks_per_node, inputs.process_map.num_ep_ranks), {}, {}};
+  planned.plan = plan::make_plan(inputs.old_placement, inputs.new_placement, planned.topology);
+  report.seconds_plan = core::seconds_since(start);
+  planned.stats = plan::summarize(planned.plan, planned.topology);
+  report.experts_moved = planned.stats.experts_moved;
+  report.min_experts_required = planned.stats.min_experts_required;
+  report.layer_bytes =
+      static_cast<int64_t>(io::expert_bytes(inputs.tensors)) *
+      std::max(planned.plan.old_num_slots_per_rank, planned.plan.new_num_slots_per_rank);
+  for (const auto& rank : planned.stats.ranks) report.messages += rank.messages_sent;
+  return planned;
 }
 
 placement::PairOptions pair_options_of(const RebalanceOptions& options,

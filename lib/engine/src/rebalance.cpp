@@ -119,17 +119,10 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
                     seconds_since(start));
 
   // Plan: every process computes the same global plan, without communicating.
-  const auto plan_start = Clock::now();
-  const auto topology =
-      agreed_topology(session, options.ranks_per_node, inputs.process_map.num_ep_ranks);
-  const plan::Plan plan = plan::make_plan(inputs.old_placement, inputs.new_placement, topology);
-  report.seconds_plan = seconds_since(plan_start);
-  const auto stats = plan::summarize(plan, topology);
-  report.experts_moved = stats.experts_moved;
-  report.layer_bytes = static_cast<int64_t>(io::expert_bytes(inputs.tensors)) *
-                       std::max(plan.old_num_slots_per_rank, plan.new_num_slots_per_rank);
-  report.min_experts_required = stats.min_experts_required;
-  for (const auto& rank : stats.ranks) report.messages += rank.messages_sent;
+  const PlannedExchange planned = plan_exchange(session, options, inputs, report);
+  const plan::Topology& topology = planned.topology;
+  const plan::Plan& plan = planned.plan;
+  const plan::PlanStats& stats = planned.stats;
   describe_topology(session, topology, options.ranks_per_node > 0, stats,
                     static_cast<int64_t>(io::expert_bytes(inputs.tensors)), report);
   core::log::detail("planned: {} experts to move in {} messages ({:.3f} s)", report.experts_moved,

@@ -39,6 +39,19 @@ struct Inputs {
 // found a problem.
 Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& options);
 
+// A rebalance's exchange plan, the topology it was made for and its summary.
+struct PlannedExchange {
+  plan::Topology topology;
+  plan::Plan plan;
+  plan::PlanStats stats;
+};
+
+// Local, identical on every process (agreed_topology): plans the exchange from `inputs`'
+// old to new placement and fills the report's plan figures (seconds_plan, experts_moved,
+// min_experts_required, messages, layer_bytes).
+PlannedExchange plan_exchange(const runtime::MpiSession& session, const RebalanceOptions& options,
+                              const Inputs& inputs, RebalanceReport& report);
+
 // Local. How `options` names the old and new placements, for placement::load_pair; a
 // placement without ep_size or expert count takes the checkpoint's (`manifest`, when it
 // was read) and the new one then the old one's.
