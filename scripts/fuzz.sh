@@ -96,7 +96,13 @@ for target in "${targets[@]}"; do
       ours=$((ours + 1))
     fi
   done
-  if ((status != 0 || ours > 0)); then
+  # In fork mode the fuzzer's exit status is its last job's (70 after a hang triaged above):
+  # only a run that did not reach its end fails on it.
+  if ((status != 0)) && ! grep -qE '^INFO: exiting: ' "$build/$target.log"; then
+    echo "fuzz: $target: the fuzzer stopped early (exit $status)" >&2
+    ours=$((ours + 1))
+  fi
+  if ((ours > 0)); then
     failed+=("$target")
     tail -n 40 "$build/$target.log"
     for report in "$findings"/reports/*; do
