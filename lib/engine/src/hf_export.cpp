@@ -124,20 +124,22 @@ void check_base(const ExportOptions& options, Checkpoint& ck, core::ProblemList&
   }
 }
 
-// Collective. Every shard against its manifest entry before HDF5 opens it anywhere: every
-// process checks every size (one stat each); the whole-file xxh3 of each shard up to
-// kCheapFileBytes is computed by one process (rank % processes), so the job reads each
-// once. Throws on every process if any shard differs.
+// Collective. Every shard against its manifest entry before HDF5 opens it anywhere (every
+// process then reads every shard's ids and checksums): each shard is checked by one
+// process (EP rank % processes), its size and, up to kCheapFileBytes, its whole-file
+// xxh3, so the job reads each once and a problem is printed once. Throws on every process
+// if any shard differs.
 void check_shard_files(const runtime::MpiSession& session, const ExportOptions& options,
                        const Checkpoint& ck) {
   core::ProblemList problems(ErrorKind::kInput);
   const auto& files = ck.manifest.files;
   for (size_t rank = 0; rank < files.size(); ++rank) {
-    const bool mine =
-        rank % static_cast<size_t>(session.size()) == static_cast<size_t>(session.rank());
+    if (rank % static_cast<size_t>(session.size()) != static_cast<size_t>(session.rank())) {
+      continue;
+    }
     capture(problems, [&] {
       io::check_file_entry(options.checkpoint / io::shard_file_name(static_cast<int32_t>(rank)),
-                           files[rank], mine ? kCheapFileBytes : 0, problems);
+                           files[rank], kCheapFileBytes, problems);
     });
   }
   agree(session.group(), problems, "checking the shards against the manifest");
