@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Installs what is missing, checks the formatting of the files this change touches, builds,
 # and runs every test (unit, mpi, e2e; gpu tests are reported as skipped where no GPU is
-# usable); then the unit and MPI tests again under ASan + UBSan (scripts/sanitize.sh) and,
-# with EPLB_FUZZ_SECONDS set, each libFuzzer target briefly (scripts/fuzz.sh). docs/RELIABILITY.md has the CI budget.
+# usable); then the unit and MPI tests again under ASan + UBSan (scripts/sanitize.sh) and
+# each libFuzzer target briefly (scripts/fuzz.sh). docs/RELIABILITY.md has the CI budget.
 #   usage: scripts/test.sh [ctest args, e.g. -L unit]
 #   EPLB_WERROR=ON|OFF (ON): warnings (-Wconversion and -Wsign-conversion included) are
 #   errors in build/ (gcc, NCCL/CUDA sources included). The sanitizer and fuzz builds do
 #   not set it.
 #   EPLB_SANITIZE_TESTS=ON|OFF (ON): run scripts/sanitize.sh.
-#   EPLB_FUZZ_SECONDS=0: seconds per fuzz target (0, the default, skips fuzzing: see
-#   docs/RELIABILITY.md, "In CI", for why it is not on yet).
+#   EPLB_FUZZ_SECONDS=30: seconds per fuzz target (0 skips fuzzing; docs/RELIABILITY.md,
+#   "In CI", has the budget).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EPLB_WERROR=${EPLB_WERROR:-ON}
@@ -25,6 +25,6 @@ cd "$root"
 if [[ ${EPLB_SANITIZE_TESTS:-ON} == ON ]]; then
   "$root/scripts/sanitize.sh"
 fi
-if [[ ${EPLB_FUZZ_SECONDS:-0} != 0 ]]; then
-  "$root/scripts/fuzz.sh"
+if [[ ${EPLB_FUZZ_SECONDS:-30} != 0 ]]; then
+  EPLB_FUZZ_SECONDS=${EPLB_FUZZ_SECONDS:-30} "$root/scripts/fuzz.sh"
 fi

@@ -31,6 +31,37 @@ expect_in() {  # expect_in LOGFILE TEXT
   if grep -qF -- "$2" "$1"; then pass; else fail "'$2' not in output of $1"; sed 's/^/    /' "$1" >&2; fi
 }
 
+expect_not_in() {  # expect_not_in LOGFILE TEXT
+  if ! grep -qF -- "$2" "$1"; then pass; else fail "'$2' in output of $1"; sed 's/^/    /' "$1" >&2; fi
+}
+
+# rehash_manifest DIR NAME...: the manifest's size and whole-file xxh3 of each named shard
+# set to what the file holds now, so that a shard changed on purpose passes the manifest
+# check and reaches the checks behind it (attributes, tensors, row checksums).
+rehash_manifest() {
+  /usr/bin/python3 - "$@" <<'PY'
+import ctypes, json, sys
+d, names = sys.argv[1], sys.argv[2:]
+xxh3 = ctypes.CDLL("libxxhash.so.0").XXH3_64bits  # Debian's libxxhash, as the tool uses
+xxh3.restype, xxh3.argtypes = ctypes.c_uint64, [ctypes.c_char_p, ctypes.c_size_t]
+m = json.load(open(f"{d}/manifest.json"))
+for entry in m["files"]:
+    if entry["name"] in names:
+        data = open(f"{d}/{entry['name']}", "rb").read()
+        entry["size"], entry["xxh3"] = len(data), "%016x" % xxh3(data, len(data))
+json.dump(m, open(f"{d}/manifest.json", "w"))
+PY
+}
+
+# flip_byte FILE OFFSET: one bit of one byte flipped, the size unchanged.
+flip_byte() {
+  /usr/bin/python3 - "$1" "$2" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    at = int(sys.argv[2]); f.seek(at); b = f.read(1); f.seek(at); f.write(bytes([b[0] ^ 0x20]))
+PY
+}
+
 # Every attribute of a shard but the root's checkpoint_id, as h5dump prints them.
 shard_attributes() {
   h5dump -A "$1" | sed '1d' | sed '/^   ATTRIBUTE "checkpoint_id" {/,/^   }/d'

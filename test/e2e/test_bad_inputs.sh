@@ -65,16 +65,36 @@ bad 2 placement-not-integer 'expected an integer, got string "x"' -- --old "$d/o
 printf '{"format":"eplb-placement","version":1,"ep_size":3,"physical_to_logical_map":[[0,1,2,3,4,0],[0,1,2,3,4,0]]}' > "$d/ep3.json"
 bad 2 placement-wrong-checkpoint "does not hold the old placement" -- --old "$d/ep3.json" --new "$d/new.json" --input "$d/in" --output "$d/out"
 
-# B23-B26: corrupt shards: exit 2 for content, 3 for I/O.
-cp -a "$d/in" "$d/in-meta"
-/usr/bin/python3 - "$d/in-meta/rank-00001.h5" <<'PY'
-import sys
-with open(sys.argv[1], "r+b") as f:   # the superblock's signature: one flipped byte
-    f.seek(3); b = f.read(1); f.seek(3); f.write(bytes([b[0] ^ 0x20]))
-PY
-bad 2 shard-metadata-byte "rank-00001.h5" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-meta" --output "$d/out" --check-files
+# B23-B24: corrupt shards: checked against the manifest (size, whole-file xxh3) before HDF5
+# opens them, so HDF5 never parses the damage: exit 2 with the manifest's message, for run
+# and verify (5, every problem of verify is a verification failure).
+# hdf5_never_opened LOG: neither HDF5's words nor the reader's open error in the output.
+hdf5_never_opened() {
+  expect_not_in "$1" "cannot open shard"
+  expect_not_in "$1" "HDF5"
+  expect_not_in "$1" "H5F"
+}
+cp -a "$d/in" "$d/in-meta"; flip_byte "$d/in-meta/rank-00001.h5" 3   # superblock signature
+cp -a "$d/in" "$d/in-ohdr"; flip_byte "$d/in-ohdr/rank-00000.h5" 96  # root object header: version
+for v in meta ohdr; do
+  for opt in "" --check-files; do
+    bad 2 "shard-$v-byte$opt" "rank-0000" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-$v" --output "$d/out" $opt
+    expect_in "$d/shard-$v-byte$opt.log" "whole-file xxh3"
+    hdf5_never_opened "$d/shard-$v-byte$opt.log"
+  done
+  bad 5 "verify-$v-byte" "whole-file xxh3" -- verify --checkpoint "$d/in-$v"
+  hdf5_never_opened "$d/verify-$v-byte.log"
+done
 cp -a "$d/in" "$d/in-trunc"; truncate -s 1000 "$d/in-trunc/rank-00000.h5"
-bad 2 shard-truncated "truncated file" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-trunc" --output "$d/out"
+bad 2 shard-truncated "'$d/in-trunc/rank-00000.h5' is 1000 bytes, but the manifest says" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-trunc" --output "$d/out"
+hdf5_never_opened "$d/shard-truncated.log"
+bad 5 verify-truncated "'$d/in-trunc/rank-00000.h5' is 1000 bytes, but the manifest says" -- verify --checkpoint "$d/in-trunc"
+hdf5_never_opened "$d/verify-truncated.log"
+# The damage behind a manifest that agrees with it (rewritten to match): HDF5 parses it
+# and refuses it, still corrupt content (2), not I/O (3).
+cp -a "$d/in-meta" "$d/in-meta-listed"; rehash_manifest "$d/in-meta-listed" rank-00001.h5
+bad 2 shard-metadata-byte-listed "rank-00001.h5" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-meta-listed" --output "$d/out"
+# B25-B26: a shard that cannot be read: I/O (3).
 cp -a "$d/in" "$d/in-dir"; rm "$d/in-dir/rank-00001.h5"; mkdir "$d/in-dir/rank-00001.h5"
 bad 3 shard-is-directory "rank-00001.h5" -- --old "$d/old.json" --new "$d/new.json" --input "$d/in-dir" --output "$d/out"
 cp -a "$d/in" "$d/in-missing"; rm "$d/in-missing/rank-00000.h5"

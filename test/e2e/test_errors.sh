@@ -66,22 +66,34 @@ expect_no_output "$d/out"
 fresh
 mpi 1 "$tool" generate --placement "$d/old.json" --tensors "w13:fp8_e4m3:16x8,w2:bf16:8x4" --output "$d/other-shapes" >/dev/null
 cp "$d/other-shapes/rank-00003.h5" "$d/in/rank-00003.h5"
+expect_exit 2 "$d/e4s.log" -- run4   # its size differs from the manifest's: never opened
+expect_in "$d/e4s.log" "'$d/in/rank-00003.h5' is "
+expect_in "$d/e4s.log" "bytes, but the manifest says"
+rehash_manifest "$d/in" rank-00003.h5  # the manifest made to agree: the attributes then
 expect_exit 2 "$d/e4.log" -- run4
 expect_in "$d/e4.log" "[rank 3/4"
 expect_in "$d/e4.log" "tensor list"
 expect_no_output "$d/out"
 
-# 4b. A same-placement shard of another checkpoint (another seed): its identifier, and the
-#     whole-file checksum, differ from the manifest's.
+# 4b. A same-placement shard of another checkpoint (another seed): its whole-file checksum
+#     differs from the manifest's (caught before HDF5 opens it), and so does its identifier
+#     (caught when the manifest's entry was made to agree with the file).
 fresh
 mpi 1 "$tool" generate --placement "$d/old.json" --tensors "$tensors" --seed 4 --output "$d/other-seed" >/dev/null
 cp "$d/other-seed/rank-00002.h5" "$d/in/rank-00002.h5"
 expect_exit 2 "$d/e4b.log" -- run4
-expect_in "$d/e4b.log" "'$d/in/rank-00002.h5' belongs to checkpoint "
+expect_in "$d/e4b.log" "'$d/in/rank-00002.h5': whole-file xxh3"
 expect_in "$d/e4b.log" "[rank 2/4"
 expect_no_output "$d/out"
 expect_exit 5 "$d/e4c.log" -- mpi 2 "$tool" verify --checkpoint "$d/in"
-expect_in "$d/e4c.log" "belongs to checkpoint"
+expect_in "$d/e4c.log" "'$d/in/rank-00002.h5': whole-file xxh3"
+rehash_manifest "$d/in" rank-00002.h5
+expect_exit 2 "$d/e4e.log" -- run4
+expect_in "$d/e4e.log" "'$d/in/rank-00002.h5' belongs to checkpoint "
+expect_in "$d/e4e.log" "[rank 2/4"
+expect_no_output "$d/out"
+expect_exit 5 "$d/e4f.log" -- mpi 2 "$tool" verify --checkpoint "$d/in"
+expect_in "$d/e4f.log" "belongs to checkpoint"
 
 # 4d. A wrong size in the manifest: refused, also with --check-files.
 fresh
@@ -173,6 +185,11 @@ with h5py.File(sys.argv[1], "r+") as f:
     a.flat[7] ^= 1
     ds[...] = a
 PY
+# The whole-file xxh3 tells first (and HDF5 never opens the shard); with the manifest
+# made to agree, the slot's own checksum names the slot.
+expect_exit 5 "$d/e9m.log" -- mpi 2 "$tool" verify --checkpoint "$d/out"
+expect_in "$d/e9m.log" "'$d/out/rank-00000.h5': whole-file xxh3"
+rehash_manifest "$d/out" rank-00000.h5
 expect_exit 5 "$d/e9c.log" -- mpi 2 "$tool" verify --checkpoint "$d/out"
 expect_in "$d/e9c.log" "layer 2, slot 0"
 expect_in "$d/e9c.log" "checksum mismatch"

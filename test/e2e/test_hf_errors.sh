@@ -78,6 +78,17 @@ JSON
 mpi 2 "$tool" import --hf "$d/hf" --placement "$d/rep.json" --output "$d/ck" >/dev/null
 mpi 1 "$tool" import --hf "$d/hf2" --placement "$d/rep.json" --output "$d/ck2" >/dev/null
 cp "$d/ck2/rank-00001.h5" "$d/ck/rank-00001.h5"
+# The shard differs from the manifest's entry: refused before HDF5 opens it (on whichever
+# process hashes it).
+expect_exit 2 "$d/e8m.log" -- mpi 2 "$tool" export --checkpoint "$d/ck" --hf-base "$d/hf" --output "$d/out"
+expect_in "$d/e8m.log" "'$d/ck/rank-00001.h5': whole-file xxh3"
+expect_no_output "$d/out"
+cp -a "$d/ck" "$d/ck-trunc"; truncate -s 1000 "$d/ck-trunc/rank-00000.h5"
+expect_exit 2 "$d/e8t.log" -- mpi 2 "$tool" export --checkpoint "$d/ck-trunc" --hf-base "$d/hf" --output "$d/out"
+expect_in "$d/e8t.log" "'$d/ck-trunc/rank-00000.h5' is 1000 bytes, but the manifest says"
+expect_no_output "$d/out"
+# With the manifest made to agree, the replicas' checksums tell.
+rehash_manifest "$d/ck" rank-00001.h5
 expect_exit 2 "$d/e8.log" -- mpi 2 "$tool" export --checkpoint "$d/ck" --hf-base "$d/hf" --output "$d/out"
 expect_in "$d/e8.log" "layer 1 (model layer 2), logical expert 4: replicas differ in tensor 'up_proj.weight': EP rank 0 slot 4 has xxh3"
 expect_in "$d/e8.log" "EP rank 1 slot 8 has"

@@ -24,6 +24,7 @@
 #include "eplb/engine/agreement.hpp"
 #include "eplb/engine/direct_io.hpp"
 #include "eplb/engine/hf_io.hpp"
+#include "eplb/engine/rebalance.hpp"
 #include "eplb/hf/model.hpp"
 #include "eplb/hf/safetensors.hpp"
 #include "eplb/io/atomic_dir.hpp"
@@ -121,6 +122,27 @@ void check_base(const ExportOptions& options, Checkpoint& ck, core::ProblemList&
       }
     }
   }
+}
+
+// Collective. Every shard against its manifest entry before HDF5 opens it anywhere (every
+// process then reads every shard's ids and checksums): each shard is checked by one
+// process (EP rank % processes), its size and, up to kCheapFileBytes, its whole-file
+// xxh3, so the job reads each once and a problem is printed once. Throws on every process
+// if any shard differs.
+void check_shard_files(const runtime::MpiSession& session, const ExportOptions& options,
+                       const Checkpoint& ck) {
+  core::ProblemList problems(ErrorKind::kInput);
+  const auto& files = ck.manifest.files;
+  for (size_t rank = 0; rank < files.size(); ++rank) {
+    if (rank % static_cast<size_t>(session.size()) != static_cast<size_t>(session.rank())) {
+      continue;
+    }
+    capture(problems, [&] {
+      io::check_file_entry(options.checkpoint / io::shard_file_name(static_cast<int32_t>(rank)),
+                           files[rank], kCheapFileBytes, problems);
+    });
+  }
+  agree(session.group(), problems, "checking the shards against the manifest");
 }
 
 // Every shard's logical ids (checked against the manifest) and recorded checksums.
@@ -334,6 +356,7 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
     check_base(options, ck, problems);
   });
   agree_identical(session.group(), problems, "checking the inputs");
+  check_shard_files(session, options, ck);
   read_sums(options, ck, problems);
   if (problems.empty()) choose_sources(ck, problems);
   agree_identical(session.group(), problems, "checking the inputs");

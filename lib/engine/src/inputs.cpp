@@ -130,35 +130,22 @@ void check_process_count(const runtime::MpiSession& session, const Inputs& input
 
 std::string shown_id(const std::string& id) { return id.empty() ? "(none)" : id; }
 
-// A shard against its manifest entry: the size always (one stat), the whole-file xxh3 when
-// that is cheap (small files, then in the page cache for the reads that follow) or asked
-// for with --check-files (one extra sequential read of the shard).
-void check_file(const fs::path& path, const io::FileEntry& want, bool check_files,
-                core::ProblemList& problems) {
-  struct stat st {};
-  if (::stat(path.c_str(), &st) != 0) return;  // the open has reported it
-  const auto size = static_cast<uint64_t>(st.st_size);
-  if (size != want.size) {
-    problems.add(
-        fmt::format("'{}' is {} bytes, but the manifest says {}: it was modified, "
-                    "truncated or comes from another checkpoint",
-                    path.string(), size, want.size));
-    return;
-  }
-  if (!want.xxh3_known || (!check_files && size > kCheapFileBytes)) return;
-  const auto have = io::describe_file(path);
-  if (have.xxh3 != want.xxh3) {
-    problems.add(
-        fmt::format("'{}': whole-file xxh3 {:016x} differs from the manifest's {:016x}: "
-                    "it was modified or comes from another checkpoint",
-                    path.string(), have.xxh3, want.xxh3));
-  }
-}
-
 // One hosted EP rank's shard against the manifest and the old placement.
 void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs, bool check_files,
                 std::optional<io::ShardReader>& shard, core::ProblemList& problems) {
   const fs::path path = inputs.input_dir / io::shard_file_name(rank);
+  // Its manifest entry first: the size always (one stat), the whole-file xxh3 when that is
+  // cheap (small files, then in the page cache for the reads that follow) or asked for with
+  // --check-files (one extra sequential read). A shard that differs is never given to
+  // HDF5, whose parser a damaged file can crash or stall.
+  if (static_cast<size_t>(rank) < manifest.files.size()) {
+    bool matches = false;
+    capture(problems, [&] {
+      matches = io::check_file_entry(path, manifest.files[static_cast<size_t>(rank)],
+                                     check_files ? UINT64_MAX : kCheapFileBytes, problems);
+    });
+    if (!matches) return;
+  }
   capture(problems, [&] { shard.emplace(path); });
   if (!shard) return;
   const auto& info = shard->info();
@@ -181,11 +168,6 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs, bool
                              path.string(), shown_id(info.checkpoint_id),
                              (inputs.input_dir / io::kManifestName).string(),
                              shown_id(manifest.checkpoint_id)));
-  }
-  if (static_cast<size_t>(rank) < manifest.files.size()) {
-    capture(problems, [&] {
-      check_file(path, manifest.files[static_cast<size_t>(rank)], check_files, problems);
-    });
   }
   if (!problems.empty()) return;
   for (int32_t layer = 0; layer < info.num_layers; ++layer) {

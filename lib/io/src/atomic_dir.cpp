@@ -155,9 +155,33 @@ std::string OwnerInfo::describe() const {
   return out;
 }
 
-OutputModes OutputModes::like(const std::optional<fs::path>& input_dir) {
+namespace {
+
+// The process's umask, read without changing it: from /proc/self/status ("Umask:", Linux
+// 4.7 and later). umask(2) can only read it by setting it, and between that call and the
+// one that restores it, a file another thread creates gets mode 0666 or 0777: a window in
+// which the promise "never wider than the umask" breaks. The fallback, for kernels
+// without the field, is that read-and-restore.
+mode_t current_umask() {
+  if (std::FILE* status = std::fopen("/proc/self/status", "re")) {
+    char line[256];
+    unsigned long mask = 0;
+    bool found = false;
+    while (!found && std::fgets(line, sizeof(line), status) != nullptr) {
+      found = std::sscanf(line, "Umask: %lo", &mask) == 1;
+    }
+    std::fclose(status);
+    if (found) return static_cast<mode_t>(mask & 0777);
+  }
   const mode_t mask = ::umask(0);
   ::umask(mask);
+  return mask;
+}
+
+}  // namespace
+
+OutputModes OutputModes::like(const std::optional<fs::path>& input_dir) {
+  const mode_t mask = current_umask();
   OutputModes modes{static_cast<mode_t>(0777 & ~mask), static_cast<mode_t>(0666 & ~mask)};
   struct stat st {};
   if (input_dir && ::stat(input_dir->c_str(), &st) == 0 && S_ISDIR(st.st_mode)) {

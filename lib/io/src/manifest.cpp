@@ -1,9 +1,11 @@
 #include "eplb/io/manifest.hpp"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
+#include <fmt/format.h>
 #include <algorithm>
 #include <cctype>
 #include <cerrno>
@@ -402,6 +404,32 @@ FileEntry describe_file(const std::filesystem::path& path) {
   ::close(fd);
   entry.xxh3 = XXH3_64bits_digest(state.get());
   return entry;
+}
+
+bool check_file_entry(const std::filesystem::path& path, const FileEntry& want, uint64_t hash_up_to,
+                      core::ProblemList& problems) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) return true;
+  auto size_differs = [&](uint64_t size) {
+    problems.add(fmt::format(
+        "'{}' is {} bytes, but the manifest says {}: it was modified, truncated or comes "
+        "from another checkpoint",
+        path.string(), size, want.size));
+    return false;
+  };
+  const auto size = static_cast<uint64_t>(st.st_size);
+  if (size != want.size) return size_differs(size);
+  if (!want.xxh3_known || size > hash_up_to) return true;
+  const FileEntry have = describe_file(path);
+  if (have.size != want.size) return size_differs(have.size);  // changed since the stat
+  if (have.xxh3 != want.xxh3) {
+    problems.add(fmt::format(
+        "'{}': whole-file xxh3 {:016x} differs from the manifest's {:016x}: it was modified "
+        "or comes from another checkpoint",
+        path.string(), have.xxh3, want.xxh3));
+    return false;
+  }
+  return true;
 }
 
 }  // namespace eplb::io

@@ -1,7 +1,11 @@
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
+
 #include <catch2/catch.hpp>
 
 #include "eplb/core/error.hpp"
@@ -229,6 +233,35 @@ TEST_CASE("output modes follow the input, never wider than the umask", "[io][ato
   CHECK(OutputModes::like(dir / "in").dir == 0755);
   CHECK(OutputModes::like(dir / "in").file == 0644);
   ::umask(mask);
+}
+
+TEST_CASE("output modes: reading the umask never widens another thread's files", "[io][atomic]") {
+  // umask(0) then umask(mask) to read it would let a file created in between get 0666.
+  TempDir dir;
+  const mode_t mask = ::umask(022);
+  std::atomic<bool> stop{false};
+  std::atomic<int> wrong_modes{0};  // Catch2's CHECK is not thread-safe
+  std::thread reader([&] {
+    while (!stop.load()) {
+      if (OutputModes::like(std::nullopt).file != 0644) ++wrong_modes;
+    }
+  });
+  int wider = 0;
+  for (int i = 0; i < 20000; ++i) {
+    const fs::path path = dir / ("f" + std::to_string(i % 8));
+    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
+    REQUIRE(fd >= 0);
+    struct stat st {};
+    REQUIRE(::fstat(fd, &st) == 0);
+    if ((st.st_mode & 0777) != 0644) ++wider;
+    ::close(fd);
+    fs::remove(path);
+  }
+  stop = true;
+  reader.join();
+  ::umask(mask);
+  CHECK(wider == 0);
+  CHECK(wrong_modes == 0);
 }
 
 TEST_CASE("cannot create output: a missing parent, a parent that is a file", "[io][atomic]") {

@@ -159,6 +159,45 @@ TEST_CASE("load_manifest and describe_file", "[io][manifest]") {
   CHECK(kind == ErrorKind::kIo);
 }
 
+TEST_CASE("check_file_entry: size always, xxh3 up to a size, before any parser", "[io][manifest]") {
+  TempDir dir;
+  const std::string text = "not an HDF5 file, but bytes all the same";
+  test::write_text(dir / "rank-00000.h5", text);
+  const FileEntry good = describe_file(dir / "rank-00000.h5");
+  const auto check = [&](const FileEntry& want, uint64_t hash_up_to) {
+    core::ProblemList problems;
+    const bool ok = check_file_entry(dir / "rank-00000.h5", want, hash_up_to, problems);
+    CHECK(ok == problems.empty());
+    return problems.empty() ? std::string() : problems.problems().at(0);
+  };
+  const std::string path = (dir / "rank-00000.h5").string();
+  CHECK(check(good, UINT64_MAX).empty());
+  CHECK(check(good, 0).empty());
+
+  FileEntry longer = good;
+  longer.size += 1;
+  const std::string size_text = "'" + path + "' is " + std::to_string(text.size()) +
+                                " bytes, but the manifest says " + std::to_string(text.size() + 1) +
+                                ": it was modified, truncated or comes from another checkpoint";
+  CHECK(check(longer, UINT64_MAX) == size_text);
+  CHECK(check(longer, 0) == size_text);  // sizes are always checked
+
+  FileEntry other = good;
+  other.xxh3 ^= 1;
+  CHECK(check(other, UINT64_MAX).starts_with("'" + path + "': whole-file xxh3 "));
+  CHECK(check(other, text.size()).find("differs from the manifest's") != std::string::npos);
+  CHECK(check(other, text.size() - 1).empty());  // larger than hash_up_to: not hashed
+  other.xxh3_known = false;                      // left out by run --in-place
+  CHECK(check(other, UINT64_MAX).empty());
+
+  // What it cannot examine is left to the open that follows (an I/O error there).
+  core::ProblemList problems;
+  CHECK(check_file_entry(dir / "missing.h5", good, UINT64_MAX, problems));
+  std::filesystem::create_directory(dir / "dir.h5");
+  CHECK(check_file_entry(dir / "dir.h5", good, UINT64_MAX, problems));
+  CHECK(problems.empty());
+}
+
 }  // namespace eplb::io
 
 namespace eplb::io {

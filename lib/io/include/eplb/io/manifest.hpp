@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "eplb/core/error.hpp"
 #include "eplb/io/tensor.hpp"
 #include "eplb/placement/placement.hpp"
 
@@ -72,5 +73,15 @@ std::string checkpoint_id_for(std::string_view identity);
 
 // Size and xxh3-64 of a whole file, streamed.
 FileEntry describe_file(const std::filesystem::path& path);
+
+// A shard against its manifest entry, before anything parses it (docs/RELIABILITY.md
+// "Identity"): its size always (one stat), its whole-file xxh3 when the entry has one and
+// the file is at most `hash_up_to` bytes (one sequential read). Returns false after adding
+// one problem naming the file when either differs: the caller must then not open it with
+// HDF5, whose parser is not robust against damaged metadata. Returns true when the file
+// matches, and also when it cannot be examined or is not a regular file: the open that
+// follows reports that, as an I/O error. Throws core::Error(kIo) when it cannot be read.
+bool check_file_entry(const std::filesystem::path& path, const FileEntry& want, uint64_t hash_up_to,
+                      core::ProblemList& problems);
 
 }  // namespace eplb::io
