@@ -244,7 +244,7 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   check_shared_directories(session, {output_parent(options.output)});
   CheckpointOutput output(session.group(), options.output, options.force, identity);
   HfReport report;
-  std::vector<fs::path> my_files;
+  std::vector<WrittenShard> my_files;
   core::ProblemList write_problems(ErrorKind::kIo);
   capture(write_problems, [&] {
     for (int32_t rank = session.rank(); rank < p.ep_size; rank += session.size()) {
@@ -255,7 +255,7 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
       report.bytes_written +=
           static_cast<long long>(io::expert_bytes(specs)) * p.num_slots_per_rank * p.num_layers();
       writer.close();
-      my_files.push_back(path);
+      my_files.push_back({path, writer.file_xxh3()});
     }
   });
   agree(session.group(), write_problems, "writing the shards");
