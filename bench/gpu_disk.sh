@@ -42,7 +42,7 @@ for r in $(seq "$rounds"); do
   echo "-- round $r"
   order=${BACKENDS:-mpi nccl auto}; [[ $((r % 2)) -eq 0 ]] && order=$(echo $order | tr " " "\n" | tac | tr "\n" " ")
   BACKENDS="$order" bash "$here/e2e_disk.sh" "$bin" "$work/e2e" "$np" "${E2E_SLOTS:-9}" \
-    "${E2E_LAYERS:-6}" 2>&1 | grep -E "^checkpoint|^backend: |rebalanced|  time |^verified|: run .* roofline"
+    "${E2E_LAYERS:-6}" 2>&1 | grep -E "^checkpoint|^backend: |rebalanced|  time |^verified|^rebalance \(|: run .* roofline"
 done
 rm -rf "$work/hf" "$work/e2e"
 echo "== done $(date -u '+%F %T') UTC"
