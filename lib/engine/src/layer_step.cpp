@@ -386,7 +386,8 @@ void LayerStepper::write_layer(Slot& slot, size_t i) {
     std::vector<std::span<const std::byte>> tensors;
     for (size_t t = 0; t < new_rows.num_tensors(); ++t) tensors.emplace_back(new_rows.tensor(t));
     h.writer->write_layer(layer_idx, ids, tensors, new_rows.checksums);
-    slot.bytes += static_cast<long long>(new_rows.bytes());
+    // The rows written, not the buffer (whose tensors are padded to 4 KiB).
+    for (const auto& rows : tensors) slot.bytes += static_cast<long long>(rows.size());
   });
   if (!ok) write_failed_ = true;
 }
