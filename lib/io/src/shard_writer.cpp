@@ -10,8 +10,8 @@
 // while the bytes move), and their write-back starts at once (sync_file_range), so that
 // close()'s fdatasync finds little left to do. HDF5 writes only the metadata, at close.
 //
-// Disk speed without the page cache's CPU cost: datasets of 4 KiB or more start on a
-// 4 KiB boundary (H5Pset_alignment; readers need not know), so the aligned body of a row
+// Disk speed without the page cache's CPU cost: every HDF5 object starts on a 4 KiB
+// boundary (H5Pset_alignment; readers need not know), so the aligned body of a row
 // block held in aligned memory goes out with O_DIRECT, its unaligned ends and the small
 // datasets buffered. The data is then never in the page cache, so the manifest's
 // whole-file xxh3 cannot be re-read cheaply: FileHashFold hashes the file in file order as
@@ -24,6 +24,7 @@
 #include <array>
 #include <bit>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <optional>
@@ -46,7 +47,7 @@ using h5::Handle;
 static_assert(std::endian::native == std::endian::little, "raw writes assume a little-endian host");
 
 // O_DIRECT granularity (offsets, lengths, buffer addresses), and the alignment of every
-// dataset of at least that size in the file.
+// object in the file.
 constexpr uint64_t kDirectAlign = 4096;
 // Smaller pieces go buffered: not worth three system calls.
 constexpr size_t kMinDirectBytes = size_t{64} << 10;
