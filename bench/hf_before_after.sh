@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # import/export before and after a change on the same data, alternating binaries, ROUNDS
-# times; the new binary's jobs with --roofline (a shared machine: repeat, give the spread).
+# times; the new binary's jobs with --roofline (a shared machine: repeat, give the spread);
+# both report their own seconds.total (--json), which excludes mpirun and the roofline.
 #   usage: bench/hf_before_after.sh OLD_BIN NEW_BIN DIR [ROUNDS]
 # DIR holds hf/ and p.json as `KEEP=1 bench/hf_disk.sh BIN DIR` leaves them.
 set -u
@@ -10,15 +11,16 @@ evict() { sync; for f in "$@"; do dd if="$f" iflag=nocache count=0 status=none; 
 t() { local a=$(date +%s.%N); "$@" >/dev/null 2>&1 || echo "FAILED: $*"; awk -v a=$a -v b=$(date +%s.%N) 'BEGIN{printf "%.2f", b-a}'; }
 for i in $(seq "$rounds"); do
   for which in old new; do
-    B=$OLD; extra=""; [[ $which == new ]] && { B=$NEW; extra="--roofline --json $which-imp-$i.json"; }
+    B=$OLD; extra="--json $which-imp-$i.json"; [[ $which == new ]] && { B=$NEW; extra="--roofline $extra"; }
     rm -rf ck out; evict hf/*
     la=$(cut -d' ' -f1 /proc/loadavg)
     ti=$(t mpirun -np 2 $B import --hf hf --placement p.json --output ck $extra)
     evict hf/* ck/*
-    [[ $which == new ]] && extra="--roofline --json $which-exp-$i.json"
+    extra="--json $which-exp-$i.json"; [[ $which == new ]] && extra="--roofline $extra"
     te=$(t mpirun -np 2 $B export --checkpoint ck --hf-base hf --output out $extra)
     ok=yes; for f in hf/*; do cmp -s $f out/$(basename $f) || ok=NO; done
-    echo "iter $i $which: load $la import ${ti}s export ${te}s (mpirun wall, roofline incl. for new) identical=$ok"
+    own=$(/usr/bin/python3 -c "import json,sys; print(' / '.join('%.2f' % json.load(open(p))['seconds']['total'] for p in sys.argv[1:]))" $which-imp-$i.json $which-exp-$i.json)
+    echo "iter $i $which: load $la import ${ti}s export ${te}s (mpirun wall, roofline incl. for new); own seconds.total import / export: $own; identical=$ok"
     if [[ $which == new ]]; then
       /usr/bin/python3 - $which-imp-$i.json $which-exp-$i.json <<'PY'
 import json, sys

@@ -9,8 +9,10 @@ set -euo pipefail
 bin=$(realpath "$1"); work=$(realpath -m "$2"); np=${3:-2}; experts=${4:-16}; layers=${5:-2}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 tool="$bin/eplb-rebalance"
+# PYTHON: an interpreter with numpy (Debian's by default).
+py=${PYTHON:-/usr/bin/python3}
 rm -rf "$work"; mkdir -p "$work"
-/usr/bin/python3 - "$work" "$experts" "$layers" "$np" <<'PY'
+"$py" - "$work" "$experts" "$layers" "$np" <<'PY'
 import json, os, random, struct, sys
 import numpy as np
 d, experts, layers, ep = sys.argv[1], *map(int, sys.argv[2:5])
@@ -63,7 +65,7 @@ json.dump({"format": "eplb-placement", "version": 1, "ep_size": ep, "num_slots_p
 PY
 evict() { sync; for f in "$@"; do dd if="$f" iflag=nocache count=0 status=none; done; }
 summary() {  # summary JOB REPORT
-  /usr/bin/python3 - "$1" "$2" <<'PY'
+  "$py" - "$1" "$2" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[2])); f = r["roofline"]; s = f["seconds"]
 print(f"{sys.argv[1]:7} {r['seconds']['total']:6.2f} s  read {r['bytes']['read'] / 1e9:.2f} GB, "

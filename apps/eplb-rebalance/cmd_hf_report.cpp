@@ -13,6 +13,11 @@ void add_hf_report(const engine::HfReport& r) {
   j["num_logical_experts"] = r.num_logical_experts;
   j["bytes"] = {{"read", r.bytes_read}, {"written", r.bytes_written}};
   j["seconds"] = {{"total", r.seconds}};
+  if (r.phases) {
+    j["seconds"]["setup"] = r.phases->setup;
+    j["seconds"]["write"] = r.phases->write;
+    j["seconds"]["commit"] = r.phases->commit;
+  }
 }
 
 void add_job_roofline(const runtime::MpiSession& session,

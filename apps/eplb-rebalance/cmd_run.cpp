@@ -57,6 +57,7 @@ void print_report(const engine::RebalanceReport& r) {
 void add_to_job_report(const engine::RebalanceReport& r) {
   auto& j = job_report().root();
   j["backend"] = r.backend;
+  j["backend_reason"] = r.backend_reason;
   j["plan"] = {{"num_layers", r.num_layers},
                {"experts_moved", r.experts_moved},
                {"min_experts_required", r.min_experts_required},

@@ -27,7 +27,7 @@ expect_exit 0 "$work/run.log" -- mpi 4 "$tool" --old "$demo/old.json" --new "$de
   --input "$work/in" --output "$work/out" --backend mpi --json "$work/run.json"
 check "$work/run.json" "$common"'
 assert r["command"] == "run" and r["result"] == "ok" and r["exit_code"] == 0 and "error" not in r
-assert r["backend"] == "mpi"
+assert r["backend"] == "mpi" and r["backend_reason"] == "requested with --backend mpi", r
 p = r["plan"]
 assert p["num_layers"] == 4 and p["experts_moved"] == p["min_experts_required"] == 23 and p["messages"] == 18
 s = r["seconds"]
@@ -70,6 +70,9 @@ odd="$work/ck-$(printf '\xff\xfe')-x"
 expect_exit 0 "$work/odd.log" -- mpi 2 "$tool" --old "$demo/old.json" --new "$demo/new.json" \
   --input "$work/in" --output "$odd" --json "$work/odd.json"
 check "$work/odd.json" 'assert r["inputs"]["output"].endswith("/ck-\ufffd\ufffd-x"), r["inputs"]'
+# --backend auto (the default), disk to disk on one node: MPI, and why (docs/CLI.md).
+check "$work/odd.json" 'assert r["backend"] == "mpi" and r["backend_reason"].startswith("auto: all 2 processes on one node; disk to disk"), r["backend_reason"]'
+expect_in "$work/odd.log" "backend: mpi (auto: all 2 processes on one node; disk to disk the host path is faster than NCCL's host<->device copies (docs/PERFORMANCE.md))"
 cp "$demo/old.json" "$work/old-$(printf '\xe9').json"
 expect_exit 0 "$work/odd2.log" -- "$tool" plan --old "$work/old-$(printf '\xe9').json" \
   --new "$demo/new.json" --json "$work/odd2.json"

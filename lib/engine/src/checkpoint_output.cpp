@@ -31,12 +31,19 @@ CheckpointOutput::~CheckpointOutput() = default;
 namespace {
 
 // "name size xxh3" per file, so that rank 0 can assemble the manifest.
-std::vector<std::string> describe_files(const std::vector<fs::path>& files,
+std::vector<std::string> describe_files(const std::vector<WrittenShard>& files,
                                         core::ProblemList& problems) {
   std::vector<std::string> lines;
   for (const auto& file : files) {
     capture(problems, [&] {
-      auto entry = io::describe_file(file);
+      // The hash the writer folded into its writes, or the file read back.
+      if (!file.xxh3) {
+        core::log::detail("'{}': whole-file xxh3 not folded into the writes; reading the file",
+                          file.path.string());
+      }
+      auto entry = file.xxh3 ? io::FileEntry{file.path.filename().string(),
+                                             fs::file_size(file.path), *file.xxh3}
+                             : io::describe_file(file.path);
       lines.push_back(entry.name + " " + std::to_string(entry.size) + " " +
                       std::to_string(entry.xxh3));
     });
@@ -64,7 +71,7 @@ std::vector<io::FileEntry> parse_file_lines(const std::vector<std::string>& line
 
 }  // namespace
 
-void CheckpointOutput::commit(const std::vector<fs::path>& my_files, io::Manifest manifest) {
+void CheckpointOutput::commit(const std::vector<WrittenShard>& my_files, io::Manifest manifest) {
   core::ProblemList problems(core::ErrorKind::kIo);
   auto lines = describe_files(my_files, problems);
   agree(group_, problems, "describing the written shards");

@@ -57,7 +57,7 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
                           "generate\n" + io::to_string(options.tensors) + "\nseed " +
                               std::to_string(options.seed) + "\n" + placement::to_json(p));
   GenerateReport report;
-  std::vector<std::filesystem::path> my_files;
+  std::vector<WrittenShard> my_files;
   core::ProblemList write_problems(core::ErrorKind::kIo);
   capture(write_problems, [&] {
     std::vector<std::vector<std::byte>> rows(options.tensors.size());
@@ -77,7 +77,7 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
         progress.advance(1, layer_bytes);
       }
       writer.close();
-      my_files.push_back(path);
+      my_files.push_back({path, writer.file_xxh3()});
     }
     progress.finish();
   });

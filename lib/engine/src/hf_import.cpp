@@ -4,6 +4,7 @@
 // against it -> each process writes its shards, reading each expert's bytes once per shard
 // with O_DIRECT pread (the next layer read while this one is written) -> commit (manifest with the
 // Hugging Face section, then rename).
+#include <cmath>
 #include <cstring>
 #include <future>
 #include <map>
@@ -244,7 +245,10 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   check_shared_directories(session, {output_parent(options.output)});
   CheckpointOutput output(session.group(), options.output, options.force, identity);
   HfReport report;
-  std::vector<fs::path> my_files;
+  HfReport::Phases phases;
+  phases.setup = core::seconds_since(start);
+  const auto write_start = core::Clock::now();
+  std::vector<WrittenShard> my_files;
   core::ProblemList write_problems(ErrorKind::kIo);
   capture(write_problems, [&] {
     for (int32_t rank = session.rank(); rank < p.ep_size; rank += session.size()) {
@@ -255,13 +259,26 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
       report.bytes_written +=
           static_cast<long long>(io::expert_bytes(specs)) * p.num_slots_per_rank * p.num_layers();
       writer.close();
-      my_files.push_back(path);
+      my_files.push_back({path, writer.file_xxh3()});
     }
   });
   agree(session.group(), write_problems, "writing the shards");
+  phases.write = core::seconds_since(write_start);
+  const auto commit_start = core::Clock::now();
 
   // Commit: the manifest records where the experts came from, for export.
   output.commit(my_files, io::Manifest{specs, p, {}, {}, source});
+  phases.commit = core::seconds_since(commit_start);
+  const auto micros = [](double s) { return std::llround(s * 1e6); };
+  const auto slowest = runtime::all_max(
+      session.group(), {micros(phases.setup), micros(phases.write), micros(phases.commit)},
+      "the report's phases");
+  const auto seconds = [&](size_t i) { return static_cast<double>(slowest[i]) / 1e6; };
+  report.phases = HfReport::Phases{seconds(0), seconds(1), seconds(2)};
+  core::log::detail(
+      "import: set-up {:.2f} s, read + write {:.2f} s, commit {:.2f} s (max over "
+      "processes)",
+      seconds(0), seconds(1), seconds(2));
   const auto totals = runtime::all_sum(session.group(), {report.bytes_written, report.bytes_read},
                                        "the report's totals");
   report.bytes_written = totals[0];

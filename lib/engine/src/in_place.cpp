@@ -500,6 +500,7 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
         "left to do",
         options.input.string());
     report.backend = "no";
+    report.backend_reason = "nothing to move";
     report.seconds_total = seconds_since(start);
     return report;
   }
@@ -515,8 +516,10 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
 
   // Transport and journals. The new id is the one a copy would get: same bytes, same id.
   const auto setup_start = Clock::now();
-  auto transport = make_transport(session, options.backend, options.transport);
+  auto chosen = make_transport(session, options.backend, Workload::kDiskToDisk, options.transport);
+  auto& transport = chosen.transport;
   report.backend = std::string(transport->name());
+  report.backend_reason = chosen.choice.reason;
   const std::string checkpoint_id = io::checkpoint_id_for("run\n" + inputs.input_identity +
                                                           placement::to_json(inputs.new_placement));
   InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id);

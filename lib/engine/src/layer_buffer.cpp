@@ -7,9 +7,11 @@
 namespace eplb::engine {
 namespace {
 
-// Keep every tensor 256-byte aligned: friendlier to DMA and vector copies.
+// Keep every tensor 4 KiB-aligned (the buffer is page-aligned): io::ShardWriter writes it
+// with O_DIRECT only from aligned memory; also friendlier to DMA and vector copies.
 size_t aligned_tensor_bytes(const io::TensorSpec& spec, int32_t num_rows) {
-  return (spec.row_bytes() * static_cast<size_t>(num_rows) + 255) / 256 * 256;
+  constexpr size_t kAlign = 4096;
+  return (spec.row_bytes() * static_cast<size_t>(num_rows) + kAlign - 1) / kAlign * kAlign;
 }
 
 }  // namespace

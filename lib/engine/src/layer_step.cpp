@@ -370,20 +370,21 @@ void LayerStepper::write_layer(Slot& slot, size_t i) {
     std::vector<std::span<const std::byte>> tensors;
     for (size_t t = 0; t < new_rows.num_tensors(); ++t) tensors.emplace_back(new_rows.tensor(t));
     h.writer->write_layer(layer_idx, ids, tensors, new_rows.checksums);
-    slot.bytes += static_cast<long long>(new_rows.bytes());
+    // The rows written, not the buffer (whose tensors are padded to 4 KiB).
+    for (const auto& rows : tensors) slot.bytes += static_cast<long long>(rows.size());
   });
   if (!ok) write_failed_ = true;
 }
 
-std::vector<std::filesystem::path> LayerStepper::finish() {
+std::vector<WrittenShard> LayerStepper::finish() {
   collect_writes(static_cast<int32_t>(plan_.layers.size()) - 1, /*block=*/true);
-  std::vector<std::filesystem::path> files;
+  std::vector<WrittenShard> files;
   for (auto& h : hosted_) {
     if (!h.writer || !problems_.empty()) continue;
     const auto start = Clock::now();
     capture(problems_, [&] { h.writer->close(); });
     counters_.seconds_write += seconds_since(start);
-    files.push_back(h.output_file);
+    files.push_back({h.output_file, h.writer->file_xxh3()});
   }
   agree(session_.group(), problems_, "closing the output shards");
   core::fault::kill_point("written");

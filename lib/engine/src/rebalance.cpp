@@ -135,8 +135,10 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   const size_t budget = options.transport.max_staging_bytes;
   transport::TransportOptions transport_options = options.transport;
   transport_options.max_staging_bytes = budget / 2;
-  auto transport = make_transport(session, options.backend, transport_options);
+  auto chosen = make_transport(session, options.backend, Workload::kDiskToDisk, transport_options);
+  auto& transport = chosen.transport;
   report.backend = std::string(transport->name());
+  report.backend_reason = chosen.choice.reason;
   const size_t device_bytes = report.backend == "nccl" ? transport_options.max_staging_bytes : 0;
   report.staging_budget_bytes = static_cast<int64_t>(budget);
   report.device_staging_bytes = static_cast<int64_t>(device_bytes);

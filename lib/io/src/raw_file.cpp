@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -48,6 +49,24 @@ void pwrite_all(int fd, std::span<const std::byte> bytes, uint64_t offset) {
   const std::string cause = t.error != 0 ? std::strerror(t.error) : "no progress";
   throw Error(ErrorKind::kIo,
               cause + " (" + range_text("pwrite", t.attempted, offset + t.done) + ")");
+}
+
+bool pwrite_direct(int fd, std::span<const std::byte> bytes, uint64_t offset) {
+  if (bytes.empty()) return true;
+  const size_t first = std::min(bytes.size(), core::kMaxIoChunk);
+  ssize_t n = 0;
+  do {
+    n = ::pwrite(fd, bytes.data(), first, static_cast<off_t>(offset));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EINVAL) return false;
+  if (n <= 0) {
+    const std::string cause = n < 0 ? std::strerror(errno) : "no progress";
+    throw Error(ErrorKind::kIo, cause + " (" + range_text("direct pwrite", first, offset) + ")");
+  }
+  // A short direct write leaves an aligned remainder only when it stopped on a block; the
+  // rest goes through pwrite_all, which reports any failure with its position.
+  pwrite_all(fd, bytes.subspan(static_cast<size_t>(n)), offset + static_cast<uint64_t>(n));
+  return true;
 }
 
 void start_writeback(int fd, uint64_t offset, uint64_t bytes, bool wait) {

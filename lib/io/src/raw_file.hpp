@@ -36,6 +36,10 @@ void pread_exact(int fd, std::span<std::byte> out, uint64_t offset);
 // All of `bytes` at `offset`. kIo "pwrite of N bytes at byte X: <errno text>" (a full disk:
 // "No space left on device").
 void pwrite_all(int fd, std::span<const std::byte> bytes, uint64_t offset);
+// pwrite_all on a descriptor opened with O_DIRECT (bytes, offset and address 4 KiB-aligned).
+// False, nothing written, when the filesystem refuses direct I/O for it (EINVAL on the
+// first transfer): write the bytes buffered instead. Other failures throw as pwrite_all.
+bool pwrite_direct(int fd, std::span<const std::byte> bytes, uint64_t offset);
 // Starts write-back of [offset, offset + bytes) and, with `wait`, waits for it first
 // (sync_file_range). A hint: filesystems without it are fine; EIO and the like throw kIo.
 void start_writeback(int fd, uint64_t offset, uint64_t bytes, bool wait);

@@ -162,7 +162,7 @@ TEST_CASE("load_manifest and describe_file", "[io][manifest]") {
 TEST_CASE("check_file_entry: size always, xxh3 up to a size, before any parser", "[io][manifest]") {
   TempDir dir;
   const std::string text = "not an HDF5 file, but bytes all the same";
-  test::write_text(dir / "rank-00000.h5", text);
+  test::write_file(dir / "rank-00000.h5", text);
   const FileEntry good = describe_file(dir / "rank-00000.h5");
   const auto check = [&](const FileEntry& want, uint64_t hash_up_to) {
     core::ProblemList problems;

@@ -1,16 +1,22 @@
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <csignal>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <optional>
 #include <span>
 #include <thread>
 
 #include "eplb/core/error.hpp"
+#include "eplb/io/manifest.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/io/shard_layout.hpp"
 #include "io_test_util.hpp"
@@ -203,16 +209,18 @@ TEST_CASE("a full disk surfaces as an I/O error", "[io][shard]") {
   info.tensors = parse_tensor_specs("w:fp32:1024x256");  // 1 MiB per slot
   // The file size limit stands in for a full disk: writes past it fail with EFBIG.
   std::signal(SIGXFSZ, SIG_IGN);
-  rlimit saved{};
-  getrlimit(RLIMIT_FSIZE, &saved);
-  rlimit small = saved;
-  small.rlim_cur = 2 << 20;
-  REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
   ErrorKind kind = ErrorKind::kInternal;
   const auto path = dir / "rank-00001.h5";
   std::string text, close_text;
+  rlimit saved{};
+  getrlimit(RLIMIT_FSIZE, &saved);
   {
+    // Created first: the writer flushes HDF5's metadata at creation, which sets the file's
+    // (sparse) size; the limit then stops the writes past 2 MiB, as a full disk would.
     ShardWriter writer(path, info);
+    rlimit small = saved;
+    small.rlim_cur = 2 << 20;
+    REQUIRE(setrlimit(RLIMIT_FSIZE, &small) == 0);
     text = error_text([&] { write_layer(writer, 0, make_layer(info, 0)); }, &kind);
     close_text = error_text([&] { writer.close(); });
   }  // the destructor's close fails too; it must neither throw nor leave a crash for exit
@@ -228,6 +236,111 @@ TEST_CASE("a full disk surfaces as an I/O error", "[io][shard]") {
   // The library still works afterwards.
   write_shard(dir / "rank-00002.h5", info);
   CHECK(ShardReader(dir / "rank-00002.h5").info() == info);
+}
+
+namespace {
+
+// Pages of `path` in the page cache, out of all (mincore).
+std::pair<size_t, size_t> resident_pages(const std::filesystem::path& path) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  REQUIRE(fd >= 0);
+  const auto size = static_cast<size_t>(std::filesystem::file_size(path));
+  void* map = ::mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+  ::close(fd);
+  REQUIRE(map != MAP_FAILED);
+  const auto page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  std::vector<unsigned char> in_core((size + page - 1) / page);
+  REQUIRE(::mincore(map, size, in_core.data()) == 0);
+  ::munmap(map, size);
+  const auto resident = static_cast<size_t>(
+      std::count_if(in_core.begin(), in_core.end(), [](unsigned char c) { return c & 1; }));
+  return {resident, in_core.size()};
+}
+
+// Whether O_DIRECT is taken in `dir` (tmpfs refuses it).
+bool direct_io_in(const std::filesystem::path& dir) {
+  const auto probe = dir / "direct-probe";
+  const int fd = ::open(probe.c_str(), O_WRONLY | O_CREAT | O_DIRECT | O_CLOEXEC, 0644);
+  if (fd >= 0) ::close(fd);
+  std::filesystem::remove(probe);
+  return fd >= 0;
+}
+
+// Writes a shard of large tensors from 4 KiB-aligned memory, layers in `order`; returns
+// the writer's folded hash.
+std::optional<uint64_t> write_aligned(const std::filesystem::path& path, const ShardInfo& info,
+                                      const std::vector<int32_t>& order) {
+  ShardWriter writer(path, info);
+  for (int32_t layer_idx : order) {
+    const Layer layer = make_layer(info, layer_idx);
+    std::vector<std::unique_ptr<std::byte, decltype(&std::free)>> memory;
+    std::vector<std::span<const std::byte>> rows;
+    for (const auto& bytes : layer.rows) {
+      const size_t rounded = (bytes.size() + 4095) / 4096 * 4096;
+      memory.emplace_back(static_cast<std::byte*>(std::aligned_alloc(4096, rounded)), &std::free);
+      std::memcpy(memory.back().get(), bytes.data(), bytes.size());
+      rows.emplace_back(memory.back().get(), bytes.size());
+    }
+    writer.write_layer(layer_idx, layer.ids, rows, layer.sums);
+  }
+  writer.close();
+  return writer.file_xxh3();
+}
+
+}  // namespace
+
+TEST_CASE("large rows go out with O_DIRECT, and the file hash is folded into the writes",
+          "[io][shard]") {
+  TempDir dir;
+  ShardInfo info = sample_info();
+  // 300 KiB + 3 bytes per slot (an unaligned tail), a small tensor, 1 MiB per slot.
+  info.tensors = parse_tensor_specs("w:u8:307203,s:fp32:3,v:bf16:512x1024");
+  const bool buffered = GENERATE(false, true);
+  if (buffered) ::setenv("EPLB_TEST_NO_O_DIRECT", "1", 1);
+  const auto path = dir / "rank-00001.h5";
+  const auto folded = write_aligned(path, info, {0, 1, 2});
+  if (buffered) ::unsetenv("EPLB_TEST_NO_O_DIRECT");
+  // The manifest's hash without reading the file again.
+  REQUIRE(folded.has_value());
+  CHECK(*folded == describe_file(path).xxh3);
+  // The bytes are right, whichever way they went.
+  ShardReader reader(path);
+  for (int32_t layer_idx = 0; layer_idx < info.num_layers; ++layer_idx) {
+    const Layer expected = make_layer(info, layer_idx);
+    CHECK(reader.read_logical_ids(layer_idx) == expected.ids);
+    for (size_t t = 0; t < info.tensors.size(); ++t) {
+      std::vector<std::byte> rows(expected.rows[t].size());
+      reader.read_tensor(layer_idx, t, rows);
+      CHECK(rows == expected.rows[t]);
+      CHECK(reader.read_checksums(layer_idx, t) == expected.sums[t]);
+    }
+  }
+  // Direct writes leave the data out of the page cache (read_tensor above went through
+  // HDF5's own reads, which cache what they read: check a fresh file).
+  const auto again = dir / "rank-00002.h5";
+  REQUIRE(write_aligned(again, info, {0, 1, 2}) == folded);
+  CHECK(test::read_file(again) == test::read_file(path));
+  if (!buffered && direct_io_in(dir.path())) {
+    // read_file above cached `again`; write a third copy and look before reading it.
+    const auto third = dir / "rank-00003.h5";
+    write_aligned(third, info, {0, 1, 2});
+    const auto [resident, pages] = resident_pages(third);
+    CAPTURE(resident, pages);
+    CHECK(resident * 4 < pages);
+  }
+}
+
+TEST_CASE("layers written out of order: no folded hash, the file is read instead", "[io][shard]") {
+  TempDir dir;
+  ShardInfo info = sample_info();
+  info.tensors = parse_tensor_specs("v:bf16:512x1024");
+  const auto path = dir / "rank-00001.h5";
+  CHECK_FALSE(write_aligned(path, info, {2, 1, 0}).has_value());
+  // Small layers out of order are held until their turn: the hash is still folded.
+  info.tensors = parse_tensor_specs("v:bf16:16");
+  const auto small = dir / "rank-00002.h5";
+  const auto folded = write_aligned(small, info, {2, 1, 0});
+  CHECK(folded == describe_file(small).xxh3);
 }
 
 TEST_CASE("shard reader reports missing and foreign files", "[io][shard]") {

@@ -18,6 +18,13 @@
 
 namespace eplb::engine {
 
+// A shard this process wrote and closed, with its whole-file xxh3 when the writer computed
+// it on the way (io::ShardWriter::file_xxh3); commit() reads the file for it otherwise.
+struct WrittenShard {
+  std::filesystem::path path;
+  std::optional<uint64_t> xxh3;
+};
+
 class CheckpointOutput {
  public:
   // Collective: rank 0 takes ownership of the output name (see io::OutputOwner) and
@@ -46,7 +53,7 @@ class CheckpointOutput {
   // Collective, after every rank closed (fsynced) its shards: each rank describes the
   // files it wrote (size, xxh3), rank 0 writes the manifest (files in EP-rank order) and
   // renames the staging directory into place. `manifest.files` is filled here.
-  void commit(const std::vector<std::filesystem::path>& my_files, io::Manifest manifest);
+  void commit(const std::vector<WrittenShard>& my_files, io::Manifest manifest);
 
  private:
   runtime::Group group_;

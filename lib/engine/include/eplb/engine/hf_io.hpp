@@ -33,6 +33,15 @@ struct HfReport {
   long long bytes_written = 0;  // payload, all processes
   long long bytes_read = 0;     // tensor bytes read from the input files, all processes
   double seconds = 0;
+  // import: where the time went (max over processes): load and check the inputs, create
+  // the output; read the HF files and write the shards (overlapped; fdatasync included);
+  // describe the shards, write the manifest and rename. Empty for export.
+  struct Phases {
+    double setup = 0;
+    double write = 0;
+    double commit = 0;
+  };
+  std::optional<Phases> phases;
 };
 
 // Collective. Every process maps the model (config.json + the index's tensor names) and

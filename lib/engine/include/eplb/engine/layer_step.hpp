@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "eplb/core/error.hpp"
+#include "eplb/engine/checkpoint_output.hpp"
 #include "eplb/engine/inputs.hpp"
 #include "eplb/engine/layer_buffer.hpp"
 #include "eplb/io/shard.hpp"
@@ -82,7 +83,7 @@ class LayerStepper {
   void run_layer(int32_t layer_idx);
   // Collective: waits for the last writes, agrees on them, closes (fdatasyncs) this
   // process's shards and returns the files it wrote.
-  std::vector<std::filesystem::path> finish();
+  std::vector<WrittenShard> finish();
 
   // Totals of the reads and writes finished so far (updated by run_layer and finish).
   const StepCounters& counters() const { return counters_; }

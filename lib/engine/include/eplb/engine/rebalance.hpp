@@ -45,6 +45,7 @@ struct RebalanceOptions {
 // Figures for the whole job, identical on every rank (reduced over ranks).
 struct RebalanceReport {
   std::string backend;
+  std::string backend_reason;  // why (engine::choose_backend); rank 0's text
   int32_t num_layers = 0;
   int64_t experts_moved = 0;         // rows received over the network
   int64_t min_experts_required = 0;  // what any plan must move

@@ -61,6 +61,9 @@ class ShardReader {
 // Creates a new shard (the file must not exist). Layers may be written in any order but
 // each exactly once. close() flushes, fsyncs and closes, and throws if any of it fails;
 // a writer destroyed without close() leaves an incomplete file (staging is discarded).
+// Rows are written with O_DIRECT where the filesystem takes it and the caller's rows are
+// 4 KiB-aligned in memory (datasets are 4 KiB-aligned in the file), buffered otherwise;
+// written in layer order, the whole file's xxh3 is computed on the way (file_xxh3()).
 class ShardWriter {
  public:
   ShardWriter(const std::filesystem::path& path, const ShardInfo& info);
@@ -75,6 +78,10 @@ class ShardWriter {
                    std::span<const std::span<const std::byte>> rows,
                    std::span<const std::vector<uint64_t>> checksums);
   void close();
+  // After close(): the XXH3-64 of the whole file (the manifest's "xxh3"), folded into the
+  // writes, or nullopt when it could not be (layers out of order, metadata rewritten at
+  // close): then hash the file (describe_file).
+  std::optional<uint64_t> file_xxh3() const;
 
  private:
   struct Impl;
