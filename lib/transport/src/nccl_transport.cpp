@@ -451,6 +451,10 @@ void NcclTransport::wait(cudaStream_t stream, const char* what) {
 
 void NcclTransport::close() {
   if (!impl_->nccl) return;
+  // Deregister the staging buffer while the communicator is whole: destroying a communicator
+  // that still holds a registration crashed inside ncclCommDestroy on 4 H200s (4 processes,
+  // NCCL 2.28), where 2 processes did not.
+  impl_->staging_registration.reset();
   impl_->nccl.close(runtime::Deadline(impl_->options.timeout));
   impl_->mpi.close();
 }
