@@ -40,20 +40,29 @@ cmake -S "$root" -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILE
   "${launcher[@]}" >/dev/null
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
 
+# "hdf5" when the first stack frame of report $1 past libc, libstdc++, libFuzzer and the
+# sanitizer runtime (its interceptors, malloc and free among them) is inside libhdf5, else
+# "ours" (also when no frame is shown).
+stack_site() {
+  local frame
+  frame=$(grep -E '^ +#[0-9]+ ' "$1" |
+    grep -vE 'libc\.so|libstdc\+\+|/sysdeps/|string/|stdlib/|nptl/|__interceptor_|__asan|__sanitizer|__ubsan|fuzzer::' |
+    grep -vE ' in (malloc|calloc|realloc|free|aligned_alloc|posix_memalign|memalign) \(' |
+    head -n 1 || true)
+  if [[ $frame == *libhdf5* ]]; then echo hdf5; else echo ours; fi
+}
+
 # Replays input $2 with target $1 (output in $3, libFuzzer options after): "none" when it
-# runs clean (a hang or slow unit that was machine load: -timeout is wall-clock time),
-# "hdf5" when it crashes or hangs inside libhdf5, else "ours".
+# runs clean (a hang or slow unit that was machine load: -timeout is wall-clock time; or a
+# crash that needs the state earlier inputs left in the process), else stack_site's answer.
 crash_site() {
-  local frame target=$1 input=$2 out=$3
+  local target=$1 input=$2 out=$3
   shift 3
   if "$target" -timeout=30 "$@" "$input" >"$out" 2>&1; then
     echo none
     return
   fi
-  frame=$(grep -E '^ +#[0-9]+ ' "$out" |
-    grep -vE 'libc\.so|libstdc\+\+|/sysdeps/|string/|stdlib/|nptl/|__interceptor_|__asan|__sanitizer|__ubsan|fuzzer::' |
-    head -n 1 || true)
-  if [[ $frame == *libhdf5* ]]; then echo hdf5; else echo ours; fi
+  stack_site "$out"
 }
 
 failed=()
@@ -66,7 +75,7 @@ for target in "${targets[@]}"; do
   status=0
   # Sanitizer reports go to files (one per process: fork mode's jobs are processes whose
   # own output libFuzzer does not keep).
-  (cd "$findings" && ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}log_path=$findings/reports/asan" \
+  (cd "$findings" && ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}handle_abort=1:log_path=$findings/reports/asan" \
     UBSAN_OPTIONS="${UBSAN_OPTIONS:+$UBSAN_OPTIONS:}log_path=$findings/reports/ubsan" \
     "$build/bin/$target" "$build/corpus/$name" "$root/test/fuzz/corpus/$name" \
     -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 -max_total_time="$seconds" \
@@ -74,6 +83,19 @@ for target in "${targets[@]}"; do
     >"$build/$target.log" 2>&1 || status=$?
   grep -E '^#[0-9]+: cov' "$build/$target.log" | tail -n 1 || true
   ours=0
+  # Every sanitizer report of the run, triaged by its stack, whatever input it came from:
+  # this also covers a crash that does not recur when its input is replayed alone.
+  reports_ours=0
+  for report in "$findings"/reports/*; do
+    [[ -f $report ]] || continue
+    # Only errors: a job's LeakSanitizer also writes the list of suppressions it used.
+    grep -qE 'ERROR: |runtime error' "$report" || continue
+    if [[ $(stack_site "$report") == ours ]]; then
+      echo "fuzz: $target: FINDING (sanitizer report outside libhdf5): $report" >&2
+      reports_ours=$((reports_ours + 1))
+    fi
+  done
+  ours=$reports_ours
   for input in "$findings"/*; do
     [[ -f $input ]] || continue
     kind=$(basename "$input")
@@ -91,6 +113,8 @@ for target in "${targets[@]}"; do
       echo "fuzz: $target: $kind inside libhdf5 (HDF5 defect, not ours): $input"
     elif [[ $site == none && $kind != crash ]]; then
       echo "fuzz: $target: a $kind that did not recur on replay (machine load): $input"
+    elif [[ $site == none && $reports_ours == 0 ]]; then
+      echo "fuzz: $target: a crash that did not recur on replay alone; every sanitizer report of the run is inside libhdf5: $input"
     else
       echo "fuzz: $target: FINDING ($kind): $input (replay: ${input}.replay)" >&2
       ours=$((ours + 1))
