@@ -83,6 +83,20 @@ void write_shard(const std::filesystem::path& path, const ShardInfo& info, bool 
   writer.close();
 }
 
+// Every layer of `reader` holds what write_shard() wrote for `info`: ids, rows, checksums.
+void check_contents(const ShardReader& reader, const ShardInfo& info) {
+  for (int32_t layer_idx = 0; layer_idx < info.num_layers; ++layer_idx) {
+    const Layer expected = make_layer(info, layer_idx);
+    CHECK(reader.read_logical_ids(layer_idx) == expected.ids);
+    for (size_t t = 0; t < info.tensors.size(); ++t) {
+      std::vector<std::byte> rows(expected.rows[t].size());
+      reader.read_tensor(layer_idx, t, rows);
+      CHECK(rows == expected.rows[t]);
+      CHECK(reader.read_checksums(layer_idx, t) == expected.sums[t]);
+    }
+  }
+}
+
 void h5py(const std::string& args) {
   int status = 0;
   test::run_command(std::string("/usr/bin/python3 ") + kTool + " " + args + " 2>&1", status);
@@ -105,16 +119,7 @@ TEST_CASE("shard round trip, every dtype", "[io][shard]") {
   ShardReader reader(path);
   CHECK(reader.info() == info);
   CHECK(reader.path() == path);
-  for (int32_t layer_idx = 0; layer_idx < info.num_layers; ++layer_idx) {
-    const Layer expected = make_layer(info, layer_idx);
-    CHECK(reader.read_logical_ids(layer_idx) == expected.ids);
-    for (size_t t = 0; t < info.tensors.size(); ++t) {
-      std::vector<std::byte> rows(expected.rows[t].size());
-      reader.read_tensor(layer_idx, t, rows);
-      CHECK(rows == expected.rows[t]);
-      CHECK(reader.read_checksums(layer_idx, t) == expected.sums[t]);
-    }
-  }
+  check_contents(reader, info);
   ShardReader moved = std::move(reader);
   CHECK(moved.info().num_layers == 3);
 }
@@ -305,16 +310,7 @@ TEST_CASE("large rows go out with O_DIRECT, and the file hash is folded into the
   CHECK(*folded == describe_file(path).xxh3);
   // The bytes are right, whichever way they went.
   ShardReader reader(path);
-  for (int32_t layer_idx = 0; layer_idx < info.num_layers; ++layer_idx) {
-    const Layer expected = make_layer(info, layer_idx);
-    CHECK(reader.read_logical_ids(layer_idx) == expected.ids);
-    for (size_t t = 0; t < info.tensors.size(); ++t) {
-      std::vector<std::byte> rows(expected.rows[t].size());
-      reader.read_tensor(layer_idx, t, rows);
-      CHECK(rows == expected.rows[t]);
-      CHECK(reader.read_checksums(layer_idx, t) == expected.sums[t]);
-    }
-  }
+  check_contents(reader, info);
   // Direct writes leave the data out of the page cache (read_tensor above went through
   // HDF5's own reads, which cache what they read: check a fresh file).
   const auto again = dir / "rank-00002.h5";
