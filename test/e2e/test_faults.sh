@@ -18,7 +18,7 @@ T=60  # seconds: no case may take longer
 
 run() {  # run NP [args...]: the rebalance of $d/in into $d/out
   local np=$1; shift
-  timeout "$T" mpirun --oversubscribe -np "$np" "$tool" --old "$d/old.json" --new "$d/new.json" \
+  timeout -k 10 "$T" mpirun --oversubscribe -np "$np" "$tool" --old "$d/old.json" --new "$d/new.json" \
     --input "$d/in" --output "$d/out" --backend mpi --timeout 20 "$@"
 }
 
@@ -78,7 +78,8 @@ rc=0; EPLB_TEST_KILL_AT="layer-1:1" run 2 >"$d/kill-rank1.log" 2>&1 || rc=$?
 [[ $rc -ne 0 ]] && pass || fail "kill of rank 1: exit 0"
 promises kill-rank1 absent
 
-# F17-F21: kill -9 of one rank at a random moment (seeded, so a failure can be replayed).
+# F17-F21: kill -9 of one process of the job (a rank, mpirun or the timeout wrapper) at a
+# random moment (seeded, so a failure can be replayed).
 RANDOM=${EPLB_FAULT_SEED:-12345}
 for i in 1 2 3 4 5; do
   state=absent; (( i % 2 == 0 )) && state=prev
@@ -89,7 +90,7 @@ for i in 1 2 3 4 5; do
   sleep "0.$(( RANDOM % 10 ))$(( RANDOM % 10 ))"
   victims=($(pgrep -f -- "$tool --old $d/old.json" || true))
   (( ${#victims[@]} > 0 )) && kill -9 "${victims[RANDOM % ${#victims[@]}]}" 2>/dev/null || true
-  wait "$launcher" || true
+  wait_launcher "$launcher" "^$tool --old $d/old.json"
   promises "random-kill-$i" "$state"
 done
 

@@ -220,7 +220,7 @@ RANDOM=${EPLB_FAULT_SEED:-12345}
 for n in 1 2 3 4 5 6 7 8; do
   rm -rf "$d/big/k"; cp -a "$d/big/in" "$d/big/k"
   delay_ms=$((RANDOM % 1600)); victim=$((RANDOM % 2))
-  timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --in-place --old "$d/big/old.json" \
+  timeout -k 10 "$T" mpirun --oversubscribe -np 2 "$tool" run --in-place --old "$d/big/old.json" \
     --new "$d/big/new.json" --input "$d/big/k" --backend mpi --timeout 20 >"$d/big/r$n.log" 2>&1 &
   launcher=$!
   # Once both ranks run, wait the random delay, then kill one of them.
@@ -232,7 +232,7 @@ for n in 1 2 3 4 5 6 7 8; do
   sleep "$(printf '0.%03d' $((delay_ms % 1000)))"; sleep $((delay_ms / 1000))
   killed=no
   [[ ${#pids[@]} -gt $victim ]] && kill -9 "${pids[$victim]}" 2>/dev/null && killed=yes
-  wait $launcher || true
+  wait_launcher "$launcher" "^$tool run --in-place .*--input $d/big/k "
   timeout "$T" "$tool" verify --checkpoint "$d/big/k" >"$d/big/v$n.log" 2>&1 || true
   h=$(tree_hash "$d/big/k")
   if [[ $h == "$big_old" || $h == "$big_new" ]]; then pass
