@@ -30,6 +30,7 @@
 #include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/shard.hpp"
+#include "eplb/runtime/deadline.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -146,12 +147,17 @@ void check_shard_files(const runtime::MpiSession& session, const ExportOptions& 
 }
 
 // Every shard's logical ids (checked against the manifest) and recorded checksums.
-void read_sums(const ExportOptions& options, Checkpoint& ck, core::ProblemList& problems) {
+// HDF5 parses each shard's metadata here first: bounded by --timeout (`timeout`), since a
+// damaged file can make its parser loop for good.
+void read_sums(const ExportOptions& options, std::chrono::milliseconds timeout, Checkpoint& ck,
+               core::ProblemList& problems) {
   const auto& p = ck.manifest.placement;
   ck.sums.resize(static_cast<size_t>(p.ep_size));
   for (int32_t rank = 0; rank < p.ep_size; ++rank) {
     capture(problems, [&] {
-      io::ShardReader reader(options.checkpoint / io::shard_file_name(rank));
+      const fs::path path = options.checkpoint / io::shard_file_name(rank);
+      const runtime::StuckGuard guard(timeout, fmt::format("opening '{}'", path.string()));
+      io::ShardReader reader(path);
       if (!(reader.info().tensors == ck.manifest.tensors)) {
         problems.add("'" + reader.path().string() + "': tensors differ from the manifest");
         return;
@@ -357,7 +363,7 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
   });
   agree_identical(session.group(), problems, "checking the inputs");
   check_shard_files(session, options, ck);
-  read_sums(options, ck, problems);
+  read_sums(options, session.timeout(), ck, problems);
   if (problems.empty()) choose_sources(ck, problems);
   agree_identical(session.group(), problems, "checking the inputs");
 

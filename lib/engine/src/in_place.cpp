@@ -31,6 +31,7 @@
 #include "eplb/io/shard_layout.hpp"
 #include "eplb/placement/elastic.hpp"
 #include "eplb/placement/placement.hpp"
+#include "eplb/runtime/deadline.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -165,7 +166,11 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
     capture(problems, [&] {
       const io::ShardReader& shard = *inputs.shards[i];
       h.path = shard.path();
-      h.layout = io::read_shard_layout(h.path, shard.info());
+      {  // HDF5 reads the dataset headers again: bounded like the first open (inputs.cpp)
+        const runtime::StuckGuard guard(session.timeout(),
+                                        fmt::format("reading the layout of '{}'", h.path.string()));
+        h.layout = io::read_shard_layout(h.path, shard.info());
+      }
       h.file = std::make_unique<io::RowFile>(h.path);
       h.journal = std::make_unique<io::JournalWriter>(inputs.input_dir, h.ep_rank, plan.new_ep_size,
                                                       h.path.filename(), h.layout.file_size);

@@ -9,6 +9,7 @@
 #include "eplb/core/clock.hpp"
 #include "eplb/core/to_size.hpp"
 #include "eplb/engine/agreement.hpp"
+#include "eplb/runtime/deadline.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -132,7 +133,8 @@ std::string shown_id(const std::string& id) { return id.empty() ? "(none)" : id;
 
 // One hosted EP rank's shard against the manifest and the old placement.
 void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs, bool check_files,
-                std::optional<io::ShardReader>& shard, core::ProblemList& problems) {
+                std::chrono::milliseconds timeout, std::optional<io::ShardReader>& shard,
+                core::ProblemList& problems) {
   const fs::path path = inputs.input_dir / io::shard_file_name(rank);
   // Its manifest entry first: the size always (one stat), the whole-file xxh3 when that is
   // cheap (small files, then in the page cache for the reads that follow) or asked for with
@@ -146,6 +148,9 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs, bool
     });
     if (!matches) return;
   }
+  // HDF5 from here on, bounded by --timeout: a file damaged before its manifest entry was
+  // written (or together with it) can make HDF5's parser loop for good.
+  const runtime::StuckGuard guard(timeout, fmt::format("opening '{}'", path.string()));
   capture(problems, [&] { shard.emplace(path); });
   if (!shard) return;
   const auto& info = shard->info();
@@ -212,8 +217,8 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   core::ProblemList shard_problems(core::ErrorKind::kInput);
   for (size_t i = 0; i < inputs.my_ranks.size(); ++i) {
     if (inputs.my_ranks[i] < inputs.old_placement.ep_size) {
-      open_shard(inputs.my_ranks[i], manifest, inputs, options.check_files, inputs.shards[i],
-                 shard_problems);
+      open_shard(inputs.my_ranks[i], manifest, inputs, options.check_files, session.timeout(),
+                 inputs.shards[i], shard_problems);
     }
   }
   agree(session.group(), shard_problems, "opening the input shards");

@@ -11,6 +11,7 @@
 #include "eplb/engine/agreement.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/shard.hpp"
+#include "eplb/runtime/deadline.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -24,6 +25,7 @@ struct ShardCheck {
   std::vector<std::string>& replica_lines;  // "layer expert slot h0 h1 ..."
   VerifyReport& report;
   core::Progress& progress;
+  std::chrono::milliseconds timeout;  // --timeout: bounds each HDF5 metadata step
 };
 
 void check_row(const ShardCheck& c, const io::ShardReader& shard, int32_t layer, int32_t row,
@@ -71,11 +73,15 @@ void check_shard(const ShardCheck& c, int32_t rank) {
   // Size and whole-file xxh3 first (verify reads every byte anyway): a shard that differs
   // from its manifest entry is never given to HDF5, whose parser a damaged file can crash.
   if (static_cast<size_t>(rank) < c.manifest.files.size() &&
-      !io::check_file_entry(path, c.manifest.files[core::to_size(rank)], UINT64_MAX,
-                            c.problems)) {
+      !io::check_file_entry(path, c.manifest.files[core::to_size(rank)], UINT64_MAX, c.problems)) {
     return;
   }
-  io::ShardReader shard(path);
+  // HDF5 parses the file's metadata here and for each layer's ids below: bounded by
+  // --timeout (a damaged file can make it loop for good); reading the rows is not.
+  io::ShardReader shard = [&] {
+    const runtime::StuckGuard guard(c.timeout, fmt::format("opening '{}'", path.string()));
+    return io::ShardReader(path);
+  }();
   const auto& info = shard.info();
   if (info.ep_rank != rank || info.ep_size != placement.ep_size ||
       info.num_layers != placement.num_layers() ||
@@ -95,7 +101,11 @@ void check_shard(const ShardCheck& c, int32_t rank) {
   std::vector<std::vector<std::byte>> data(info.tensors.size());
   std::vector<std::vector<uint64_t>> sums(info.tensors.size());
   for (int32_t layer = 0; layer < info.num_layers; ++layer) {
-    auto ids = shard.read_logical_ids(layer);
+    auto ids = [&] {
+      const runtime::StuckGuard guard(
+          c.timeout, fmt::format("reading layer {} of '{}'", layer, path.string()));
+      return shard.read_logical_ids(layer);
+    }();
     for (size_t t = 0; t < info.tensors.size(); ++t) {
       data[t].resize(info.tensors[t].row_bytes() * core::to_size(info.num_slots_per_rank));
       shard.read_tensor(layer, t, data[t]);
@@ -167,7 +177,8 @@ VerifyReport verify(const runtime::MpiSession& session, const VerifyOptions& opt
   const int32_t my_shards = (num_shards - session.rank() + session.size() - 1) / session.size();
   auto progress = core::Progress::for_leader(
       "verify", int64_t{std::max(my_shards, 0)} * manifest.placement.num_layers(), "layer");
-  ShardCheck check{manifest, options, shard_problems, replica_lines, report, progress};
+  ShardCheck check{manifest, options,  shard_problems,   replica_lines,
+                   report,   progress, session.timeout()};
   for (int32_t rank = session.rank(); rank < num_shards; rank += session.size()) {
     capture(shard_problems, [&] { check_shard(check, rank); });
   }

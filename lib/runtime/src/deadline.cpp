@@ -3,7 +3,11 @@
 #include <fmt/format.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
+
+#include "eplb/core/error.hpp"
+#include "eplb/core/log.hpp"
 
 namespace eplb::runtime {
 
@@ -57,5 +61,16 @@ void Watchdog::disarm() {
   disarmed_cv_.notify_all();
   if (thread_.joinable()) thread_.join();
 }
+
+StuckGuard::StuckGuard(std::chrono::milliseconds timeout, std::string what)
+    : watchdog_(Deadline(timeout), [timeout, what = std::move(what)] {
+        core::log::error(
+            "{} did not finish within --timeout {}: the file system does not answer, or "
+            "HDF5 is stuck on a damaged file; ending the job",
+            what, Deadline(timeout).timeout_text());
+        // The stuck call cannot be interrupted, and only the main thread may call MPI
+        // (MPI_THREAD_FUNNELED): end this process; the launcher ends the others.
+        std::_Exit(core::kExitComm);
+      }) {}
 
 }  // namespace eplb::runtime

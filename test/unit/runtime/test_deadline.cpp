@@ -1,8 +1,12 @@
 // The deadline facility (runtime/deadline.hpp): one Deadline, one poll loop, one watchdog.
+#include <sys/wait.h>
+#include <unistd.h>
 #include <catch2/catch.hpp>
 
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <stdexcept>
 #include <thread>
 
@@ -77,4 +81,38 @@ TEST_CASE("deadline: a watchdog fires once its deadline passes, not after disarm
     runtime::Watchdog forever(runtime::Deadline::never(), [&] { ++fired; });
   }
   CHECK(fired == 1);
+}
+
+// StuckGuard ends the process: each case runs in a forked child and reads its exit status.
+namespace {
+int child_status(const std::function<void()>& body) {
+  const pid_t pid = fork();
+  if (pid == 0) {
+    body();
+    std::_Exit(0);
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+}  // namespace
+
+TEST_CASE("deadline: a stuck guard ends the process with exit 4 when its step overruns") {
+  const auto start = runtime::Clock::now();
+  const int stuck = child_status([] {
+    const runtime::StuckGuard guard(50ms, "opening 'x.h5'");
+    std::this_thread::sleep_for(20s);  // the stuck step
+  });
+  REQUIRE(WIFEXITED(stuck));
+  CHECK(WEXITSTATUS(stuck) == 4);
+  CHECK(runtime::Clock::now() - start < 10s);
+  const int done = child_status([] {
+    { const runtime::StuckGuard guard(10s, "a quick step"); }
+    {
+      const runtime::StuckGuard no_limit(0ms, "no --timeout");
+      std::this_thread::sleep_for(20ms);
+    }
+  });
+  REQUIRE(WIFEXITED(done));
+  CHECK(WEXITSTATUS(done) == 0);
 }

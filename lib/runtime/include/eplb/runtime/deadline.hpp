@@ -1,5 +1,6 @@
 // The one deadline facility: every wait for a peer (collectives, transport exchanges, NCCL
-// set-up and teardown, MPI start-up) is bounded by the command's --timeout through the
+// set-up and teardown, MPI start-up) and every local step that can block for good (HDF5
+// parsing a file's metadata) is bounded by the command's --timeout through the
 // types below, with one pause policy between polls. Local: nothing here communicates.
 #pragma once
 
@@ -104,6 +105,22 @@ class Watchdog {
   std::condition_variable disarmed_cv_;
   bool disarmed_ = false;
   std::thread thread_;
+};
+
+// Local: bounds one step of this process that can block for good and that no poll can
+// bound: HDF5 parsing a file's metadata (a damaged file can make it loop forever, a file
+// system that stopped answering blocks it). A peer's timeout would misname such a stall
+// ("rank 0 did not reach it"), and a job of one process would have no peer to notice. If
+// the step is still running after `timeout`, the watchdog thread says what was stuck and
+// ends this process with exit 4 (core::kExitComm); the launcher then ends the job. A zero
+// timeout never fires.
+class StuckGuard {
+ public:
+  // what: the step, as "opening 'DIR/rank-00000.h5'".
+  StuckGuard(std::chrono::milliseconds timeout, std::string what);
+
+ private:
+  Watchdog watchdog_;
 };
 
 }  // namespace eplb::runtime
