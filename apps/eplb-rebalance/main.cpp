@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "commands.hpp"
+#include "eplb/core/crash.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/interrupt.hpp"
 #include "eplb/core/log.hpp"
@@ -211,6 +212,8 @@ int main(int argc, char** argv) {
   }
   const runtime::MpiSession& session = *started;
   log::set_context(session.rank(), session.size(), session.host());
+  // After MPI_Init, whose own crash handlers then run after ours (core/crash.hpp).
+  core::crash::install();
   job_report()["format"] = "eplb-report";
   job_report()["version"] = 1;
   job_report()["tool_version"] = kVersion;

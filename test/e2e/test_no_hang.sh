@@ -3,7 +3,8 @@
 # a dead one) makes the others give up after --timeout and abort the job with exit 4,
 # naming the phase; the output name stays untouched and the input unchanged. The same for
 # a process frozen in MPI start-up, and for HDF5 stuck on a damaged shard whose manifest
-# entry matches it (with one process too, where no peer could notice).
+# entry matches it (with one process too, where no peer could notice); HDF5 crashing on one
+# is named too.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 python3 "$here/placements.py" random 7 3 3 6 4 "$work"
 mpi 3 "$tool" generate --placement "$work/old.json" --tensors "w:fp32:64,s:bf16:8" --seed 2 --output "$work/in" >/dev/null
@@ -76,4 +77,22 @@ stuck_case verify-np2 2 verify --checkpoint "$d/ck"
 stuck_case run-np1 1 --old "$d/p.json" --new "$d/p2.json" --input "$d/ck" --output "$d/out" --backend mpi
 stuck_case run-np2 2 --old "$d/p.json" --new "$d/p2.json" --input "$d/ck" --output "$d/out" --backend mpi
 stuck_case in-place-np2 2 run --in-place --old "$d/p.json" --new "$d/p2.json" --input "$d/ck" --backend mpi
+
+# HDF5 crashing on a damaged shard (test/data/shards/hdf5-crash-global-heap.h5, a fuzz_shard
+# finding: a SIGSEGV in H5HG_read), its manifest entry matching it: the rank says which file
+# it was opening before the launcher's report; the job dies by the signal (139); nothing is
+# written.
+cp "$here/../data/shards/hdf5-crash-global-heap.h5" "$d/ck/rank-00000.h5"
+rehash_manifest "$d/ck" rank-00000.h5
+crash_before=$(tree_hash "$d/ck")
+for np in 1 2; do
+  expect_exit 139 "$d/crash-np$np.log" -- timeout -k 5 60 mpirun --oversubscribe -np "$np" "$tool" verify \
+    --checkpoint "$d/ck" --timeout 20
+  expect_in "$d/crash-np$np.log" "[rank 0/$np $(hostname)] crashed (SIGSEGV) while opening '$d/ck/rank-00000.h5'"
+  expect_exit 139 "$d/crash-run-np$np.log" -- timeout -k 5 60 mpirun --oversubscribe -np "$np" "$tool" \
+    --old "$d/p.json" --new "$d/p2.json" --input "$d/ck" --output "$d/out" --backend mpi --timeout 20
+  expect_in "$d/crash-run-np$np.log" "crashed (SIGSEGV) while opening '$d/ck/rank-00000.h5'"
+  [[ ! -e "$d/out" ]] && pass || fail "crash np $np: output exists"
+done
+[[ "$(tree_hash "$d/ck")" == "$crash_before" ]] && pass || fail "crash: checkpoint modified"
 finish

@@ -63,7 +63,7 @@ void Watchdog::disarm() {
 }
 
 StuckGuard::StuckGuard(std::chrono::milliseconds timeout, std::string what)
-    : watchdog_(Deadline(timeout), [timeout, what = std::move(what)] {
+    : step_(what), watchdog_(Deadline(timeout), [timeout, what = std::move(what)] {
         core::log::error(
             "{} did not finish within --timeout {}: the file system does not answer, or "
             "HDF5 is stuck on a damaged file; ending the job",

@@ -13,6 +13,7 @@
 #include <type_traits>
 
 #include "eplb/core/clock.hpp"
+#include "eplb/core/crash.hpp"
 
 namespace eplb::runtime {
 
@@ -113,13 +114,14 @@ class Watchdog {
 // ("rank 0 did not reach it"), and a job of one process would have no peer to notice. If
 // the step is still running after `timeout`, the watchdog thread says what was stuck and
 // ends this process with exit 4 (core::kExitComm); the launcher then ends the job. A zero
-// timeout never fires.
+// timeout never fires. A crash during the step names it too (core::crash::Step).
 class StuckGuard {
  public:
   // what: the step, as "opening 'DIR/rank-00000.h5'".
   StuckGuard(std::chrono::milliseconds timeout, std::string what);
 
  private:
+  core::crash::Step step_;
   Watchdog watchdog_;
 };
 
