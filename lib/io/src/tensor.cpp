@@ -11,6 +11,7 @@
 #include "eplb/core/error.hpp"
 #include "eplb/core/mix.hpp"
 #include "tensor_rules.hpp"
+#include "xxh3.hpp"
 
 namespace eplb::io {
 namespace {
@@ -288,7 +289,7 @@ size_t expert_bytes(const std::vector<TensorSpec>& specs) {
 }
 
 uint64_t checksum(std::span<const std::byte> bytes) {
-  return XXH3_64bits(bytes.data(), bytes.size());
+  return detail::xxh3_64(bytes.data(), bytes.size());
 }
 
 void fill_synthetic(uint64_t seed, int32_t layer_idx, int32_t expert_id, const TensorSpec& spec,
