@@ -292,6 +292,17 @@ uint64_t checksum(std::span<const std::byte> bytes) {
   return detail::xxh3_64(bytes.data(), bytes.size());
 }
 
+uint64_t zero_checksum(size_t bytes) {
+  static constexpr std::byte kZeros[64 << 10] = {};
+  detail::Xxh3Stream stream;
+  for (size_t done = 0; done < bytes;) {
+    const size_t n = std::min(sizeof(kZeros), bytes - done);
+    stream.update(kZeros, n);
+    done += n;
+  }
+  return stream.digest();
+}
+
 void fill_synthetic(uint64_t seed, int32_t layer_idx, int32_t expert_id, const TensorSpec& spec,
                     std::span<std::byte> out) {
   EPLB_ASSERT(out.size() == spec.row_bytes());
