@@ -110,15 +110,8 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
     }
   }
   for (const auto& spec : tensors) row_bytes_.push_back(spec.row_bytes());
-  for (const auto& spec : tensors) {
-    // calloc: a large zeroed block is fresh pages, which reading does not make resident
-    // (a row can be many MiB, and the staging budget is about the layer buffers).
-    std::unique_ptr<void, decltype(&std::free)> zeros(std::calloc(spec.row_bytes() + 1, 1),
-                                                      &std::free);
-    if (!zeros) throw std::bad_alloc();
-    zero_row_checksums_.push_back(
-        io::checksum({static_cast<const std::byte*>(zeros.get()), spec.row_bytes()}));
-  }
+  for (const auto& spec : tensors)
+    zero_row_checksums_.push_back(io::zero_checksum(spec.row_bytes()));
   agree(session.group(), problems, "creating the output shards");
   core::fault::kill_point("shard-open");
   reader_ = std::make_unique<detail::SerialWorker>();

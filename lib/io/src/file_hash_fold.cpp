@@ -1,17 +1,16 @@
 #include "file_hash_fold.hpp"
 
-#include <xxhash.h>
-
 #include <algorithm>
 #include <numeric>
 
 #include "eplb/core/error.hpp"
+#include "xxh3.hpp"
 
 namespace eplb::io::detail {
 
 struct FileHashFold::State {
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> file{XXH3_createState(), XXH3_freeState};
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> gaps{XXH3_createState(), XXH3_freeState};
+  Xxh3Stream file;
+  Xxh3Stream gaps;
   std::vector<std::byte> buf;
 };
 
@@ -21,9 +20,6 @@ constexpr size_t kGapChunk = size_t{1} << 20;
 
 FileHashFold::FileHashFold(std::vector<Region> regions, ReadFile read, size_t keep_bytes)
     : read_(std::move(read)), keep_bytes_(keep_bytes), state_(std::make_unique<State>()) {
-  if (!state_->file || !state_->gaps) throw core::Error(core::ErrorKind::kIo, "out of memory");
-  XXH3_64bits_reset(state_->file.get());
-  XXH3_64bits_reset(state_->gaps.get());
   state_->buf.resize(kGapChunk);
   std::vector<size_t> order(regions.size());
   std::iota(order.begin(), order.end(), size_t{0});
@@ -55,8 +51,8 @@ void FileHashFold::feed_gap(uint64_t end) {
     for (const auto& [at, value] : final_bytes_) {
       if (at >= cursor_ && at < cursor_ + n) chunk[static_cast<size_t>(at - cursor_)] = value;
     }
-    XXH3_64bits_update(state_->file.get(), chunk.data(), n);
-    XXH3_64bits_update(state_->gaps.get(), chunk.data(), n);
+    state_->file.update(chunk.data(), n);
+    state_->gaps.update(chunk.data(), n);
     cursor_ += n;
   }
 }
@@ -64,7 +60,7 @@ void FileHashFold::feed_gap(uint64_t end) {
 void FileHashFold::advance() {
   for (auto it = kept_.find(next_); it != kept_.end(); it = kept_.find(next_)) {
     feed_gap(regions_[next_].offset);
-    XXH3_64bits_update(state_->file.get(), it->second.data(), it->second.size());
+    state_->file.update(it->second.data(), it->second.size());
     cursor_ += it->second.size();
     kept_.erase(it);
     ++next_;
@@ -78,7 +74,7 @@ void FileHashFold::written(size_t region_idx, std::span<const std::byte> bytes) 
   advance();
   if (idx == next_) {
     feed_gap(regions_[idx].offset);
-    XXH3_64bits_update(state_->file.get(), bytes.data(), bytes.size());
+    state_->file.update(bytes.data(), bytes.size());
     cursor_ += bytes.size();
     ++next_;
     advance();
@@ -99,24 +95,22 @@ std::optional<uint64_t> FileHashFold::finish(uint64_t file_size) {
   }
   feed_gap(file_size);
   // Every gap fed before the file was complete must still hold the bytes that were hashed.
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> again(XXH3_createState(),
-                                                                 XXH3_freeState);
-  XXH3_64bits_reset(again.get());
+  Xxh3Stream again;
   for (const Region& gap : gaps_) {
     for (uint64_t at = gap.offset; at < gap.offset + gap.bytes;) {
       const auto n =
           static_cast<size_t>(std::min<uint64_t>(state_->buf.size(), gap.offset + gap.bytes - at));
       std::span<std::byte> chunk(state_->buf.data(), n);
       read_(at, chunk);
-      XXH3_64bits_update(again.get(), chunk.data(), n);
+      again.update(chunk.data(), n);
       at += n;
     }
   }
-  if (XXH3_64bits_digest(again.get()) != XXH3_64bits_digest(state_->gaps.get())) {
+  if (again.digest() != state_->gaps.digest()) {
     failed_ = true;
     return std::nullopt;
   }
-  return XXH3_64bits_digest(state_->file.get());
+  return state_->file.digest();
 }
 
 }  // namespace eplb::io::detail

@@ -20,6 +20,7 @@
 #include "eplb/core/json_reader.hpp"
 #include "eplb/io/shard.hpp"
 #include "tensor_rules.hpp"
+#include "xxh3.hpp"
 
 namespace eplb::io {
 namespace {
@@ -379,12 +380,10 @@ std::string checkpoint_id_for(std::string_view identity) {
 }
 
 FileEntry describe_file(const std::filesystem::path& path) {
+  detail::Xxh3Stream state;
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0)
     throw Error(ErrorKind::kIo, "cannot open '" + path.string() + "': " + std::strerror(errno));
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> state(XXH3_createState(),
-                                                                 XXH3_freeState);
-  XXH3_64bits_reset(state.get());
   // Large sequential reads: this hashes whole shards, at disk speed.
   constexpr size_t kChunk = size_t{4} << 20;
   std::unique_ptr<char[]> buf(new char[kChunk]);
@@ -398,11 +397,11 @@ FileEntry describe_file(const std::filesystem::path& path) {
       ::close(fd);
       throw Error(ErrorKind::kIo, "cannot read '" + path.string() + "': " + std::strerror(err));
     }
-    XXH3_64bits_update(state.get(), buf.get(), static_cast<size_t>(n));
+    state.update(buf.get(), static_cast<size_t>(n));
     entry.size += static_cast<uint64_t>(n);
   }
   ::close(fd);
-  entry.xxh3 = XXH3_64bits_digest(state.get());
+  entry.xxh3 = state.digest();
   return entry;
 }
 

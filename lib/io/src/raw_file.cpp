@@ -51,6 +51,23 @@ void pwrite_all(int fd, std::span<const std::byte> bytes, uint64_t offset) {
               cause + " (" + range_text("pwrite", t.attempted, offset + t.done) + ")");
 }
 
+std::optional<size_t> pread_direct(int fd, std::span<std::byte> out, uint64_t offset) {
+  size_t done = 0;
+  while (done < out.size()) {
+    const size_t want = std::min(out.size() - done, core::kMaxIoChunk);
+    const ssize_t n = ::pread(fd, out.data() + done, want, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL && done == 0) return std::nullopt;
+    if (n < 0) {
+      throw Error(ErrorKind::kIo, std::string(std::strerror(errno)) + " (" +
+                                      range_text("direct pread", want, offset + done) + ")");
+    }
+    done += static_cast<size_t>(n);
+    if (static_cast<size_t>(n) < want) break;  // end of file, or short: the caller goes on
+  }
+  return done;
+}
+
 bool pwrite_direct(int fd, std::span<const std::byte> bytes, uint64_t offset) {
   if (bytes.empty()) return true;
   const size_t first = std::min(bytes.size(), core::kMaxIoChunk);

@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 
@@ -36,6 +37,13 @@ void pread_exact(int fd, std::span<std::byte> out, uint64_t offset);
 // All of `bytes` at `offset`. kIo "pwrite of N bytes at byte X: <errno text>" (a full disk:
 // "No space left on device").
 void pwrite_all(int fd, std::span<const std::byte> bytes, uint64_t offset);
+// Reads the front of `out` at `offset` on a descriptor opened with O_DIRECT (offset,
+// out.size() and address 4 KiB-aligned) and returns how many bytes it read: all of them,
+// or fewer where the file ends or the kernel stops short (the caller reads the rest
+// buffered, which reports a truncated file as pread_exact does). nullopt, nothing read,
+// when the filesystem refuses direct I/O for it (EINVAL on the first transfer). Other
+// failures throw as pread_exact.
+std::optional<size_t> pread_direct(int fd, std::span<std::byte> out, uint64_t offset);
 // pwrite_all on a descriptor opened with O_DIRECT (bytes, offset and address 4 KiB-aligned).
 // False, nothing written, when the filesystem refuses direct I/O for it (EINVAL on the
 // first transfer): write the bytes buffered instead. Other failures throw as pwrite_all.

@@ -4,8 +4,10 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <bit>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 
@@ -19,6 +21,15 @@ namespace {
 using core::Error;
 using core::ErrorKind;
 using h5::Handle;
+
+// O_DIRECT granularity (offsets, lengths, buffer addresses); the writer aligns every
+// object of the file to it.
+constexpr uint64_t kDirectAlign = 4096;
+// Smaller row blocks go buffered: not worth a second system call.
+constexpr size_t kMinDirectBytes = size_t{64} << 10;
+
+// Tests force the buffered path with EPLB_TEST_NO_O_DIRECT=1, as the writer does.
+bool direct_wanted() { return std::getenv("EPLB_TEST_NO_O_DIRECT") == nullptr; }
 
 // Ids and checksums are read as stored (little-endian int32 / uint64, checked on open).
 static_assert(std::endian::native == std::endian::little, "raw reads assume a little-endian host");
@@ -164,12 +175,19 @@ struct ShardReader::Impl {
     std::vector<std::optional<uint64_t>> sums;
   };
   detail::RawFile raw;
+  // O_DIRECT, for the rows (4 KiB-aligned in files we wrote, H5Pset_alignment): no page
+  // cache, so no kernel copy and no reclaim. Invalid where the filesystem refuses it;
+  // cleared when a transfer is refused (then everything goes through `raw`).
+  detail::RawFile direct;
+  std::atomic<bool> direct_refused{false};
+  std::atomic<uint64_t> bytes_direct{0};
   std::vector<Offsets> offsets;  // per layer
 
   Handle open_layer(int32_t layer_idx) const;
   void open_file();
   void validate_layer(int32_t layer_idx, core::ProblemList& problems);
   void raw_read(std::optional<uint64_t> offset, std::span<std::byte> out) const;
+  void read_rows(uint64_t offset, std::span<std::byte> out);
   std::string where(int32_t layer_idx) const {
     return quoted + " layer " + std::to_string(layer_idx) + ": ";
   }
@@ -182,6 +200,8 @@ void ShardReader::Impl::open_file() {
     throw Error(ErrorKind::kIo, "cannot open shard " + quoted + ": " + std::strerror(errno));
   }
   raw = detail::RawFile(fd);  // kept for the pread of contiguous datasets
+  if (direct_wanted())
+    direct = detail::RawFile(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
   Handle fapl = EPLB_H5_OWN(H5Pcreate(H5P_FILE_ACCESS), kPropList);
   // Read-only: HDF5's flock() adds nothing for us and fails on some parallel filesystems.
   EPLB_H5(H5Pset_file_locking(fapl.get(), false, true));
@@ -263,6 +283,26 @@ void ShardReader::Impl::validate_layer(int32_t layer_idx, core::ProblemList& pro
       where_raw.sums[t] = offset_of(sums.get(), spec.name, num_slots * sizeof(uint64_t));
     }
   }
+}
+
+// The aligned front of the rows with O_DIRECT when the dataset starts on a 4 KiB boundary
+// of the file and `out` on one of memory; the rest (a tail under 4 KiB, or everything
+// where alignment or the filesystem does not allow it) buffered.
+void ShardReader::Impl::read_rows(uint64_t offset, std::span<std::byte> out) {
+  const auto address = reinterpret_cast<uintptr_t>(out.data());
+  size_t done = 0;
+  if (direct.valid() && !direct_refused.load(std::memory_order_relaxed) &&
+      offset % kDirectAlign == 0 && address % kDirectAlign == 0 && out.size() >= kMinDirectBytes) {
+    const size_t body = out.size() / kDirectAlign * kDirectAlign;
+    const std::optional<size_t> got = detail::pread_direct(direct.get(), out.first(body), offset);
+    if (got) {
+      done = *got;
+      bytes_direct.fetch_add(done, std::memory_order_relaxed);
+    } else {
+      direct_refused.store(true, std::memory_order_relaxed);
+    }
+  }
+  detail::pread_exact(raw.get(), out.subspan(done), offset + done);
 }
 
 void ShardReader::Impl::raw_read(std::optional<uint64_t> offset, std::span<std::byte> out) const {
@@ -347,7 +387,7 @@ void ShardReader::read_tensor(int32_t layer_idx, size_t tensor_idx,
   try {
     const auto& offset = impl_->offsets.at(static_cast<size_t>(layer_idx)).tensors[tensor_idx];
     if (offset) {
-      impl_->raw_read(offset, out);
+      impl_->read_rows(*offset, out);
       return;
     }
     Handle group = impl_->open_layer(layer_idx);
@@ -358,6 +398,10 @@ void ShardReader::read_tensor(int32_t layer_idx, size_t tensor_idx,
   } catch (const Error& e) {
     throw detail::with_prefix(e, impl_->where(layer_idx) + "tensor '" + spec.name + "': ");
   }
+}
+
+uint64_t ShardReader::bytes_read_direct() const {
+  return impl_->bytes_direct.load(std::memory_order_relaxed);
 }
 
 std::optional<uint64_t> ShardReader::tensor_offset(int32_t layer_idx, size_t tensor_idx) const {

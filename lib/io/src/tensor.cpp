@@ -11,6 +11,7 @@
 #include "eplb/core/error.hpp"
 #include "eplb/core/mix.hpp"
 #include "tensor_rules.hpp"
+#include "xxh3.hpp"
 
 namespace eplb::io {
 namespace {
@@ -288,7 +289,18 @@ size_t expert_bytes(const std::vector<TensorSpec>& specs) {
 }
 
 uint64_t checksum(std::span<const std::byte> bytes) {
-  return XXH3_64bits(bytes.data(), bytes.size());
+  return detail::xxh3_64(bytes.data(), bytes.size());
+}
+
+uint64_t zero_checksum(size_t bytes) {
+  static constexpr std::byte kZeros[64 << 10] = {};
+  detail::Xxh3Stream stream;
+  for (size_t done = 0; done < bytes;) {
+    const size_t n = std::min(sizeof(kZeros), bytes - done);
+    stream.update(kZeros, n);
+    done += n;
+  }
+  return stream.digest();
 }
 
 void fill_synthetic(uint64_t seed, int32_t layer_idx, int32_t expert_id, const TensorSpec& spec,

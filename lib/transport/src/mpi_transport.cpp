@@ -8,6 +8,8 @@
 
 #include <fmt/format.h>
 
+#include <sys/mman.h>
+
 #include <cstdlib>
 #include <limits>
 #include <map>
@@ -260,14 +262,19 @@ void MpiTransport::throw_timeout(RequestSet& requests, const runtime::Deadline& 
 HostBuffer MpiTransport::allocate_host(size_t bytes) {
   if (bytes == 0) return {};
   // Page-aligned: friendly to the kernel's single-copy paths and to O_DIRECT readers.
-  constexpr size_t kAlign = 4096;
-  size_t rounded = (bytes + kAlign - 1) / kAlign * kAlign;
-  auto* data = static_cast<std::byte*>(std::aligned_alloc(kAlign, rounded));
+  // Large buffers also in transparent huge pages where the kernel allows them (the
+  // "madvise" mode is common): layer buffers are hundreds of MiB, and on a VM faulting
+  // them in 4 KiB at a time costs more CPU than the copies into them (docs/PERFORMANCE.md).
+  constexpr size_t kPage = 4096, kHugePage = size_t{2} << 20;
+  const size_t align = bytes >= kHugePage ? kHugePage : kPage;
+  size_t rounded = (bytes + align - 1) / align * align;
+  auto* data = static_cast<std::byte*>(std::aligned_alloc(align, rounded));
   if (data == nullptr) {
     throw Error(
         ErrorKind::kComm,
         fmt::format("cannot allocate {} bytes of host memory for the MPI transport", bytes));
   }
+  if (align == kHugePage) ::madvise(data, rounded, MADV_HUGEPAGE);  // a hint: failure is fine
   return HostBuffer(data, bytes, [](std::byte* p) { std::free(p); });
 }
 

@@ -8,6 +8,8 @@
   h5py_tool.py reshape FILE PATH D0xD1...   replaces a dataset by one of that shape
   h5py_tool.py retype FILE PATH NUMPY_DTYPE   replaces a dataset by one of that type
   h5py_tool.py chunk FILE PATH    replaces a dataset by a chunked copy (same values, attributes)
+  h5py_tool.py unalign FILE PATH  replaces a dataset by a contiguous copy at a file offset
+                                  that is not a multiple of 4 KiB (as files of other tools)
   h5py_tool.py set-attr FILE PATH NAME VALUE   sets a (variable-length) string attribute
   h5py_tool.py set-fixed-attr FILE PATH NAME VALUE   sets a fixed-length string attribute
   h5py_tool.py set-attr-array FILE PATH NAME V1,V2,...   sets an array of strings, variable-
@@ -66,6 +68,14 @@ def main(argv):
             data, attrs = old[...], dict(old.attrs)
             del f[argv[3]]
             new = f.create_dataset(argv[3], data=data, chunks=(1,) + data.shape[1:])
+            for key, value in attrs.items():
+                new.attrs[key] = value
+        elif op == "unalign":
+            old = f[argv[3]]
+            data, attrs = old[...], dict(old.attrs)
+            del f[argv[3]]
+            f.create_dataset("unalign_pad", data=np.zeros(13, np.uint8))  # shifts what follows
+            new = f.create_dataset(argv[3], data=data)
             for key, value in attrs.items():
                 new.attrs[key] = value
         elif op == "set-attr":

@@ -326,6 +326,60 @@ TEST_CASE("large rows go out with O_DIRECT, and the file hash is folded into the
   }
 }
 
+TEST_CASE("aligned rows are read with O_DIRECT, anything else buffered, the same bytes",
+          "[io][shard][h5py]") {
+  TempDir dir;
+  ShardInfo info = sample_info();
+  // 300 KiB + 3 bytes per slot (an unaligned tail), a small tensor, 1 MiB per slot.
+  info.tensors = parse_tensor_specs("w:u8:307203,s:fp32:3,v:bf16:512x1024");
+  const auto path = dir / "rank-00001.h5";
+  write_aligned(path, info, {0, 1, 2});
+  // Rows into 4 KiB-aligned memory with one spare byte in front, so that `shift` 1 gives
+  // memory off the alignment.
+  const auto read_at = [&](const ShardReader& reader, int32_t layer_idx, size_t t, size_t shift) {
+    const Layer expected = make_layer(info, layer_idx);
+    const size_t bytes = expected.rows[t].size();
+    std::unique_ptr<std::byte, decltype(&std::free)> memory(
+        static_cast<std::byte*>(std::aligned_alloc(4096, (bytes + 4096) / 4096 * 4096 + 4096)),
+        &std::free);
+    std::span<std::byte> out(memory.get() + shift, bytes);
+    reader.read_tensor(layer_idx, t, out);
+    CHECK(std::equal(out.begin(), out.end(), expected.rows[t].begin(), expected.rows[t].end()));
+  };
+  const bool direct = direct_io_in(dir.path());
+  SECTION("aligned memory: direct where the filesystem takes it, the unaligned tail buffered") {
+    ShardReader reader(path);
+    for (int32_t layer_idx = 0; layer_idx < info.num_layers; ++layer_idx) {
+      for (size_t t = 0; t < info.tensors.size(); ++t) read_at(reader, layer_idx, t, 0);
+    }
+    // "w" (3 x 307203 bytes) and "v" (3 MiB) per layer, less each one's unaligned tail;
+    // "s" is too small to bother.
+    const uint64_t aligned_w = 3 * 307203 / 4096 * 4096, aligned_v = 3 * 512 * 1024 * 2;
+    CHECK(reader.bytes_read_direct() == (direct ? 3 * (aligned_w + aligned_v) : 0));
+  }
+  SECTION("unaligned memory, or EPLB_TEST_NO_O_DIRECT: buffered") {
+    ShardReader reader(path);
+    read_at(reader, 1, 2, 1);
+    CHECK(reader.bytes_read_direct() == 0);
+    ::setenv("EPLB_TEST_NO_O_DIRECT", "1", 1);
+    ShardReader buffered(path);
+    ::unsetenv("EPLB_TEST_NO_O_DIRECT");
+    read_at(buffered, 1, 2, 0);
+    CHECK(buffered.bytes_read_direct() == 0);
+  }
+  SECTION("a dataset at an unaligned file offset (another tool's file): buffered") {
+    h5py("unalign " + path.string() + " layer_00001/w");  // u8: h5py keeps its type
+    ShardReader reader(path);
+    const std::optional<uint64_t> offset = reader.tensor_offset(1, 0);
+    REQUIRE(offset.has_value());
+    REQUIRE(*offset % 4096 != 0);
+    read_at(reader, 1, 0, 0);
+    CHECK(reader.bytes_read_direct() == 0);
+    read_at(reader, 2, 0, 0);  // still aligned
+    CHECK(reader.bytes_read_direct() == (direct ? 3 * 307203 / 4096 * 4096 : 0));
+  }
+}
+
 TEST_CASE("layers written out of order: no folded hash, the file is read instead", "[io][shard]") {
   TempDir dir;
   ShardInfo info = sample_info();

@@ -138,6 +138,15 @@ TEST_CASE("checksum is xxh3-64 with seed 0", "[io][tensor]") {
   CHECK(checksum(bytes) == 0x78af5f94892f3950ull);  // XXH3_64bits("abc"), reference value
 }
 
+TEST_CASE("zero_checksum is the checksum of that many zero bytes", "[io][tensor]") {
+  // Around the 64 KiB pieces it is fed in, and a multi-MiB row.
+  for (size_t bytes : {size_t{0}, size_t{1}, size_t{240}, size_t{65535}, size_t{65536},
+                       size_t{65537}, size_t{3} << 20}) {
+    const std::vector<std::byte> zeros(bytes);
+    CHECK(zero_checksum(bytes) == checksum(zeros));
+  }
+}
+
 TEST_CASE("synthetic weights are deterministic and independent", "[io][tensor]") {
   const TensorSpec spec{"w13", DType::kBf16, {64, 33}};
   const auto base = synthetic(7, 3, 11, spec);

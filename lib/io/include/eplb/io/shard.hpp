@@ -46,12 +46,18 @@ class ShardReader {
   // Recorded xxh3 per slot for one tensor.
   std::vector<uint64_t> read_checksums(int32_t layer_idx, size_t tensor_idx) const;
   // All rows of one tensor of one layer, [num_slots_per_rank, row_bytes], bytes as stored.
+  // Rows of a contiguous dataset that starts on a 4 KiB boundary of the file go around the
+  // page cache (O_DIRECT) when `out` is 4 KiB-aligned too and the filesystem allows it;
+  // otherwise buffered. The bytes are the same either way. Safe to call from several
+  // threads at once.
   void read_tensor(int32_t layer_idx, size_t tensor_idx, std::span<std::byte> out) const;
   // Where that tensor's rows lie in the file: [num_slots_per_rank, row_bytes] bytes from the
   // returned offset, row after row, when its dataset is contiguous and allocated at the
   // size its shape says; nullopt otherwise (chunked or compact datasets of other tools:
   // use read_tensor). For callers that read rows themselves (`export`, with O_DIRECT).
   std::optional<uint64_t> tensor_offset(int32_t layer_idx, size_t tensor_idx) const;
+  // Bytes read_tensor() has read with O_DIRECT so far (for tests and reports).
+  uint64_t bytes_read_direct() const;
 
  private:
   struct Impl;

@@ -74,6 +74,8 @@ size_t expert_bytes(const std::vector<TensorSpec>& specs);
 
 // xxh3-64 (seed 0) of a row's bytes: the per-slot, per-tensor checksum of the format.
 uint64_t checksum(std::span<const std::byte> bytes);
+// checksum() of `bytes` zero bytes (an empty slot's row), without a buffer that large.
+uint64_t zero_checksum(size_t bytes);
 
 // Deterministic synthetic weights: the bytes of (layer, logical expert, tensor) depend on
 // (seed, layer_idx, expert_id, tensor name) alone, so replicas are identical and any
