@@ -22,10 +22,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
+#include <memory>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "detail.hpp"
+#include "eplb/core/clock.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/runtime/batched_copy.hpp"
 #include "eplb/runtime/mpi.hpp"
@@ -37,8 +41,10 @@ namespace eplb::transport {
 
 namespace {
 
+using core::Clock;
 using core::Error;
 using core::ErrorKind;
+using core::seconds_since;
 using runtime::Event;
 
 // Every piece but a stream's last is a 256-byte multiple, which keeps every peer's staging
@@ -61,14 +67,85 @@ struct DeviceResources {
   Event gathered[2], comm_done[2], scattered[2];
 };
 
+// The set-up that needs no other process: the CUDA context, device staging and streams,
+// and this rank's start of the communicator, which NCCL then finishes on its own threads.
+// It takes a second or more on H200s, so a helper thread runs it while the caller goes on
+// (creates the output, reads the first layers); the transport waits for it where it first
+// needs it (Impl::ready). The helper touches nothing but this object, which it co-owns: a
+// helper detached after a timeout never touches freed memory.
+struct BackgroundSetup {
+  BackgroundSetup(int dev_idx, size_t half_size, const runtime::NcclBootstrap& b,
+                  std::chrono::milliseconds timeout)
+      : device(dev_idx), half_bytes(half_size), boot(b), deadline(timeout) {}
+  void run() noexcept;
+  bool local_done() const { return phase.load(std::memory_order_acquire) >= kLocalDone; }
+
+  const int device;
+  const size_t half_bytes;
+  const runtime::NcclBootstrap boot;
+  const runtime::Deadline deadline;  // the command's --timeout, from the constructor on
+  std::atomic<bool> cancel{false};   // the owner gave up: stop waiting for the communicator
+  // NOTE: the owner reads local_error, dev and seconds_* once phase >= kLocalDone, and
+  // the rest once the helper is joined.
+  enum Phase : int { kRunning, kLocalDone };
+  std::atomic<int> phase{kRunning};
+  std::optional<Error> local_error;  // CUDA context, NCCL start or staging failed
+  std::optional<Error> comm_error;   // the communicator failed or timed out
+  std::optional<DeviceResources> dev;
+  runtime::NcclComm nccl;  // declared after dev: aborted before the staging is freed
+  double seconds_context = 0;
+  double seconds_staging = 0;
+  Clock::time_point comm_ready{};
+};
+
+void BackgroundSetup::run() noexcept {
+  const auto start = Clock::now();
+  try {
+    EPLB_CUDA_CHECK(cudaSetDevice(device));
+    EPLB_CUDA_CHECK(cudaFree(nullptr));  // the context now, timed as such
+    seconds_context = seconds_since(start);
+    // NOTE: every rank's GPU was agreed on before this thread started, so every rank
+    // starts the communicator and NCCL can finish it.
+    nccl = runtime::NcclComm::start(boot);
+    const auto staging_start = Clock::now();
+    dev.emplace();
+    dev->half_bytes = half_bytes;
+    dev->staging = runtime::DeviceBuffer::for_nccl(4 * half_bytes);
+    if (!dev->staging.data()) dev->staging = runtime::DeviceBuffer(4 * half_bytes);
+    seconds_staging = seconds_since(staging_start);
+  } catch (const Error& e) {
+    local_error = e;
+  } catch (const std::exception& e) {
+    local_error =
+        Error(ErrorKind::kInternal, fmt::format("internal error: NCCL set-up: {}", e.what()));
+  }
+  phase.store(kLocalDone, std::memory_order_release);
+  if (local_error) return;
+  try {
+    nccl.wait_ready("ncclCommInitRankConfig", deadline, &cancel);
+    comm_ready = Clock::now();
+  } catch (const Error& e) {
+    comm_error = e;
+  } catch (const std::exception& e) {
+    comm_error =
+        Error(ErrorKind::kInternal, fmt::format("internal error: NCCL set-up: {}", e.what()));
+  }
+}
+
 }  // namespace
 
 // Per-process resources: device, staging halves, streams, events, communicators.
 struct NcclTransport::Impl {
   Impl(MPI_Comm comm, int node_rank, const TransportOptions& opts);
+  ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
   std::byte* send_half(size_t b) { return dev->staging.data() + b * dev->half_bytes; }
   std::byte* recv_half(size_t b) { return dev->staging.data() + (2 + b) * dev->half_bytes; }
   void check_usable() const;
+  // Collective, the first time: waits for the background set-up of this process, agrees
+  // that every process has one, waits for the communicator and registers the staging.
+  void ready();
   size_t agree_max_peers(long long local);
   // The transport's processes and the command's timeout, for its agreements.
   runtime::Group group() const { return runtime::Group{mpi.get(), options.timeout}; }
@@ -92,9 +169,15 @@ struct NcclTransport::Impl {
   int size = 1;
   int device = 0;
   bool failed = false;
+  bool closed = false;
   std::optional<DeviceResources> dev;
   runtime::NcclComm nccl;  // aborted before the buffers it may use are freed
   runtime::NcclRegistration staging_registration;  // dropped before the communicator
+  // Until ready(): the background set-up and its thread; afterwards empty.
+  Clock::time_point started = Clock::now();
+  std::shared_ptr<BackgroundSetup> setup;
+  std::thread helper;
+  SetupTimes times;
 };
 
 NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& opts)
@@ -107,15 +190,11 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
                 fmt::format("NCCL staging budget of {} bytes is too small (at least {} needed)",
                             options.max_staging_bytes, 4 * kPieceAlign));
   }
-  // Local setup first, agreed on by every rank, so that NCCL setup starts only where it
-  // can finish: a rank without a GPU must not leave the others waiting in ncclCommInit.
+  // Every rank's GPU is agreed on first, so that NCCL set-up starts only where it can
+  // finish: a rank without a GPU must not leave the others waiting in ncclCommInit.
   std::optional<Error> local_error;
   try {
-    device = runtime::select_device(node_rank);
-    dev.emplace();
-    dev->half_bytes = half_bytes;
-    dev->staging = runtime::DeviceBuffer::for_nccl(4 * half_bytes);
-    if (!dev->staging.data()) dev->staging = runtime::DeviceBuffer(4 * half_bytes);
+    device = runtime::choose_device(node_rank);
   } catch (const Error& e) {
     local_error = e;
   }
@@ -123,16 +202,73 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
     if (local_error) throw *local_error;
     throw Error::reported_elsewhere(ErrorKind::kComm);
   }
-  nccl = runtime::NcclComm::create(group());
-  // NOTE: NCCL needs registered buffers on both ends of an operation or on neither.
-  if (runtime::all_true(group(), dev->staging.from_nccl(), "NCCL staging registration")) {
-    staging_registration = runtime::NcclRegistration(nccl, dev->staging.data(), dev->staging.size(),
-                                                     runtime::Deadline(options.timeout));
-  }
+  const runtime::NcclBootstrap boot = runtime::NcclComm::bootstrap(group());
+  // The rest (CUDA context, staging, the communicator) runs behind the caller's back.
+  setup = std::make_shared<BackgroundSetup>(device, half_bytes, boot, options.timeout);
+  helper = std::thread([s = setup] { s->run(); });
+  times.seconds_blocked = seconds_since(started);
+}
+
+NcclTransport::Impl::~Impl() {
+  if (!helper.joinable()) return;
+  // The helper stops waiting for the communicator at once; its local steps are short.
+  setup->cancel.store(true);
+  helper.join();
+}
+
+void NcclTransport::Impl::ready() {
+  if (!setup) return;  // ready already (or failed: check_usable says so)
+  const auto arrived = Clock::now();
+  guarded([&] {
+    // This process's part: local, but bounded all the same.
+    if (!runtime::poll_until([&] { return setup->local_done(); }, setup->deadline)) {
+      setup->cancel.store(true);
+      helper.detach();  // it owns its share of `setup`; it cannot be interrupted
+      throw Error(ErrorKind::kComm,
+                  fmt::format("NCCL transport set-up timed out after {} (CUDA context and "
+                              "device staging of GPU {})",
+                              setup->deadline.timeout_text(), device));
+    }
+    // Every process's part. NOTE: NCCL needs registered buffers on both ends of an
+    // operation or on neither, so registration is agreed on in the same collective.
+    const bool ok = !setup->local_error;
+    const bool registrable = ok && setup->dev->staging.from_nccl();
+    const auto flags = runtime::all_max(group(), {ok ? 0LL : 1LL, registrable ? 0LL : 1LL},
+                                        "NCCL transport set-up (GPU and staging)");
+    if (flags[0] != 0) {
+      setup->cancel.store(true);
+      helper.join();
+      if (setup->local_error) throw *setup->local_error;
+      throw Error::reported_elsewhere(ErrorKind::kComm);
+    }
+    // The communicator: the helper waits for it, within the deadline.
+    helper.join();
+    if (setup->comm_error) throw *setup->comm_error;
+    dev = std::move(setup->dev);
+    nccl = std::move(setup->nccl);
+    EPLB_CUDA_CHECK(cudaSetDevice(device));
+    const auto registration_start = Clock::now();
+    if (flags[1] == 0) {
+      staging_registration = runtime::NcclRegistration(
+          nccl, dev->staging.data(), dev->staging.size(), runtime::Deadline(options.timeout));
+    }
+    const double registration_s = seconds_since(registration_start);
+    const double comm_s = std::chrono::duration<double>(setup->comm_ready - started).count();
+    times.seconds = comm_s + registration_s;
+    times.seconds_blocked += seconds_since(arrived);
+    times.steps = fmt::format(
+        "GPU {} context {:.3f} s, device staging {:.0f} MiB ({}) {:.3f} s, communicator ready "
+        "{:.3f} s after the start, staging {} {:.3f} s",
+        device, setup->seconds_context, static_cast<double>(dev->staging.size()) / (1 << 20),
+        dev->staging.from_nccl() ? "ncclMemAlloc" : "cudaMalloc", setup->seconds_staging, comm_s,
+        flags[1] == 0 ? "registered" : "not registered (not ncclMemAlloc'd on every rank)",
+        registration_s);
+  });
+  setup.reset();
 }
 
 void NcclTransport::Impl::check_usable() const {
-  if (!nccl && !failed) throw Error(ErrorKind::kInternal, "internal error: NCCL use after close()");
+  if (closed) throw Error(ErrorKind::kInternal, "internal error: NCCL use after close()");
   if (failed) {
     throw Error(ErrorKind::kComm, "NCCL transport is unusable after an earlier failed exchange");
   }
@@ -392,20 +528,39 @@ NcclTransport::~NcclTransport() = default;
 
 int NcclTransport::rank() const { return impl_->rank; }
 int NcclTransport::size() const { return impl_->size; }
-ncclComm_t NcclTransport::comm() const { return impl_->nccl.get(); }
-cudaStream_t NcclTransport::stream() const { return impl_->dev->comm_stream.get(); }
+ncclComm_t NcclTransport::comm() const {
+  EPLB_ASSERT(!impl_->setup && "NcclTransport::comm() before wait_ready()");
+  return impl_->nccl.get();
+}
+cudaStream_t NcclTransport::stream() const {
+  EPLB_ASSERT(impl_->dev && "NcclTransport::stream() before wait_ready()");
+  return impl_->dev->comm_stream.get();
+}
 int NcclTransport::device() const { return impl_->device; }
+
+void NcclTransport::wait_ready() {
+  impl_->check_usable();
+  impl_->ready();
+}
+
+SetupTimes NcclTransport::setup_times() const { return impl_->times; }
 
 void NcclTransport::exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) {
   impl_->check_usable();
   detail::validate_transfers(sends, recvs, impl_->rank, impl_->size, "NCCL");
+  impl_->ready();  // the first exchange waits for the set-up begun by the constructor
   EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
   impl_->guarded([&] { ExchangeRun(*impl_, sends, recvs).run(); });
 }
 
 HostBuffer NcclTransport::allocate_host(size_t bytes) {
   if (bytes == 0) return {};
+  const auto start = Clock::now();
+  // Page-locked memory belongs to this process's device: make it current on this thread
+  // (waits for the CUDA context if the background set-up is still creating it).
+  EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
   runtime::PinnedBuffer pinned(bytes);
+  impl_->times.seconds_host_alloc += seconds_since(start);
   return HostBuffer(pinned.release(), bytes, &runtime::PinnedBuffer::free_pinned);
 }
 
@@ -415,6 +570,7 @@ runtime::DeviceBuffer NcclTransport::allocate_device(size_t bytes) const {
 }
 
 runtime::NcclRegistration NcclTransport::register_buffer(const runtime::DeviceBuffer& buffer) {
+  EPLB_ASSERT(!impl_->setup && "NcclTransport::register_buffer() before wait_ready()");
   EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
   return impl_->guarded([&] {
     return runtime::NcclRegistration(impl_->nccl, buffer.data(), buffer.size(),
@@ -450,13 +606,16 @@ void NcclTransport::wait(cudaStream_t stream, const char* what) {
 }
 
 void NcclTransport::close() {
-  if (!impl_->nccl) return;
+  if (impl_->closed || impl_->failed) return;
+  // Teardown is collective: a transport that never exchanged finishes its set-up first.
+  impl_->ready();
   // Deregister the staging buffer while the communicator is whole: destroying a communicator
   // that still holds a registration crashed inside ncclCommDestroy on 4 H200s (4 processes,
   // NCCL 2.28), where 2 processes did not.
   impl_->staging_registration.reset();
-  impl_->nccl.close(runtime::Deadline(impl_->options.timeout));
+  impl_->guarded([&] { impl_->nccl.close(runtime::Deadline(impl_->options.timeout)); });
   impl_->mpi.close();
+  impl_->closed = true;
 }
 
 GpuChoice probe_gpu(int node_rank) {
