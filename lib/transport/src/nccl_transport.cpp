@@ -23,6 +23,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <optional>
 #include <set>
@@ -31,6 +32,7 @@
 #include "detail.hpp"
 #include "eplb/core/clock.hpp"
 #include "eplb/core/error.hpp"
+#include "eplb/core/log.hpp"
 #include "eplb/runtime/batched_copy.hpp"
 #include "eplb/runtime/mpi.hpp"
 #include "eplb/transport/nccl_detail.hpp"
@@ -95,8 +97,18 @@ struct BackgroundSetup {
   runtime::NcclComm nccl;  // declared after dev: aborted before the staging is freed
   double seconds_context = 0;
   double seconds_staging = 0;
+  double seconds_locking = 0;
+  detail::LockResult locked;  // the host buffers handed out so far, page-locked here
   Clock::time_point comm_ready{};
 };
+
+// Fault injection for the GPU tests (docs/RELIABILITY.md): EPLB_FAULT_NCCL_SETUP=RANK
+// makes that rank's background set-up fail before it starts the communicator, which its
+// peers have started: the worst case for them.
+bool setup_fault_injected(int rank) {
+  static const char* spec = std::getenv("EPLB_FAULT_NCCL_SETUP");
+  return spec != nullptr && *spec != '\0' && std::atoi(spec) == rank;
+}
 
 void BackgroundSetup::run() noexcept {
   const auto start = Clock::now();
@@ -104,9 +116,20 @@ void BackgroundSetup::run() noexcept {
     EPLB_CUDA_CHECK(cudaSetDevice(device));
     EPLB_CUDA_CHECK(cudaFree(nullptr));  // the context now, timed as such
     seconds_context = seconds_since(start);
+    if (setup_fault_injected(boot.rank)) {
+      throw Error(ErrorKind::kComm,
+                  fmt::format("EPLB_FAULT_NCCL_SETUP: the NCCL set-up of rank {} fails "
+                              "(injected)",
+                              boot.rank));
+    }
     // NOTE: every rank's GPU was agreed on before this thread started, so every rank
     // starts the communicator and NCCL can finish it.
     nccl = runtime::NcclComm::start(boot);
+    // While NCCL sets up the communicator on its own threads: the host buffers the caller
+    // has asked for so far (it reads into them meanwhile), then the device staging.
+    const auto locking_start = Clock::now();
+    locked = detail::lock_waiting(device);
+    seconds_locking = seconds_since(locking_start);
     const auto staging_start = Clock::now();
     dev.emplace();
     dev->half_bytes = half_bytes;
@@ -236,9 +259,15 @@ void NcclTransport::Impl::ready() {
     const auto flags = runtime::all_max(group(), {ok ? 0LL : 1LL, registrable ? 0LL : 1LL},
                                         "NCCL transport set-up (GPU and staging)");
     if (flags[0] != 0) {
+      // Agreed: every rank stops here, so none is left waiting and the job ends cleanly
+      // (exit code of kComm everywhere); the failing rank says why, as agree() does.
       setup->cancel.store(true);
       helper.join();
-      if (setup->local_error) throw *setup->local_error;
+      if (setup->local_error) {
+        for (const auto& problem : setup->local_error->problems()) {
+          core::log::error("{}", problem);
+        }
+      }
       throw Error::reported_elsewhere(ErrorKind::kComm);
     }
     // The communicator: the helper waits for it, within the deadline.
@@ -247,6 +276,17 @@ void NcclTransport::Impl::ready() {
     dev = std::move(setup->dev);
     nccl = std::move(setup->nccl);
     EPLB_CUDA_CHECK(cudaSetDevice(device));
+    // Host buffers handed out after the helper's pass: page-locked here, before any
+    // exchange copies from them.
+    const auto late_start = Clock::now();
+    detail::LockResult late = detail::lock_waiting(device);
+    const double late_s = seconds_since(late_start);
+    for (const auto* r : {&setup->locked, &late}) {
+      if (!r->error.empty()) {
+        core::log::warn("NCCL transport: a host buffer stays pageable (slower copies): {}",
+                        r->error);
+      }
+    }
     const auto registration_start = Clock::now();
     if (flags[1] == 0) {
       staging_registration = runtime::NcclRegistration(
@@ -257,9 +297,13 @@ void NcclTransport::Impl::ready() {
     times.seconds = comm_s + registration_s;
     times.seconds_blocked += seconds_since(arrived);
     times.steps = fmt::format(
-        "GPU {} context {:.3f} s, device staging {:.0f} MiB ({}) {:.3f} s, communicator ready "
-        "{:.3f} s after the start, staging {} {:.3f} s",
-        device, setup->seconds_context, static_cast<double>(dev->staging.size()) / (1 << 20),
+        "GPU {} context {:.3f} s, {} host buffers ({:.0f} MiB) page-locked in the background "
+        "{:.3f} s and {} ({:.0f} MiB) at first use {:.3f} s, device staging {:.0f} MiB ({}) "
+        "{:.3f} s, communicator ready {:.3f} s after the start, staging {} {:.3f} s",
+        device, setup->seconds_context, setup->locked.buffers,
+        static_cast<double>(setup->locked.bytes) / (1 << 20), setup->seconds_locking, late.buffers,
+        static_cast<double>(late.bytes) / (1 << 20), late_s,
+        static_cast<double>(dev->staging.size()) / (1 << 20),
         dev->staging.from_nccl() ? "ncclMemAlloc" : "cudaMalloc", setup->seconds_staging, comm_s,
         flags[1] == 0 ? "registered" : "not registered (not ncclMemAlloc'd on every rank)",
         registration_s);
@@ -522,7 +566,13 @@ void ExchangeRun::fail_round(size_t round, const std::string& what) {
 }  // namespace
 
 NcclTransport::NcclTransport(MPI_Comm comm, int node_rank, const TransportOptions& options)
-    : impl_(std::make_unique<Impl>(comm, node_rank, options)) {}
+    : impl_(std::make_unique<Impl>(comm, node_rank, options)) {
+  // EPLB_NCCL_SETUP=foreground (docs/CLI.md): finish the set-up here, before the caller
+  // reads anything, as before the set-up moved to the background; for side-by-side
+  // measurements (bench/e2e_disk.sh). NOTE: the same on every rank (the job's environment).
+  const char* mode = std::getenv("EPLB_NCCL_SETUP");
+  if (mode != nullptr && std::string_view(mode) == "foreground") impl_->ready();
+}
 
 NcclTransport::~NcclTransport() = default;
 
@@ -556,12 +606,18 @@ void NcclTransport::exchange(std::span<const Transfer> sends, std::span<const Tr
 HostBuffer NcclTransport::allocate_host(size_t bytes) {
   if (bytes == 0) return {};
   const auto start = Clock::now();
-  // Page-locked memory belongs to this process's device: make it current on this thread
-  // (waits for the CUDA context if the background set-up is still creating it).
-  EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
-  runtime::PinnedBuffer pinned(bytes);
+  HostBuffer buffer;
+  if (impl_->setup) {
+    // Still setting up: usable at once (the caller reads into it), page-locked by the
+    // set-up, which would otherwise hold this thread for the CUDA context and the pinning.
+    buffer = detail::allocate_lockable(bytes, impl_->device);
+  } else {
+    EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
+    runtime::PinnedBuffer pinned(bytes);
+    buffer = HostBuffer(pinned.release(), bytes, &runtime::PinnedBuffer::free_pinned);
+  }
   impl_->times.seconds_host_alloc += seconds_since(start);
-  return HostBuffer(pinned.release(), bytes, &runtime::PinnedBuffer::free_pinned);
+  return buffer;
 }
 
 runtime::DeviceBuffer NcclTransport::allocate_device(size_t bytes) const {
