@@ -42,7 +42,7 @@ void print_report(const engine::RebalanceReport& r) {
   if (r.seconds_transport_setup > 0) {
     log::info(
         "  set-up     {} transport {:.2f} s, {:.2f} s of it hidden behind the first reads (held "
-        "the main thread {:.2f} s); page-locking host buffers {:.2f} s",
+        "the main thread {:.2f} s); host buffers allocated on the main thread in {:.2f} s",
         r.backend, r.seconds_transport_setup, r.seconds_transport_hidden,
         r.seconds_transport_blocked, r.seconds_host_alloc);
   }

@@ -56,6 +56,8 @@ constexpr size_t kPieceAlign = 256;
 // peer: below that, NCCL's per-peer bandwidth drops (to ~70% of its peak at 64 MiB on
 // H200s), and at 4 GPUs a ramp down to 21 MiB pieces cost more than it saved.
 constexpr size_t kMinRampPiece = size_t{64} << 20;
+// How long a cancelled background set-up may take to stop (see Impl::stop_helper).
+constexpr std::chrono::milliseconds kHelperGrace{std::chrono::seconds(10)};
 
 // What exchange() uses on the device; index [b] of an event pair is staging half b.
 struct DeviceResources {
@@ -89,7 +91,7 @@ struct BackgroundSetup {
   std::atomic<bool> cancel{false};   // the owner gave up: stop waiting for the communicator
   // NOTE: the owner reads local_error, dev and seconds_* once phase >= kLocalDone, and
   // the rest once the helper is joined.
-  enum Phase : int { kRunning, kLocalDone };
+  enum Phase : int { kRunning, kLocalDone, kFinished };
   std::atomic<int> phase{kRunning};
   std::optional<Error> local_error;  // CUDA context, NCCL start or staging failed
   std::optional<Error> comm_error;   // the communicator failed or timed out
@@ -136,6 +138,13 @@ void BackgroundSetup::run() noexcept {
     dev->staging = runtime::DeviceBuffer::for_nccl(4 * half_bytes);
     if (!dev->staging.data()) dev->staging = runtime::DeviceBuffer(4 * half_bytes);
     seconds_staging = seconds_since(staging_start);
+    // A second pass: buffers the caller asked for meanwhile.
+    const auto second_start = Clock::now();
+    const detail::LockResult more = detail::lock_waiting(device);
+    seconds_locking += seconds_since(second_start);
+    locked.buffers += more.buffers;
+    locked.bytes += more.bytes;
+    if (locked.error.empty()) locked.error = more.error;
   } catch (const Error& e) {
     local_error = e;
   } catch (const std::exception& e) {
@@ -143,16 +152,18 @@ void BackgroundSetup::run() noexcept {
         Error(ErrorKind::kInternal, fmt::format("internal error: NCCL set-up: {}", e.what()));
   }
   phase.store(kLocalDone, std::memory_order_release);
-  if (local_error) return;
-  try {
-    nccl.wait_ready("ncclCommInitRankConfig", deadline, &cancel);
-    comm_ready = Clock::now();
-  } catch (const Error& e) {
-    comm_error = e;
-  } catch (const std::exception& e) {
-    comm_error =
-        Error(ErrorKind::kInternal, fmt::format("internal error: NCCL set-up: {}", e.what()));
+  if (!local_error) {
+    try {
+      nccl.wait_ready("ncclCommInitRankConfig", deadline, &cancel);
+      comm_ready = Clock::now();
+    } catch (const Error& e) {
+      comm_error = e;
+    } catch (const std::exception& e) {
+      comm_error =
+          Error(ErrorKind::kInternal, fmt::format("internal error: NCCL set-up: {}", e.what()));
+    }
   }
+  phase.store(kFinished, std::memory_order_release);
 }
 
 }  // namespace
@@ -169,6 +180,8 @@ struct NcclTransport::Impl {
   // Collective, the first time: waits for the background set-up of this process, agrees
   // that every process has one, waits for the communicator and registers the staging.
   void ready();
+  // Cancels the background set-up and joins its thread (detaches it after kHelperGrace).
+  void stop_helper() noexcept;
   size_t agree_max_peers(long long local);
   // The transport's processes and the command's timeout, for its agreements.
   runtime::Group group() const { return runtime::Group{mpi.get(), options.timeout}; }
@@ -233,10 +246,22 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
 }
 
 NcclTransport::Impl::~Impl() {
-  if (!helper.joinable()) return;
-  // The helper stops waiting for the communicator at once; its local steps are short.
+  if (helper.joinable()) stop_helper();
+}
+
+void NcclTransport::Impl::stop_helper() noexcept {
+  // The helper stops waiting for the communicator at once (aborting it); its local steps
+  // are short. Should NCCL's abort of a half-made communicator hang, the helper is left
+  // behind rather than this rank: it owns its share of `setup`.
   setup->cancel.store(true);
-  helper.join();
+  const bool finished = runtime::poll_until(
+      [&] { return setup->phase.load(std::memory_order_acquire) >= BackgroundSetup::kFinished; },
+      runtime::Deadline(kHelperGrace));
+  if (finished) {
+    helper.join();
+  } else {
+    helper.detach();
+  }
 }
 
 void NcclTransport::Impl::ready() {
@@ -261,8 +286,7 @@ void NcclTransport::Impl::ready() {
     if (flags[0] != 0) {
       // Agreed: every rank stops here, so none is left waiting and the job ends cleanly
       // (exit code of kComm everywhere); the failing rank says why, as agree() does.
-      setup->cancel.store(true);
-      helper.join();
+      stop_helper();
       if (setup->local_error) {
         for (const auto& problem : setup->local_error->problems()) {
           core::log::error("{}", problem);

@@ -76,7 +76,9 @@ struct RebalanceReport {
   // communicator), which runs in the background while the first layers are read: its wall
   // time and the part the main thread was held by it (in the constructor and in the first
   // exchange, whose time includes that wait), max over ranks; the part hidden behind other
-  // work, min over ranks; page-locking the layer buffers (in seconds_setup), max over ranks.
+  // work, min over ranks; allocating the layer buffers on the main thread (in seconds_setup;
+  // NCCL page-locks them in the background unless the set-up was already done), max over
+  // ranks.
   // Zeros with MPI.
   double seconds_transport_setup = 0;
   double seconds_transport_blocked = 0;

@@ -80,7 +80,8 @@ struct SetupTimes {
   // Of which the caller's thread was held: in the constructor, and at first use (waiting
   // for the set-up of this process and its peers, then finishing it).
   double seconds_blocked = 0;
-  // allocate_host() so far (NCCL: page-locking), on the caller's thread; not in `seconds`.
+  // allocate_host() so far, on the caller's thread; not in `seconds` (NCCL page-locks
+  // during the set-up in the background, afterwards in allocate_host()).
   double seconds_host_alloc = 0;
   // What the set-up consisted of, one line (NCCL: each step's time), for -v.
   std::string steps;
