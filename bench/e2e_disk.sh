@@ -6,6 +6,11 @@
 # docs/CLI.md `bench --io`). Prints the run's time over each.
 #   usage: [BACKENDS="nccl mpi"] bench/e2e_disk.sh BIN_DIR WORK_DIR [NP] [SLOTS_PER_RANK] [LAYERS]
 # Defaults give a 2.1 GB checkpoint (4 ranks x 4 slots x 3 layers of 42 MiB FP8 experts).
+# A backend may be written nccl:foreground: --backend nccl with EPLB_NCCL_SETUP=foreground
+# (the NCCL set-up finished before the first read, as before issue 13), to compare with
+# plain nccl (set-up in the background, behind the first reads) in the same call. Each run
+# also prints its transport set-up: wall time, the part hidden behind the first reads and
+# the part that held the main thread (run --json "transport_setup").
 set -euo pipefail
 bin=$(realpath "$1"); work=$(realpath -m "$2"); np=${3:-4}; slots=${4:-4}; layers=${5:-3}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -32,23 +37,31 @@ sync; for f in "$work"/in/*; do dd if="$f" iflag=nocache count=0 status=none; do
 now() { date +%s.%N; }
 elapsed() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", b - a}'; }
 echo "checkpoint $(awk -v b="$bytes" 'BEGIN {printf "%.2f", b / 1e9}') GB, $np ranks"
-for backend in ${BACKENDS:-mpi}; do
+for spec in ${BACKENDS:-mpi}; do
+  backend=${spec%%:*}; setup=background; [[ $spec == *:* ]] && setup=${spec#*:}
   t0=$(now)
-  mpirun --oversubscribe -np "$np" "$tool" --old "$work/old.json" --new "$work/new.json" \
+  EPLB_NCCL_SETUP=$setup mpirun --oversubscribe -np "$np" -x EPLB_NCCL_SETUP "$tool" \
+    --old "$work/old.json" --new "$work/new.json" \
     --input "$work/in" --output "$work/out" --backend "$backend" --roofline \
-    --json "$work/run-$backend.json" | tee "$work/run.log"
+    --json "$work/run-$spec.json" | tee "$work/run.log"
   t1=$(now)
   mpirun --oversubscribe -np "$np" "$tool" verify --checkpoint "$work/out" --seed 5 | tail -1
-  echo "rebalance ($backend, mpirun wall, roofline included)  $(elapsed "$t0" "$t1") s"
+  echo "rebalance ($spec, mpirun wall, roofline included)  $(elapsed "$t0" "$t1") s"
   rm -rf "$work/out"
   sync; for f in "$work"/in/*; do dd if="$f" iflag=nocache count=0 status=none; done
-  /usr/bin/python3 - "$work/run-$backend.json" "$backend" <<'PY'
+  /usr/bin/python3 - "$work/run-$spec.json" "$spec" <<'PY'
 import json, sys
-r = json.load(open(sys.argv[1]))["roofline"]
+j = json.load(open(sys.argv[1]))
+r = j["roofline"]
 s = r["seconds"]
 print(f"{sys.argv[2]}: run {r['job_seconds']:.2f} s; roofline concurrent {s['concurrent']:.2f} s "
       f"({r['over_concurrent']:.2f}x), single stream {s['single_stream']:.2f} s "
       f"({r['over_single_stream']:.2f}x); io {r['io']['read']}/{r['io']['write']}")
+t, p = j["transport_setup"], j["seconds"]
+print(f"{sys.argv[2]}: set-up before the first layer {p['setup']:.2f} s; transport set-up "
+      f"{t['seconds']:.2f} s, hidden {t['hidden_seconds']:.2f} s, held the main thread "
+      f"{t['blocked_seconds']:.2f} s; host buffers {t['host_alloc_seconds']:.2f} s; "
+      f"read {p['read']:.2f} exchange {p['exchange']:.2f} write {p['write']:.2f} s")
 PY
 done
 rm -rf "$work"

@@ -39,6 +39,13 @@ void print_report(const engine::RebalanceReport& r) {
       "{:.2f} s (max over ranks), commit {:.2f} s",
       r.seconds_plan, r.seconds_setup, r.seconds_read, r.seconds_exchange, r.seconds_write,
       r.seconds_commit);
+  if (r.seconds_transport_setup > 0) {
+    log::info(
+        "  set-up     {} transport {:.2f} s, {:.2f} s of it hidden behind the first reads (held "
+        "the main thread {:.2f} s); host buffers allocated on the main thread in {:.2f} s",
+        r.backend, r.seconds_transport_setup, r.seconds_transport_hidden,
+        r.seconds_transport_blocked, r.seconds_host_alloc);
+  }
   log::info(
       "  memory     peak {:.3f} GiB resident per process (one layer of one shard: {:.3f} GiB)",
       static_cast<double>(r.peak_rss_bytes) / kGiB, static_cast<double>(r.layer_bytes) / kGiB);
@@ -85,6 +92,10 @@ void add_to_job_report(const engine::RebalanceReport& r) {
                  {"peak_staging_bytes", r.peak_staging_bytes},
                  {"peak_host_staging_bytes", r.peak_host_staging_bytes},
                  {"device_staging_bytes", r.device_staging_bytes}};
+  j["transport_setup"] = {{"seconds", r.seconds_transport_setup},
+                          {"blocked_seconds", r.seconds_transport_blocked},
+                          {"hidden_seconds", r.seconds_transport_hidden},
+                          {"host_alloc_seconds", r.seconds_host_alloc}};
   j["pipeline"] = {{"layers_read_ahead", r.layers_read_ahead},
                    {"layers_written_behind", r.layers_written_behind}};
 }

@@ -39,6 +39,8 @@ assert b["read"] == b["written"] == 4 * 4 * 3 * 6144 and b["sent"] == 23 * (6144
 assert 0 < b["busiest_rank"] <= b["sent"]
 assert r["bandwidth_bytes_per_s"]["end_to_end"] > 0
 assert r["memory"]["peak_rss_bytes"] > 0
+# MPI sets nothing up in the background (NCCL: test/gpu/test_nccl_rebalance.sh).
+assert r["transport_setup"] == {"seconds": 0, "blocked_seconds": 0, "hidden_seconds": 0, "host_alloc_seconds": 0}, r["transport_setup"]
 o = r["options"]
 assert o["--backend"] == {"value": "mpi", "source": "command line"}, o["--backend"]
 assert o["--timeout"]["source"] == "default" and o["--timeout"]["value"] == "600", o["--timeout"]

@@ -51,4 +51,41 @@ import json,sys
 a=json.load(open('$d/out-mpi/manifest.json'))['files']; b=json.load(open('$d/out-nccl/manifest.json'))['files']
 print('shard checksums equal' if a==b else 'shard checksums differ'); sys.exit(0 if a==b else 1)" && pass || fail "EP $ep: manifests differ"
 done
+
+# NCCL set-up in the background (issue 13): the CUDA context, device staging and
+# communicator are made while the first layers are read; the report and --json say how
+# long that took and how much of it stayed hidden, -v names the steps.
+d="$work/ep$np"
+if timeout 120 mpirun -np "$np" "$tool" -v --old "$d/old.json" --new "$d/new.json" --allow-dropping-experts \
+     --input "$d/in" --output "$d/out-setup" --backend nccl --json "$d/setup.json" > "$d/setup.log" 2>&1; then
+  pass; grep -E "  set-up |set-up .* in the background" "$d/setup.log"
+else
+  fail "nccl run with --json"; cat "$d/setup.log" >&2
+fi
+python3 - "$d/setup.json" <<'PY' && pass || fail "transport_setup in --json: $(cat "$d/setup.json")"
+import json, sys
+t = json.load(open(sys.argv[1]))["transport_setup"]
+assert set(t) == {"seconds", "blocked_seconds", "hidden_seconds", "host_alloc_seconds"}, t
+assert t["seconds"] > 0 and 0 <= t["hidden_seconds"] <= t["seconds"], t
+assert t["blocked_seconds"] >= 0 and t["host_alloc_seconds"] >= 0, t
+PY
+grep -qE "  set-up     nccl transport [0-9.]+ s, [0-9.]+ s of it hidden behind the first reads" \
+  "$d/setup.log" && pass || fail "no set-up line in the report"
+grep -q "page-locked in the background" "$d/setup.log" && pass || fail "no -v set-up steps"
+mpirun -np "$np" "$tool" verify --checkpoint "$d/out-setup" --placement "$d/new.json" --seed 9 \
+  > "$d/verify-setup.log" 2>&1 && pass || fail "verify after the --json run"
+
+# A rank whose background set-up fails (after its peers started the communicator) ends
+# every rank cleanly: exit 4, its message, no output or staging left, and no wait for
+# --timeout.
+bad=$((np - 1)); rc=0; start=$(date +%s)
+EPLB_FAULT_NCCL_SETUP=$bad timeout 120 mpirun -np "$np" "$tool" --old "$d/old.json" --new "$d/new.json" \
+  --allow-dropping-experts --input "$d/in" --output "$d/out-fault" --backend nccl --timeout 60 \
+  > "$d/fault.log" 2>&1 || rc=$?
+took=$(($(date +%s) - start))
+[[ $rc -eq 4 ]] && pass || { fail "set-up fault: exit $rc, expected 4"; cat "$d/fault.log" >&2; }
+grep -q "EPLB_FAULT_NCCL_SETUP: the NCCL set-up of rank $bad fails (injected)" "$d/fault.log" && pass ||
+  fail "set-up fault: message missing"
+[[ $took -lt 45 ]] && pass || fail "set-up fault: took $took s (waited for the timeout?)"
+[[ ! -e "$d/out-fault" && ! -e "$d/.out-fault.eplb-staging" ]] && pass || fail "set-up fault: output or staging left"
 finish

@@ -365,6 +365,7 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   topts.timeout = session.timeout();
   topts.trace_rounds = o.trace;
   NcclTransport tr(session.comm(), session.node_rank(), topts);
+  tr.wait_ready();  // the raw baselines use its communicator and stream directly
   runtime::Stream copy_stream;
 
   const int32_t rows = old_p.num_slots_per_rank;

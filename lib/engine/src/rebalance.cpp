@@ -86,18 +86,24 @@ long long log_layer(int32_t layer_idx, const StepCounters& before, const StepCou
 }
 
 RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerStepper& stepper,
-                              RebalanceReport report) {
+                              const transport::SetupTimes& setup, RebalanceReport report) {
   const auto& depth = stepper.depth();
   const auto host = static_cast<long long>(depth.bytes);
+  const auto us = [](double seconds) { return static_cast<long long>(seconds * 1e6); };
   const auto staging = runtime::all_max(
       session.group(),
       {host, host + report.device_staging_bytes, -static_cast<long long>(depth.old_layers),
-       -static_cast<long long>(depth.new_layers)},
+       -static_cast<long long>(depth.new_layers), us(setup.seconds), us(setup.seconds_blocked),
+       -us(setup.seconds_hidden()), us(setup.seconds_host_alloc)},
       "the report's memory figures");
   report.peak_host_staging_bytes = staging[0];
   report.peak_staging_bytes = staging[1];
   report.layers_read_ahead = static_cast<int32_t>(-staging[2]);
   report.layers_written_behind = static_cast<int32_t>(-staging[3]);
+  report.seconds_transport_setup = static_cast<double>(staging[4]) / 1e6;
+  report.seconds_transport_blocked = static_cast<double>(staging[5]) / 1e6;
+  report.seconds_transport_hidden = static_cast<double>(-staging[6]) / 1e6;
+  report.seconds_host_alloc = static_cast<double>(staging[7]) / 1e6;
   reduce_counters(session.group(), stepper.counters(), report);
   return report;
 }
@@ -182,8 +188,16 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   report.seconds_commit = seconds_since(commit_start);
   core::log::detail("committed '{}' ({:.3f} s)", options.output.string(), report.seconds_commit);
   transport->close();
+  const transport::SetupTimes setup = transport->setup_times();
+  if (setup.seconds > 0) {
+    core::log::detail(
+        "{} set-up {:.3f} s in the background, the main thread held {:.3f} s of it ({}); "
+        "page-locked host buffers {:.3f} s (rank 0)",
+        report.backend, setup.seconds, setup.seconds_blocked, setup.steps,
+        setup.seconds_host_alloc);
+  }
 
-  report = reduce_report(session, stepper, report);
+  report = reduce_report(session, stepper, setup, report);
   report.seconds_total = seconds_since(start);
   return report;
 }

@@ -42,7 +42,7 @@ void check_nccl(ncclResult_t rc, const char* call, const char* file, int line) {
                                             nccl_detail(rc, nullptr), base_name(file), line));
 }
 
-int select_device(int node_rank) {
+int choose_device(int node_rank) {
   int num_devices = 0;
   cudaError_t rc = cudaGetDeviceCount(&num_devices);
   if (rc != cudaSuccess || num_devices == 0) {
@@ -51,7 +51,11 @@ int select_device(int node_rank) {
                             rc == cudaSuccess ? "none found" : cudaGetErrorString(rc)));
   }
   // NOTE: the same rule as transport::gpu_for, which rank 0's GPU summary reports.
-  int device = num_devices == 1 ? 0 : node_rank % num_devices;
+  return num_devices == 1 ? 0 : node_rank % num_devices;
+}
+
+int select_device(int node_rank) {
+  const int device = choose_device(node_rank);
   EPLB_CUDA_CHECK(cudaSetDevice(device));
   return device;
 }
@@ -132,16 +136,22 @@ bool Event::done() const {
 // ---- NCCL communicator ----------------------------------------------------------------------
 
 NcclComm NcclComm::create(const Group& group) {
-  int rank = 0, size = 1;
-  EPLB_MPI_CHECK(MPI_Comm_rank(group.comm, &rank));
-  EPLB_MPI_CHECK(MPI_Comm_size(group.comm, &size));
+  NcclComm comm = start(bootstrap(group));
+  comm.wait_ready("ncclCommInitRankConfig", Deadline(group.timeout));
+  return comm;
+}
+
+NcclBootstrap NcclComm::bootstrap(const Group& group) {
+  NcclBootstrap boot;
+  EPLB_MPI_CHECK(MPI_Comm_rank(group.comm, &boot.rank));
+  EPLB_MPI_CHECK(MPI_Comm_size(group.comm, &boot.size));
   // NOTE: rank 0 broadcasts a success flag with the id, so that a failure there ends
   // every rank's setup instead of leaving them waiting in the broadcast or in init.
   struct {
     int ok = 0;
     ncclUniqueId id{};
   } root;
-  if (rank == 0) root.ok = ncclGetUniqueId(&root.id) == ncclSuccess ? 1 : 0;
+  if (boot.rank == 0) root.ok = ncclGetUniqueId(&root.id) == ncclSuccess ? 1 : 0;
   broadcast_bytes(group, std::as_writable_bytes(std::span(&root, 1)),
                   "NCCL communicator set-up (unique id)");
   if (!root.ok) {
@@ -149,13 +159,18 @@ NcclComm NcclComm::create(const Group& group) {
                 "ncclGetUniqueId(...) failed on rank 0: cannot create the "
                 "NCCL communicator");
   }
+  boot.id = root.id;
+  return boot;
+}
+
+NcclComm NcclComm::start(const NcclBootstrap& boot) {
   ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
   config.blocking = 0;  // every call returns at once, so every wait can have a deadline
   ncclComm_t raw = nullptr;
-  ncclResult_t rc = ncclCommInitRankConfig(&raw, size, root.id, rank, &config);
+  ncclUniqueId id = boot.id;
+  ncclResult_t rc = ncclCommInitRankConfig(&raw, boot.size, id, boot.rank, &config);
   NcclComm comm(raw);  // owned from here: a failure below aborts it
   EPLB_NCCL_CHECK(rc);
-  comm.wait_ready("ncclCommInitRankConfig", Deadline(group.timeout));
   return comm;
 }
 
@@ -167,9 +182,14 @@ ncclResult_t NcclComm::async_error() const {
   return rc == ncclSuccess ? state : rc;
 }
 
-void NcclComm::wait_ready(const char* what, const Deadline& deadline) {
+void NcclComm::wait_ready(const char* what, const Deadline& deadline,
+                          const std::atomic<bool>* cancel) {
   const bool ready = poll_until(
       [&] {
+        if (cancel != nullptr && cancel->load(std::memory_order_relaxed)) {
+          abort();
+          throw Error(ErrorKind::kComm, fmt::format("NCCL {} cancelled", what));
+        }
         ncclResult_t state = async_error();
         if (state != ncclSuccess && state != ncclInProgress) {
           std::string detail = nccl_detail(state, get());

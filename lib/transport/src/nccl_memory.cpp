@@ -2,6 +2,14 @@
 
 #include <cuda.h>
 #include <cuda_runtime.h>
+#include <fmt/format.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <map>
+#include <mutex>
+
+#include "eplb/core/error.hpp"
 
 namespace eplb::transport::detail {
 namespace {
@@ -54,6 +62,100 @@ MemKind MemoryClassifier::kind(const std::byte* p) {
     ranges_.push_back({begin, begin + size});
   }
   return k;
+}
+
+namespace {
+
+struct Lockable {
+  size_t bytes = 0;
+  int device = 0;
+  enum State { kWaiting, kLocking, kLocked, kFailed } state = kWaiting;
+};
+
+struct LockTable {
+  std::mutex mutex;
+  std::condition_variable changed;  // an entry left kLocking
+  std::map<std::byte*, Lockable> entries;
+};
+
+LockTable& lock_table() {
+  static LockTable table;
+  return table;
+}
+
+void release_lockable(std::byte* data) noexcept {
+  LockTable& t = lock_table();
+  std::unique_lock lock(t.mutex);
+  t.changed.wait(lock, [&] {
+    auto it = t.entries.find(data);
+    return it == t.entries.end() || it->second.state != Lockable::kLocking;
+  });
+  auto it = t.entries.find(data);
+  if (it == t.entries.end()) return;  // not ours: never happens
+  const Lockable entry = it->second;
+  t.entries.erase(it);
+  lock.unlock();
+  if (entry.state == Lockable::kLocked) {
+    (void)cudaSetDevice(entry.device);
+    (void)cudaHostUnregister(data);
+  }
+  std::free(data);
+}
+
+}  // namespace
+
+HostBuffer allocate_lockable(size_t bytes, int device) {
+  constexpr size_t kPage = 4096;
+  const size_t rounded = (bytes + kPage - 1) / kPage * kPage;
+  auto* data = static_cast<std::byte*>(std::aligned_alloc(kPage, rounded));
+  if (data == nullptr) {
+    throw core::Error(core::ErrorKind::kComm,
+                      fmt::format("cannot allocate {} bytes of host memory for the NCCL "
+                                  "transport",
+                                  bytes));
+  }
+  LockTable& t = lock_table();
+  {
+    std::lock_guard lock(t.mutex);
+    t.entries[data] = Lockable{rounded, device};
+  }
+  return HostBuffer(data, bytes, &release_lockable);
+}
+
+LockResult lock_waiting(int device) {
+  LockResult result;
+  LockTable& t = lock_table();
+  for (;;) {
+    std::byte* data = nullptr;
+    size_t bytes = 0;
+    {
+      std::lock_guard lock(t.mutex);
+      for (auto& [p, entry] : t.entries) {
+        if (entry.device != device || entry.state != Lockable::kWaiting) continue;
+        entry.state = Lockable::kLocking;
+        data = p;
+        bytes = entry.bytes;
+        break;
+      }
+    }
+    if (data == nullptr) return result;
+    const cudaError_t rc = cudaHostRegister(data, bytes, cudaHostRegisterPortable);
+    if (rc == cudaSuccess) {
+      ++result.buffers;
+      result.bytes += bytes;
+    } else {
+      (void)cudaGetLastError();
+      if (result.error.empty()) {
+        result.error = fmt::format("cudaHostRegister of {} bytes failed: {}: {}", bytes,
+                                   cudaGetErrorName(rc), cudaGetErrorString(rc));
+      }
+    }
+    {
+      std::lock_guard lock(t.mutex);
+      t.entries[data].state = rc == cudaSuccess ? Lockable::kLocked : Lockable::kFailed;
+    }
+    t.changed.notify_all();
+  }
 }
 
 }  // namespace eplb::transport::detail

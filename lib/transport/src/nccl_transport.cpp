@@ -22,11 +22,17 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <memory>
 #include <optional>
 #include <set>
+#include <thread>
 
 #include "detail.hpp"
+#include "eplb/core/clock.hpp"
 #include "eplb/core/error.hpp"
+#include "eplb/core/log.hpp"
 #include "eplb/runtime/batched_copy.hpp"
 #include "eplb/runtime/mpi.hpp"
 #include "eplb/transport/nccl_detail.hpp"
@@ -37,8 +43,10 @@ namespace eplb::transport {
 
 namespace {
 
+using core::Clock;
 using core::Error;
 using core::ErrorKind;
+using core::seconds_since;
 using runtime::Event;
 
 // Every piece but a stream's last is a 256-byte multiple, which keeps every peer's staging
@@ -48,6 +56,8 @@ constexpr size_t kPieceAlign = 256;
 // peer: below that, NCCL's per-peer bandwidth drops (to ~70% of its peak at 64 MiB on
 // H200s), and at 4 GPUs a ramp down to 21 MiB pieces cost more than it saved.
 constexpr size_t kMinRampPiece = size_t{64} << 20;
+// How long a cancelled background set-up may take to stop (see Impl::stop_helper).
+constexpr std::chrono::milliseconds kHelperGrace{std::chrono::seconds(10)};
 
 // What exchange() uses on the device; index [b] of an event pair is staging half b.
 struct DeviceResources {
@@ -61,14 +71,117 @@ struct DeviceResources {
   Event gathered[2], comm_done[2], scattered[2];
 };
 
+// The set-up that needs no other process: the CUDA context, device staging and streams,
+// and this rank's start of the communicator, which NCCL then finishes on its own threads.
+// It takes a second or more on H200s, so a helper thread runs it while the caller goes on
+// (creates the output, reads the first layers); the transport waits for it where it first
+// needs it (Impl::ready). The helper touches nothing but this object, which it co-owns: a
+// helper detached after a timeout never touches freed memory.
+struct BackgroundSetup {
+  BackgroundSetup(int dev_idx, size_t half_size, const runtime::NcclBootstrap& b,
+                  std::chrono::milliseconds timeout)
+      : device(dev_idx), half_bytes(half_size), boot(b), deadline(timeout) {}
+  void run() noexcept;
+  bool local_done() const { return phase.load(std::memory_order_acquire) >= kLocalDone; }
+
+  const int device;
+  const size_t half_bytes;
+  const runtime::NcclBootstrap boot;
+  const runtime::Deadline deadline;  // the command's --timeout, from the constructor on
+  std::atomic<bool> cancel{false};   // the owner gave up: stop waiting for the communicator
+  // NOTE: the owner reads local_error, dev and seconds_* once phase >= kLocalDone, and
+  // the rest once the helper is joined.
+  enum Phase : int { kRunning, kLocalDone, kFinished };
+  std::atomic<int> phase{kRunning};
+  std::optional<Error> local_error;  // CUDA context, NCCL start or staging failed
+  std::optional<Error> comm_error;   // the communicator failed or timed out
+  std::optional<DeviceResources> dev;
+  runtime::NcclComm nccl;  // declared after dev: aborted before the staging is freed
+  double seconds_context = 0;
+  double seconds_staging = 0;
+  double seconds_locking = 0;
+  detail::LockResult locked;  // the host buffers handed out so far, page-locked here
+  Clock::time_point comm_ready{};
+};
+
+// Fault injection for the GPU tests (docs/RELIABILITY.md): EPLB_FAULT_NCCL_SETUP=RANK
+// makes that rank's background set-up fail before it starts the communicator, which its
+// peers have started: the worst case for them.
+bool setup_fault_injected(int rank) {
+  static const char* spec = std::getenv("EPLB_FAULT_NCCL_SETUP");
+  return spec != nullptr && *spec != '\0' && std::atoi(spec) == rank;
+}
+
+void BackgroundSetup::run() noexcept {
+  const auto start = Clock::now();
+  try {
+    EPLB_CUDA_CHECK(cudaSetDevice(device));
+    EPLB_CUDA_CHECK(cudaFree(nullptr));  // the context now, timed as such
+    seconds_context = seconds_since(start);
+    if (setup_fault_injected(boot.rank)) {
+      throw Error(ErrorKind::kComm,
+                  fmt::format("EPLB_FAULT_NCCL_SETUP: the NCCL set-up of rank {} fails "
+                              "(injected)",
+                              boot.rank));
+    }
+    // NOTE: every rank's GPU was agreed on before this thread started, so every rank
+    // starts the communicator and NCCL can finish it.
+    nccl = runtime::NcclComm::start(boot);
+    // While NCCL sets up the communicator on its own threads: the host buffers the caller
+    // has asked for so far (it reads into them meanwhile), then the device staging.
+    const auto locking_start = Clock::now();
+    locked = detail::lock_waiting(device);
+    seconds_locking = seconds_since(locking_start);
+    const auto staging_start = Clock::now();
+    dev.emplace();
+    dev->half_bytes = half_bytes;
+    dev->staging = runtime::DeviceBuffer::for_nccl(4 * half_bytes);
+    if (!dev->staging.data()) dev->staging = runtime::DeviceBuffer(4 * half_bytes);
+    seconds_staging = seconds_since(staging_start);
+    // A second pass: buffers the caller asked for meanwhile.
+    const auto second_start = Clock::now();
+    const detail::LockResult more = detail::lock_waiting(device);
+    seconds_locking += seconds_since(second_start);
+    locked.buffers += more.buffers;
+    locked.bytes += more.bytes;
+    if (locked.error.empty()) locked.error = more.error;
+  } catch (const Error& e) {
+    local_error = e;
+  } catch (const std::exception& e) {
+    local_error =
+        Error(ErrorKind::kInternal, fmt::format("internal error: NCCL set-up: {}", e.what()));
+  }
+  phase.store(kLocalDone, std::memory_order_release);
+  if (!local_error) {
+    try {
+      nccl.wait_ready("ncclCommInitRankConfig", deadline, &cancel);
+      comm_ready = Clock::now();
+    } catch (const Error& e) {
+      comm_error = e;
+    } catch (const std::exception& e) {
+      comm_error =
+          Error(ErrorKind::kInternal, fmt::format("internal error: NCCL set-up: {}", e.what()));
+    }
+  }
+  phase.store(kFinished, std::memory_order_release);
+}
+
 }  // namespace
 
 // Per-process resources: device, staging halves, streams, events, communicators.
 struct NcclTransport::Impl {
   Impl(MPI_Comm comm, int node_rank, const TransportOptions& opts);
+  ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
   std::byte* send_half(size_t b) { return dev->staging.data() + b * dev->half_bytes; }
   std::byte* recv_half(size_t b) { return dev->staging.data() + (2 + b) * dev->half_bytes; }
   void check_usable() const;
+  // Collective, the first time: waits for the background set-up of this process, agrees
+  // that every process has one, waits for the communicator and registers the staging.
+  void ready();
+  // Cancels the background set-up and joins its thread (detaches it after kHelperGrace).
+  void stop_helper() noexcept;
   size_t agree_max_peers(long long local);
   // The transport's processes and the command's timeout, for its agreements.
   runtime::Group group() const { return runtime::Group{mpi.get(), options.timeout}; }
@@ -92,9 +205,15 @@ struct NcclTransport::Impl {
   int size = 1;
   int device = 0;
   bool failed = false;
+  bool closed = false;
   std::optional<DeviceResources> dev;
   runtime::NcclComm nccl;  // aborted before the buffers it may use are freed
   runtime::NcclRegistration staging_registration;  // dropped before the communicator
+  // Until ready(): the background set-up and its thread; afterwards empty.
+  Clock::time_point started = Clock::now();
+  std::shared_ptr<BackgroundSetup> setup;
+  std::thread helper;
+  SetupTimes times;
 };
 
 NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& opts)
@@ -107,15 +226,11 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
                 fmt::format("NCCL staging budget of {} bytes is too small (at least {} needed)",
                             options.max_staging_bytes, 4 * kPieceAlign));
   }
-  // Local setup first, agreed on by every rank, so that NCCL setup starts only where it
-  // can finish: a rank without a GPU must not leave the others waiting in ncclCommInit.
+  // Every rank's GPU is agreed on first, so that NCCL set-up starts only where it can
+  // finish: a rank without a GPU must not leave the others waiting in ncclCommInit.
   std::optional<Error> local_error;
   try {
-    device = runtime::select_device(node_rank);
-    dev.emplace();
-    dev->half_bytes = half_bytes;
-    dev->staging = runtime::DeviceBuffer::for_nccl(4 * half_bytes);
-    if (!dev->staging.data()) dev->staging = runtime::DeviceBuffer(4 * half_bytes);
+    device = runtime::choose_device(node_rank);
   } catch (const Error& e) {
     local_error = e;
   }
@@ -123,16 +238,105 @@ NcclTransport::Impl::Impl(MPI_Comm comm, int node_rank, const TransportOptions& 
     if (local_error) throw *local_error;
     throw Error::reported_elsewhere(ErrorKind::kComm);
   }
-  nccl = runtime::NcclComm::create(group());
-  // NOTE: NCCL needs registered buffers on both ends of an operation or on neither.
-  if (runtime::all_true(group(), dev->staging.from_nccl(), "NCCL staging registration")) {
-    staging_registration = runtime::NcclRegistration(nccl, dev->staging.data(), dev->staging.size(),
-                                                     runtime::Deadline(options.timeout));
+  const runtime::NcclBootstrap boot = runtime::NcclComm::bootstrap(group());
+  // The rest (CUDA context, staging, the communicator) runs behind the caller's back.
+  setup = std::make_shared<BackgroundSetup>(device, half_bytes, boot, options.timeout);
+  helper = std::thread([s = setup] { s->run(); });
+  times.seconds_blocked = seconds_since(started);
+}
+
+NcclTransport::Impl::~Impl() {
+  if (helper.joinable()) stop_helper();
+}
+
+void NcclTransport::Impl::stop_helper() noexcept {
+  // The helper stops waiting for the communicator at once (aborting it); its local steps
+  // are short. Should NCCL's abort of a half-made communicator hang, the helper is left
+  // behind rather than this rank: it owns its share of `setup`.
+  setup->cancel.store(true);
+  const bool finished = runtime::poll_until(
+      [&] { return setup->phase.load(std::memory_order_acquire) >= BackgroundSetup::kFinished; },
+      runtime::Deadline(kHelperGrace));
+  if (finished) {
+    helper.join();
+  } else {
+    helper.detach();
   }
 }
 
+void NcclTransport::Impl::ready() {
+  if (!setup) return;  // ready already (or failed: check_usable says so)
+  const auto arrived = Clock::now();
+  guarded([&] {
+    // This process's part: local, but bounded all the same.
+    if (!runtime::poll_until([&] { return setup->local_done(); }, setup->deadline)) {
+      setup->cancel.store(true);
+      helper.detach();  // it owns its share of `setup`; it cannot be interrupted
+      throw Error(ErrorKind::kComm,
+                  fmt::format("NCCL transport set-up timed out after {} (CUDA context and "
+                              "device staging of GPU {})",
+                              setup->deadline.timeout_text(), device));
+    }
+    // Every process's part. NOTE: NCCL needs registered buffers on both ends of an
+    // operation or on neither, so registration is agreed on in the same collective.
+    const bool ok = !setup->local_error;
+    const bool registrable = ok && setup->dev->staging.from_nccl();
+    const auto flags = runtime::all_max(group(), {ok ? 0LL : 1LL, registrable ? 0LL : 1LL},
+                                        "NCCL transport set-up (GPU and staging)");
+    if (flags[0] != 0) {
+      // Agreed: every rank stops here, so none is left waiting and the job ends cleanly
+      // (exit code of kComm everywhere); the failing rank says why, as agree() does.
+      stop_helper();
+      if (setup->local_error) {
+        for (const auto& problem : setup->local_error->problems()) {
+          core::log::error("{}", problem);
+        }
+      }
+      throw Error::reported_elsewhere(ErrorKind::kComm);
+    }
+    // The communicator: the helper waits for it, within the deadline.
+    helper.join();
+    if (setup->comm_error) throw *setup->comm_error;
+    dev = std::move(setup->dev);
+    nccl = std::move(setup->nccl);
+    EPLB_CUDA_CHECK(cudaSetDevice(device));
+    // Host buffers handed out after the helper's pass: page-locked here, before any
+    // exchange copies from them.
+    const auto late_start = Clock::now();
+    detail::LockResult late = detail::lock_waiting(device);
+    const double late_s = seconds_since(late_start);
+    for (const auto* r : {&setup->locked, &late}) {
+      if (!r->error.empty()) {
+        core::log::warn("NCCL transport: a host buffer stays pageable (slower copies): {}",
+                        r->error);
+      }
+    }
+    const auto registration_start = Clock::now();
+    if (flags[1] == 0) {
+      staging_registration = runtime::NcclRegistration(
+          nccl, dev->staging.data(), dev->staging.size(), runtime::Deadline(options.timeout));
+    }
+    const double registration_s = seconds_since(registration_start);
+    const double comm_s = std::chrono::duration<double>(setup->comm_ready - started).count();
+    times.seconds = comm_s + registration_s;
+    times.seconds_blocked += seconds_since(arrived);
+    times.steps = fmt::format(
+        "GPU {} context {:.3f} s, {} host buffers ({:.0f} MiB) page-locked in the background "
+        "{:.3f} s and {} ({:.0f} MiB) at first use {:.3f} s, device staging {:.0f} MiB ({}) "
+        "{:.3f} s, communicator ready {:.3f} s after the start, staging {} {:.3f} s",
+        device, setup->seconds_context, setup->locked.buffers,
+        static_cast<double>(setup->locked.bytes) / (1 << 20), setup->seconds_locking, late.buffers,
+        static_cast<double>(late.bytes) / (1 << 20), late_s,
+        static_cast<double>(dev->staging.size()) / (1 << 20),
+        dev->staging.from_nccl() ? "ncclMemAlloc" : "cudaMalloc", setup->seconds_staging, comm_s,
+        flags[1] == 0 ? "registered" : "not registered (not ncclMemAlloc'd on every rank)",
+        registration_s);
+  });
+  setup.reset();
+}
+
 void NcclTransport::Impl::check_usable() const {
-  if (!nccl && !failed) throw Error(ErrorKind::kInternal, "internal error: NCCL use after close()");
+  if (closed) throw Error(ErrorKind::kInternal, "internal error: NCCL use after close()");
   if (failed) {
     throw Error(ErrorKind::kComm, "NCCL transport is unusable after an earlier failed exchange");
   }
@@ -386,27 +590,58 @@ void ExchangeRun::fail_round(size_t round, const std::string& what) {
 }  // namespace
 
 NcclTransport::NcclTransport(MPI_Comm comm, int node_rank, const TransportOptions& options)
-    : impl_(std::make_unique<Impl>(comm, node_rank, options)) {}
+    : impl_(std::make_unique<Impl>(comm, node_rank, options)) {
+  // EPLB_NCCL_SETUP=foreground (docs/CLI.md): finish the set-up here, before the caller
+  // reads anything, as before the set-up moved to the background; for side-by-side
+  // measurements (bench/e2e_disk.sh). NOTE: the same on every rank (the job's environment).
+  const char* mode = std::getenv("EPLB_NCCL_SETUP");
+  if (mode != nullptr && std::string_view(mode) == "foreground") impl_->ready();
+}
 
 NcclTransport::~NcclTransport() = default;
 
 int NcclTransport::rank() const { return impl_->rank; }
 int NcclTransport::size() const { return impl_->size; }
-ncclComm_t NcclTransport::comm() const { return impl_->nccl.get(); }
-cudaStream_t NcclTransport::stream() const { return impl_->dev->comm_stream.get(); }
+ncclComm_t NcclTransport::comm() const {
+  EPLB_ASSERT(!impl_->setup && "NcclTransport::comm() before wait_ready()");
+  return impl_->nccl.get();
+}
+cudaStream_t NcclTransport::stream() const {
+  EPLB_ASSERT(impl_->dev && "NcclTransport::stream() before wait_ready()");
+  return impl_->dev->comm_stream.get();
+}
 int NcclTransport::device() const { return impl_->device; }
+
+void NcclTransport::wait_ready() {
+  impl_->check_usable();
+  impl_->ready();
+}
+
+SetupTimes NcclTransport::setup_times() const { return impl_->times; }
 
 void NcclTransport::exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) {
   impl_->check_usable();
   detail::validate_transfers(sends, recvs, impl_->rank, impl_->size, "NCCL");
+  impl_->ready();  // the first exchange waits for the set-up begun by the constructor
   EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
   impl_->guarded([&] { ExchangeRun(*impl_, sends, recvs).run(); });
 }
 
 HostBuffer NcclTransport::allocate_host(size_t bytes) {
   if (bytes == 0) return {};
-  runtime::PinnedBuffer pinned(bytes);
-  return HostBuffer(pinned.release(), bytes, &runtime::PinnedBuffer::free_pinned);
+  const auto start = Clock::now();
+  HostBuffer buffer;
+  if (impl_->setup) {
+    // Still setting up: usable at once (the caller reads into it), page-locked by the
+    // set-up, which would otherwise hold this thread for the CUDA context and the pinning.
+    buffer = detail::allocate_lockable(bytes, impl_->device);
+  } else {
+    EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
+    runtime::PinnedBuffer pinned(bytes);
+    buffer = HostBuffer(pinned.release(), bytes, &runtime::PinnedBuffer::free_pinned);
+  }
+  impl_->times.seconds_host_alloc += seconds_since(start);
+  return buffer;
 }
 
 runtime::DeviceBuffer NcclTransport::allocate_device(size_t bytes) const {
@@ -415,6 +650,7 @@ runtime::DeviceBuffer NcclTransport::allocate_device(size_t bytes) const {
 }
 
 runtime::NcclRegistration NcclTransport::register_buffer(const runtime::DeviceBuffer& buffer) {
+  EPLB_ASSERT(!impl_->setup && "NcclTransport::register_buffer() before wait_ready()");
   EPLB_CUDA_CHECK(cudaSetDevice(impl_->device));
   return impl_->guarded([&] {
     return runtime::NcclRegistration(impl_->nccl, buffer.data(), buffer.size(),
@@ -450,13 +686,16 @@ void NcclTransport::wait(cudaStream_t stream, const char* what) {
 }
 
 void NcclTransport::close() {
-  if (!impl_->nccl) return;
+  if (impl_->closed || impl_->failed) return;
+  // Teardown is collective: a transport that never exchanged finishes its set-up first.
+  impl_->ready();
   // Deregister the staging buffer while the communicator is whole: destroying a communicator
   // that still holds a registration crashed inside ncclCommDestroy on 4 H200s (4 processes,
   // NCCL 2.28), where 2 processes did not.
   impl_->staging_registration.reset();
-  impl_->nccl.close(runtime::Deadline(impl_->options.timeout));
+  impl_->guarded([&] { impl_->nccl.close(runtime::Deadline(impl_->options.timeout)); });
   impl_->mpi.close();
+  impl_->closed = true;
 }
 
 GpuChoice probe_gpu(int node_rank) {

@@ -69,7 +69,21 @@ struct RebalanceReport {
   int32_t layers_written_behind = 0;
   double seconds_total = 0;
   double seconds_plan = 0;
-  double seconds_setup = 0;  // transport (NCCL communicator, staging), layer buffers
+  // The main thread's set-up before the first layer: the transport's constructor, the
+  // output, the layer buffers.
+  double seconds_setup = 0;
+  // The transport's own set-up (transport::SetupTimes; NCCL: CUDA context, device staging,
+  // communicator), which runs in the background while the first layers are read: its wall
+  // time and the part the main thread was held by it (in the constructor and in the first
+  // exchange, whose time includes that wait), max over ranks; the part hidden behind other
+  // work, min over ranks; allocating the layer buffers on the main thread (in seconds_setup;
+  // NCCL page-locks them in the background unless the set-up was already done), max over
+  // ranks.
+  // Zeros with MPI.
+  double seconds_transport_setup = 0;
+  double seconds_transport_blocked = 0;
+  double seconds_transport_hidden = 0;
+  double seconds_host_alloc = 0;
   // Max over ranks of the time each phase took on that rank. Reading (reader thread),
   // exchanging (main thread) and writing (writer thread) overlap: they may add up to more
   // than the total.

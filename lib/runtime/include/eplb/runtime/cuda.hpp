@@ -8,6 +8,7 @@
 #include <mpi.h>
 #include <nccl.h>
 
+#include <atomic>
 #include <cstddef>
 
 #include "eplb/core/unique_handle.hpp"
@@ -27,9 +28,12 @@ void check_nccl(ncclResult_t rc, const char* call, const char* file, int line);
 #define EPLB_CUDA_CHECK(call) ::eplb::runtime::check_cuda((call), #call, __FILE__, __LINE__)
 #define EPLB_NCCL_CHECK(call) ::eplb::runtime::check_nccl((call), #call, __FILE__, __LINE__)
 
-// Local: makes the launcher's device current for the calling thread and returns it: the
-// only visible device, else device (node_rank % visible devices). Throws core::Error(kComm) when no
-// device is usable.
+// Local: the launcher's device for this process, without making it current (no CUDA
+// context is created): the only visible device, else device (node_rank % visible
+// devices). Throws core::Error(kComm) when no device is usable.
+int choose_device(int node_rank);
+// Local: choose_device(), made current for the calling thread (which creates the CUDA
+// context if this process has none on it yet).
 int select_device(int node_rank);
 
 // Move-only owner of device memory on the device current at construction (cudaMalloc,
@@ -127,6 +131,14 @@ class Event {
   core::UniqueHandle<cudaEvent_t, Traits> event_;
 };
 
+// What every process needs to join one NCCL communicator: rank 0's unique id and the
+// process's place in it.
+struct NcclBootstrap {
+  ncclUniqueId id{};
+  int rank = 0;
+  int size = 1;
+};
+
 // Move-only owner of a non-blocking NCCL communicator. NOTE: teardown is collective on the
 // success path (close() on every rank); a destructor that finds it still open aborts it,
 // so a failing rank never blocks in a teardown that its peers will not join.
@@ -134,10 +146,18 @@ class NcclComm {
  public:
   NcclComm() = default;
   // Collective over group.comm: every process calls it, after it made its device current
-  // (select_device). Rank 0 creates the unique id and broadcasts it over MPI (polled, as
-  // every collective). Throws core::Error(kComm) on failure or when either step takes
-  // longer than group.timeout.
+  // (select_device). bootstrap(), start() and wait_ready(), bounded by group.timeout.
+  // Throws core::Error(kComm) on failure or when either step takes longer than that.
   static NcclComm create(const Group& group);
+  // Collective over group.comm (MPI only, no CUDA): rank 0 creates the unique id and
+  // broadcasts it over MPI (polled, as every collective), with a flag that ends every
+  // rank's set-up when rank 0 could not create it. Throws core::Error(kComm).
+  static NcclBootstrap bootstrap(const Group& group);
+  // Local, on any thread, on the calling thread's current device: starts joining the
+  // communicator and returns at once; NCCL finishes in the background, which needs every
+  // rank of `boot` to call start(). The caller must wait_ready() before using it. Throws
+  // core::Error(kComm) when NCCL refuses at once.
+  static NcclComm start(const NcclBootstrap& boot);
 
   ncclComm_t get() const { return comm_.get(); }
   explicit operator bool() const { return static_cast<bool>(comm_); }
@@ -145,9 +165,10 @@ class NcclComm {
   // Local: the communicator's state (ncclSuccess, ncclInProgress or an error).
   ncclResult_t async_error() const;
   // Local: polls until the last non-blocking call on the communicator has finished.
-  // On an error or once `deadline` passes, aborts the communicator and throws
-  // core::Error(kComm) naming `what`.
-  void wait_ready(const char* what, const Deadline& deadline);
+  // On an error, once `deadline` passes, or once `*cancel` is set (another thread gave
+  // up on the set-up), aborts the communicator and throws core::Error(kComm) naming `what`.
+  void wait_ready(const char* what, const Deadline& deadline,
+                  const std::atomic<bool>* cancel = nullptr);
   // Local: ncclGroupEnd(), then wait_ready. Every rank that took part in the group calls it.
   void group_end(const char* what, const Deadline& deadline);
   // Local: ncclCommAbort; in-flight operations are cancelled and the handle is gone. The

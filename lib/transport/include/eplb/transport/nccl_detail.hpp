@@ -22,7 +22,10 @@ namespace eplb::transport {
 // that wrote them on another stream must be synchronized with the host first.
 class NcclTransport final : public Transport {
  public:
-  // Collective over `comm`: see make_nccl_transport.
+  // Collective over `comm`: see make_nccl_transport. Returns once every process has a GPU
+  // and NCCL's unique id; the CUDA context, the device staging and the communicator are
+  // then set up on a helper thread, and the first exchange() (or wait_ready(), or
+  // close()) waits for them.
   NcclTransport(MPI_Comm comm, int node_rank, const TransportOptions& options);
   ~NcclTransport() override;
   NcclTransport(const NcclTransport&) = delete;
@@ -37,18 +40,27 @@ class NcclTransport final : public Transport {
   // Local: pinned host memory (cudaHostAlloc).
   HostBuffer allocate_host(size_t bytes) override;
   void close() override;
+  SetupTimes setup_times() const override;
 
-  // Local: the communicator, for NCCL calls made by the caller. Every rank must issue the
-  // same sequence of NCCL operations on it, interleaved identically with exchange().
+  // Collective, once (later calls return at once): waits for the set-up the constructor
+  // began, on this process and every other, within options.timeout. The first
+  // exchange() does the same; callers that use comm(), stream() or register_buffer()
+  // before any exchange() call this first. Throws core::Error(kComm) as the constructor
+  // did (a rank's own failure on that rank, the others reported elsewhere); the transport
+  // is unusable afterwards.
+  void wait_ready();
+
+  // Local, after wait_ready(): the communicator, for NCCL calls made by the caller. Every rank must
+  // issue the same sequence of NCCL operations on it, interleaved identically with exchange().
   ncclComm_t comm() const;
-  // Local: the stream exchange() runs its NCCL operations on.
+  // Local, after wait_ready(): the stream exchange() runs its NCCL operations on.
   cudaStream_t stream() const;
   // Local: the CUDA device this process uses (node-local rank % device count).
   int device() const;
-  // Local: device memory on device().
+  // Local: device memory on device() (made current on the calling thread).
   runtime::DeviceBuffer allocate_device(size_t bytes) const;
-  // Local: registers `buffer` (from DeviceBuffer::for_nccl) with comm(); the registration
-  // must be dropped before the buffer is freed. See runtime::NcclRegistration.
+  // Local, after wait_ready(): registers `buffer` (from DeviceBuffer::for_nccl) with comm(); the
+  // registration must be dropped before the buffer is freed. See runtime::NcclRegistration.
   runtime::NcclRegistration register_buffer(const runtime::DeviceBuffer& buffer);
   // Local: ncclGroupEnd() for a group the caller started with ncclGroupStart(), then
   // waits until the non-blocking communicator has taken the group (bounded by the timeout).

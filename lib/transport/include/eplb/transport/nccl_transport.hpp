@@ -32,6 +32,9 @@ GpuChoice probe_gpu(int node_rank);
 // Collective over `comm`: selects the GPU from the node-local rank, creates the NCCL
 // communicator (unique id broadcast over MPI). Segments may be pinned host memory
 // (allocate_host) or device memory. Throws core::Error(kComm) if NCCL is unavailable.
+// The CUDA context, device staging and communicator are set up in the background: the
+// first exchange() waits for them (and reports what failed there), so that work the
+// caller does meanwhile (reading the first layers) hides them; setup_times() says how much.
 // The concrete type (communicator, stream, device buffers) is in nccl_detail.hpp.
 std::unique_ptr<Transport> make_nccl_transport(MPI_Comm comm, int node_rank,
                                                const TransportOptions& options);

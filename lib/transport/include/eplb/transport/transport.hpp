@@ -70,6 +70,27 @@ struct TransportOptions {
   bool trace_rounds = false;
 };
 
+// How long a transport took to set up, and how much of that its caller waited for. NCCL
+// finishes its set-up (CUDA context, device staging, communicator) in the background and
+// waits for it only where it first needs it: its first exchange() (or close()).
+struct SetupTimes {
+  // Wall time from the start of the constructor until the transport was ready to move
+  // data; 0 until then.
+  double seconds = 0;
+  // Of which the caller's thread was held: in the constructor, and at first use (waiting
+  // for the set-up of this process and its peers, then finishing it).
+  double seconds_blocked = 0;
+  // allocate_host() so far, on the caller's thread; not in `seconds` (NCCL page-locks
+  // during the set-up in the background, afterwards in allocate_host()).
+  double seconds_host_alloc = 0;
+  // What the set-up consisted of, one line (NCCL: each step's time), for -v.
+  std::string steps;
+  // What ran while the caller did other work (read the first layers).
+  double seconds_hidden() const {
+    return seconds > seconds_blocked ? seconds - seconds_blocked : 0;
+  }
+};
+
 class Transport {
  public:
   Transport() = default;
@@ -91,6 +112,10 @@ class Transport {
 
   // Collective: orderly teardown on the success path (NCCL: ncclCommDestroy).
   virtual void close() = 0;
+
+  // Local: the set-up's times so far (see SetupTimes); zeros for a transport that has
+  // nothing to set up (MPI).
+  virtual SetupTimes setup_times() const { return {}; }
 };
 
 }  // namespace eplb::transport
