@@ -40,7 +40,12 @@ echo "checkpoint $(awk -v b="$bytes" 'BEGIN {printf "%.2f", b / 1e9}') GB, $np r
 for spec in ${BACKENDS:-mpi}; do
   backend=${spec%%:*}; setup=background; [[ $spec == *:* ]] && setup=${spec#*:}
   t0=$(now)
-  EPLB_NCCL_SETUP=$setup mpirun --oversubscribe -np "$np" -x EPLB_NCCL_SETUP "$tool" \
+  # Every rank must see EPLB_NCCL_SETUP. Open MPI refuses -x next to an mca_base_env_list
+  # (which the GPU machine's packed runtime sets): add it to that list then.
+  if [[ -n ${OMPI_MCA_mca_base_env_list:-} ]]; then
+    pass_env=(); export OMPI_MCA_mca_base_env_list="${OMPI_MCA_mca_base_env_list%;EPLB_NCCL_SETUP};EPLB_NCCL_SETUP"
+  else pass_env=(-x EPLB_NCCL_SETUP); fi
+  EPLB_NCCL_SETUP=$setup mpirun --oversubscribe -np "$np" "${pass_env[@]}" "$tool" \
     --old "$work/old.json" --new "$work/new.json" \
     --input "$work/in" --output "$work/out" --backend "$backend" --roofline \
     --json "$work/run-$spec.json" | tee "$work/run.log"
