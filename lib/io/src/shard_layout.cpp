@@ -121,4 +121,9 @@ void RowFile::read(uint64_t offset, std::span<std::byte> out) const {
                                   (t.error == 0 ? "end of file" : std::strerror(t.error)));
 }
 
+void RowFile::prefetch(uint64_t offset, uint64_t bytes) const noexcept {
+  ::posix_fadvise(fd_.get(), static_cast<off_t>(offset), static_cast<off_t>(bytes),
+                  POSIX_FADV_WILLNEED);
+}
+
 }  // namespace eplb::io

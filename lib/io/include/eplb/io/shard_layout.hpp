@@ -45,6 +45,10 @@ class RowFile {
   explicit RowFile(const std::filesystem::path& path);  // throws kIo
   // Reads exactly out.size() bytes at `offset`; throws kIo naming the file.
   void read(uint64_t offset, std::span<std::byte> out) const;
+  // Asks the kernel to start reading [offset, offset + bytes) into the page cache without
+  // waiting (posix_fadvise WILLNEED), so that a later read() finds it there. A hint: never
+  // throws.
+  void prefetch(uint64_t offset, uint64_t bytes) const noexcept;
 
  private:
   std::filesystem::path path_;
