@@ -130,8 +130,7 @@ struct Counters : StepCounters {
 class InPlaceUpdate {
  public:
   InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
-                transport::Transport& transport, const std::string& checkpoint_id,
-                size_t read_ahead_bytes, Phases& phases);
+                transport::Transport& transport, const std::string& checkpoint_id, Phases& phases);
 
   void run_layer(int32_t layer_idx);
   // Collective: the checkpoint id patch, the file descriptions, rank 0's manifest, every
@@ -156,11 +155,6 @@ class InPlaceUpdate {
   // The runs of old rows of `h` that layer `layer_idx` needs: those sent to peers and those
   // copied locally. Unchanged rows are neither read nor written.
   std::vector<std::pair<int32_t, int32_t>> source_runs(const Hosted& h, int32_t layer_idx) const;
-  // Asks the kernel to read ahead (RowFile::prefetch, into the page cache) the source rows
-  // and checksums of layer `layer_idx` and of the layers after it, as many as fit
-  // read_ahead_bytes_ of source rows (at least `layer_idx` itself): the disk reads them
-  // while this process exchanges, checks and journals the layers before.
-  void prefetch_from(int32_t layer_idx);
   void read_sources(Hosted& h, int32_t layer_idx);
   void exchange(const plan::LayerPlan& layer);
   void fill_and_verify(Hosted& h, int32_t layer_idx);
@@ -175,9 +169,6 @@ class InPlaceUpdate {
   transport::HostBuffer trailers_;
   std::vector<size_t> row_bytes_;
   std::vector<uint64_t> zero_row_checksums_;
-  size_t read_ahead_bytes_ = 0;
-  std::vector<uint64_t> source_bytes_;  // per layer: this process's source rows
-  int32_t prefetched_ = -1;             // the last layer read ahead
   std::string manifest_text_;
   core::ProblemList problems_{core::ErrorKind::kIo};
   Counters counters_;
@@ -201,14 +192,12 @@ std::vector<std::pair<int32_t, int32_t>> runs_of(std::vector<int32_t> rows) {
 
 InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
                              const plan::Plan& plan, transport::Transport& transport,
-                             const std::string& checkpoint_id, size_t read_ahead_bytes,
-                             Phases& phases)
+                             const std::string& checkpoint_id, Phases& phases)
     : session_(session),
       inputs_(inputs),
       plan_(plan),
       transport_(transport),
       checkpoint_id_(checkpoint_id),
-      read_ahead_bytes_(read_ahead_bytes),
       phases_(phases) {
   const auto& tensors = inputs.tensors;
   hosted_.resize(inputs.my_ranks.size());
@@ -239,14 +228,16 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
     zero_row_checksums_.push_back(io::checksum(zeros));
   }
   agree(session.group(), problems, "opening the shards and journals");
-  for (int32_t layer = 0; layer < static_cast<int32_t>(plan.layers.size()); ++layer) {
-    uint64_t bytes = 0;
-    for (const auto& h : hosted_) {
-      for (const auto& [first, last] : source_runs(h, layer)) {
-        bytes += static_cast<uint64_t>(last - first + 1) * io::expert_bytes(tensors);
+  // The layers' checksum arrays (a few hundred bytes each, read buffered) are asked for
+  // all at once, so that the per-layer reads find them in the page cache; the rows
+  // themselves are read with O_DIRECT (RowFile::read), past it.
+  for (const auto& h : hosted_) {
+    if (!h.file) continue;
+    for (const auto& offsets : h.layout.layers) {
+      for (const uint64_t at : offsets.checksums) {
+        h.file->prefetch(at, static_cast<uint64_t>(plan.old_num_slots_per_rank) * 8);
       }
     }
-    source_bytes_.push_back(bytes);
   }
   core::fault::kill_point("journal-open");
 }
@@ -271,36 +262,8 @@ std::vector<std::pair<int32_t, int32_t>> InPlaceUpdate::source_runs(const Hosted
   return runs_of(needed);
 }
 
-void InPlaceUpdate::prefetch_from(int32_t layer_idx) {
-  const auto num_layers = static_cast<int32_t>(source_bytes_.size());
-  uint64_t ahead = 0;
-  for (int32_t l = layer_idx; l <= prefetched_ && l < num_layers; ++l) {
-    ahead += source_bytes_[static_cast<size_t>(l)];
-  }
-  for (int32_t next = std::max(prefetched_ + 1, layer_idx); next < num_layers; ++next) {
-    const uint64_t bytes = source_bytes_[static_cast<size_t>(next)];
-    if (next > layer_idx && ahead + bytes > read_ahead_bytes_) break;
-    for (const auto& h : hosted_) {
-      if (!h.file) continue;
-      const auto& offsets = h.layout.layers[static_cast<size_t>(next)];
-      const auto runs = source_runs(h, next);
-      for (size_t t = 0; t < row_bytes_.size(); ++t) {
-        h.file->prefetch(offsets.checksums[t],
-                         static_cast<uint64_t>(plan_.old_num_slots_per_rank) * sizeof(uint64_t));
-        for (const auto& [first, last] : runs) {
-          h.file->prefetch(offsets.tensors[t] + static_cast<uint64_t>(first) * row_bytes_[t],
-                           static_cast<uint64_t>(last - first + 1) * row_bytes_[t]);
-        }
-      }
-    }
-    ahead += bytes;
-    prefetched_ = next;
-  }
-}
-
 void InPlaceUpdate::run_layer(int32_t layer_idx) {
   const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
-  phases_.time("prefetch", [&] { prefetch_from(layer_idx); });
   phases_.time("read", [&] {
     for (auto& h : hosted_) read_sources(h, layer_idx);
   });
@@ -641,9 +604,7 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   report.backend_reason = chosen.choice.reason;
   const std::string checkpoint_id = io::checkpoint_id_for("run\n" + inputs.input_identity +
                                                           placement::to_json(inputs.new_placement));
-  // Source rows are read ahead (into the page cache) up to the staging budget's worth.
-  InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id,
-                       options.transport.max_staging_bytes, phases);
+  InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id, phases);
   report.seconds_setup = seconds_since(setup_start);
   lap("setup");
 
