@@ -50,16 +50,24 @@ evict() { sync; for f in "$1"/*; do [[ -f $f ]] && dd if="$f" iflag=nocache coun
 now() { date +%s.%N; }
 timed() {  # timed LABEL command...: prints the seconds, keeps the log
   local label=$1; shift
+  current=$label  # run() names its --json report after it
   evict "$work/ckpt"
   local t0; t0=$(now)
   "$@" >"$work/$label.log" 2>&1 || { echo "$label failed:" >&2; cat "$work/$label.log" >&2; exit 1; }
   awk -v a="$(now)" -v b="$t0" 'BEGIN { printf "%.3f\n", a - b }'
 }
-run() { mpirun -np "$np" "$tool" run --backend "$backend" "$@"; }
+run() { mpirun -np "$np" "$tool" run --backend "$backend" --json "$work/$current.json" "$@"; }
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ); host: $(hostname); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
 echo "checkpoint: $bytes bytes, $np ranks x $slots slots x $layers layers, tensors $tensors, backend $backend"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
+# The disk's own speed, single stream, direct I/O, 1 MiB blocks, next to the checkpoint: what
+# the bytes alone predict for each mode (printed at the end).
+probe_mib=$(( bytes / 1048576 < 1024 ? bytes / 1048576 : 1024 ))
+write_bps=$(dd if=/dev/zero of="$work/probe" bs=1M count="$probe_mib" oflag=direct 2>&1 | awk '/copied/ { printf "%.0f", $1 / $(NF-3) }')
+read_bps=$(dd if="$work/probe" of=/dev/null bs=1M iflag=direct 2>&1 | awk '/copied/ { printf "%.0f", $1 / $(NF-3) }')
+rm -f "$work/probe"
+echo "disk (dd, direct, 1 MiB, single stream, $probe_mib MiB): write $((write_bps / 1000000)) MB/s, read $((read_bps / 1000000)) MB/s"
 printf '%-6s %10s %14s %14s %8s\n' round copy_s in_place_s back_s ratio
 for r in $(seq "$rounds"); do
   rm -rf "$work/out"
@@ -75,3 +83,30 @@ rehash=$(timed rehash run --in-place --check-files --old "$work/old.json" --new 
 printf 'in place with --check-files (whole-file xxh3 recomputed): %.2f s\n' "$rehash"
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 grep -h "rebalanced\|disk \|time " "$work/copy-1.log" "$work/inplace-1.log" | sed 's/^/  /'
+# Where the in-place runs' time went (their reports' in_place.seconds, max over ranks), and
+# the runs' own totals against the command's wall time (the rest: mpirun, MPI start-up, exit).
+python3 - "$work" "$rounds" "$read_bps" "$write_bps" <<'PY'
+import json, sys
+work, rounds = sys.argv[1], int(sys.argv[2])
+runs = [json.load(open(f"{work}/{k}-{r}.json")) for r in range(1, rounds + 1) for k in ("inplace", "back")]
+copies = [json.load(open(f"{work}/copy-{r}.json")) for r in range(1, rounds + 1)]
+order = ["take", "load", "plan", "setup", "prefetch", "read", "agree_layer", "exchange",
+         "fill_verify", "journal_write", "describe", "journal_commit", "agree_commit", "overwrite",
+         "agree_overwrite", "manifest", "journal_remove", "close"]
+phases = sorted(runs[0]["in_place"]["seconds"], key=lambda n: order.index(n) if n in order else 99)
+print("in-place phases, seconds (max over ranks), per run: " + " ".join(f"{r['seconds']['total']:.2f}" for r in runs))
+for name in phases:
+    print(f"  {name:<16} " + " ".join(f"{r['in_place']['seconds'][name]:6.3f}" for r in runs))
+print("copy runs' own totals: " + " ".join(f"{c['seconds']['total']:.2f}" for c in copies))
+# The disk bytes alone, at the dd rates: a copy reads and writes every byte (serial: one after
+# the other; overlapped: the slower side alone); in place reads the sources and writes the
+# changed rows twice (journal, then in place: the report's bytes.written counts them once).
+rb, wb = float(sys.argv[3]), float(sys.argv[4])
+c, i = copies[0]["bytes"], runs[0]["bytes"]
+copy_serial = c["read"] / rb + c["written"] / wb
+copy_overlap = max(c["read"] / rb, c["written"] / wb)
+in_place = i["read"] / rb + 2 * i["written"] / wb
+print(f"disk bytes alone: copy {copy_serial:.2f} s serial, {copy_overlap:.2f} s overlapped; "
+      f"in place {in_place:.2f} s; ratio {copy_serial / in_place:.2f} (serial copy), "
+      f"{copy_overlap / in_place:.2f} (overlapped copy)")
+PY

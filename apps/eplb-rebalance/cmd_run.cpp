@@ -98,6 +98,10 @@ void add_to_job_report(const engine::RebalanceReport& r) {
                           {"host_alloc_seconds", r.seconds_host_alloc}};
   j["pipeline"] = {{"layers_read_ahead", r.layers_read_ahead},
                    {"layers_written_behind", r.layers_written_behind}};
+  if (!r.in_place_phases.empty()) {
+    auto& phases = j["in_place"]["seconds"];
+    for (const auto& [name, seconds] : r.in_place_phases) phases[name] = seconds;
+  }
 }
 
 // --roofline: the input's bytes read from its filesystem while the output's count is

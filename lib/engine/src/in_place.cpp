@@ -80,6 +80,46 @@ class JournalOwner {
   std::optional<core::interrupt::Cleanup> on_signal_;
 };
 
+// Seconds per named phase, in the order first timed: where an update's time goes.
+class Phases {
+ public:
+  void add(const std::string& name, double seconds) {
+    for (auto& [n, s] : phases_) {
+      if (n == name) {
+        s += seconds;
+        return;
+      }
+    }
+    phases_.emplace_back(name, seconds);
+  }
+  // Runs `step` and adds its time to `name`.
+  template <typename F>
+  void time(const std::string& name, F&& step) {
+    const auto start = Clock::now();
+    struct Add {
+      Phases* self;
+      const std::string& name;
+      Clock::time_point start;
+      ~Add() { self->add(name, seconds_since(start)); }
+    } add{this, name, start};
+    step();
+  }
+  // Collective: the maximum over ranks of each phase (every rank times the same phases).
+  std::vector<std::pair<std::string, double>> reduced(const runtime::Group& group) const {
+    std::vector<long long> micros;
+    for (const auto& p : phases_) micros.push_back(static_cast<long long>(p.second * 1e6));
+    const auto maxes = runtime::all_max(group, micros, "the in-place phases");
+    std::vector<std::pair<std::string, double>> out;
+    for (size_t i = 0; i < phases_.size(); ++i) {
+      out.emplace_back(phases_[i].first, static_cast<double>(maxes[i]) / 1e6);
+    }
+    return out;
+  }
+
+ private:
+  std::vector<std::pair<std::string, double>> phases_;
+};
+
 // The copy pipeline's counters, where bytes_written are the bytes journaled (and as many
 // overwritten in the shards) and seconds_write covers the journal, then the overwrite.
 struct Counters : StepCounters {
@@ -91,7 +131,7 @@ struct Counters : StepCounters {
 class InPlaceUpdate {
  public:
   InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
-                transport::Transport& transport, const std::string& checkpoint_id);
+                transport::Transport& transport, const std::string& checkpoint_id, Phases& phases);
 
   void run_layer(int32_t layer_idx);
   // Collective: the checkpoint id patch, the file descriptions, rank 0's manifest, every
@@ -113,6 +153,9 @@ class InPlaceUpdate {
     std::unique_ptr<io::JournalWriter> journal;
   };
   Hosted* hosted(int32_t ep_rank);
+  // The runs of old rows of `h` that layer `layer_idx` needs: those sent to peers and those
+  // copied locally. Unchanged rows are neither read nor written.
+  std::vector<std::pair<int32_t, int32_t>> source_runs(const Hosted& h, int32_t layer_idx) const;
   void read_sources(Hosted& h, int32_t layer_idx);
   void exchange(const plan::LayerPlan& layer);
   void fill_and_verify(Hosted& h, int32_t layer_idx);
@@ -130,6 +173,7 @@ class InPlaceUpdate {
   std::string manifest_text_;
   core::ProblemList problems_{core::ErrorKind::kIo};
   Counters counters_;
+  Phases& phases_;
 };
 
 // Sorted runs [first, last] of consecutive rows: one read or one patch each.
@@ -149,12 +193,13 @@ std::vector<std::pair<int32_t, int32_t>> runs_of(std::vector<int32_t> rows) {
 
 InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
                              const plan::Plan& plan, transport::Transport& transport,
-                             const std::string& checkpoint_id)
+                             const std::string& checkpoint_id, Phases& phases)
     : session_(session),
       inputs_(inputs),
       plan_(plan),
       transport_(transport),
-      checkpoint_id_(checkpoint_id) {
+      checkpoint_id_(checkpoint_id),
+      phases_(phases) {
   const auto& tensors = inputs.tensors;
   hosted_.resize(inputs.my_ranks.size());
   core::ProblemList problems(core::ErrorKind::kIo);
@@ -188,6 +233,17 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
     zero_row_checksums_.push_back(io::checksum(zeros));
   }
   agree(session.group(), problems, "opening the shards and journals");
+  // The layers' checksum arrays (a few hundred bytes each, read buffered) are asked for
+  // all at once, so that the per-layer reads find them in the page cache; the rows
+  // themselves are read with O_DIRECT (RowFile::read), past it.
+  for (const auto& h : hosted_) {
+    if (!h.file) continue;
+    for (const auto& offsets : h.layout.layers) {
+      for (const uint64_t at : offsets.checksums) {
+        h.file->prefetch(at, static_cast<uint64_t>(plan.old_num_slots_per_rank) * 8);
+      }
+    }
+  }
   core::fault::kill_point("journal-open");
 }
 
@@ -198,15 +254,32 @@ InPlaceUpdate::Hosted* InPlaceUpdate::hosted(int32_t ep_rank) {
   return nullptr;
 }
 
+std::vector<std::pair<int32_t, int32_t>> InPlaceUpdate::source_runs(const Hosted& h,
+                                                                    int32_t layer_idx) const {
+  const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
+  std::vector<int32_t> needed;
+  for (const auto& m : layer.messages) {
+    if (m.src_rank == h.ep_rank) needed.insert(needed.end(), m.src_rows.begin(), m.src_rows.end());
+  }
+  for (const auto& rp : layer.rows[static_cast<size_t>(h.ep_rank)]) {
+    if (rp.source == plan::RowSource::kLocal) needed.push_back(rp.src_row);
+  }
+  return runs_of(needed);
+}
+
 void InPlaceUpdate::run_layer(int32_t layer_idx) {
   const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
-  for (auto& h : hosted_) read_sources(h, layer_idx);
-  agree(session_.group(), problems_,
-        fmt::format("layer {}: agreement before the exchange", layer_idx));
-  at_layer(layer_idx, [&] { exchange(layer); });
+  phases_.time("read", [&] {
+    for (auto& h : hosted_) read_sources(h, layer_idx);
+  });
+  phases_.time("agree_layer", [&] {
+    agree(session_.group(), problems_,
+          fmt::format("layer {}: agreement before the exchange", layer_idx));
+  });
+  phases_.time("exchange", [&] { at_layer(layer_idx, [&] { exchange(layer); }); });
   for (auto& h : hosted_) {
-    fill_and_verify(h, layer_idx);
-    journal_layer(h, layer_idx);
+    phases_.time("fill_verify", [&] { fill_and_verify(h, layer_idx); });
+    phases_.time("journal_write", [&] { journal_layer(h, layer_idx); });
   }
   core::fault::kill_point("in-place-layer-" + std::to_string(layer_idx));
 }
@@ -218,15 +291,7 @@ void InPlaceUpdate::read_sources(Hosted& h, int32_t layer_idx) {
   const auto start = Clock::now();
   LayerBuffer& old_rows = *h.old_rows;
   const auto& offsets = h.layout.layers[static_cast<size_t>(layer_idx)];
-  const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
-  std::vector<int32_t> needed;
-  for (const auto& m : layer.messages) {
-    if (m.src_rank == h.ep_rank) needed.insert(needed.end(), m.src_rows.begin(), m.src_rows.end());
-  }
-  for (const auto& rp : layer.rows[static_cast<size_t>(h.ep_rank)]) {
-    if (rp.source == plan::RowSource::kLocal) needed.push_back(rp.src_row);
-  }
-  const auto runs = runs_of(needed);
+  const auto runs = source_runs(h, layer_idx);
   const bool read = capture(problems_, [&] {
     for (size_t t = 0; t < old_rows.num_tensors(); ++t) {
       auto& sums = old_rows.checksums[t];
@@ -385,6 +450,7 @@ void InPlaceUpdate::journal_layer(Hosted& h, int32_t layer_idx) {
 }
 
 void InPlaceUpdate::commit_journals(JournalOwner* owner, bool hash_all_files) {
+  const auto describe_start = Clock::now();
   agree(session_.group(), problems_, "journaling the last layer");
   // Each shard's new size (unchanged) and whole-file xxh3: computed from the file and the
   // journal's patches when that is cheap or asked for, else left out (docs/FORMAT.md).
@@ -416,6 +482,7 @@ void InPlaceUpdate::commit_journals(JournalOwner* owner, bool hash_all_files) {
               [](const auto& a, const auto& b) { return a.name < b.name; });
     manifest_text_ = io::to_json(manifest);
   }
+  phases_.add("describe", seconds_since(describe_start));
   const auto start = Clock::now();
   for (auto& h : hosted_) {
     capture(problems_, [&] {
@@ -425,11 +492,13 @@ void InPlaceUpdate::commit_journals(JournalOwner* owner, bool hash_all_files) {
     });
   }
   counters_.seconds_write += seconds_since(start);
+  phases_.add("journal_commit", seconds_since(start));
   core::fault::kill_point("journal-written");
   // NOTE: once rank 0's own journal is committed, another rank may already be past the
   // agreement below and overwriting: only recovery may decide the journal's fate then.
   if (owner != nullptr && problems_.empty()) owner->keep();
-  agree(session_.group(), problems_, "committing the journals");
+  phases_.time("agree_commit",
+               [&] { agree(session_.group(), problems_, "committing the journals"); });
   core::fault::kill_point("journal-committed");
 }
 
@@ -441,8 +510,10 @@ void InPlaceUpdate::apply() {
   }
   for (auto& shard : inputs_.shards) shard.reset();
   counters_.seconds_write += seconds_since(start);
+  phases_.add("overwrite", seconds_since(start));
   core::fault::kill_point("applied");
-  agree(session_.group(), problems_, "overwriting the changed rows");
+  phases_.time("agree_overwrite",
+               [&] { agree(session_.group(), problems_, "overwriting the changed rows"); });
 }
 
 RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
@@ -488,6 +559,13 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
                                    const RebalanceOptions& options) {
   const auto start = Clock::now();
   RebalanceReport report;
+  Phases phases;
+  auto phase_start = Clock::now();
+  // The time since the previous lap, as phase `name`.
+  const auto lap = [&](const std::string& name) {
+    phases.add(name, seconds_since(phase_start));
+    phase_start = Clock::now();
+  };
 
   // Take the checkpoint: rank 0 locks it, finishes an update a dead run left, and creates
   // the journal directory. Readers that find the directory wait for the lock.
@@ -510,14 +588,18 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
     return report;
   }
 
+  lap("take");
+
   // Load and validate: placements, manifest, this rank's shard; same shape old and new.
   Inputs inputs = load_inputs(session, options);
   check_same_shape(session, inputs);
+  lap("load");
   report.num_layers = inputs.old_placement.num_layers();
 
   // Plan: the same global plan as a copy; unchanged rows stay where they are.
   // (The shapes are the same: layer_bytes is that of the new layer, as of the old.)
   const plan::Plan plan = plan_exchange(session, options, inputs, report).plan;
+  lap("plan");
 
   // Transport and journals. The new id is the one a copy would get: same bytes, same id.
   const auto setup_start = Clock::now();
@@ -527,8 +609,9 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   report.backend_reason = chosen.choice.reason;
   const std::string checkpoint_id = io::checkpoint_id_for("run\n" + inputs.input_identity +
                                                           placement::to_json(inputs.new_placement));
-  InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id);
+  InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id, phases);
   report.seconds_setup = seconds_since(setup_start);
+  lap("setup");
 
   // For each layer: read the source rows, verify, exchange, fill, verify, journal.
   auto progress = core::Progress::for_leader("rebalance in place", report.num_layers, "layer");
@@ -542,21 +625,32 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   const auto commit_start = Clock::now();
   update.commit_journals(owner.get(), options.check_files);
   update.apply();
+  phase_start = Clock::now();
   core::ProblemList manifest_problems(core::ErrorKind::kIo);
   if (owner) {
     capture(manifest_problems, [&] {
       io::replace_manifest(inputs.input_dir, update.manifest_text());
+      lap("manifest");
       core::fault::kill_point("in-place-manifest");
       owner->finish();
+      lap("journal_remove");
     });
+  } else {
+    lap("manifest");
+    lap("journal_remove");
   }
   agree(session.group(), manifest_problems, "writing the manifest");
   report.seconds_commit = seconds_since(commit_start);
   transport->close();
   owner.reset();  // releases the lock
+  lap("close");
 
   report = reduce(session, update.counters(), report);
+  report.in_place_phases = phases.reduced(session.group());
   report.seconds_total = seconds_since(start);
+  for (const auto& [name, seconds] : report.in_place_phases) {
+    core::log::detail("in place: {:<16} {:.3f} s (max over ranks)", name, seconds);
+  }
   return report;
 }
 

@@ -2,6 +2,7 @@
 // complete; a journal cut at any byte, or with one byte changed, is rolled back and leaves
 // the shards as they were.
 #include <catch2/catch.hpp>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <string>
@@ -9,6 +10,7 @@
 #include "eplb/core/error.hpp"
 #include "eplb/io/journal.hpp"
 #include "eplb/io/manifest.hpp"
+#include "eplb/io/shard_layout.hpp"
 #include "io_test_util.hpp"
 
 namespace eplb::io {
@@ -141,6 +143,49 @@ TEST_CASE("the patched file's hash is the hash of the file once patched", "[io][
   j.apply(c.dir / "rank-00000.h5");
   CHECK(c.shard(0) == "12AAAAAAAAAA9AAA");
   CHECK(describe_file(c.dir / "rank-00000.h5").xxh3 == predicted);
+}
+
+TEST_CASE("whole blocks (O_DIRECT where allowed) and small patches land byte for byte",
+          "[io][journal]") {
+  Checkpoint c;
+  std::string shard(3 * 4096 + 100, 'A');
+  test::write_file(c.dir / "rank-00000.h5", shard);
+  const std::string block1(4096, 'b'), block2(4096, 'c');
+  create_journal_dir(c.dir);
+  JournalWriter j(c.dir, 0, 1, "rank-00000.h5", shard.size());
+  j.add_patch(10, bytes_of("xy"));           // small, inside block 0
+  j.add_patch(4096, bytes_of(block1));       // one whole block
+  j.add_patch(8192, bytes_of(block2));       // the last whole block
+  j.add_patch(3 * 4096 + 7, bytes_of("z"));  // in the tail, past the last whole block
+  j.commit();
+  std::string want = shard;
+  want.replace(10, 2, "xy");
+  want.replace(4096, block1.size(), block1);
+  want.replace(8192, block2.size(), block2);
+  want.replace(3 * 4096 + 7, 1, "z");
+  j.apply(c.dir / "rank-00000.h5");
+  CHECK(test::read_file(c.dir / "rank-00000.h5") == want);
+  j.apply(c.dir / "rank-00000.h5");  // idempotent
+  CHECK(test::read_file(c.dir / "rank-00000.h5") == want);
+}
+
+TEST_CASE("RowFile reads aligned ranges (O_DIRECT where allowed) and others alike",
+          "[io][journal]") {
+  TempDir tmp;
+  std::string text(5 * 4096, '\0');
+  for (size_t i = 0; i < text.size(); ++i) text[i] = static_cast<char>('a' + i % 23);
+  test::write_file(tmp / "f", text);
+  const RowFile file(tmp / "f");
+  auto* aligned = static_cast<std::byte*>(std::aligned_alloc(4096, 2 * 4096));
+  REQUIRE(aligned != nullptr);
+  file.read(4096, {aligned, 2 * 4096});  // aligned offset, size and memory
+  CHECK(std::memcmp(aligned, text.data() + 4096, 2 * 4096) == 0);
+  file.read(3 * 4096, {aligned + 1, 100});  // unaligned memory and size
+  CHECK(std::memcmp(aligned + 1, text.data() + 3 * 4096, 100) == 0);
+  file.read(4 * 4096, {aligned, 4096});  // the last block again, after a buffered read
+  CHECK(std::memcmp(aligned, text.data() + 4 * 4096, 4096) == 0);
+  CHECK_THROWS_AS(file.read(4 * 4096, {aligned, 2 * 4096}), core::Error);  // past the end
+  std::free(aligned);
 }
 
 TEST_CASE("the checkpoint lock excludes a second holder", "[io][journal]") {

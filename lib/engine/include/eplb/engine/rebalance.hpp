@@ -5,6 +5,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "eplb/engine/backend.hpp"
@@ -91,6 +92,9 @@ struct RebalanceReport {
   double seconds_exchange = 0;
   double seconds_write = 0;
   double seconds_commit = 0;
+  // `run --in-place` only: where its time went, phase by phase in order (max over ranks),
+  // for the report's `in_place.seconds` (docs/CLI.md).
+  std::vector<std::pair<std::string, double>> in_place_phases;
   // Where the EP ranks ran: every process's host, the node of every EP rank, and the
   // experts the plan moves between nodes (times the bytes per expert).
   std::vector<std::string> process_hosts;

@@ -43,12 +43,19 @@ ShardLayout read_shard_layout(const std::filesystem::path& path, const ShardInfo
 class RowFile {
  public:
   explicit RowFile(const std::filesystem::path& path);  // throws kIo
-  // Reads exactly out.size() bytes at `offset`; throws kIo naming the file.
+  // Reads exactly out.size() bytes at `offset`; throws kIo naming the file. With O_DIRECT
+  // (from the disk, past the page cache) when `offset`, the size and the memory are 4 KiB
+  // aligned and the filesystem allows it; buffered otherwise.
   void read(uint64_t offset, std::span<std::byte> out) const;
+  // Asks the kernel to start reading [offset, offset + bytes) into the page cache without
+  // waiting (posix_fadvise WILLNEED), so that a later read() finds it there. A hint: never
+  // throws.
+  void prefetch(uint64_t offset, uint64_t bytes) const noexcept;
 
  private:
   std::filesystem::path path_;
   core::Fd fd_;
+  mutable core::Fd direct_fd_;  // closed for good once the filesystem refuses O_DIRECT
 };
 
 }  // namespace eplb::io
