@@ -9,22 +9,12 @@
 #   usage: [RUN_ARGS="--max-staging-bytes N"] bench/copy_before_after.sh OLD_BIN NEW_BIN WORK_DIR \
 #          [NP] [SLOTS] [LAYERS] [ROUNDS]
 set -euo pipefail
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 OLD=$(realpath "$1")/eplb-rebalance; NEW=$(realpath "$2")/eplb-rebalance; work=$(realpath -m "$3")
 np=${4:-2}; slots=${5:-4}; layers=${6:-4}; rounds=${7:-2}
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 rm -rf "$work"; mkdir -p "$work"; cd "$work"
-/usr/bin/python3 - "$np" "$slots" "$layers" <<'PY'
-import json, random, sys
-ep, slots, layers = map(int, sys.argv[1:4])
-experts = ep * slots - max(1, ep // 2)
-rng = random.Random(11)
-def layer():
-    ids = list(range(experts)) + [rng.randrange(experts) for _ in range(ep * slots - experts)]
-    rng.shuffle(ids); return ids
-for name in ("old", "new"):
-    json.dump({"format": "eplb-placement", "version": 1, "ep_size": ep, "num_slots_per_rank": slots,
-               "physical_to_logical_map": [layer() for _ in range(layers)]}, open(f"{name}.json", "w"))
-PY
+/usr/bin/python3 "$here/placements.py" . "$np" "$slots" "$layers"
 tensors="w13:fp8_e4m3:4096x7168,w2:fp8_e4m3:7168x2048,w13_scale:fp32:32x56,w2_scale:fp32:56x16"
 mpirun -np "$np" "$NEW" generate --placement old.json --tensors "$tensors" --seed 5 --output in >/dev/null
 evict() { sync; for f in "$@"; do dd if="$f" iflag=nocache count=0 status=none; done; }

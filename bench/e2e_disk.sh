@@ -16,18 +16,7 @@ bin=$(realpath "$1"); work=$(realpath -m "$2"); np=${3:-4}; slots=${4:-4}; layer
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 tool="$bin/eplb-rebalance"
 rm -rf "$work"; mkdir -p "$work"
-python3 - "$work" "$np" "$slots" "$layers" <<'PY'
-import json, random, sys
-d, ep, slots, layers = sys.argv[1], *map(int, sys.argv[2:5])
-experts = ep * slots - max(1, ep // 2)   # a few redundant slots
-rng = random.Random(11)
-def layer():
-    ids = list(range(experts)) + [rng.randrange(experts) for _ in range(ep * slots - experts)]
-    rng.shuffle(ids); return ids
-for name in ("old", "new"):
-    json.dump({"format": "eplb-placement", "version": 1, "ep_size": ep, "num_slots_per_rank": slots,
-               "physical_to_logical_map": [layer() for _ in range(layers)]}, open(f"{d}/{name}.json", "w"))
-PY
+/usr/bin/python3 "$(dirname "${BASH_SOURCE[0]}")/placements.py" "$work" "$np" "$slots" "$layers"
 tensors="w13:fp8_e4m3:4096x7168,w2:fp8_e4m3:7168x2048,w13_scale:fp32:32x56,w2_scale:fp32:56x16"
 mpirun --oversubscribe -np "$np" "$tool" generate --placement "$work/old.json" --tensors "$tensors" \
   --seed 5 --output "$work/in" >/dev/null
