@@ -12,7 +12,9 @@ tensors="w13:fp8_e4m3:64x32,w2:bf16:32x32"  # 4096 bytes per expert
 row_bytes=4096
 
 # Placements: old random, new = old with pairs of slots on different ranks swapped (a
-# quarter of the slots change, nothing is dropped), one layer left unchanged.
+# quarter of the slots change, nothing is dropped), one layer left unchanged; and, on each
+# EP rank, a slot that takes a logical expert which keeps a stable slot (a copy record,
+# rolled forward from there rather than journaled), from the other rank or its own.
 python3 "$here/placements.py" random 21 2 4 6 4 "$d"
 "$py" - "$d" <<'EOF'
 import json, random, sys
@@ -27,6 +29,16 @@ for li, layer in enumerate(rows):
         a, b = rng.randrange(0, 4), rng.randrange(4, 8)
         layer[a], layer[b] = layer[b], layer[a]
     layer[5] = -1 if li == 1 and layer.count(layer[5]) > 1 else layer[5]  # an emptied slot
+    for r in (0, 1):
+        olds = old["physical_to_logical_map"][li]
+        cs = [c for c in range(4 * r, 4 * r + 4) if c not in (a, b, 5) and layer.count(layer[c]) > 1]
+        # sources: stable slots, on the other rank in odd layers, on the same one in even
+        want = (1 - r) if li % 2 else r
+        ss = [s for s in range(4 * want, 4 * want + 4) if s not in (a, b, 5) and layer[s] == olds[s]]
+        pairs = [(c, s) for c in cs for s in ss if c != s and layer[s] != layer[c]]
+        if pairs:
+            c, s = pairs[0]
+            layer[c] = layer[s]
 new["physical_to_logical_map"] = rows
 json.dump(new, open(f"{d}/new.json", "w"))
 EOF
@@ -92,7 +104,24 @@ written, read = r["bytes"]["written"], r["bytes"]["read"]
 print(f"changed rows {changed}, written {written}, expected {changed*row + meta}, read {read}")
 assert written == changed * row + meta, (written, changed * row + meta)
 assert 0 < read <= changed * row, (read, changed * row)
+# Rows whose new logical expert keeps a stable slot are copy records, the others journaled.
+stable = lambda lo, ln, e: any(o == n == e for o, n in zip(lo, ln))
+from_source = sum(o != n and n >= 0 and stable(lo, ln, n)
+                  for lo, ln in zip(old, new) for o, n in zip(lo, ln))
+ip = r["in_place"]
+print(f"rows journaled {ip['rows_journaled']}, from a source {ip['rows_from_source']} "
+      f"(expected {from_source}), bytes journaled {ip['bytes_journaled']}")
+assert from_source >= 4, from_source  # the test's placements must exercise copy records
+assert ip["rows_from_source"] == from_source
+assert ip["rows_journaled"] == changed - from_source
+assert ip["bytes_journaled"] == written - from_source * row
 EOF
+
+# The -v log says how the changed rows went: journaled or rolled forward from a source.
+rm -rf "$d/k"; cp -a "$d/in" "$d/k"
+in_place "$d/k" -v >"$d/ipv.log" 2>&1 && pass || fail "J2: in-place -v failed"
+expect_in "$d/ipv.log" "journaled, $("$py" -c "import json; print(json.load(open('$d/ip.json'))['in_place']['rows_from_source'])") rolled forward from a stable slot"
+is_new "$d/k" && pass || fail "J2: in-place -v result differs from the copy-mode output"
 
 # J3: usage limits (exit 64, checkpoint untouched).
 mkdir -p "$d/p3"; python3 "$here/placements.py" random 21 2 4 6 4 "$d/p3" 3
@@ -112,12 +141,15 @@ no_leftovers "$d/u" J3
 # J4-J18: a rank killed at each phase. Before the journals are committed the checkpoint
 # must come back as the old one (rolled back); after, as the new one (rolled forward).
 # "journal-written" is either: its own journal is committed, the others' may be too.
+# "copying" (between two rows rolled forward from memory: copy records) and "copied" (all
+# of them written, the journaled rows not yet) are after it: recovery copies the rest from
+# their stable slots.
 declare -A side=([journal-open]=old [in-place-layer-0]=old [in-place-layer-3]=old
-  [journal-written]=either [journal-committed]=new [overwriting]=new [applied]=new
-  [in-place-manifest]=new)
+  [journal-written]=either [journal-committed]=new [copying]=new [copied]=new
+  [overwriting]=new [applied]=new [in-place-manifest]=new)
 recoverers=(verify run in-place)
 i=0
-for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written journal-committed overwriting applied in-place-manifest; do
+for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written journal-committed copying copied overwriting applied in-place-manifest; do
   for rank in 0 1; do
     [[ $phase == in-place-manifest && $rank == 1 ]] && continue  # rank 0 writes it
     name="kill-$phase-$rank"
@@ -128,7 +160,7 @@ for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written jour
     # Rank 0, told by mpirun to stop (SIGTERM) before the journals are committed, removes
     # the journal itself; after, or when rank 0 is the one killed, the journal stays.
     journal_left=no; [[ -d "$d/k/.eplb-journal" ]] && journal_left=yes
-    case $phase in journal-committed|overwriting|applied|in-place-manifest)
+    case $phase in journal-committed|copying|copied|overwriting|applied|in-place-manifest)
       [[ $journal_left == yes ]] && pass || fail "$name: the committed journal is gone" ;; esac
     # The next command that opens it finishes the update; take turns.
     how=${recoverers[$((i % 3))]}; i=$((i + 1))
@@ -168,6 +200,44 @@ rc=0; EPLB_TEST_KILL_AT="recovery-rank-00000.h5" timeout "$T" "$tool" verify --c
 verify_new "$d/k" "$d/j20b.log" && pass || { fail "J19: second recovery failed"; cat "$d/j20b.log" >&2; }
 expect_in "$d/j20b.log" "finished an interrupted in-place update"
 is_new "$d/k" && pass || fail "J19: not the new checkpoint"
+
+# J19b: a kill between two copies of the roll-forward (rank 0's rows rolled forward from a
+# stable slot not yet written, as rank 0 died right after the journals were agreed on): the
+# next command copies the rest from the stable slots.
+rm -rf "$d/k"; cp -a "$d/in" "$d/k"
+EPLB_TEST_KILL_AT="journal-committed:0" in_place "$d/k" >/dev/null 2>&1 || true
+rc=0; EPLB_TEST_KILL_AT="recovery-copying" timeout "$T" "$tool" verify --checkpoint "$d/k" >"$d/j19c.log" 2>&1 || rc=$?
+[[ $rc -ne 0 && -d "$d/k/.eplb-journal" ]] && pass || fail "J19b: the recovery's copies were not interrupted"
+expect_in "$d/j19c.log" "EPLB_TEST_KILL_AT: killed at recovery-copying"
+verify_new "$d/k" "$d/j19d.log" && pass || { fail "J19b: second recovery failed"; cat "$d/j19d.log" >&2; }
+expect_in "$d/j19d.log" "finished an interrupted in-place update"
+is_new "$d/k" && pass || fail "J19b: not the new checkpoint"
+for f in "$d"/ref/rank-*.h5; do
+  cmp -s "$f" "$d/k/$(basename "$f")" && pass || fail "J19b: $(basename "$f") differs from the copy's"
+done
+
+# J19c: a stable slot damaged while a committed journal copies from it: recovery refuses
+# (exit 2, naming the files), writes nothing more and keeps the journal.
+rm -rf "$d/k"; cp -a "$d/in" "$d/k"
+EPLB_TEST_KILL_AT="journal-committed:0" in_place "$d/k" >/dev/null 2>&1 || true
+src=$("$py" - "$d/k/.eplb-journal/rank-00000" <<'EOF'
+import struct, sys
+b = open(sys.argv[1], "rb").read()
+name_len = struct.unpack_from("<I", b, 20)[0]
+pos = 32 + name_len
+while True:
+    kind, _, off, length = struct.unpack_from("<IIQQ", b, pos)
+    if kind == 4:
+        n, src_off, _, nl = struct.unpack_from("<QQQI", b, pos + 24)
+        print(b[pos + 24 + 32: pos + 24 + 32 + nl].decode(), src_off); break
+    pos += 24 + length
+EOF
+)
+read -r src_name src_off <<<"$src"
+"$py" -c "import sys; f = open(sys.argv[1], 'r+b'); f.seek(int(sys.argv[2])); c = f.read(1); f.seek(int(sys.argv[2])); f.write(bytes([c[0] ^ 1]))" "$d/k/$src_name" "$src_off"
+expect_exit 2 "$d/j19e.log" -- timeout "$T" "$tool" verify --checkpoint "$d/k"
+expect_in "$d/j19e.log" "of '$d/k/$src_name', to be copied to"
+[[ -d "$d/k/.eplb-journal" ]] && pass || fail "J19c: the journal is gone after a refused recovery"
 
 # J20: a live update holds the checkpoint: a second update and a reader are refused (64)
 # naming it, and the first completes.

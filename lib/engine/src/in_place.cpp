@@ -1,7 +1,9 @@
 // The in-place rebalance, narrated: take the checkpoint (lock, finish a previous update,
 // journal directory) -> load -> validate -> plan -> for each layer (read the source rows
-// only, verify them, agree, exchange, fill, verify, journal the changed rows) -> commit
-// every journal, agree -> overwrite, agree -> manifest -> remove the journal.
+// only, verify them, agree, exchange, fill, verify, journal the changed rows: their bytes,
+// or, where the new logical expert keeps a stable slot, a copy record while the bytes stay
+// in memory) -> commit every journal, agree -> overwrite, agree -> manifest -> remove the
+// journal.
 //
 // NOTE: no shard byte is written before every rank's journal is committed and the ranks
 // have agreed on it; recovery (io::recover_journal) relies on it to roll an incomplete
@@ -28,9 +30,11 @@
 #include "eplb/engine/wire_format.hpp"
 #include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/journal.hpp"
+#include "eplb/io/shard.hpp"
 #include "eplb/io/shard_layout.hpp"
 #include "eplb/placement/elastic.hpp"
 #include "eplb/placement/placement.hpp"
+#include "eplb/plan/in_place_sources.hpp"
 #include "eplb/runtime/deadline.hpp"
 
 namespace eplb::engine {
@@ -124,14 +128,21 @@ class Phases {
 // overwritten in the shards) and seconds_write covers the journal, then the overwrite.
 struct Counters : StepCounters {
   long long rows_rewritten = 0;
+  long long rows_journaled = 0;
+  long long rows_from_source = 0;  // copy records: rolled forward from a stable slot
+  long long rows_over_budget = 0;  // could have been, but did not fit in memory: journaled
+  long long bytes_journaled = 0;
 };
 
 // The layers of one process: buffers of one layer per hosted EP rank, filled only where a
 // row is needed, and one journal per hosted EP rank.
 class InPlaceUpdate {
  public:
+  // `max_staging_bytes`: this process's layer buffers and the rows kept in memory for copy
+  // records together stay within it; rows that would not fit are journaled.
   InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
-                transport::Transport& transport, const std::string& checkpoint_id, Phases& phases);
+                transport::Transport& transport, const std::string& checkpoint_id, Phases& phases,
+                size_t max_staging_bytes);
 
   void run_layer(int32_t layer_idx);
   // Collective: the checkpoint id patch, the file descriptions, rank 0's manifest, every
@@ -159,6 +170,11 @@ class InPlaceUpdate {
   void read_sources(Hosted& h, int32_t layer_idx);
   void exchange(const plan::LayerPlan& layer);
   void fill_and_verify(Hosted& h, int32_t layer_idx);
+  // Collective: every slot's recorded checksums of layer `layer_idx`, on every rank.
+  void share_recorded_checksums(int32_t layer_idx);
+  // Whether changed row `row` of `h` can be a copy record from stable slot `source_slot`:
+  // the slot's recorded checksums are the row's expected ones, and its bytes fit in memory.
+  bool can_copy(const Hosted& h, int32_t row, int32_t source_slot);
   void journal_layer(Hosted& h, int32_t layer_idx);
 
   const runtime::MpiSession& session_;
@@ -171,6 +187,13 @@ class InPlaceUpdate {
   std::vector<size_t> row_bytes_;
   std::vector<uint64_t> zero_row_checksums_;
   std::string manifest_text_;
+  // [EP rank][layer][tensor] (flattened): where each shard's tensors lie, for copy records.
+  std::vector<long long> tensor_offsets_;
+  // This layer: every slot's recorded checksums [slot * tensors + t]; its classification.
+  std::vector<long long> recorded_checksums_;
+  std::vector<plan::InPlaceRow> layer_rows_;
+  size_t hold_budget_ = 0;  // bytes of rows this process may keep in memory for copies
+  size_t held_bytes_ = 0;
   core::ProblemList problems_{core::ErrorKind::kIo};
   Counters counters_;
   Phases& phases_;
@@ -193,7 +216,8 @@ std::vector<std::pair<int32_t, int32_t>> runs_of(std::vector<int32_t> rows) {
 
 InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
                              const plan::Plan& plan, transport::Transport& transport,
-                             const std::string& checkpoint_id, Phases& phases)
+                             const std::string& checkpoint_id, Phases& phases,
+                             size_t max_staging_bytes)
     : session_(session),
       inputs_(inputs),
       plan_(plan),
@@ -233,6 +257,21 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
     zero_row_checksums_.push_back(io::checksum(zeros));
   }
   agree(session.group(), problems, "opening the shards and journals");
+  // Every shard's tensor offsets, for the copy records (each rank fills in its own).
+  const size_t num_layers = plan.layers.size();
+  tensor_offsets_.assign(static_cast<size_t>(plan.new_ep_size) * num_layers * tensors.size(), 0);
+  size_t buffer_bytes = 0;
+  for (const auto& h : hosted_) {
+    buffer_bytes += h.old_rows->bytes() + h.new_rows->bytes();
+    for (size_t l = 0; l < num_layers; ++l) {
+      for (size_t t = 0; t < tensors.size(); ++t) {
+        tensor_offsets_[(static_cast<size_t>(h.ep_rank) * num_layers + l) * tensors.size() + t] =
+            static_cast<long long>(h.layout.layers[l].tensors[t]);
+      }
+    }
+  }
+  tensor_offsets_ = runtime::all_max(session.group(), tensor_offsets_, "sharing the shard layouts");
+  hold_budget_ = max_staging_bytes > buffer_bytes ? max_staging_bytes - buffer_bytes : 0;
   // The layers' checksum arrays (a few hundred bytes each, read buffered) are asked for
   // all at once, so that the per-layer reads find them in the page cache; the rows
   // themselves are read with O_DIRECT (RowFile::read), past it.
@@ -275,6 +314,7 @@ void InPlaceUpdate::run_layer(int32_t layer_idx) {
   phases_.time("agree_layer", [&] {
     agree(session_.group(), problems_,
           fmt::format("layer {}: agreement before the exchange", layer_idx));
+    share_recorded_checksums(layer_idx);
   });
   phases_.time("exchange", [&] { at_layer(layer_idx, [&] { exchange(layer); }); });
   for (auto& h : hosted_) {
@@ -414,28 +454,94 @@ void InPlaceUpdate::fill_and_verify(Hosted& h, int32_t layer_idx) {
   }
 }
 
-// The changed rows, their checksums and the layer's logical ids go to the journal.
+void InPlaceUpdate::share_recorded_checksums(int32_t layer_idx) {
+  const auto num_tensors = row_bytes_.size();
+  const auto per_rank = static_cast<size_t>(plan_.old_num_slots_per_rank);
+  recorded_checksums_.assign(static_cast<size_t>(plan_.new_ep_size) * per_rank * num_tensors, 0);
+  for (const auto& h : hosted_) {
+    for (size_t row = 0; row < per_rank; ++row) {
+      for (size_t t = 0; t < num_tensors; ++t) {
+        // NOTE: one rank contributes each entry, so the sum is its value, bit for bit.
+        recorded_checksums_[(static_cast<size_t>(h.ep_rank) * per_rank + row) * num_tensors + t] =
+            static_cast<long long>(h.old_rows->checksums[t][row]);
+      }
+    }
+  }
+  recorded_checksums_ =
+      runtime::all_sum(session_.group(), recorded_checksums_,
+                       fmt::format("layer {}: sharing the recorded checksums", layer_idx));
+  const auto layer = static_cast<size_t>(layer_idx);
+  layer_rows_ = plan::classify_in_place_layer(inputs_.old_placement.physical_to_logical_map[layer],
+                                              inputs_.new_placement.physical_to_logical_map[layer],
+                                              plan_.new_num_slots_per_rank);
+}
+
+bool InPlaceUpdate::can_copy(const Hosted& h, int32_t row, int32_t source_slot) {
+  const LayerBuffer& new_rows = *h.new_rows;
+  size_t bytes = 0;
+  for (size_t t = 0; t < row_bytes_.size(); ++t) {
+    const auto recorded = static_cast<uint64_t>(
+        recorded_checksums_[static_cast<size_t>(source_slot) * row_bytes_.size() + t]);
+    if (recorded != new_rows.checksums[t][static_cast<size_t>(row)]) return false;
+    bytes += row_bytes_[t];
+  }
+  if (held_bytes_ + bytes > hold_budget_) {
+    ++counters_.rows_over_budget;
+    return false;
+  }
+  held_bytes_ += bytes;
+  return true;
+}
+
+// The changed rows go to the journal: their bytes, or a copy record where the new logical
+// expert keeps a stable slot (the bytes stay in memory until the overwrite); then the
+// layer's checksums and logical ids.
 void InPlaceUpdate::journal_layer(Hosted& h, int32_t layer_idx) {
   if (!problems_.empty()) return;
   const auto& rows =
       plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
-  std::vector<int32_t> changed;
+  LayerBuffer& new_rows = *h.new_rows;
+  const int32_t first_slot = h.ep_rank * new_rows.num_rows();
+  std::vector<int32_t> journaled;
+  std::vector<std::pair<int32_t, int32_t>> copies;  // (row, source slot)
   for (size_t row = 0; row < rows.size(); ++row) {
-    if (rows[row].source != plan::RowSource::kUnchanged) {
-      changed.push_back(static_cast<int32_t>(row));
+    if (rows[row].source == plan::RowSource::kUnchanged) continue;
+    const auto r = static_cast<int32_t>(row);
+    const plan::InPlaceRow& how = layer_rows_[static_cast<size_t>(first_slot + r)];
+    EPLB_ASSERT(how.how != plan::RowRecovery::kUnchanged);
+    if (how.how == plan::RowRecovery::kFromSource && can_copy(h, r, how.source_slot)) {
+      copies.emplace_back(r, how.source_slot);
+    } else {
+      journaled.push_back(r);
     }
   }
-  if (changed.empty()) return;
+  if (journaled.empty() && copies.empty()) return;
+  counters_.rows_journaled += static_cast<long long>(journaled.size());
+  counters_.rows_from_source += static_cast<long long>(copies.size());
   const auto start = Clock::now();
-  LayerBuffer& new_rows = *h.new_rows;
   const auto& offsets = h.layout.layers[static_cast<size_t>(layer_idx)];
+  const size_t num_layers = plan_.layers.size();
   capture(problems_, [&] {
     for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
-      for (const auto& [first, last] : runs_of(changed)) {
-        const size_t n = static_cast<size_t>(last - first + 1) * new_rows.row_bytes(t);
-        h.journal->add_patch(
-            offsets.tensors[t] + static_cast<uint64_t>(first) * new_rows.row_bytes(t),
-            {new_rows.row(t, first), n});
+      const uint64_t row_bytes = new_rows.row_bytes(t);
+      for (const auto& [first, last] : runs_of(journaled)) {
+        const size_t n = static_cast<size_t>(last - first + 1) * row_bytes;
+        h.journal->add_patch(offsets.tensors[t] + static_cast<uint64_t>(first) * row_bytes,
+                             {new_rows.row(t, first), n});
+      }
+      for (const auto& [row, source_slot] : copies) {
+        const int32_t source_rank = source_slot / new_rows.num_rows();
+        const int32_t source_row = source_slot % new_rows.num_rows();
+        const auto source_tensor =
+            static_cast<uint64_t>(tensor_offsets_[(static_cast<size_t>(source_rank) * num_layers +
+                                                   static_cast<size_t>(layer_idx)) *
+                                                      new_rows.num_tensors() +
+                                                  t]);
+        h.journal->add_copy(offsets.tensors[t] + static_cast<uint64_t>(row) * row_bytes,
+                            {new_rows.row(t, row), static_cast<size_t>(row_bytes)},
+                            io::shard_file_name(source_rank),
+                            source_tensor + static_cast<uint64_t>(source_row) * row_bytes,
+                            new_rows.checksums[t][static_cast<size_t>(row)]);
       }
       h.journal->add_patch(offsets.checksums[t], std::as_bytes(std::span(new_rows.checksums[t])));
     }
@@ -488,7 +594,9 @@ void InPlaceUpdate::commit_journals(JournalOwner* owner, bool hash_all_files) {
     capture(problems_, [&] {
       if (h.ep_rank == 0) h.journal->add_manifest(manifest_text_);
       h.journal->commit();
-      counters_.bytes_written += static_cast<long long>(h.journal->patch_bytes());
+      counters_.bytes_journaled += static_cast<long long>(h.journal->patch_bytes());
+      counters_.bytes_written +=
+          static_cast<long long>(h.journal->patch_bytes() + h.journal->copy_bytes());
     });
   }
   counters_.seconds_write += seconds_since(start);
@@ -518,10 +626,23 @@ void InPlaceUpdate::apply() {
 
 RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
                        RebalanceReport report) {
-  // bytes_written: overwritten in the shards (and as many to the journal).
-  const auto rewritten = reduce_counters(session.group(), c, report, {c.rows_rewritten});
-  core::log::detail("in place: {} rows rewritten, {} bytes journaled and overwritten", rewritten[0],
-                    report.bytes_written);
+  // bytes_written: overwritten in the shards; bytes_journaled: of those, through the journal.
+  const auto sums = reduce_counters(session.group(), c, report,
+                                    {c.rows_rewritten, c.rows_journaled, c.rows_from_source,
+                                     c.rows_over_budget, c.bytes_journaled});
+  report.in_place_rows_journaled = sums[1];
+  report.in_place_rows_from_source = sums[2];
+  report.in_place_bytes_journaled = sums[4];
+  core::log::detail(
+      "in place: {} rows rewritten: {} journaled, {} rolled forward from a stable slot (copy "
+      "records, their bytes kept in memory); {} bytes overwritten, {} of them journaled",
+      sums[0], sums[1], sums[2], report.bytes_written, sums[4]);
+  if (sums[3] > 0) {
+    core::log::detail(
+        "in place: {} rows that could have been copy records were journaled: keeping their "
+        "bytes in memory would exceed --max-staging-bytes",
+        sums[3]);
+  }
   return report;
 }
 
@@ -609,7 +730,8 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   report.backend_reason = chosen.choice.reason;
   const std::string checkpoint_id = io::checkpoint_id_for("run\n" + inputs.input_identity +
                                                           placement::to_json(inputs.new_placement));
-  InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id, phases);
+  InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id, phases,
+                       options.transport.max_staging_bytes);
   report.seconds_setup = seconds_since(setup_start);
   lap("setup");
 

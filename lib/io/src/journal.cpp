@@ -1,15 +1,19 @@
 // The journal of an in-place update (eplb/io/journal.hpp, docs/FORMAT.md).
 //
 // File layout, little-endian:
-//   header   "EPLBJNL1" | u32 version (1) | u32 ep_rank | u32 num_journals | u32 name_len |
-//            u64 shard_size | name (name_len bytes, the shard's file name)
+//   header   "EPLBJNL1" | u32 version (2; 1 is still read) | u32 ep_rank | u32 num_journals |
+//            u32 name_len | u64 shard_size | name (name_len bytes, the shard's file name)
 //   records  u32 kind | u32 0 | u64 offset | u64 length | length bytes
-//            kind 1: patch (bytes for the shard at offset); kind 2: manifest.json (offset 0)
+//            kind 1: patch (bytes for the shard at offset); kind 2: manifest.json (offset 0);
+//            kind 4 (version 2): copy, `length` bytes of payload: u64 row length |
+//            u64 source offset | u64 expected xxh3 | u32 source name length | u32 0 |
+//            source shard's file name; the row goes to the shard at offset
 //   commit   u32 kind 3 | u32 0 | u64 number of records before it | u64 xxh3 of every byte
 //            before the commit record; nothing may follow it.
 #include "eplb/io/journal.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -30,6 +34,7 @@
 #include "eplb/io/manifest.hpp"
 #include "lock.hpp"
 #include "raw_file.hpp"
+#include "xxh3.hpp"
 
 namespace eplb::io {
 namespace {
@@ -42,8 +47,10 @@ static_assert(std::endian::native == std::endian::little,
               "the journal is written in host byte order, which must be little-endian");
 
 constexpr char kMagic[8] = {'E', 'P', 'L', 'B', 'J', 'N', 'L', '1'};
-constexpr uint32_t kVersion = 1;
-constexpr uint32_t kPatch = 1, kManifest = 2, kCommit = 3;
+constexpr uint32_t kVersion = 2;
+constexpr uint32_t kFirstVersion = 1;  // no copy records
+constexpr uint32_t kPatch = 1, kManifest = 2, kCommit = 3, kCopy = 4;
+constexpr size_t kCopyFixed = 8 + 8 + 8 + 4 + 4;
 constexpr size_t kHeaderFixed = 8 + 4 * 4 + 8;
 constexpr size_t kRecordHeader = 4 + 4 + 8 + 8;
 constexpr size_t kChunk = size_t{4} << 20;
@@ -115,6 +122,7 @@ T load(const std::byte* p) {
 // One journal as read back: valid only if complete.
 struct ParsedJournal {
   fs::path path;
+  uint32_t version = 0;
   int32_t ep_rank = -1;
   int32_t num_journals = 0;
   std::string shard_name;
@@ -147,10 +155,11 @@ ParsedJournal parse_journal(int dir_fd, const std::string& name, const fs::path&
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   std::byte head[kHeaderFixed];
   if (!pread_all(fd.get(), head, sizeof(head), 0, path) || std::memcmp(head, kMagic, 8) != 0 ||
-      load<uint32_t>(head + 8) != kVersion) {
+      (load<uint32_t>(head + 8) != kVersion && load<uint32_t>(head + 8) != kFirstVersion)) {
     j.why_incomplete = "no complete header";
     return j;
   }
+  j.version = load<uint32_t>(head + 8);
   j.ep_rank = static_cast<int32_t>(load<uint32_t>(head + 12));
   j.num_journals = static_cast<int32_t>(load<uint32_t>(head + 16));
   const uint32_t name_len = load<uint32_t>(head + 20);
@@ -203,7 +212,8 @@ ParsedJournal parse_journal(int dir_fd, const std::string& name, const fs::path&
       }
       break;
     }
-    if ((kind != kPatch && kind != kManifest) || length > size - pos - kRecordHeader) {
+    const bool known = kind == kPatch || kind == kManifest || (kind == kCopy && j.version >= 2);
+    if (!known || length > size - pos - kRecordHeader) {
       j.why_incomplete = "no commit record";  // a record cut short by the crash
       break;
     }
@@ -225,10 +235,100 @@ std::vector<std::string> list_dir(const fs::path& dir) {
   return names;
 }
 
-void apply_parsed(const fs::path& checkpoint, const ParsedJournal& j) {
+// A copy record as read back.
+struct CopyRecord {
+  uint64_t offset = 0;  // in the journal's shard
+  uint64_t length = 0;
+  std::string source;  // the source shard's file name
+  uint64_t source_offset = 0;
+  uint64_t xxh3 = 0;
+};
+
+CopyRecord read_copy(int journal_fd, const ParsedJournal& j, const ParsedJournal::Record& r) {
+  const auto damaged = [&](const std::string& why) {
+    return Error(ErrorKind::kInput, "journal " + quoted(j.path) + ": the copy record to " +
+                                        std::to_string(r.offset) + " " + why);
+  };
+  if (r.length < kCopyFixed || r.length > kCopyFixed + 255) throw damaged("is damaged");
+  std::vector<std::byte> payload(static_cast<size_t>(r.length));
+  pread_all(journal_fd, payload.data(), payload.size(), r.pos, j.path);
+  CopyRecord c;
+  c.offset = r.offset;
+  c.length = load<uint64_t>(payload.data());
+  c.source_offset = load<uint64_t>(payload.data() + 8);
+  c.xxh3 = load<uint64_t>(payload.data() + 16);
+  const uint32_t name_len = load<uint32_t>(payload.data() + 24);
+  if (name_len == 0 || kCopyFixed + name_len != r.length) throw damaged("is damaged");
+  c.source.assign(reinterpret_cast<const char*>(payload.data() + kCopyFixed), name_len);
+  if (c.source.find('/') != std::string::npos || c.source[0] == '.' ||
+      c.source.find('\0') != std::string::npos) {
+    throw damaged("names a source that is not a plain file name");
+  }
+  if (c.offset > j.shard_size || c.length > j.shard_size - c.offset) {
+    throw damaged("lies beyond the shard");
+  }
+  return c;
+}
+
+// Rolls the copy records of `j` forward into `out` (its shard): a destination that already
+// holds its expected bytes is left alone, else the source is read, checked and written.
+// Returns the bytes written.
+uint64_t apply_copies(const fs::path& checkpoint, const ParsedJournal& j, int journal_fd, int out,
+                      const fs::path& shard) {
+  std::vector<std::pair<std::string, Fd>> sources;  // opened once each
+  const auto source_fd = [&](const std::string& name) {
+    for (const auto& [n, fd] : sources) {
+      if (n == name) return fd.get();
+    }
+    const fs::path path = checkpoint / name;
+    const int raw = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (raw < 0) throw_errno("cannot open " + quoted(path) + ", a source of rows to copy", errno);
+    sources.emplace_back(name, Fd(raw));
+    return raw;
+  };
+  std::vector<std::byte> buf;
+  uint64_t written = 0;
+  bool first = true;
+  for (const auto& r : j.records) {
+    if (r.kind != kCopy) continue;
+    const CopyRecord c = read_copy(journal_fd, j, r);
+    buf.resize(static_cast<size_t>(c.length));
+    // Already written (the run or an earlier recovery got this far): leave it.
+    if (pread_all(out, buf.data(), buf.size(), c.offset, shard) &&
+        detail::xxh3_64(buf.data(), buf.size()) == c.xxh3) {
+      continue;
+    }
+    // A test kill point between two copies: some rows new, others torn or still old.
+    if (!first) core::fault::kill_point("recovery-copying");
+    first = false;
+    const fs::path source = checkpoint / c.source;
+    if (!pread_all(source_fd(c.source), buf.data(), buf.size(), c.source_offset, source)) {
+      throw Error(ErrorKind::kInput, quoted(source) + " ends before the " +
+                                         std::to_string(c.length) + " bytes at " +
+                                         std::to_string(c.source_offset) + " that journal " +
+                                         quoted(j.path) + " copies from it");
+    }
+    const uint64_t have = detail::xxh3_64(buf.data(), buf.size());
+    if (have != c.xxh3) {
+      throw Error(ErrorKind::kInput,
+                  fmt::format("cannot finish the interrupted update: the {} bytes at {} of {}, "
+                              "to be copied to {} of {} (journal {}), have xxh3 {:016x}, not "
+                              "the expected {:016x}: the source was modified or damaged; "
+                              "restore the checkpoint from a copy",
+                              c.length, c.source_offset, quoted(source), c.offset, quoted(shard),
+                              quoted(j.path), have, c.xxh3));
+    }
+    pwrite_all(out, buf.data(), buf.size(), c.offset, shard);
+    written += c.length;
+  }
+  return written;
+}
+
+// Returns the bytes copied by copy records.
+uint64_t apply_parsed(const fs::path& checkpoint, const ParsedJournal& j) {
   EPLB_ASSERT(j.complete);
   const fs::path shard = checkpoint / j.shard_name;
-  const int raw = ::open(shard.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
+  const int raw = ::open(shard.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
   if (raw < 0) throw_errno("cannot open " + quoted(shard) + " to update it", errno);
   Fd out(raw);
   struct stat st {};
@@ -242,6 +342,7 @@ void apply_parsed(const fs::path& checkpoint, const ParsedJournal& j) {
   const int jraw = ::open(j.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (jraw < 0) throw_errno("cannot open journal " + quoted(j.path), errno);
   Fd in(jraw);
+  const uint64_t copied = apply_copies(checkpoint, j, in.get(), out.get(), shard);
   std::vector<std::byte> buf;
   bool first = true;
   for (const auto& r : j.records) {
@@ -262,6 +363,7 @@ void apply_parsed(const fs::path& checkpoint, const ParsedJournal& j) {
     }
   }
   fsync_fd(out.get(), shard);
+  return copied;
 }
 
 std::optional<std::string> manifest_text(const ParsedJournal& j) {
@@ -413,14 +515,49 @@ void JournalWriter::add_patch(uint64_t offset, std::span<const std::byte> bytes)
   append_record(kPatch, offset, bytes);
 }
 
+void JournalWriter::add_copy(uint64_t offset, std::span<const std::byte> bytes,
+                             const std::string& source_shard, uint64_t source_offset,
+                             uint64_t xxh3) {
+  EPLB_ASSERT(offset <= shard_size_ && bytes.size() <= shard_size_ - offset);
+  EPLB_ASSERT(!source_shard.empty() && source_shard.size() <= 255 &&
+              source_shard.find('/') == std::string::npos && source_shard[0] != '.');
+  std::vector<std::byte> payload(kCopyFixed + source_shard.size());
+  const uint64_t fields[3] = {bytes.size(), source_offset, xxh3};
+  const auto name_len = static_cast<uint32_t>(source_shard.size());
+  std::memcpy(payload.data(), fields, sizeof(fields));
+  std::memcpy(payload.data() + 24, &name_len, 4);
+  std::memcpy(payload.data() + kCopyFixed, source_shard.data(), source_shard.size());
+  append_record(kCopy, offset, payload);
+  constexpr size_t kBlock = 4096;
+  const size_t capacity = std::max<size_t>(kBlock, (bytes.size() + kBlock - 1) / kBlock * kBlock);
+  std::shared_ptr<std::byte> kept(static_cast<std::byte*>(std::aligned_alloc(kBlock, capacity)),
+                                  &std::free);
+  if (kept == nullptr) {
+    throw Error(ErrorKind::kIo, "cannot allocate " + std::to_string(capacity) +
+                                    " bytes to keep a row for " + quoted(path_));
+  }
+  std::memcpy(kept.get(), bytes.data(), bytes.size());
+  copies_.push_back({offset, bytes.size(), std::move(kept)});
+  copy_bytes_ += bytes.size();
+}
+
 void JournalWriter::add_manifest(const std::string& text) {
   append_record(kManifest, 0, std::as_bytes(std::span(text.data(), text.size())));
 }
 
 uint64_t JournalWriter::patched_file_xxh3(const fs::path& shard) const {
-  std::vector<Patch> patches = patches_;
+  // Patches and copies (copy_idx >= 0: its bytes are in memory), by offset.
+  struct Range {
+    uint64_t offset, length, journal_pos;
+    ptrdiff_t copy_idx;
+  };
+  std::vector<Range> patches;
+  for (const Patch& p : patches_) patches.push_back({p.offset, p.length, p.journal_pos, -1});
+  for (size_t i = 0; i < copies_.size(); ++i) {
+    patches.push_back({copies_[i].offset, copies_[i].length, 0, static_cast<ptrdiff_t>(i)});
+  }
   std::sort(patches.begin(), patches.end(),
-            [](const Patch& a, const Patch& b) { return a.offset < b.offset; });
+            [](const Range& a, const Range& b) { return a.offset < b.offset; });
   for (size_t i = 1; i < patches.size(); ++i) {
     EPLB_ASSERT(patches[i - 1].offset + patches[i - 1].length <= patches[i].offset);
   }
@@ -442,9 +579,13 @@ uint64_t JournalWriter::patched_file_xxh3(const fs::path& shard) const {
     }
   };
   uint64_t at = 0;
-  for (const Patch& p : patches) {
+  for (const Range& p : patches) {
     feed(in.get(), at, p.offset - at, shard);
-    feed(fd_, p.journal_pos, p.length, path_);
+    if (p.copy_idx >= 0) {
+      XXH3_64bits_update(state, copies_[static_cast<size_t>(p.copy_idx)].bytes.get(), p.length);
+    } else {
+      feed(fd_, p.journal_pos, p.length, path_);
+    }
     at = p.offset + p.length;
   }
   feed(in.get(), at, shard_size_ - at, shard);
@@ -499,18 +640,28 @@ void JournalWriter::apply(const fs::path& shard) const {
     throw Error(ErrorKind::kIo, "cannot allocate " + std::to_string(capacity) +
                                     " bytes to overwrite " + quoted(shard));
   }
+  const auto write = [&](const std::byte* bytes, uint64_t length, uint64_t offset) {
+    const auto n = static_cast<size_t>(length);
+    const bool whole_blocks = offset % kBlock == 0 && length % kBlock == 0 && n > 0;
+    if (whole_blocks && !direct.empty() &&
+        detail::pwrite_direct(direct.get(), {bytes, n}, offset)) {
+      return;
+    }
+    if (whole_blocks) direct = Fd();  // refused (EINVAL): buffered from now on
+    pwrite_all(out.get(), bytes, n, offset, shard);
+  };
+  // Copies first, from memory (aligned already). NOTE: their sources are stable slots, which
+  // no record writes, so the order does not matter to recovery.
+  for (size_t i = 0; i < copies_.size(); ++i) {
+    if (i > 0) core::fault::kill_point("copying");
+    write(copies_[i].bytes.get(), copies_[i].length, copies_[i].offset);
+  }
+  if (!copies_.empty()) core::fault::kill_point("copied");
   for (size_t i = 0; i < patches_.size(); ++i) {
     if (i > 0) core::fault::kill_point("overwriting");
     const Patch& p = patches_[i];
-    const auto n = static_cast<size_t>(p.length);
-    pread_all(fd_, buf.get(), n, p.journal_pos, path_);
-    const bool whole_blocks = p.offset % kBlock == 0 && p.length % kBlock == 0 && n > 0;
-    if (whole_blocks && !direct.empty() &&
-        detail::pwrite_direct(direct.get(), {buf.get(), n}, p.offset)) {
-      continue;
-    }
-    if (whole_blocks) direct = Fd();  // refused (EINVAL): buffered from now on
-    pwrite_all(out.get(), buf.get(), n, p.offset, shard);
+    pread_all(fd_, buf.get(), static_cast<size_t>(p.length), p.journal_pos, path_);
+    write(buf.get(), p.length, p.offset);
   }
   fsync_fd(out.get(), shard);
 }
@@ -524,8 +675,7 @@ uint64_t apply_journal(const fs::path& checkpoint, int32_t ep_rank) {
     throw Error(ErrorKind::kInput, "journal " + quoted(dir / name) + " is not complete (" +
                                        (j.complete ? "another rank's" : j.why_incomplete) + ")");
   }
-  apply_parsed(checkpoint, j);
-  uint64_t bytes = 0;
+  uint64_t bytes = apply_parsed(checkpoint, j);
   for (const auto& r : j.records) bytes += r.kind == kPatch ? r.length : 0;
   return bytes;
 }
@@ -590,19 +740,23 @@ JournalOutcome recover_journal(const fs::path& checkpoint) {
     return JournalOutcome::kRolledBack;
   }
   // Roll forward: every patch again (idempotent), then the manifest, then the journal goes.
-  uint64_t bytes = 0;
+  uint64_t bytes = 0, copied = 0, copies = 0;
   for (const auto& j : journals) {
-    apply_parsed(checkpoint, j);
+    copied += apply_parsed(checkpoint, j);
     core::fault::kill_point("recovery-" + j.shard_name);
-    for (const auto& r : j.records) bytes += r.kind == kPatch ? r.length : 0;
+    for (const auto& r : j.records) {
+      bytes += r.kind == kPatch ? r.length : 0;
+      copies += r.kind == kCopy ? 1 : 0;
+    }
   }
   parse_manifest(*manifest, (dir / "rank-00000").string());  // refuse a damaged manifest
   replace_manifest(checkpoint, *manifest);
   remove_journal_dir(checkpoint);
   core::log::warn(
       "finished an interrupted in-place update of {} from its journal: {} shards, {} bytes "
-      "rewritten, new manifest written",
-      quoted(checkpoint), journals.size(), bytes);
+      "rewritten from the journal, {} copy records ({} bytes copied from stable slots, rows "
+      "found written already left alone), new manifest written",
+      quoted(checkpoint), journals.size(), bytes, copies, copied);
   return JournalOutcome::kRolledForward;
 }
 

@@ -95,6 +95,11 @@ struct RebalanceReport {
   // `run --in-place` only: where its time went, phase by phase in order (max over ranks),
   // for the report's `in_place.seconds` (docs/CLI.md).
   std::vector<std::pair<std::string, double>> in_place_phases;
+  // `run --in-place` only: changed rows whose bytes were journaled, and those rolled
+  // forward from a stable slot (a copy record: not journaled); the bytes journaled.
+  int64_t in_place_rows_journaled = 0;
+  int64_t in_place_rows_from_source = 0;
+  int64_t in_place_bytes_journaled = 0;
   // Where the EP ranks ran: every process's host, the node of every EP rank, and the
   // experts the plan moves between nodes (times the bytes per expert).
   std::vector<std::string> process_hosts;

@@ -6,9 +6,16 @@
 // it will overwrite is first written, with the new manifest, to a journal inside the
 // checkpoint, one file per EP rank:
 //
-//   CKPT/.eplb-journal/rank-NNNNN   header, patch records (file offset + new bytes), for
-//                                   rank 0 also the new manifest, then a commit record
-//                                   holding the xxh3 of everything before it.
+//   CKPT/.eplb-journal/rank-NNNNN   header, patch records (file offset + new bytes), copy
+//                                   records (a row to copy from a stable slot of a shard,
+//                                   with its expected xxh3), for rank 0 also the new
+//                                   manifest, then a commit record holding the xxh3 of
+//                                   everything before it.
+//
+// A copy record stands for a changed row whose new bytes stay intact in the checkpoint (a
+// stable slot, never overwritten by the update, eplb/plan/in_place_sources.hpp): the live
+// run keeps the bytes in memory and writes them; recovery copies them from the source after
+// checking their xxh3.
 //
 // No byte of a shard is overwritten before every rank's journal is committed (fsynced, with
 // its commit record) and the ranks have agreed on it. A run that finds a journal (under
@@ -19,6 +26,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -77,10 +85,16 @@ class JournalWriter {
   // `bytes` will be written at `offset` of the shard. Patches must not overlap and must lie
   // within the shard.
   void add_patch(uint64_t offset, std::span<const std::byte> bytes);
+  // `bytes` will be written at `offset` of the shard, and lie intact, until then, at
+  // `source_offset` of the checkpoint's shard `source_shard` (a plain file name) with XXH3-64
+  // `xxh3`: only that (a copy record) goes to the journal; the bytes are kept in memory for
+  // apply(). Must not overlap a patch or another copy.
+  void add_copy(uint64_t offset, std::span<const std::byte> bytes, const std::string& source_shard,
+                uint64_t source_offset, uint64_t xxh3);
   // The new manifest.json (rank 0's journal only).
   void add_manifest(const std::string& text);
-  // XXH3-64 of the whole shard as it will be once the patches are applied: streams the
-  // shard, substituting the patched ranges (reads the whole file).
+  // XXH3-64 of the whole shard as it will be once the patches and copies are applied:
+  // streams the shard, substituting the patched and copied ranges (reads the whole file).
   uint64_t patched_file_xxh3(const std::filesystem::path& shard) const;
   // Starts writing back what was appended so far (sync_file_range), so that commit()'s
   // fsync finds little left to do. Call after each layer.
@@ -89,13 +103,14 @@ class JournalWriter {
   // journal rolls forward unless another rank's is incomplete.
   void commit();
 
-  // After commit(): writes every patch to `shard` (its bytes read back from this journal,
-  // usually still in the page cache) and fsyncs it. What recovery does with a journal read
-  // from disk, without re-validating the one this process just wrote. Throws kIo, or
-  // kInput when the shard's size is not the one the journal was written for.
+  // After commit(): writes every copy (from memory), then every patch (its bytes read back
+  // from this journal, usually still in the page cache) to `shard` and fsyncs it. What recovery
+  // does with a journal read from disk, without re-validating the one this process just wrote.
+  // Throws kIo, or kInput when the shard's size is not the one the journal was written for.
   void apply(const std::filesystem::path& shard) const;
 
   uint64_t patch_bytes() const { return patch_bytes_; }
+  uint64_t copy_bytes() const { return copy_bytes_; }
   const std::filesystem::path& path() const { return path_; }
 
  private:
@@ -113,14 +128,24 @@ class JournalWriter {
   uint64_t num_records_ = 0;
   uint64_t patch_bytes_ = 0;
   std::vector<Patch> patches_;
+  struct Copy {
+    uint64_t offset;
+    uint64_t length;
+    std::shared_ptr<std::byte> bytes;  // 4 KiB-aligned, for O_DIRECT
+  };
+  std::vector<Copy> copies_;
+  uint64_t copy_bytes_ = 0;
   void* hash_state_ = nullptr;  // XXH3_state_t*
   bool committed_ = false;
 };
 
 // Applies this rank's committed journal (re-read and validated: header, every record, the
-// commit record's xxh3) to its shard with pwrite, then fsyncs the shard. Returns the number
-// of patched bytes. Throws kIo (cannot read or write), kInput (the journal is not complete,
-// or the shard's size is not the one it was written for). Idempotent.
+// commit record's xxh3) to its shard with pwrite, then fsyncs the shard: copies first (a
+// destination that already has its expected xxh3 is left alone; a source that does not have
+// it is a kInput error naming both, and nothing more is written), then patches. Returns the
+// number of patched and copied bytes. Throws kIo (cannot read or write), kInput (the journal
+// is not complete, the shard's size is not the one it was written for, a copy's source does
+// not match). Idempotent.
 uint64_t apply_journal(const std::filesystem::path& checkpoint, int32_t ep_rank);
 
 // Replaces CKPT/manifest.json atomically (io::write_file_atomic) with `text`, keeping the
@@ -130,9 +155,10 @@ void replace_manifest(const std::filesystem::path& checkpoint, const std::string
 enum class JournalOutcome { kNone, kRolledForward, kRolledBack };
 
 // Finishes an interrupted update in place of `checkpoint`, if its journal directory exists:
-// rolls forward (applies every rank's journal, writes the new manifest atomically) when all
-// journals are complete, else rolls back; then removes the journal and says what it did
-// with a warning. Call with the CheckpointLock held. Throws kIo / kInput naming the file.
+// rolls forward (applies every rank's journal as apply_journal does, writes the new manifest
+// atomically) when all journals are complete, else rolls back; then removes the journal and says
+// what it did with a warning. Call with the CheckpointLock held. Throws kIo / kInput naming the
+// file.
 JournalOutcome recover_journal(const std::filesystem::path& checkpoint);
 
 }  // namespace eplb::io
