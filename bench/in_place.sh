@@ -1,23 +1,32 @@
 #!/usr/bin/env bash
 # In-place versus copy (run --in-place vs run --output), side by side on one checkpoint, in
-# the same run on the same disk, when a fraction of the slots change (default 20%: pairs of
-# slots on different ranks swap their logical experts, so nothing is dropped).
-#   usage: [BACKEND=mpi] [ROUNDS=2] bench/in_place.sh BIN_DIR WORK_DIR [NP] [SLOTS] [LAYERS] [PERCENT]
+# the same run on the same disk, when a fraction of the slots change (default 20%).
+#   usage: [BACKEND=mpi] [ROUNDS=2] [WORKLOAD=swaps|replicas] bench/in_place.sh BIN_DIR WORK_DIR [NP] [SLOTS] [LAYERS] [PERCENT]
+# WORKLOAD=swaps (default): pairs of slots on different ranks swap their logical experts, so
+#   nothing is dropped; every changed slot's new bytes come from a slot that changes too (the
+#   worst case for an update in place: nothing it needs stays where it is).
+# WORKLOAD=replicas: EPLB's usual change. A quarter or more of the slots are redundant
+#   replicas; a changed slot drops a replica of an expert that keeps a copy in an unchanged
+#   slot and takes an expert that also keeps a copy in an unchanged slot (redundant slots
+#   following the load).
 # Defaults: 2 processes x 16 slots x 24 layers of 1.5 MiB bf16 experts: a 1.21 GB checkpoint.
 # Every timed run starts with the input evicted from the page cache (dd iflag=nocache).
 # Each round: copy old -> new into a fresh output; in place old -> new; in place new -> old
 # (restores it; timed too). The in-place result is compared byte for byte with the copy.
 set -euo pipefail
 bin=$(realpath "$1"); work=$(realpath -m "$2"); np=${3:-2}; slots=${4:-16}; layers=${5:-24}
-percent=${6:-20}; backend=${BACKEND:-mpi}; rounds=${ROUNDS:-2}
+percent=${6:-20}; backend=${BACKEND:-mpi}; rounds=${ROUNDS:-2}; workload=${WORKLOAD:-swaps}
+case $workload in swaps | replicas) ;; *) echo "WORKLOAD must be swaps or replicas" >&2; exit 2 ;; esac
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 OMPI_MCA_rmaps_base_oversubscribe=1
 tool="$bin/eplb-rebalance"
 rm -rf "$work"; mkdir -p "$work"
-python3 - "$work" "$np" "$slots" "$layers" "$percent" <<'PY'
+python3 - "$work" "$np" "$slots" "$layers" "$percent" "$workload" <<'PY'
 import json, random, sys
 d, ep, slots, layers, percent = sys.argv[1], *map(int, sys.argv[2:6])
+workload = sys.argv[6]
 n = ep * slots
-experts = n - max(1, ep // 2)
+# replicas: enough redundant slots (1.5x the changed fraction) to move without losing an expert
+experts = n - max(1, ep // 2) if workload == "swaps" else n - max(2, -(-n * percent * 3 // 200))
 rng = random.Random(11)
 old, new = [], []
 for _ in range(layers):
@@ -27,15 +36,37 @@ for _ in range(layers):
     new.append(list(ids))
 # At least PERCENT of all slots change: swaps spread over the layers in turn, each between
 # two slots of different ranks holding different experts, each slot swapped at most once.
-swaps = -(-n * layers * percent // 200)
-layer = done = 0
-while done < swaps:
-    ids, ref = new[layer % layers], old[layer % layers]
-    a, b = rng.sample(range(n), 2)
-    if a // slots != b // slots and ids[a] != ids[b] and ids[a] == ref[a] and ids[b] == ref[b]:
-        ids[a], ids[b] = ids[b], ids[a]
-        done += 1
-        layer += 1
+if workload == "swaps":
+    swaps = -(-n * layers * percent // 200)
+    layer = done = 0
+    while done < swaps:
+        ids, ref = new[layer % layers], old[layer % layers]
+        a, b = rng.sample(range(n), 2)
+        if a // slots != b // slots and ids[a] != ids[b] and ids[a] == ref[a] and ids[b] == ref[b]:
+            ids[a], ids[b] = ids[b], ids[a]
+            done += 1
+            layer += 1
+else:
+    # At least PERCENT of the slots of every layer change; a changed slot a drops expert x
+    # (still held by an unchanged slot) for expert y (held by an unchanged slot, not a's rank).
+    per_layer = -(-n * percent // 100)
+    # The unchanged holders relied on are pinned: never changed afterwards.
+    for ids, ref in zip(new, old):
+        done = tries = 0
+        pinned = set()
+        while done < per_layer:
+            tries += 1
+            assert tries < 100000, "not enough redundant slots for this PERCENT"
+            a, b = rng.sample(range(n), 2)
+            x, y = ref[a], ref[b]
+            if a in pinned or ids[a] != ref[a] or ids[b] != ref[b] or x == y or a // slots == b // slots:
+                continue
+            keep = [s for s in range(n) if s != a and ids[s] == ref[s] and ref[s] == x]
+            if not keep:
+                continue
+            ids[a] = y
+            pinned.update((b, keep[0]))
+            done += 1
 for name, rows in (("old", old), ("new", new)):
     json.dump({"format": "eplb-placement", "version": 1, "ep_size": ep, "num_slots_per_rank": slots,
                "physical_to_logical_map": rows}, open(f"{d}/{name}.json", "w"))
@@ -59,7 +90,7 @@ timed() {  # timed LABEL command...: prints the seconds, keeps the log
 run() { mpirun -np "$np" "$tool" run --backend "$backend" --json "$work/$current.json" "$@"; }
 
 echo "date: $(date -u +%Y-%m-%dT%H:%MZ); host: $(hostname); $(nproc) cores; $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
-echo "checkpoint: $bytes bytes, $np ranks x $slots slots x $layers layers, tensors $tensors, backend $backend"
+echo "checkpoint: $bytes bytes, $np ranks x $slots slots x $layers layers, tensors $tensors, backend $backend, workload $workload"
 echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg)"
 # The disk's own speed, single stream, direct I/O, 1 MiB blocks, next to the checkpoint: what
 # the bytes alone predict for each mode (printed at the end).
