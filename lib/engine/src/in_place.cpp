@@ -189,9 +189,9 @@ class InPlaceUpdate {
   std::string manifest_text_;
   // [EP rank][layer][tensor] (flattened): where each shard's tensors lie, for copy records.
   std::vector<long long> tensor_offsets_;
-  // This layer: every slot's recorded checksums [slot * tensors + t]; its classification.
+  // This layer: every slot's recorded checksums [slot * tensors + t].
   std::vector<long long> recorded_checksums_;
-  std::vector<plan::InPlaceRow> layer_rows_;
+  std::vector<std::vector<plan::InPlaceRow>> layer_classes_;  // [layer][global slot]
   size_t hold_budget_ = 0;  // bytes of rows this process may keep in memory for copies
   size_t held_bytes_ = 0;
   core::ProblemList problems_{core::ErrorKind::kIo};
@@ -272,6 +272,26 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
   }
   tensor_offsets_ = runtime::all_max(session.group(), tensor_offsets_, "sharing the shard layouts");
   hold_budget_ = max_staging_bytes > buffer_bytes ? max_staging_bytes - buffer_bytes : 0;
+  // Which rows are copy records (pure), and memory for their bytes reserved at once.
+  for (size_t l = 0; l < num_layers; ++l) {
+    layer_classes_.push_back(plan::classify_in_place_layer(
+        inputs.old_placement.physical_to_logical_map[l],
+        inputs.new_placement.physical_to_logical_map[l], plan.new_num_slots_per_rank));
+  }
+  size_t to_reserve = hold_budget_;
+  for (auto& h : hosted_) {
+    size_t needed = 0;
+    for (const auto& rows : layer_classes_) {
+      for (int32_t row = 0; row < plan.new_num_slots_per_rank; ++row) {
+        const auto slot = static_cast<size_t>(h.ep_rank * plan.new_num_slots_per_rank + row);
+        if (rows[slot].how != plan::RowRecovery::kFromSource) continue;
+        for (const auto bytes : row_bytes_) needed += (bytes + 4095) / 4096 * 4096;
+      }
+    }
+    needed = std::min(needed, to_reserve);
+    to_reserve -= needed;
+    if (h.journal) h.journal->reserve_copies(needed);
+  }
   // The layers' checksum arrays (a few hundred bytes each, read buffered) are asked for
   // all at once, so that the per-layer reads find them in the page cache; the rows
   // themselves are read with O_DIRECT (RowFile::read), past it.
@@ -470,10 +490,6 @@ void InPlaceUpdate::share_recorded_checksums(int32_t layer_idx) {
   recorded_checksums_ =
       runtime::all_sum(session_.group(), recorded_checksums_,
                        fmt::format("layer {}: sharing the recorded checksums", layer_idx));
-  const auto layer = static_cast<size_t>(layer_idx);
-  layer_rows_ = plan::classify_in_place_layer(inputs_.old_placement.physical_to_logical_map[layer],
-                                              inputs_.new_placement.physical_to_logical_map[layer],
-                                              plan_.new_num_slots_per_rank);
 }
 
 bool InPlaceUpdate::can_copy(const Hosted& h, int32_t row, int32_t source_slot) {
@@ -507,7 +523,8 @@ void InPlaceUpdate::journal_layer(Hosted& h, int32_t layer_idx) {
   for (size_t row = 0; row < rows.size(); ++row) {
     if (rows[row].source == plan::RowSource::kUnchanged) continue;
     const auto r = static_cast<int32_t>(row);
-    const plan::InPlaceRow& how = layer_rows_[static_cast<size_t>(first_slot + r)];
+    const plan::InPlaceRow& how =
+        layer_classes_[static_cast<size_t>(layer_idx)][static_cast<size_t>(first_slot + r)];
     EPLB_ASSERT(how.how != plan::RowRecovery::kUnchanged);
     if (how.how == plan::RowRecovery::kFromSource && can_copy(h, r, how.source_slot)) {
       copies.emplace_back(r, how.source_slot);

@@ -14,6 +14,7 @@
 
 #include <fcntl.h>
 #include <fmt/format.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
@@ -486,6 +487,7 @@ JournalWriter::JournalWriter(const fs::path& checkpoint, int32_t ep_rank, int32_
 
 JournalWriter::~JournalWriter() {
   if (fd_ >= 0) ::close(fd_);
+  if (arena_ != nullptr) ::munmap(arena_, arena_size_);
   XXH3_freeState(static_cast<XXH3_state_t*>(hash_state_));
 }
 
@@ -530,15 +532,33 @@ void JournalWriter::add_copy(uint64_t offset, std::span<const std::byte> bytes,
   append_record(kCopy, offset, payload);
   constexpr size_t kBlock = 4096;
   const size_t capacity = std::max<size_t>(kBlock, (bytes.size() + kBlock - 1) / kBlock * kBlock);
-  std::shared_ptr<std::byte> kept(static_cast<std::byte*>(std::aligned_alloc(kBlock, capacity)),
-                                  &std::free);
-  if (kept == nullptr) {
-    throw Error(ErrorKind::kIo, "cannot allocate " + std::to_string(capacity) +
-                                    " bytes to keep a row for " + quoted(path_));
+  std::byte* kept = nullptr;
+  if (arena_ != nullptr && arena_size_ - arena_used_ >= capacity) {
+    kept = arena_ + arena_used_;
+    arena_used_ += capacity;
+  } else {
+    owned_.emplace_back(static_cast<std::byte*>(std::aligned_alloc(kBlock, capacity)), &std::free);
+    kept = owned_.back().get();
+    if (kept == nullptr) {
+      throw Error(ErrorKind::kIo, "cannot allocate " + std::to_string(capacity) +
+                                      " bytes to keep a row for " + quoted(path_));
+    }
   }
-  std::memcpy(kept.get(), bytes.data(), bytes.size());
-  copies_.push_back({offset, bytes.size(), std::move(kept)});
+  std::memcpy(kept, bytes.data(), bytes.size());
+  copies_.push_back({offset, bytes.size(), kept});
   copy_bytes_ += bytes.size();
+}
+
+void JournalWriter::reserve_copies(uint64_t bytes) {
+  EPLB_ASSERT(arena_ == nullptr);
+  constexpr uint64_t kHuge = uint64_t{2} << 20;
+  const auto size = static_cast<size_t>((bytes + kHuge - 1) / kHuge * kHuge);
+  if (size == 0) return;
+  void* p = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (p == MAP_FAILED) return;        // add_copy allocates row by row instead
+  ::madvise(p, size, MADV_HUGEPAGE);  // advisory
+  arena_ = static_cast<std::byte*>(p);
+  arena_size_ = size;
 }
 
 void JournalWriter::add_manifest(const std::string& text) {
@@ -582,7 +602,7 @@ uint64_t JournalWriter::patched_file_xxh3(const fs::path& shard) const {
   for (const Range& p : patches) {
     feed(in.get(), at, p.offset - at, shard);
     if (p.copy_idx >= 0) {
-      XXH3_64bits_update(state, copies_[static_cast<size_t>(p.copy_idx)].bytes.get(), p.length);
+      XXH3_64bits_update(state, copies_[static_cast<size_t>(p.copy_idx)].bytes, p.length);
     } else {
       feed(fd_, p.journal_pos, p.length, path_);
     }
@@ -654,7 +674,7 @@ void JournalWriter::apply(const fs::path& shard) const {
   // no record writes, so the order does not matter to recovery.
   for (size_t i = 0; i < copies_.size(); ++i) {
     if (i > 0) core::fault::kill_point("copying");
-    write(copies_[i].bytes.get(), copies_[i].length, copies_[i].offset);
+    write(copies_[i].bytes, copies_[i].length, copies_[i].offset);
   }
   if (!copies_.empty()) core::fault::kill_point("copied");
   for (size_t i = 0; i < patches_.size(); ++i) {
