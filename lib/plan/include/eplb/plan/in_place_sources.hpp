@@ -22,12 +22,15 @@ enum class RowRecovery : uint8_t {
   kUnchanged,   // stable: same logical expert id old and new; never written
   kJournaled,   // its new bytes go to the journal
   kFromSource,  // rolled forward from the stable slot `source_slot`
+  // two_waves: rolled forward from the old bytes of the kJournaled slot `source_slot`; written
+  // (wave 1) and durable before any journaled row is overwritten (wave 2).
+  kFromJournaled,
 };
 
 struct InPlaceRow {
   RowRecovery how = RowRecovery::kJournaled;
-  // kFromSource: the global physical slot (EP rank * slots per rank + row) it copies from;
-  // else -1.
+  // kFromSource, kFromJournaled: the global physical slot (EP rank * slots per rank + row)
+  // it copies from; else -1.
   int32_t source_slot = -1;
   bool operator==(const InPlaceRow&) const = default;
 };
@@ -37,8 +40,13 @@ struct InPlaceRow {
 // one entry per global physical slot. A kFromSource row copies from the stable holder on
 // its own EP rank if there is one (recovery reads its own shard), else from the lowest
 // stable slot holding that logical expert id.
+//
+// `two_waves`: besides, a changed row without a stable holder whose new logical expert
+// has an old holder that is journaled becomes kFromJournaled (the journaled row's old bytes
+// stay intact until wave 2): one row per swap pair, about half of a cycle of the "needs the
+// old bytes of" graph, stays journaled (greedy in slot order, not minimal in general).
 std::vector<InPlaceRow> classify_in_place_layer(std::span<const int32_t> old_slots,
                                                 std::span<const int32_t> new_slots,
-                                                int32_t num_slots_per_rank);
+                                                int32_t num_slots_per_rank, bool two_waves = false);
 
 }  // namespace eplb::plan
