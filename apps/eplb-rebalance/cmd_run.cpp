@@ -103,6 +103,7 @@ void add_to_job_report(const engine::RebalanceReport& r) {
     for (const auto& [name, seconds] : r.in_place_phases) phases[name] = seconds;
     j["in_place"]["rows_journaled"] = r.in_place_rows_journaled;
     j["in_place"]["rows_from_source"] = r.in_place_rows_from_source;
+    j["in_place"]["rows_from_journaled_row"] = r.in_place_rows_from_journaled;
     j["in_place"]["bytes_journaled"] = r.in_place_bytes_journaled;
   }
 }

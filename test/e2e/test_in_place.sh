@@ -104,23 +104,28 @@ written, read = r["bytes"]["written"], r["bytes"]["read"]
 print(f"changed rows {changed}, written {written}, expected {changed*row + meta}, read {read}")
 assert written == changed * row + meta, (written, changed * row + meta)
 assert 0 < read <= changed * row, (read, changed * row)
-# Rows whose new logical expert keeps a stable slot are copy records, the others journaled.
+# Rows whose new logical expert keeps a stable slot are copy records from it; of the rest,
+# those that copy the old bytes of a journaled row (wave 1, before it is overwritten) too:
+# at least one of each swap pair.
 stable = lambda lo, ln, e: any(o == n == e for o, n in zip(lo, ln))
-from_source = sum(o != n and n >= 0 and stable(lo, ln, n)
+from_stable = sum(o != n and n >= 0 and stable(lo, ln, n)
                   for lo, ln in zip(old, new) for o, n in zip(lo, ln))
 ip = r["in_place"]
-print(f"rows journaled {ip['rows_journaled']}, from a source {ip['rows_from_source']} "
-      f"(expected {from_source}), bytes journaled {ip['bytes_journaled']}")
-assert from_source >= 4, from_source  # the test's placements must exercise copy records
-assert ip["rows_from_source"] == from_source
-assert ip["rows_journaled"] == changed - from_source
-assert ip["bytes_journaled"] == written - from_source * row
+copies, from_journaled = ip["rows_from_source"], ip["rows_from_journaled_row"]
+print(f"rows journaled {ip['rows_journaled']}, from a source {copies} (from a stable slot "
+      f"{copies - from_journaled}, expected {from_stable}; from a journaled row {from_journaled}), "
+      f"bytes journaled {ip['bytes_journaled']}")
+assert from_stable >= 4, from_stable  # the test's placements must exercise copy records
+assert copies - from_journaled == from_stable
+assert from_journaled >= 1  # the swaps without a stable holder: one of each pair
+assert ip["rows_journaled"] + copies == changed
+assert ip["bytes_journaled"] == written - copies * row
 EOF
 
 # The -v log says how the changed rows went: journaled or rolled forward from a source.
 rm -rf "$d/k"; cp -a "$d/in" "$d/k"
 in_place "$d/k" -v >"$d/ipv.log" 2>&1 && pass || fail "J2: in-place -v failed"
-expect_in "$d/ipv.log" "journaled, $("$py" -c "import json; print(json.load(open('$d/ip.json'))['in_place']['rows_from_source'])") rolled forward from a stable slot"
+expect_in "$d/ipv.log" "journaled, $("$py" -c "import json; print(json.load(open('$d/ip.json'))['in_place']['rows_from_source'])") rolled forward from a source"
 is_new "$d/k" && pass || fail "J2: in-place -v result differs from the copy-mode output"
 
 # J3: usage limits (exit 64, checkpoint untouched).
@@ -141,15 +146,16 @@ no_leftovers "$d/u" J3
 # J4-J18: a rank killed at each phase. Before the journals are committed the checkpoint
 # must come back as the old one (rolled back); after, as the new one (rolled forward).
 # "journal-written" is either: its own journal is committed, the others' may be too.
-# "copying" (between two rows rolled forward from memory: copy records) and "copied" (all
-# of them written, the journaled rows not yet) are after it: recovery copies the rest from
-# their stable slots.
+# "copying" (between two rows rolled forward from memory: copy records), "copied" (all of
+# this rank's written, not yet fsynced), "wave-1" (fsynced, before the ranks agree) and
+# "wave-2" (agreed, the journaled rows not yet written) are after it: recovery copies what
+# is missing from the sources (stable slots, or journaled rows not yet overwritten).
 declare -A side=([journal-open]=old [in-place-layer-0]=old [in-place-layer-3]=old
-  [journal-written]=either [journal-committed]=new [copying]=new [copied]=new
-  [overwriting]=new [applied]=new [in-place-manifest]=new)
+  [journal-written]=either [journal-committed]=new [copying]=new [copied]=new [wave-1]=new
+  [wave-2]=new [overwriting]=new [applied]=new [in-place-manifest]=new)
 recoverers=(verify run in-place)
 i=0
-for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written journal-committed copying copied overwriting applied in-place-manifest; do
+for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written journal-committed copying copied wave-1 wave-2 overwriting applied in-place-manifest; do
   for rank in 0 1; do
     [[ $phase == in-place-manifest && $rank == 1 ]] && continue  # rank 0 writes it
     name="kill-$phase-$rank"
@@ -160,7 +166,7 @@ for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written jour
     # Rank 0, told by mpirun to stop (SIGTERM) before the journals are committed, removes
     # the journal itself; after, or when rank 0 is the one killed, the journal stays.
     journal_left=no; [[ -d "$d/k/.eplb-journal" ]] && journal_left=yes
-    case $phase in journal-committed|copying|copied|overwriting|applied|in-place-manifest)
+    case $phase in journal-committed|copying|copied|wave-1|wave-2|overwriting|applied|in-place-manifest)
       [[ $journal_left == yes ]] && pass || fail "$name: the committed journal is gone" ;; esac
     # The next command that opens it finishes the update; take turns.
     how=${recoverers[$((i % 3))]}; i=$((i + 1))
@@ -201,19 +207,21 @@ verify_new "$d/k" "$d/j20b.log" && pass || { fail "J19: second recovery failed";
 expect_in "$d/j20b.log" "finished an interrupted in-place update"
 is_new "$d/k" && pass || fail "J19: not the new checkpoint"
 
-# J19b: a kill between two copies of the roll-forward (rank 0's rows rolled forward from a
-# stable slot not yet written, as rank 0 died right after the journals were agreed on): the
-# next command copies the rest from the stable slots.
-rm -rf "$d/k"; cp -a "$d/in" "$d/k"
-EPLB_TEST_KILL_AT="journal-committed:0" in_place "$d/k" >/dev/null 2>&1 || true
-rc=0; EPLB_TEST_KILL_AT="recovery-copying" timeout "$T" "$tool" verify --checkpoint "$d/k" >"$d/j19c.log" 2>&1 || rc=$?
-[[ $rc -ne 0 && -d "$d/k/.eplb-journal" ]] && pass || fail "J19b: the recovery's copies were not interrupted"
-expect_in "$d/j19c.log" "EPLB_TEST_KILL_AT: killed at recovery-copying"
-verify_new "$d/k" "$d/j19d.log" && pass || { fail "J19b: second recovery failed"; cat "$d/j19d.log" >&2; }
-expect_in "$d/j19d.log" "finished an interrupted in-place update"
-is_new "$d/k" && pass || fail "J19b: not the new checkpoint"
-for f in "$d"/ref/rank-*.h5; do
-  cmp -s "$f" "$d/k/$(basename "$f")" && pass || fail "J19b: $(basename "$f") differs from the copy's"
+# J19b: a kill between two copies of the roll-forward, and between its copies (all
+# journals') and its patches (rank 0's copy rows not yet written, as rank 0 died right
+# after the journals were agreed on): the next command finishes from the sources.
+for rk in recovery-copying recovery-copied; do
+  rm -rf "$d/k"; cp -a "$d/in" "$d/k"
+  EPLB_TEST_KILL_AT="journal-committed:0" in_place "$d/k" >/dev/null 2>&1 || true
+  rc=0; EPLB_TEST_KILL_AT="$rk" timeout "$T" "$tool" verify --checkpoint "$d/k" >"$d/j19c.log" 2>&1 || rc=$?
+  [[ $rc -ne 0 && -d "$d/k/.eplb-journal" ]] && pass || fail "J19b: the recovery was not interrupted at $rk"
+  expect_in "$d/j19c.log" "EPLB_TEST_KILL_AT: killed at $rk"
+  verify_new "$d/k" "$d/j19d.log" && pass || { fail "J19b ($rk): second recovery failed"; cat "$d/j19d.log" >&2; }
+  expect_in "$d/j19d.log" "finished an interrupted in-place update"
+  is_new "$d/k" && pass || fail "J19b ($rk): not the new checkpoint"
+  for f in "$d"/ref/rank-*.h5; do
+    cmp -s "$f" "$d/k/$(basename "$f")" && pass || fail "J19b ($rk): $(basename "$f") differs from the copy's"
+  done
 done
 
 # J19c: a stable slot damaged while a committed journal copies from it: recovery refuses

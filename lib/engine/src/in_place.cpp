@@ -129,8 +129,9 @@ class Phases {
 struct Counters : StepCounters {
   long long rows_rewritten = 0;
   long long rows_journaled = 0;
-  long long rows_from_source = 0;  // copy records: rolled forward from a stable slot
-  long long rows_over_budget = 0;  // could have been, but did not fit in memory: journaled
+  long long rows_from_source = 0;     // copy records: rolled forward from a source slot
+  long long rows_from_journaled = 0;  // of those, from the old bytes of a journaled row
+  long long rows_over_budget = 0;     // could have been, but did not fit in memory: journaled
   long long bytes_journaled = 0;
 };
 
@@ -276,7 +277,8 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
   for (size_t l = 0; l < num_layers; ++l) {
     layer_classes_.push_back(plan::classify_in_place_layer(
         inputs.old_placement.physical_to_logical_map[l],
-        inputs.new_placement.physical_to_logical_map[l], plan.new_num_slots_per_rank));
+        inputs.new_placement.physical_to_logical_map[l], plan.new_num_slots_per_rank,
+        /*two_waves=*/true));
   }
   size_t to_reserve = hold_budget_;
   for (auto& h : hosted_) {
@@ -284,7 +286,10 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
     for (const auto& rows : layer_classes_) {
       for (int32_t row = 0; row < plan.new_num_slots_per_rank; ++row) {
         const auto slot = static_cast<size_t>(h.ep_rank * plan.new_num_slots_per_rank + row);
-        if (rows[slot].how != plan::RowRecovery::kFromSource) continue;
+        if (rows[slot].how != plan::RowRecovery::kFromSource &&
+            rows[slot].how != plan::RowRecovery::kFromJournaled) {
+          continue;
+        }
         for (const auto bytes : row_bytes_) needed += (bytes + 4095) / 4096 * 4096;
       }
     }
@@ -526,8 +531,11 @@ void InPlaceUpdate::journal_layer(Hosted& h, int32_t layer_idx) {
     const plan::InPlaceRow& how =
         layer_classes_[static_cast<size_t>(layer_idx)][static_cast<size_t>(first_slot + r)];
     EPLB_ASSERT(how.how != plan::RowRecovery::kUnchanged);
-    if (how.how == plan::RowRecovery::kFromSource && can_copy(h, r, how.source_slot)) {
+    const bool copy =
+        how.how == plan::RowRecovery::kFromSource || how.how == plan::RowRecovery::kFromJournaled;
+    if (copy && can_copy(h, r, how.source_slot)) {
       copies.emplace_back(r, how.source_slot);
+      if (how.how == plan::RowRecovery::kFromJournaled) ++counters_.rows_from_journaled;
     } else {
       journaled.push_back(r);
     }
@@ -627,15 +635,27 @@ void InPlaceUpdate::commit_journals(JournalOwner* owner, bool hash_all_files) {
   core::fault::kill_point("journal-committed");
 }
 
+// Wave 1: every row rolled forward from a source (copy records), durable on every rank;
+// wave 2: the journaled rows and arrays. NOTE: a copy's source may be a journaled row of any
+// shard, whose old bytes recovery needs until every copy is durable.
 void InPlaceUpdate::apply() {
   const auto start = Clock::now();
   for (auto& h : hosted_) {
     h.file.reset();
-    capture(problems_, [&] { h.journal->apply(h.path); });
+    capture(problems_, [&] { h.journal->apply_copies(h.path); });
+  }
+  core::fault::kill_point("wave-1");
+  phases_.add("overwrite", seconds_since(start));
+  phases_.time("agree_wave_1",
+               [&] { agree(session_.group(), problems_, "writing the rows copied (wave 1)"); });
+  core::fault::kill_point("wave-2");
+  const auto patches_start = Clock::now();
+  for (auto& h : hosted_) {
+    capture(problems_, [&] { h.journal->apply_patches(h.path); });
   }
   for (auto& shard : inputs_.shards) shard.reset();
   counters_.seconds_write += seconds_since(start);
-  phases_.add("overwrite", seconds_since(start));
+  phases_.add("overwrite", seconds_since(patches_start));
   core::fault::kill_point("applied");
   phases_.time("agree_overwrite",
                [&] { agree(session_.group(), problems_, "overwriting the changed rows"); });
@@ -646,14 +666,16 @@ RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
   // bytes_written: overwritten in the shards; bytes_journaled: of those, through the journal.
   const auto sums = reduce_counters(session.group(), c, report,
                                     {c.rows_rewritten, c.rows_journaled, c.rows_from_source,
-                                     c.rows_over_budget, c.bytes_journaled});
+                                     c.rows_over_budget, c.bytes_journaled, c.rows_from_journaled});
   report.in_place_rows_journaled = sums[1];
   report.in_place_rows_from_source = sums[2];
+  report.in_place_rows_from_journaled = sums[5];
   report.in_place_bytes_journaled = sums[4];
   core::log::detail(
-      "in place: {} rows rewritten: {} journaled, {} rolled forward from a stable slot (copy "
-      "records, their bytes kept in memory); {} bytes overwritten, {} of them journaled",
-      sums[0], sums[1], sums[2], report.bytes_written, sums[4]);
+      "in place: {} rows rewritten: {} journaled, {} rolled forward from a source (copy "
+      "records, their bytes kept in memory): {} from a stable slot, {} from the old bytes of a "
+      "journaled row; {} bytes overwritten, {} of them journaled",
+      sums[0], sums[1], sums[2], sums[2] - sums[5], sums[5], report.bytes_written, sums[4]);
   if (sums[3] > 0) {
     core::log::detail(
         "in place: {} rows that could have been copy records were journaled: keeping their "

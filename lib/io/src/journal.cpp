@@ -325,8 +325,10 @@ uint64_t apply_copies(const fs::path& checkpoint, const ParsedJournal& j, int jo
   return written;
 }
 
-// Returns the bytes copied by copy records.
-uint64_t apply_parsed(const fs::path& checkpoint, const ParsedJournal& j) {
+// Applies the copy records (`copies`) and/or the patches (`patches`) of `j`, then fsyncs the
+// shard. Returns the bytes copied by copy records.
+uint64_t apply_parsed(const fs::path& checkpoint, const ParsedJournal& j, bool copies = true,
+                      bool patches = true) {
   EPLB_ASSERT(j.complete);
   const fs::path shard = checkpoint / j.shard_name;
   const int raw = ::open(shard.c_str(), O_RDWR | O_NOFOLLOW | O_CLOEXEC);
@@ -343,11 +345,11 @@ uint64_t apply_parsed(const fs::path& checkpoint, const ParsedJournal& j) {
   const int jraw = ::open(j.path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
   if (jraw < 0) throw_errno("cannot open journal " + quoted(j.path), errno);
   Fd in(jraw);
-  const uint64_t copied = apply_copies(checkpoint, j, in.get(), out.get(), shard);
+  const uint64_t copied = copies ? apply_copies(checkpoint, j, in.get(), out.get(), shard) : 0;
   std::vector<std::byte> buf;
   bool first = true;
   for (const auto& r : j.records) {
-    if (r.kind != kPatch) continue;
+    if (r.kind != kPatch || !patches) continue;
     // A test kill point between two overwrites: some rows new, others still old.
     if (!first) core::fault::kill_point("overwriting");
     first = false;
@@ -632,6 +634,18 @@ void JournalWriter::commit() {
 }
 
 void JournalWriter::apply(const fs::path& shard) const {
+  overwrite(shard, /*copies=*/true, /*patches=*/true);
+}
+
+void JournalWriter::apply_copies(const fs::path& shard) const {
+  overwrite(shard, /*copies=*/true, /*patches=*/false);
+}
+
+void JournalWriter::apply_patches(const fs::path& shard) const {
+  overwrite(shard, /*copies=*/false, /*patches=*/true);
+}
+
+void JournalWriter::overwrite(const fs::path& shard, bool copies, bool patches) const {
   EPLB_ASSERT(committed_);
   const int raw = ::open(shard.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
   if (raw < 0) throw_errno("cannot open " + quoted(shard) + " to update it", errno);
@@ -651,7 +665,7 @@ void JournalWriter::apply(const fs::path& shard) const {
   const int draw = ::open(shard.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_DIRECT);
   Fd direct(draw);  // empty when refused
   uint64_t largest = 0;
-  for (const Patch& p : patches_) largest = std::max(largest, p.length);
+  for (const Patch& p : patches_) largest = patches ? std::max(largest, p.length) : 0;
   const size_t capacity = static_cast<size_t>((largest + kBlock - 1) / kBlock * kBlock);
   std::unique_ptr<std::byte, decltype(&std::free)> buf(
       static_cast<std::byte*>(capacity > 0 ? std::aligned_alloc(kBlock, capacity) : nullptr),
@@ -670,14 +684,15 @@ void JournalWriter::apply(const fs::path& shard) const {
     if (whole_blocks) direct = Fd();  // refused (EINVAL): buffered from now on
     pwrite_all(out.get(), bytes, n, offset, shard);
   };
-  // Copies first, from memory (aligned already). NOTE: their sources are stable slots, which
-  // no record writes, so the order does not matter to recovery.
-  for (size_t i = 0; i < copies_.size(); ++i) {
+  // Copies first, from memory (aligned already). NOTE: a copy's source is a stable slot or a
+  // journaled row, which only the patches write: every copy must be durable on every rank
+  // before any rank applies a patch (the engine agrees in between).
+  for (size_t i = 0; copies && i < copies_.size(); ++i) {
     if (i > 0) core::fault::kill_point("copying");
     write(copies_[i].bytes, copies_[i].length, copies_[i].offset);
   }
-  if (!copies_.empty()) core::fault::kill_point("copied");
-  for (size_t i = 0; i < patches_.size(); ++i) {
+  if (copies && !copies_.empty()) core::fault::kill_point("copied");
+  for (size_t i = 0; patches && i < patches_.size(); ++i) {
     if (i > 0) core::fault::kill_point("overwriting");
     const Patch& p = patches_[i];
     pread_all(fd_, buf.get(), static_cast<size_t>(p.length), p.journal_pos, path_);
@@ -760,9 +775,13 @@ JournalOutcome recover_journal(const fs::path& checkpoint) {
     return JournalOutcome::kRolledBack;
   }
   // Roll forward: every patch again (idempotent), then the manifest, then the journal goes.
+  // Every journal's copies (durable), then every journal's patches: a copy's source may be a
+  // journaled row of any shard, intact until its patch is applied.
   uint64_t bytes = 0, copied = 0, copies = 0;
+  for (const auto& j : journals) copied += apply_parsed(checkpoint, j, true, false);
+  core::fault::kill_point("recovery-copied");
   for (const auto& j : journals) {
-    copied += apply_parsed(checkpoint, j);
+    apply_parsed(checkpoint, j, false, true);
     core::fault::kill_point("recovery-" + j.shard_name);
     for (const auto& r : j.records) {
       bytes += r.kind == kPatch ? r.length : 0;
@@ -774,7 +793,7 @@ JournalOutcome recover_journal(const fs::path& checkpoint) {
   remove_journal_dir(checkpoint);
   core::log::warn(
       "finished an interrupted in-place update of {} from its journal: {} shards, {} bytes "
-      "rewritten from the journal, {} copy records ({} bytes copied from stable slots, rows "
+      "rewritten from the journal, {} copy records ({} bytes copied from their sources, rows "
       "found written already left alone), new manifest written",
       quoted(checkpoint), journals.size(), bytes, copies, copied);
   return JournalOutcome::kRolledForward;

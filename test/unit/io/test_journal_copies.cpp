@@ -217,5 +217,51 @@ TEST_CASE("a journal of version 1 with a copy record is not rolled forward",
   CHECK(c.shard(0) == "AAAAAAAAAAAAAAAA");
 }
 
+// Two waves: rank 1's row copies the old bytes of rank 0's journaled row "AAAA" at 8, which
+// rank 0's patch overwrites with "ZZZZ".
+void write_wave_journals(const fs::path& dir) {
+  create_journal_dir(dir);
+  JournalWriter j0(dir, 0, 2, "rank-00000.h5", 16);
+  j0.add_patch(8, bytes_of("ZZZZ"));
+  j0.add_manifest(new_manifest());
+  j0.commit();
+  JournalWriter j1(dir, 1, 2, "rank-00001.h5", 16);
+  j1.add_copy(12, bytes_of("AAAA"), "rank-00000.h5", 8, xxh3_of("AAAA"));
+  j1.commit();
+}
+
+TEST_CASE("recovery copies every journal's rows before any patch overwrites a source",
+          "[io][journal][copy][waves]") {
+  Checkpoint c;
+  write_wave_journals(c.dir);
+  CHECK(recover_journal(c.dir) == JournalOutcome::kRolledForward);
+  CHECK(c.shard(0) == "AAAAAAAAZZZZAAAA");
+  CHECK(c.shard(1) == "0123456789abAAAA");
+}
+
+TEST_CASE("recovery after wave 2 began: copies found written, the source already patched",
+          "[io][journal][copy][waves]") {
+  Checkpoint c;
+  write_wave_journals(c.dir);
+  test::write_file(c.dir / "rank-00001.h5", "0123456789abAAAA");  // wave 1 durable
+  test::write_file(c.dir / "rank-00000.h5", "AAAAAAAAZZAAAAAA");  // wave 2 torn
+  CHECK(recover_journal(c.dir) == JournalOutcome::kRolledForward);
+  CHECK(c.shard(0) == "AAAAAAAAZZZZAAAA");
+  CHECK(c.shard(1) == "0123456789abAAAA");
+}
+
+TEST_CASE("the live run writes copies and patches in two halves", "[io][journal][copy][waves]") {
+  Checkpoint c;
+  create_journal_dir(c.dir);
+  JournalWriter j0(c.dir, 0, 1, "rank-00000.h5", 16);
+  j0.add_patch(0, bytes_of("p"));
+  j0.add_copy(4, bytes_of("89ab"), "rank-00001.h5", 8, xxh3_of("89ab"));
+  j0.commit();
+  j0.apply_copies(c.dir / "rank-00000.h5");
+  CHECK(c.shard(0) == "AAAA89abAAAAAAAA");
+  j0.apply_patches(c.dir / "rank-00000.h5");
+  CHECK(c.shard(0) == kNew0);
+}
+
 }  // namespace
 }  // namespace eplb::io

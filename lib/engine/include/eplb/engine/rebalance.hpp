@@ -99,6 +99,7 @@ struct RebalanceReport {
   // forward from a stable slot (a copy record: not journaled); the bytes journaled.
   int64_t in_place_rows_journaled = 0;
   int64_t in_place_rows_from_source = 0;
+  int64_t in_place_rows_from_journaled = 0;  // of those, from a journaled row's old bytes
   int64_t in_place_bytes_journaled = 0;
   // Where the EP ranks ran: every process's host, the node of every EP rank, and the
   // experts the plan moves between nodes (times the bytes per expert).

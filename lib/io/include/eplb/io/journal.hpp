@@ -107,16 +107,21 @@ class JournalWriter {
   void commit();
 
   // After commit(): writes every copy (from memory), then every patch (its bytes read back
-  // from this journal, usually still in the page cache) to `shard` and fsyncs it. What recovery
-  // does with a journal read from disk, without re-validating the one this process just wrote.
-  // Throws kIo, or kInput when the shard's size is not the one the journal was written for.
+  // from this journal, usually still in the page cache) to `shard` and fsyncs it.
+  // apply_copies() and apply_patches() do each half (each fsyncs): with copies whose source
+  // is a journaled row, every rank's copies must be durable before any rank's patches. What
+  // recovery does with a journal read from disk, without re-validating the one this process just
+  // wrote. Throws kIo, or kInput when the shard's size is not the one the journal was written for.
   void apply(const std::filesystem::path& shard) const;
+  void apply_copies(const std::filesystem::path& shard) const;
+  void apply_patches(const std::filesystem::path& shard) const;
 
   uint64_t patch_bytes() const { return patch_bytes_; }
   uint64_t copy_bytes() const { return copy_bytes_; }
   const std::filesystem::path& path() const { return path_; }
 
  private:
+  void overwrite(const std::filesystem::path& shard, bool copies, bool patches) const;
   void append(const void* data, size_t size);
   void append_record(uint32_t kind, uint64_t offset, std::span<const std::byte> payload);
   struct Patch {
@@ -152,7 +157,8 @@ class JournalWriter {
 // it is a kInput error naming both, and nothing more is written), then patches. Returns the
 // number of patched and copied bytes. Throws kIo (cannot read or write), kInput (the journal
 // is not complete, the shard's size is not the one it was written for, a copy's source does
-// not match). Idempotent.
+// not match). Idempotent. One journal alone: a copy whose source is another shard's
+// journaled row needs recover_journal, which applies every journal's copies first.
 uint64_t apply_journal(const std::filesystem::path& checkpoint, int32_t ep_rank);
 
 // Replaces CKPT/manifest.json atomically (io::write_file_atomic) with `text`, keeping the
@@ -162,10 +168,10 @@ void replace_manifest(const std::filesystem::path& checkpoint, const std::string
 enum class JournalOutcome { kNone, kRolledForward, kRolledBack };
 
 // Finishes an interrupted update in place of `checkpoint`, if its journal directory exists:
-// rolls forward (applies every rank's journal as apply_journal does, writes the new manifest
-// atomically) when all journals are complete, else rolls back; then removes the journal and says
-// what it did with a warning. Call with the CheckpointLock held. Throws kIo / kInput naming the
-// file.
+// rolls forward (every journal's copy records, each shard fsynced, then every journal's
+// patches, then the new manifest atomically) when all journals are complete, else rolls back; then
+// removes the journal and says what it did with a warning. Call with the CheckpointLock held.
+// Throws kIo / kInput naming the file.
 JournalOutcome recover_journal(const std::filesystem::path& checkpoint);
 
 }  // namespace eplb::io
