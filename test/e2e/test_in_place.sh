@@ -150,14 +150,17 @@ no_leftovers "$d/u" J3
 # this rank's written, not yet fsynced), "wave-1" (fsynced, before the ranks agree) and
 # "wave-2" (agreed, the journaled rows not yet written) are after it: recovery copies what
 # is missing from the sources (stable slots, or journaled rows not yet overwritten).
+# "renaming-manifest.json": rank 0 dies with the new manifest written to its temporary file,
+# not yet renamed; recovery must not leave that file behind (the tree hash counts it).
 declare -A side=([journal-open]=old [in-place-layer-0]=old [in-place-layer-3]=old
   [journal-written]=either [journal-committed]=new [copying]=new [copied]=new [wave-1]=new
-  [wave-2]=new [overwriting]=new [applied]=new [in-place-manifest]=new)
+  [wave-2]=new [overwriting]=new [applied]=new [renaming-manifest.json]=new
+  [in-place-manifest]=new)
 recoverers=(verify run in-place)
 i=0
-for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written journal-committed copying copied wave-1 wave-2 overwriting applied in-place-manifest; do
+for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written journal-committed copying copied wave-1 wave-2 overwriting applied renaming-manifest.json in-place-manifest; do
   for rank in 0 1; do
-    [[ $phase == in-place-manifest && $rank == 1 ]] && continue  # rank 0 writes it
+    [[ $phase == *manifest* && $rank == 1 ]] && continue  # rank 0 writes it
     name="kill-$phase-$rank"
     rm -rf "$d/k" "$d/k2" "$d"/.k.eplb-*; cp -a "$d/in" "$d/k"
     rc=0; EPLB_TEST_KILL_AT="$phase:$rank" in_place "$d/k" >"$d/$name.log" 2>&1 || rc=$?
@@ -166,7 +169,7 @@ for phase in journal-open in-place-layer-0 in-place-layer-3 journal-written jour
     # Rank 0, told by mpirun to stop (SIGTERM) before the journals are committed, removes
     # the journal itself; after, or when rank 0 is the one killed, the journal stays.
     journal_left=no; [[ -d "$d/k/.eplb-journal" ]] && journal_left=yes
-    case $phase in journal-committed|copying|copied|wave-1|wave-2|overwriting|applied|in-place-manifest)
+    case $phase in journal-committed|copying|copied|wave-1|wave-2|overwriting|applied|*manifest*)
       [[ $journal_left == yes ]] && pass || fail "$name: the committed journal is gone" ;; esac
     # The next command that opens it finishes the update; take turns.
     how=${recoverers[$((i % 3))]}; i=$((i + 1))
@@ -275,6 +278,35 @@ expect_exit 3 "$d/j22.log" -- in_place "$d/k"
 expect_in "$d/j22.log" "is not a directory: remove it by hand"
 [[ -z "$(ls -A "$d/target")" ]] && pass || fail "J21: wrote through the planted symlink"
 
+# J30: a source row of a late layer is corrupt. The reader thread reads it ahead of the
+# exchange; the run stops with exit 2 naming it, and the checkpoint is left as it was.
+rm -rf "$d/c"; cp -a "$d/in" "$d/c"
+"$py" - "$d" "$d/c/rank-00001.h5" <<'EOF2'
+import json, sys, h5py
+d, shard = sys.argv[1], sys.argv[2]
+olds = json.load(open(f"{d}/old.json"))["physical_to_logical_map"]
+news = json.load(open(f"{d}/new.json"))["physical_to_logical_map"]
+# The last layer with a slot of rank 1 whose expert must be sent to rank 0 (rank 0 gets it
+# and has no copy of its own): a row the run has to read.
+for layer in reversed(range(len(olds))):
+    old, new = olds[layer], news[layer]
+    rows = [s - 4 for s in range(4, 8)
+            if any(new[t] == old[s] != old[t] for t in range(4)) and old[s] not in old[:4]]
+    if rows: break
+row = rows[0]
+with h5py.File(shard, "r") as f:
+    at = f[f"layer_{layer:05d}/w13"].id.get_offset() + row * 2048 + 100
+with open(shard, "r+b") as f:
+    f.seek(at); b = f.read(1); f.seek(at); f.write(bytes([b[0] ^ 0x20]))
+print(f"layer {layer}, slot {4 + row} (logical expert {old[4 + row]})", file=open(f"{d}/c.slot", "w"))
+EOF2
+rehash_manifest "$d/c" rank-00001.h5  # so that the row's own checksum is what catches it
+c_before=$(tree_hash "$d/c")
+expect_exit 2 "$d/c.log" -- in_place "$d/c"
+expect_in "$d/c.log" "rank-00001.h5' $(cat "$d/c.slot"), tensor 'w13': checksum mismatch"
+[[ "$(tree_hash "$d/c")" == "$c_before" ]] && pass || fail "J30: the checkpoint changed"
+no_leftovers "$d/c" J30
+
 # J22-J29: kill -9 of a random rank at a random moment (seeded), on a checkpoint large
 # enough for the run to last a while; then verify recovers and the result is old or new.
 mkdir -p "$d/big"; python3 "$here/placements.py" random 31 2 8 12 8 "$d/big"
@@ -303,6 +335,20 @@ big_old=$(tree_hash "$d/big/in")
 timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --old "$d/big/old.json" --new "$d/big/new.json" \
   --input "$d/big/in" --output "$d/big/ref" --backend mpi >/dev/null 2>&1
 big_new=$(tree_hash "$d/big/ref")
+
+# J31: the source rows of up to 3 layers are read ahead within --max-staging-bytes, and of
+# one layer when the budget holds no more (4 MiB of old rows per layer here); the result is
+# the copy's either way.
+layers_ahead() { "$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['pipeline']['layers_read_ahead'])" "$1"; }
+for budget in 2GiB 1MiB; do
+  rm -rf "$d/big/s"; cp -a "$d/big/in" "$d/big/s"
+  timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --in-place --old "$d/big/old.json" \
+    --new "$d/big/new.json" --input "$d/big/s" --backend mpi --max-staging-bytes $budget \
+    --json "$d/big/s.json" >"$d/big/s.log" 2>&1 && pass || { fail "J31 ($budget): run failed"; cat "$d/big/s.log" >&2; }
+  [[ "$(tree_hash "$d/big/s")" == "$big_new" ]] && pass || fail "J31 ($budget): result differs from the copy"
+  want=$([[ $budget == 2GiB ]] && echo 3 || echo 1)
+  [[ "$(layers_ahead "$d/big/s.json")" == "$want" ]] && pass || fail "J31 ($budget): $(layers_ahead "$d/big/s.json") layers read ahead, expected $want"
+done
 RANDOM=${EPLB_FAULT_SEED:-12345}
 for n in 1 2 3 4 5 6 7 8; do
   rm -rf "$d/big/k"; cp -a "$d/big/in" "$d/big/k"
@@ -328,15 +374,15 @@ for n in 1 2 3 4 5 6 7 8; do
   echo "random kill $n: after ${delay_ms} ms, rank $victim (killed: $killed): $([[ $h == "$big_new" ]] && echo new || echo old); $(grep -ho 'rolled back\|finished an interrupted' "$d/big/v$n.log" || echo 'no journal')"
 done
 
-# J30: rows that could be copy records but whose bytes would not fit in --max-staging-bytes
+# J32: rows that could be copy records but whose bytes would not fit in --max-staging-bytes
 # (8 MiB of layer buffers per process here, so 1 MiB, two rows, left) are journaled
 # instead, and -v says so; the result is the same, byte for byte.
 rm -rf "$d/big/k"; cp -a "$d/big/in" "$d/big/k"
 timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --in-place --old "$d/big/old.json" \
   --new "$d/big/new.json" --input "$d/big/k" --backend mpi --timeout 20 -v \
-  --max-staging-bytes 9MiB --json "$d/big/b.json" >"$d/big/b.log" 2>&1 && pass || { fail "J30: run failed"; cat "$d/big/b.log" >&2; }
+  --max-staging-bytes 9MiB --json "$d/big/b.json" >"$d/big/b.log" 2>&1 && pass || { fail "J32: run failed"; cat "$d/big/b.log" >&2; }
 expect_in "$d/big/b.log" "could have been copy records were journaled: keeping their bytes in memory would exceed --max-staging-bytes"
-"$py" - "$d/big" <<'EOF' && pass || fail "J30: rows journaled or copied do not add up"
+"$py" - "$d/big" <<'EOF' && pass || fail "J32: rows journaled or copied do not add up"
 import json, sys
 d = sys.argv[1]
 old = json.load(open(f"{d}/old.json"))["physical_to_logical_map"]
@@ -350,12 +396,12 @@ assert could > 4, could
 assert 0 < ip["rows_from_source"] <= 4, ip
 assert ip["rows_journaled"] + ip["rows_from_source"] == changed, ip
 EOF
-[[ $(tree_hash "$d/big/k") == "$big_new" ]] && pass || fail "J30: the result differs from the copy-mode output"
+[[ $(tree_hash "$d/big/k") == "$big_new" ]] && pass || fail "J32: the result differs from the copy-mode output"
 for f in "$d"/big/ref/rank-*.h5; do
-  cmp -s "$f" "$d/big/k/$(basename "$f")" && pass || fail "J30: $(basename "$f") differs from the copy's"
+  cmp -s "$f" "$d/big/k/$(basename "$f")" && pass || fail "J32: $(basename "$f") differs from the copy's"
 done
 
-# J31: several EP ranks per process (4 EP ranks on 2 processes), a new placement with swaps,
+# J33: several EP ranks per process (4 EP ranks on 2 processes), a new placement with swaps,
 # a 3-cycle and replicas per layer: the result equals the copy byte for byte, and a kill at
 # each wave boundary is rolled forward to it by verify.
 mkdir -p "$d/multi"; python3 "$here/placements.py" random 31 4 8 24 6 "$d/multi" >/dev/null
@@ -379,7 +425,7 @@ new = dict(old); new["physical_to_logical_map"] = rows; json.dump(new, open(f"{d
 PY
 mpi 2 "$tool" generate --placement "$d/multi/old.json" --tensors "w13:bf16:64x64,w2:bf16:64x64" --seed 3 --output "$d/multi/in" >/dev/null
 timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --old "$d/multi/old.json" --new "$d/multi/new.json" \
-  --input "$d/multi/in" --output "$d/multi/ref" --backend mpi >/dev/null 2>&1 || fail "J31: copy failed"
+  --input "$d/multi/in" --output "$d/multi/ref" --backend mpi >/dev/null 2>&1 || fail "J33: copy failed"
 multi_new=$(tree_hash "$d/multi/ref")
 for ph in none copying:0 copied:1 wave-1:0 wave-2:1 overwriting:0; do
   rm -rf "$d/multi/k"; cp -a "$d/multi/in" "$d/multi/k"
@@ -387,17 +433,17 @@ for ph in none copying:0 copied:1 wave-1:0 wave-2:1 overwriting:0; do
     --old "$d/multi/old.json" --new "$d/multi/new.json" --input "$d/multi/k" --backend mpi --timeout 20 \
     --json "$d/multi/k.json" >"$d/multi/k.log" 2>&1 || rc=$?
   if [[ $ph == none ]]; then
-    [[ $rc -eq 0 ]] && pass || fail "J31: in place failed"
-    "$py" -c "import json; ip = json.load(open('$d/multi/k.json'))['in_place']; print('J31 rows', {k: v for k, v in ip.items() if k != 'seconds'}); assert ip['rows_from_journaled_row'] > 0 and ip['rows_from_source'] > ip['rows_from_journaled_row'] and ip['rows_journaled'] > 0" && pass || fail "J31: rows journaled or copied"
+    [[ $rc -eq 0 ]] && pass || fail "J33: in place failed"
+    "$py" -c "import json; ip = json.load(open('$d/multi/k.json'))['in_place']; print('J33 rows', {k: v for k, v in ip.items() if k != 'seconds'}); assert ip['rows_from_journaled_row'] > 0 and ip['rows_from_source'] > ip['rows_from_journaled_row'] and ip['rows_journaled'] > 0" && pass || fail "J33: rows journaled or copied"
   else
     expect_in "$d/multi/k.log" "EPLB_TEST_KILL_AT: killed at ${ph%:*}"
     timeout "$T" mpirun --oversubscribe -np 2 "$tool" verify --checkpoint "$d/multi/k" \
-      --placement "$d/multi/new.json" --seed 3 >"$d/multi/v.log" 2>&1 && pass || fail "J31 ($ph): verify failed"
+      --placement "$d/multi/new.json" --seed 3 >"$d/multi/v.log" 2>&1 && pass || fail "J33 ($ph): verify failed"
     expect_in "$d/multi/v.log" "finished an interrupted in-place update"
   fi
-  [[ $(tree_hash "$d/multi/k") == "$multi_new" ]] && pass || fail "J31 ($ph): not the copy's bytes"
+  [[ $(tree_hash "$d/multi/k") == "$multi_new" ]] && pass || fail "J33 ($ph): not the copy's bytes"
   for f in "$d"/multi/ref/rank-*.h5; do
-    cmp -s "$f" "$d/multi/k/$(basename "$f")" && pass || fail "J31 ($ph): $(basename "$f") differs from the copy's"
+    cmp -s "$f" "$d/multi/k/$(basename "$f")" && pass || fail "J33 ($ph): $(basename "$f") differs from the copy's"
   done
 done
 

@@ -1,9 +1,14 @@
 // The in-place rebalance, narrated: take the checkpoint (lock, finish a previous update,
 // journal directory) -> load -> validate -> plan -> for each layer (read the source rows
+// The in-place rebalance, narrated: take the checkpoint (lock, finish a previous update,
+// journal directory) -> load -> validate -> plan -> for each layer (read the source rows
 // only, verify them, agree, exchange, fill, verify, journal the changed rows: their bytes,
-// or, where the new logical expert keeps a stable slot, a copy record while the bytes stay
-// in memory) -> commit every journal, agree -> overwrite, agree -> manifest -> remove the
-// journal.
+// or, where the new logical expert's bytes stay intact in the checkpoint until the row is
+// written, a copy record while the bytes stay in memory) -> commit every journal, agree ->
+// overwrite in two waves (copy records, agree, journaled rows), agree -> manifest -> remove
+// the journal. A reader thread reads and verifies the source rows of the next layers (as
+// many as the staging budget holds, up to 3) while the main thread exchanges and journals
+// this one.
 //
 // NOTE: no shard byte is written before every rank's journal is committed and the ranks
 // have agreed on it; recovery (io::recover_journal) relies on it to roll an incomplete
@@ -15,6 +20,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <optional>
 
@@ -36,6 +42,7 @@
 #include "eplb/placement/placement.hpp"
 #include "eplb/plan/in_place_sources.hpp"
 #include "eplb/runtime/deadline.hpp"
+#include "serial_worker.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -135,15 +142,33 @@ struct Counters : StepCounters {
   long long bytes_journaled = 0;
 };
 
-// The layers of one process: buffers of one layer per hosted EP rank, filled only where a
-// row is needed, and one journal per hosted EP rank.
+// How many layers of source rows the reader may hold (1 to 3): as many as `budget` leaves
+// beside one layer of new rows and `fixed_bytes`; at least 1 whatever the budget.
+int32_t choose_read_depth(size_t old_bytes, size_t new_bytes, size_t fixed_bytes, size_t budget,
+                          int32_t num_layers) {
+  int32_t depth = 1;
+  while (depth < std::min(3, num_layers) &&
+         static_cast<size_t>(depth + 1) * old_bytes + new_bytes + fixed_bytes <= budget) {
+    ++depth;
+  }
+  return depth;
+}
+
+// The layers of one process: per hosted EP rank a ring of old-row buffers (the layers the
+// reader thread reads ahead) and one layer of new rows, filled only where a row is needed,
+// and one journal.
 class InPlaceUpdate {
  public:
-  // `max_staging_bytes`: this process's layer buffers and the rows kept in memory for copy
-  // records together stay within it; rows that would not fit are journaled.
+  // `host_budget`: the host memory the layer buffers and the rows kept in memory for copy
+  // records may take together (--max-staging-bytes, less the device staging); rows that
+  // would not fit are journaled.
   InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
                 transport::Transport& transport, const std::string& checkpoint_id, Phases& phases,
-                size_t max_staging_bytes);
+                size_t host_budget);
+  // Joins the reader before the buffers it fills are freed.
+  ~InPlaceUpdate() { reader_.reset(); }
+  InPlaceUpdate(const InPlaceUpdate&) = delete;
+  InPlaceUpdate& operator=(const InPlaceUpdate&) = delete;
 
   void run_layer(int32_t layer_idx);
   // Collective: the checkpoint id patch, the file descriptions, rank 0's manifest, every
@@ -153,6 +178,9 @@ class InPlaceUpdate {
   void apply();
   const Counters& counters() const { return counters_; }
   const std::string& manifest_text() const { return manifest_text_; }
+  int32_t read_depth() const { return static_cast<int32_t>(reads_.size()); }
+  // The layer buffers' host memory: the ring of old rows, the new rows, the trailers.
+  size_t host_staging_bytes() const { return host_staging_bytes_; }
 
  private:
   struct Hosted {
@@ -160,15 +188,28 @@ class InPlaceUpdate {
     fs::path path;
     io::ShardLayout layout;
     std::unique_ptr<io::RowFile> file;
-    std::optional<LayerBuffer> old_rows;
+    std::deque<LayerBuffer> old_ring;  // layer l's source rows in old_ring[l % depth]
+    LayerBuffer* old_rows = nullptr;   // the layer being exchanged: set by run_layer
     std::optional<LayerBuffer> new_rows;
     std::unique_ptr<io::JournalWriter> journal;
+  };
+  // One layer's reads on the reader thread; what they found is taken over by the main
+  // thread when it collects them.
+  struct ReadJob {
+    int32_t layer = -1;
+    uint64_t ticket = 0;
+    core::ProblemList problems{core::ErrorKind::kIo};
+    long long bytes = 0;
+    double seconds = 0;
   };
   Hosted* hosted(int32_t ep_rank);
   // The runs of old rows of `h` that layer `layer_idx` needs: those sent to peers and those
   // copied locally. Unchanged rows are neither read nor written.
   std::vector<std::pair<int32_t, int32_t>> source_runs(const Hosted& h, int32_t layer_idx) const;
-  void read_sources(Hosted& h, int32_t layer_idx);
+  // Queues the reads of layer `layer_idx` on the reader thread; collect_read waits for them.
+  void post_read(int32_t layer_idx);
+  void collect_read(int32_t layer_idx);
+  void read_sources(Hosted& h, int32_t layer_idx, ReadJob& job) const;
   void exchange(const plan::LayerPlan& layer);
   void fill_and_verify(Hosted& h, int32_t layer_idx);
   // Collective: every slot's recorded checksums of layer `layer_idx`, on every rank.
@@ -198,6 +239,10 @@ class InPlaceUpdate {
   core::ProblemList problems_{core::ErrorKind::kIo};
   Counters counters_;
   Phases& phases_;
+  std::vector<ReadJob> reads_;  // one per ring position
+  size_t host_staging_bytes_ = 0;
+  // NOTE: last, and reset first by the destructor: a read in flight fills hosted_'s buffers.
+  std::unique_ptr<detail::SerialWorker> reader_;
 };
 
 // Sorted runs [first, last] of consecutive rows: one read or one patch each.
@@ -217,8 +262,7 @@ std::vector<std::pair<int32_t, int32_t>> runs_of(std::vector<int32_t> rows) {
 
 InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
                              const plan::Plan& plan, transport::Transport& transport,
-                             const std::string& checkpoint_id, Phases& phases,
-                             size_t max_staging_bytes)
+                             const std::string& checkpoint_id, Phases& phases, size_t host_budget)
     : session_(session),
       inputs_(inputs),
       plan_(plan),
@@ -227,11 +271,27 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
       phases_(phases) {
   const auto& tensors = inputs.tensors;
   hosted_.resize(inputs.my_ranks.size());
+  size_t words = 0;
+  for (const auto& layer : plan.layers) {
+    words =
+        std::max(words, trailer_words(layer, inputs.process_map, session.rank(), tensors.size()));
+  }
+  const size_t trailer_bytes = std::max<size_t>(8, words * sizeof(uint64_t));
+  const size_t old_bytes =
+      hosted_.size() * LayerBuffer::bytes_for(tensors, plan.old_num_slots_per_rank);
+  const size_t new_bytes =
+      hosted_.size() * LayerBuffer::bytes_for(tensors, plan.new_num_slots_per_rank);
+  const int32_t depth = choose_read_depth(old_bytes, new_bytes, trailer_bytes, host_budget,
+                                          static_cast<int32_t>(plan.layers.size()));
+  reads_.resize(static_cast<size_t>(depth));
+  host_staging_bytes_ = static_cast<size_t>(depth) * old_bytes + new_bytes + trailer_bytes;
   core::ProblemList problems(core::ErrorKind::kIo);
   for (size_t i = 0; i < hosted_.size(); ++i) {
     Hosted& h = hosted_[i];
     h.ep_rank = inputs.my_ranks[i];
-    h.old_rows.emplace(transport, tensors, plan.old_num_slots_per_rank);
+    for (int32_t k = 0; k < depth; ++k) {
+      h.old_ring.emplace_back(transport, tensors, plan.old_num_slots_per_rank);
+    }
     h.new_rows.emplace(transport, tensors, plan.new_num_slots_per_rank);
     capture(problems, [&] {
       const io::ShardReader& shard = *inputs.shards[i];
@@ -246,12 +306,7 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
                                                       h.path.filename(), h.layout.file_size);
     });
   }
-  size_t words = 0;
-  for (const auto& layer : plan.layers) {
-    words =
-        std::max(words, trailer_words(layer, inputs.process_map, session.rank(), tensors.size()));
-  }
-  trailers_ = transport.allocate_host(std::max<size_t>(8, words * sizeof(uint64_t)));
+  trailers_ = transport.allocate_host(trailer_bytes);
   for (const auto& spec : tensors) {
     row_bytes_.push_back(spec.row_bytes());
     std::vector<std::byte> zeros(spec.row_bytes());
@@ -261,9 +316,7 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
   // Every shard's tensor offsets, for the copy records (each rank fills in its own).
   const size_t num_layers = plan.layers.size();
   tensor_offsets_.assign(static_cast<size_t>(plan.new_ep_size) * num_layers * tensors.size(), 0);
-  size_t buffer_bytes = 0;
   for (const auto& h : hosted_) {
-    buffer_bytes += h.old_rows->bytes() + h.new_rows->bytes();
     for (size_t l = 0; l < num_layers; ++l) {
       for (size_t t = 0; t < tensors.size(); ++t) {
         tensor_offsets_[(static_cast<size_t>(h.ep_rank) * num_layers + l) * tensors.size() + t] =
@@ -272,7 +325,7 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
     }
   }
   tensor_offsets_ = runtime::all_max(session.group(), tensor_offsets_, "sharing the shard layouts");
-  hold_budget_ = max_staging_bytes > buffer_bytes ? max_staging_bytes - buffer_bytes : 0;
+  hold_budget_ = host_budget > host_staging_bytes_ ? host_budget - host_staging_bytes_ : 0;
   // Which rows are copy records (pure), and memory for their bytes reserved at once.
   for (size_t l = 0; l < num_layers; ++l) {
     layer_classes_.push_back(plan::classify_in_place_layer(
@@ -309,6 +362,11 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
     }
   }
   core::fault::kill_point("journal-open");
+  reader_ = std::make_unique<detail::SerialWorker>();
+  for (int32_t layer = 0;
+       layer < std::min<int32_t>(depth, static_cast<int32_t>(plan.layers.size())); ++layer) {
+    post_read(layer);
+  }
 }
 
 InPlaceUpdate::Hosted* InPlaceUpdate::hosted(int32_t ep_rank) {
@@ -331,11 +389,36 @@ std::vector<std::pair<int32_t, int32_t>> InPlaceUpdate::source_runs(const Hosted
   return runs_of(needed);
 }
 
+void InPlaceUpdate::post_read(int32_t layer_idx) {
+  ReadJob& job = reads_[static_cast<size_t>(layer_idx) % reads_.size()];
+  EPLB_ASSERT(job.ticket == 0);
+  job.layer = layer_idx;
+  job.problems = core::ProblemList(core::ErrorKind::kIo);
+  job.bytes = 0;
+  job.seconds = 0;
+  job.ticket = reader_->post([this, &job] {
+    const auto start = Clock::now();
+    for (auto& h : hosted_) read_sources(h, job.layer, job);
+    job.seconds = seconds_since(start);
+  });
+}
+
+void InPlaceUpdate::collect_read(int32_t layer_idx) {
+  ReadJob& job = reads_[static_cast<size_t>(layer_idx) % reads_.size()];
+  EPLB_ASSERT(job.layer == layer_idx && job.ticket != 0);
+  reader_->wait(job.ticket);
+  job.ticket = 0;
+  problems_.append(job.problems);
+  counters_.bytes_read += job.bytes;
+  counters_.seconds_read += job.seconds;
+  phases_.add("read", job.seconds);
+}
+
 void InPlaceUpdate::run_layer(int32_t layer_idx) {
   const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
-  phases_.time("read", [&] {
-    for (auto& h : hosted_) read_sources(h, layer_idx);
-  });
+  // The main thread's wait for the reader ("read" is the reader's own time).
+  phases_.time("read_wait", [&] { collect_read(layer_idx); });
+  for (auto& h : hosted_) h.old_rows = &h.old_ring[static_cast<size_t>(layer_idx) % reads_.size()];
   phases_.time("agree_layer", [&] {
     agree(session_.group(), problems_,
           fmt::format("layer {}: agreement before the exchange", layer_idx));
@@ -344,20 +427,26 @@ void InPlaceUpdate::run_layer(int32_t layer_idx) {
   phases_.time("exchange", [&] { at_layer(layer_idx, [&] { exchange(layer); }); });
   for (auto& h : hosted_) {
     phases_.time("fill_verify", [&] { fill_and_verify(h, layer_idx); });
+  }
+  // This layer's old rows are used up: read a later layer into them.
+  const auto ahead = static_cast<size_t>(layer_idx) + reads_.size();
+  if (ahead < plan_.layers.size()) post_read(static_cast<int32_t>(ahead));
+  for (auto& h : hosted_) {
     phases_.time("journal_write", [&] { journal_layer(h, layer_idx); });
   }
   core::fault::kill_point("in-place-layer-" + std::to_string(layer_idx));
 }
 
-// Reads the layer's checksums and only the old rows this layer needs: those sent to
-// peers and those copied locally. Unchanged rows are neither read nor written.
-void InPlaceUpdate::read_sources(Hosted& h, int32_t layer_idx) {
+// On the reader thread: reads the layer's checksums and only the old rows this layer
+// needs (those sent to peers and those copied locally) into its ring buffer, and checks
+// them. Unchanged rows are neither read nor written. Touches nothing but `job` and that
+// buffer.
+void InPlaceUpdate::read_sources(Hosted& h, int32_t layer_idx, ReadJob& job) const {
   if (!h.file) return;
-  const auto start = Clock::now();
-  LayerBuffer& old_rows = *h.old_rows;
+  LayerBuffer& old_rows = h.old_ring[static_cast<size_t>(layer_idx) % reads_.size()];
   const auto& offsets = h.layout.layers[static_cast<size_t>(layer_idx)];
   const auto runs = source_runs(h, layer_idx);
-  const bool read = capture(problems_, [&] {
+  const bool read = capture(job.problems, [&] {
     for (size_t t = 0; t < old_rows.num_tensors(); ++t) {
       auto& sums = old_rows.checksums[t];
       h.file->read(offsets.checksums[t], std::as_writable_bytes(std::span(sums)));
@@ -365,11 +454,10 @@ void InPlaceUpdate::read_sources(Hosted& h, int32_t layer_idx) {
         const size_t n = static_cast<size_t>(last - first + 1) * old_rows.row_bytes(t);
         h.file->read(offsets.tensors[t] + static_cast<uint64_t>(first) * old_rows.row_bytes(t),
                      {old_rows.row(t, first), n});
-        counters_.bytes_read += static_cast<long long>(n);
+        job.bytes += static_cast<long long>(n);
       }
     }
   });
-  counters_.seconds_read += seconds_since(start);
   if (!read) return;
   const int32_t first_slot = h.ep_rank * old_rows.num_rows();
   for (const auto& [first, last] : runs) {
@@ -378,8 +466,8 @@ void InPlaceUpdate::read_sources(Hosted& h, int32_t layer_idx) {
         const uint64_t have = io::checksum({old_rows.row(t, row), old_rows.row_bytes(t)});
         const uint64_t want = old_rows.checksums[t][static_cast<size_t>(row)];
         if (have == want) continue;
-        problems_.set_kind_if_worse(core::ErrorKind::kInput);
-        problems_.add(fmt::format(
+        job.problems.set_kind_if_worse(core::ErrorKind::kInput);
+        job.problems.add(fmt::format(
             "'{}' layer {}, slot {} (logical expert {}), tensor '{}': checksum mismatch "
             "(recorded {:016x}, computed {:016x})",
             h.path.string(), layer_idx, first_slot + row,
@@ -762,16 +850,26 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   lap("plan");
 
   // Transport and journals. The new id is the one a copy would get: same bytes, same id.
+  // The staging budget covers host and device memory, as for a copy: NCCL's device staging
+  // takes half of it, the layer buffers the rest (all of it with MPI).
   const auto setup_start = Clock::now();
-  auto chosen = make_transport(session, options.backend, Workload::kDiskToDisk, options.transport);
+  const size_t budget = options.transport.max_staging_bytes;
+  transport::TransportOptions transport_options = options.transport;
+  transport_options.max_staging_bytes = budget / 2;
+  auto chosen = make_transport(session, options.backend, Workload::kDiskToDisk, transport_options);
   auto& transport = chosen.transport;
   report.backend = std::string(transport->name());
   report.backend_reason = chosen.choice.reason;
+  const size_t device_bytes = report.backend == "nccl" ? transport_options.max_staging_bytes : 0;
+  report.staging_budget_bytes = static_cast<int64_t>(budget);
+  report.device_staging_bytes = static_cast<int64_t>(device_bytes);
   const std::string checkpoint_id = io::checkpoint_id_for("run\n" + inputs.input_identity +
                                                           placement::to_json(inputs.new_placement));
   InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id, phases,
-                       options.transport.max_staging_bytes);
+                       budget - device_bytes);
   report.seconds_setup = seconds_since(setup_start);
+  core::log::detail("in place: source rows of {} layer(s) read ahead of the exchange (rank 0)",
+                    update.read_depth());
   lap("setup");
 
   // For each layer: read the source rows, verify, exchange, fill, verify, journal.
@@ -807,6 +905,11 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   lap("close");
 
   report = reduce(session, update.counters(), report);
+  const auto staging = runtime::all_max(
+      session.group(), {static_cast<long long>(update.host_staging_bytes())}, "the staging peak");
+  report.peak_host_staging_bytes = staging[0];
+  report.peak_staging_bytes = staging[0] + report.device_staging_bytes;
+  report.layers_read_ahead = update.read_depth();
   report.in_place_phases = phases.reduced(session.group());
   report.seconds_total = seconds_since(start);
   for (const auto& [name, seconds] : report.in_place_phases) {

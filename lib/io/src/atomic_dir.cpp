@@ -13,6 +13,7 @@
 #include <cstring>
 #include <ctime>
 #include <optional>
+#include <string_view>
 
 #include "eplb/core/error.hpp"
 #include "eplb/core/fault.hpp"
@@ -543,12 +544,42 @@ void write_file_atomic(const fs::path& path, const std::string& content) {
   const fs::path tmp =
       sibling(target, ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++));
   write_new_file(tmp, content);
+  core::fault::kill_point("renaming-" + target.filename().string());
   if (std::rename(tmp.c_str(), target.c_str()) != 0) {
     const int err = errno;
     ::unlink(tmp.c_str());
     throw_errno("cannot rename " + quoted(tmp) + " to " + quoted(target), err);
   }
   fsync_path(parent_dir(target));
+}
+
+int remove_stale_temporaries(const fs::path& path) {
+  const fs::path target = normalized(path);
+  const std::string prefix = "." + target.filename().string() + ".tmp.";
+  const fs::path dir = parent_dir(target);
+  int removed = 0;
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (name.rfind(prefix, 0) != 0) continue;
+    // Only our own pattern: digits, one dot, digits.
+    const std::string rest = name.substr(prefix.size());
+    const auto dot = rest.find('.');
+    const auto digits = [](std::string_view s) {
+      return !s.empty() && s.find_first_not_of("0123456789") == std::string_view::npos;
+    };
+    if (dot == std::string::npos || !digits(std::string_view(rest).substr(0, dot)) ||
+        !digits(std::string_view(rest).substr(dot + 1))) {
+      continue;
+    }
+    if (::unlink(it->path().c_str()) != 0 && errno != ENOENT) {
+      throw_errno("cannot remove the stale temporary file " + quoted(it->path()), errno);
+    }
+    ++removed;
+  }
+  if (ec) throw Error(ErrorKind::kIo, "cannot list " + quoted(dir) + ": " + ec.message());
+  if (removed > 0) fsync_path(dir);
+  return removed;
 }
 
 void remove_tree_noexcept(const fs::path& path) noexcept {

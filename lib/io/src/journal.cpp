@@ -768,6 +768,8 @@ JournalOutcome recover_journal(const fs::path& checkpoint) {
     // NOTE: no shard byte is overwritten before every journal is complete (the ranks agree
     // on it first), so an incomplete journal means the checkpoint is still the old one.
     remove_journal_dir(checkpoint);
+    // A manifest being replaced when the run died: its temporary file goes too.
+    remove_stale_temporaries(checkpoint / kManifestName);
     core::log::warn(
         "rolled back an interrupted in-place update of {}: its journal was incomplete ({}); "
         "nothing had been overwritten, the checkpoint is unchanged",
@@ -790,6 +792,8 @@ JournalOutcome recover_journal(const fs::path& checkpoint) {
   }
   parse_manifest(*manifest, (dir / "rank-00000").string());  // refuse a damaged manifest
   replace_manifest(checkpoint, *manifest);
+  // The dead run's temporary file, when it died while replacing the manifest itself.
+  remove_stale_temporaries(checkpoint / kManifestName);
   remove_journal_dir(checkpoint);
   core::log::warn(
       "finished an interrupted in-place update of {} from its journal: {} shards, {} bytes "

@@ -109,6 +109,10 @@ void fsync_path(const std::filesystem::path& path);  // file or directory; throw
 // Writes `content` to `path` through a new temporary file (O_EXCL|O_NOFOLLOW), fsync and
 // rename.
 void write_file_atomic(const std::filesystem::path& path, const std::string& content);
+// Removes the temporary files that write_file_atomic(path, ...) calls of dead processes
+// left next to `path` (".<name>.tmp.<pid>.<n>"); returns how many. Call only where no live
+// process can be writing `path` (under the checkpoint's lock). Throws kIo.
+int remove_stale_temporaries(const std::filesystem::path& path);
 
 // True when `dir` is a directory (not a symlink) holding a regular manifest.json.
 bool is_checkpoint_dir(const std::filesystem::path& dir);
