@@ -130,13 +130,18 @@ for name in phases:
     print(f"  {name:<16} " + " ".join(f"{r['in_place']['seconds'][name]:6.3f}" for r in runs))
 print("copy runs' own totals: " + " ".join(f"{c['seconds']['total']:.2f}" for c in copies))
 # The disk bytes alone, at the dd rates: a copy reads and writes every byte (serial: one after
-# the other; overlapped: the slower side alone); in place reads the sources and writes the
-# changed rows twice (journal, then in place: the report's bytes.written counts them once).
+# the other; overlapped: the slower side alone); in place reads the sources, writes the
+# journaled rows twice (journal, then in place) and the copy records' rows once (the
+# report's bytes.written counts every overwritten byte once, in_place.bytes_journaled the
+# journal's).
 rb, wb = float(sys.argv[3]), float(sys.argv[4])
 c, i = copies[0]["bytes"], runs[0]["bytes"]
 copy_serial = c["read"] / rb + c["written"] / wb
 copy_overlap = max(c["read"] / rb, c["written"] / wb)
-in_place = i["read"] / rb + 2 * i["written"] / wb
+journaled = runs[0]["in_place"].get("bytes_journaled", i["written"])
+in_place = i["read"] / rb + (i["written"] + journaled) / wb
+print("rows journaled / copied from a source, per in-place run: " + " ".join(
+    f"{r['in_place'].get('rows_journaled', '?')}/{r['in_place'].get('rows_from_source', '?')}" for r in runs))
 print(f"disk bytes alone: copy {copy_serial:.2f} s serial, {copy_overlap:.2f} s overlapped; "
       f"in place {in_place:.2f} s; ratio {copy_serial / in_place:.2f} (serial copy), "
       f"{copy_overlap / in_place:.2f} (overlapped copy)")

@@ -180,7 +180,8 @@ class InPlaceUpdate {
   const std::string& manifest_text() const { return manifest_text_; }
   int32_t read_depth() const { return static_cast<int32_t>(reads_.size()); }
   // The layer buffers' host memory: the ring of old rows, the new rows, the trailers.
-  size_t host_staging_bytes() const { return host_staging_bytes_; }
+  // and the memory reserved for the rows of copy records.
+  size_t host_staging_bytes() const { return host_staging_bytes_ + reserved_copy_bytes_; }
 
  private:
   struct Hosted {
@@ -236,6 +237,7 @@ class InPlaceUpdate {
   std::vector<std::vector<plan::InPlaceRow>> layer_classes_;  // [layer][global slot]
   size_t hold_budget_ = 0;  // bytes of rows this process may keep in memory for copies
   size_t held_bytes_ = 0;
+  size_t reserved_copy_bytes_ = 0;  // reserved by the journals for the copy records' rows
   core::ProblemList problems_{core::ErrorKind::kIo};
   Counters counters_;
   Phases& phases_;
@@ -348,7 +350,10 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
     }
     needed = std::min(needed, to_reserve);
     to_reserve -= needed;
-    if (h.journal) h.journal->reserve_copies(needed);
+    if (h.journal) {
+      h.journal->reserve_copies(needed);
+      reserved_copy_bytes_ += needed;
+    }
   }
   // The layers' checksum arrays (a few hundred bytes each, read buffered) are asked for
   // all at once, so that the per-layer reads find them in the page cache; the rows
