@@ -31,7 +31,7 @@ for r in $(seq "$rounds"); do
 import json, sys
 j = json.load(open(sys.argv[1]))
 s = j["in_place"]["seconds"]
-keys = ["read", "read_wait", "exchange", "journal_write", "journal_commit", "overwrite"]
+keys = ["read", "read_wait", "agree_layer", "exchange", "journal_write", "journal_wait", "journal_commit", "overwrite"]
 print(f"round {sys.argv[3]} {sys.argv[2]} ({sys.argv[4]}): wall {float(sys.argv[5]):.2f} s, run {j['seconds']['total']:.2f} s; "
       + ", ".join(f"{k} {s[k]:.2f}" for k in keys if k in s))
 PY

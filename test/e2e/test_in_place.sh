@@ -336,10 +336,11 @@ timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --old "$d/big/old.json" --
   --input "$d/big/in" --output "$d/big/ref" --backend mpi >/dev/null 2>&1
 big_new=$(tree_hash "$d/big/ref")
 
-# J31: the source rows of up to 3 layers are read ahead within --max-staging-bytes, and of
-# one layer when the budget holds no more (4 MiB of old rows per layer here); the result is
-# the copy's either way.
+# J31: the source rows of up to 3 layers are read ahead, and the journal entries of up to 3
+# written behind, within --max-staging-bytes, and of one layer when the budget holds no more
+# (4 MiB of old rows per layer here); the result is the copy's either way.
 layers_ahead() { "$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['pipeline']['layers_read_ahead'])" "$1"; }
+layers_behind() { "$py" -c "import json,sys; print(json.load(open(sys.argv[1]))['pipeline']['layers_written_behind'])" "$1"; }
 for budget in 2GiB 1MiB; do
   rm -rf "$d/big/s"; cp -a "$d/big/in" "$d/big/s"
   timeout "$T" mpirun --oversubscribe -np 2 "$tool" run --in-place --old "$d/big/old.json" \
@@ -348,6 +349,7 @@ for budget in 2GiB 1MiB; do
   [[ "$(tree_hash "$d/big/s")" == "$big_new" ]] && pass || fail "J31 ($budget): result differs from the copy"
   want=$([[ $budget == 2GiB ]] && echo 3 || echo 1)
   [[ "$(layers_ahead "$d/big/s.json")" == "$want" ]] && pass || fail "J31 ($budget): $(layers_ahead "$d/big/s.json") layers read ahead, expected $want"
+  [[ "$(layers_behind "$d/big/s.json")" == "$want" ]] && pass || fail "J31 ($budget): $(layers_behind "$d/big/s.json") layers journaled behind, expected $want"
   # The random kills below land within a rank's life with the default budget: the run's own
   # time plus 300 ms for MPI's start and end, so that few land after the run has ended.
   [[ $budget == 2GiB ]] && span_ms=$("$py" -c "import json,sys; print(int(json.load(open(sys.argv[1]))['seconds']['total'] * 1000) + 300)" "$d/big/s.json")

@@ -1,14 +1,13 @@
 // The in-place rebalance, narrated: take the checkpoint (lock, finish a previous update,
 // journal directory) -> load -> validate -> plan -> for each layer (read the source rows
-// The in-place rebalance, narrated: take the checkpoint (lock, finish a previous update,
-// journal directory) -> load -> validate -> plan -> for each layer (read the source rows
 // only, verify them, agree, exchange, fill, verify, journal the changed rows: their bytes,
 // or, where the new logical expert's bytes stay intact in the checkpoint until the row is
 // written, a copy record while the bytes stay in memory) -> commit every journal, agree ->
 // overwrite in two waves (copy records, agree, journaled rows), agree -> manifest -> remove
 // the journal. A reader thread reads and verifies the source rows of the next layers (as
-// many as the staging budget holds, up to 3) while the main thread exchanges and journals
-// this one.
+// many as the staging budget holds, up to 3), and a journal thread writes the previous
+// layer's journal entries (when the budget holds a second layer of new rows), while the
+// main thread exchanges this one.
 //
 // NOTE: no shard byte is written before every rank's journal is committed and the ranks
 // have agreed on it; recovery (io::recover_journal) relies on it to roll an incomplete
@@ -30,6 +29,7 @@
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
 #include "eplb/engine/agreement.hpp"
+#include "eplb/engine/detail/serial_worker.hpp"
 #include "eplb/engine/inputs.hpp"
 #include "eplb/engine/layer_buffer.hpp"
 #include "eplb/engine/layer_step.hpp"
@@ -42,7 +42,6 @@
 #include "eplb/placement/placement.hpp"
 #include "eplb/plan/in_place_sources.hpp"
 #include "eplb/runtime/deadline.hpp"
-#include "serial_worker.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -142,21 +141,9 @@ struct Counters : StepCounters {
   long long bytes_journaled = 0;
 };
 
-// How many layers of source rows the reader may hold (1 to 3): as many as `budget` leaves
-// beside one layer of new rows and `fixed_bytes`; at least 1 whatever the budget.
-int32_t choose_read_depth(size_t old_bytes, size_t new_bytes, size_t fixed_bytes, size_t budget,
-                          int32_t num_layers) {
-  int32_t depth = 1;
-  while (depth < std::min(3, num_layers) &&
-         static_cast<size_t>(depth + 1) * old_bytes + new_bytes + fixed_bytes <= budget) {
-    ++depth;
-  }
-  return depth;
-}
-
 // The layers of one process: per hosted EP rank a ring of old-row buffers (the layers the
-// reader thread reads ahead) and one layer of new rows, filled only where a row is needed,
-// and one journal.
+// reader thread reads ahead), a ring of new-row buffers (filled only where a row is needed;
+// the journal thread writes earlier layers' entries from them), and one journal.
 class InPlaceUpdate {
  public:
   // `host_budget`: the host memory the layer buffers and the rows kept in memory for copy
@@ -165,8 +152,11 @@ class InPlaceUpdate {
   InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs, const plan::Plan& plan,
                 transport::Transport& transport, const std::string& checkpoint_id, Phases& phases,
                 size_t host_budget);
-  // Joins the reader before the buffers it fills are freed.
-  ~InPlaceUpdate() { reader_.reset(); }
+  // Joins the reader and the journal thread before the buffers they use are freed.
+  ~InPlaceUpdate() {
+    journal_thread_.reset();
+    reader_.reset();
+  }
   InPlaceUpdate(const InPlaceUpdate&) = delete;
   InPlaceUpdate& operator=(const InPlaceUpdate&) = delete;
 
@@ -179,8 +169,9 @@ class InPlaceUpdate {
   const Counters& counters() const { return counters_; }
   const std::string& manifest_text() const { return manifest_text_; }
   int32_t read_depth() const { return static_cast<int32_t>(reads_.size()); }
-  // The layer buffers' host memory: the ring of old rows, the new rows, the trailers.
-  // and the memory reserved for the rows of copy records.
+  int32_t journal_depth() const { return static_cast<int32_t>(journals_.size()); }
+  // The layer buffers' host memory: the rings of old and new rows, the trailers, and the
+  // memory reserved for the rows of copy records.
   size_t host_staging_bytes() const { return host_staging_bytes_ + reserved_copy_bytes_; }
 
  private:
@@ -189,19 +180,21 @@ class InPlaceUpdate {
     fs::path path;
     io::ShardLayout layout;
     std::unique_ptr<io::RowFile> file;
-    std::deque<LayerBuffer> old_ring;  // layer l's source rows in old_ring[l % depth]
+    std::deque<LayerBuffer> old_ring;  // layer l's source rows in old_ring[l % read depth]
+    std::deque<LayerBuffer> new_ring;  // layer l's new rows in new_ring[l % journal depth]
     LayerBuffer* old_rows = nullptr;   // the layer being exchanged: set by run_layer
-    std::optional<LayerBuffer> new_rows;
+    LayerBuffer* new_rows = nullptr;
     std::unique_ptr<io::JournalWriter> journal;
   };
-  // One layer's reads on the reader thread; what they found is taken over by the main
-  // thread when it collects them.
-  struct ReadJob {
-    int32_t layer = -1;
-    uint64_t ticket = 0;
-    core::ProblemList problems{core::ErrorKind::kIo};
-    long long bytes = 0;
-    double seconds = 0;
+  // What one layer's journal job writes for one hosted EP rank (index as hosted_): the
+  // journaled rows and the copy records (row, source slot), chosen by the main thread.
+  struct JournalRows {
+    LayerBuffer* new_rows = nullptr;
+    std::vector<int32_t> journaled;
+    std::vector<std::pair<int32_t, int32_t>> copies;
+  };
+  struct JournalJob : detail::LayerJob {
+    std::vector<JournalRows> rows;
   };
   Hosted* hosted(int32_t ep_rank);
   // The runs of old rows of `h` that layer `layer_idx` needs: those sent to peers and those
@@ -210,7 +203,7 @@ class InPlaceUpdate {
   // Queues the reads of layer `layer_idx` on the reader thread; collect_read waits for them.
   void post_read(int32_t layer_idx);
   void collect_read(int32_t layer_idx);
-  void read_sources(Hosted& h, int32_t layer_idx, ReadJob& job) const;
+  void read_sources(Hosted& h, int32_t layer_idx, detail::LayerJob& job) const;
   void exchange(const plan::LayerPlan& layer);
   void fill_and_verify(Hosted& h, int32_t layer_idx);
   // Collective: every slot's recorded checksums of layer `layer_idx`, on every rank.
@@ -218,7 +211,13 @@ class InPlaceUpdate {
   // Whether changed row `row` of `h` can be a copy record from stable slot `source_slot`:
   // the slot's recorded checksums are the row's expected ones, and its bytes fit in memory.
   bool can_copy(const Hosted& h, int32_t row, int32_t source_slot);
-  void journal_layer(Hosted& h, int32_t layer_idx);
+  // Main thread: chooses how each changed row of the layer is journaled, and queues the
+  // writes on the journal thread; collect_journals waits for them, through a layer.
+  void post_journal(int32_t layer_idx);
+  void collect_journals(int32_t through_layer);
+  // Journal thread.
+  void journal_layer(const Hosted& h, const JournalRows& rows, int32_t layer_idx,
+                     detail::LayerJob& job) const;
 
   const runtime::MpiSession& session_;
   Inputs& inputs_;
@@ -241,10 +240,15 @@ class InPlaceUpdate {
   core::ProblemList problems_{core::ErrorKind::kIo};
   Counters counters_;
   Phases& phases_;
-  std::vector<ReadJob> reads_;  // one per ring position
+  std::vector<detail::LayerJob> reads_;  // one per position of the old rows' ring
+  std::vector<JournalJob> journals_;     // one per position of the new rows' ring
+  int32_t next_journal_to_collect_ = 0;
+  bool journal_failed_ = false;  // the journal thread's: later layers are not journaled
   size_t host_staging_bytes_ = 0;
-  // NOTE: last, and reset first by the destructor: a read in flight fills hosted_'s buffers.
+  // NOTE: last, and reset first by the destructor: their jobs in flight use hosted_'s
+  // buffers and journals.
   std::unique_ptr<detail::SerialWorker> reader_;
+  std::unique_ptr<detail::SerialWorker> journal_thread_;
 };
 
 // Sorted runs [first, last] of consecutive rows: one read or one patch each.
@@ -283,10 +287,16 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
       hosted_.size() * LayerBuffer::bytes_for(tensors, plan.old_num_slots_per_rank);
   const size_t new_bytes =
       hosted_.size() * LayerBuffer::bytes_for(tensors, plan.new_num_slots_per_rank);
-  const int32_t depth = choose_read_depth(old_bytes, new_bytes, trailer_bytes, host_budget,
-                                          static_cast<int32_t>(plan.layers.size()));
+  // As deep as the copy pipeline within the budget: the reader thread reads layers ahead
+  // into the old rows' ring while the journal thread writes earlier layers' entries from
+  // the new rows' ring; what is left of the budget keeps the rows of copy records.
+  const PipelineDepth pipeline = choose_depth(old_bytes, new_bytes, trailer_bytes, host_budget,
+                                              static_cast<int32_t>(plan.layers.size()));
+  const int32_t depth = pipeline.old_layers;
+  const int32_t journal_depth = pipeline.new_layers;
   reads_.resize(static_cast<size_t>(depth));
-  host_staging_bytes_ = static_cast<size_t>(depth) * old_bytes + new_bytes + trailer_bytes;
+  journals_.resize(static_cast<size_t>(journal_depth));
+  host_staging_bytes_ = pipeline.bytes;
   core::ProblemList problems(core::ErrorKind::kIo);
   for (size_t i = 0; i < hosted_.size(); ++i) {
     Hosted& h = hosted_[i];
@@ -294,7 +304,9 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
     for (int32_t k = 0; k < depth; ++k) {
       h.old_ring.emplace_back(transport, tensors, plan.old_num_slots_per_rank);
     }
-    h.new_rows.emplace(transport, tensors, plan.new_num_slots_per_rank);
+    for (int32_t k = 0; k < journal_depth; ++k) {
+      h.new_ring.emplace_back(transport, tensors, plan.new_num_slots_per_rank);
+    }
     capture(problems, [&] {
       const io::ShardReader& shard = *inputs.shards[i];
       h.path = shard.path();
@@ -368,6 +380,7 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
   }
   core::fault::kill_point("journal-open");
   reader_ = std::make_unique<detail::SerialWorker>();
+  journal_thread_ = std::make_unique<detail::SerialWorker>();
   for (int32_t layer = 0;
        layer < std::min<int32_t>(depth, static_cast<int32_t>(plan.layers.size())); ++layer) {
     post_read(layer);
@@ -395,24 +408,15 @@ std::vector<std::pair<int32_t, int32_t>> InPlaceUpdate::source_runs(const Hosted
 }
 
 void InPlaceUpdate::post_read(int32_t layer_idx) {
-  ReadJob& job = reads_[static_cast<size_t>(layer_idx) % reads_.size()];
-  EPLB_ASSERT(job.ticket == 0);
-  job.layer = layer_idx;
-  job.problems = core::ProblemList(core::ErrorKind::kIo);
-  job.bytes = 0;
-  job.seconds = 0;
-  job.ticket = reader_->post([this, &job] {
-    const auto start = Clock::now();
+  detail::LayerJob& job = reads_[static_cast<size_t>(layer_idx) % reads_.size()];
+  job.post(*reader_, layer_idx, [this, &job] {
     for (auto& h : hosted_) read_sources(h, job.layer, job);
-    job.seconds = seconds_since(start);
   });
 }
 
 void InPlaceUpdate::collect_read(int32_t layer_idx) {
-  ReadJob& job = reads_[static_cast<size_t>(layer_idx) % reads_.size()];
-  EPLB_ASSERT(job.layer == layer_idx && job.ticket != 0);
-  reader_->wait(job.ticket);
-  job.ticket = 0;
+  detail::LayerJob& job = reads_[static_cast<size_t>(layer_idx) % reads_.size()];
+  job.wait(*reader_, layer_idx);
   problems_.append(job.problems);
   counters_.bytes_read += job.bytes;
   counters_.seconds_read += job.seconds;
@@ -421,9 +425,14 @@ void InPlaceUpdate::collect_read(int32_t layer_idx) {
 
 void InPlaceUpdate::run_layer(int32_t layer_idx) {
   const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
-  // The main thread's wait for the reader ("read" is the reader's own time).
+  // The main thread's waits for the reader ("read" is the reader's own time) and for the
+  // journal thread to free the new rows' buffer ("journal_write" is that thread's time).
   phases_.time("read_wait", [&] { collect_read(layer_idx); });
-  for (auto& h : hosted_) h.old_rows = &h.old_ring[static_cast<size_t>(layer_idx) % reads_.size()];
+  phases_.time("journal_wait", [&] { collect_journals(layer_idx - journal_depth()); });
+  for (auto& h : hosted_) {
+    h.old_rows = &h.old_ring[static_cast<size_t>(layer_idx) % reads_.size()];
+    h.new_rows = &h.new_ring[static_cast<size_t>(layer_idx) % journals_.size()];
+  }
   phases_.time("agree_layer", [&] {
     agree(session_.group(), problems_,
           fmt::format("layer {}: agreement before the exchange", layer_idx));
@@ -436,17 +445,14 @@ void InPlaceUpdate::run_layer(int32_t layer_idx) {
   // This layer's old rows are used up: read a later layer into them.
   const auto ahead = static_cast<size_t>(layer_idx) + reads_.size();
   if (ahead < plan_.layers.size()) post_read(static_cast<int32_t>(ahead));
-  for (auto& h : hosted_) {
-    phases_.time("journal_write", [&] { journal_layer(h, layer_idx); });
-  }
-  core::fault::kill_point("in-place-layer-" + std::to_string(layer_idx));
+  phases_.time("journal_plan", [&] { post_journal(layer_idx); });
 }
 
 // On the reader thread: reads the layer's checksums and only the old rows this layer
 // needs (those sent to peers and those copied locally) into its ring buffer, and checks
 // them. Unchanged rows are neither read nor written. Touches nothing but `job` and that
 // buffer.
-void InPlaceUpdate::read_sources(Hosted& h, int32_t layer_idx, ReadJob& job) const {
+void InPlaceUpdate::read_sources(Hosted& h, int32_t layer_idx, detail::LayerJob& job) const {
   if (!h.file) return;
   LayerBuffer& old_rows = h.old_ring[static_cast<size_t>(layer_idx) % reads_.size()];
   const auto& offsets = h.layout.layers[static_cast<size_t>(layer_idx)];
@@ -609,45 +615,72 @@ bool InPlaceUpdate::can_copy(const Hosted& h, int32_t row, int32_t source_slot) 
 
 // The changed rows go to the journal: their bytes, or a copy record where the new logical
 // expert keeps a stable slot (the bytes stay in memory until the overwrite); then the
-// layer's checksums and logical ids.
-void InPlaceUpdate::journal_layer(Hosted& h, int32_t layer_idx) {
-  if (!problems_.empty()) return;
-  const auto& rows =
-      plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
-  LayerBuffer& new_rows = *h.new_rows;
-  const int32_t first_slot = h.ep_rank * new_rows.num_rows();
-  std::vector<int32_t> journaled;
-  std::vector<std::pair<int32_t, int32_t>> copies;  // (row, source slot)
-  for (size_t row = 0; row < rows.size(); ++row) {
-    if (rows[row].source == plan::RowSource::kUnchanged) continue;
-    const auto r = static_cast<int32_t>(row);
-    const plan::InPlaceRow& how =
-        layer_classes_[static_cast<size_t>(layer_idx)][static_cast<size_t>(first_slot + r)];
-    EPLB_ASSERT(how.how != plan::RowRecovery::kUnchanged);
-    const bool copy =
-        how.how == plan::RowRecovery::kFromSource || how.how == plan::RowRecovery::kFromJournaled;
-    if (copy && can_copy(h, r, how.source_slot)) {
-      copies.emplace_back(r, how.source_slot);
-      if (how.how == plan::RowRecovery::kFromJournaled) ++counters_.rows_from_journaled;
-    } else {
-      journaled.push_back(r);
+// layer's checksums and logical ids. Chosen here, written by the journal thread.
+void InPlaceUpdate::post_journal(int32_t layer_idx) {
+  JournalJob& job = journals_[static_cast<size_t>(layer_idx) % journals_.size()];
+  job.rows.assign(hosted_.size(), {});
+  for (size_t i = 0; i < hosted_.size() && problems_.empty(); ++i) {
+    const Hosted& h = hosted_[i];
+    JournalRows& out = job.rows[i];
+    out.new_rows = h.new_rows;
+    const auto& rows =
+        plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
+    const int32_t first_slot = h.ep_rank * h.new_rows->num_rows();
+    for (size_t row = 0; row < rows.size(); ++row) {
+      if (rows[row].source == plan::RowSource::kUnchanged) continue;
+      const auto r = static_cast<int32_t>(row);
+      const plan::InPlaceRow& how =
+          layer_classes_[static_cast<size_t>(layer_idx)][static_cast<size_t>(first_slot + r)];
+      EPLB_ASSERT(how.how != plan::RowRecovery::kUnchanged);
+      const bool copy =
+          how.how == plan::RowRecovery::kFromSource || how.how == plan::RowRecovery::kFromJournaled;
+      if (copy && can_copy(h, r, how.source_slot)) {
+        out.copies.emplace_back(r, how.source_slot);
+        if (how.how == plan::RowRecovery::kFromJournaled) ++counters_.rows_from_journaled;
+      } else {
+        out.journaled.push_back(r);
+      }
     }
+    counters_.rows_journaled += static_cast<long long>(out.journaled.size());
+    counters_.rows_from_source += static_cast<long long>(out.copies.size());
   }
-  if (journaled.empty() && copies.empty()) return;
-  counters_.rows_journaled += static_cast<long long>(journaled.size());
-  counters_.rows_from_source += static_cast<long long>(copies.size());
-  const auto start = Clock::now();
+  job.post(*journal_thread_, layer_idx, [this, &job] {
+    for (size_t i = 0; i < hosted_.size() && !journal_failed_; ++i) {
+      journal_layer(hosted_[i], job.rows[i], job.layer, job);
+    }
+    if (!job.problems.empty()) journal_failed_ = true;
+  });
+}
+
+void InPlaceUpdate::collect_journals(int32_t through_layer) {
+  for (; next_journal_to_collect_ <= through_layer; ++next_journal_to_collect_) {
+    JournalJob& job = journals_[static_cast<size_t>(next_journal_to_collect_) % journals_.size()];
+    job.wait(*journal_thread_, next_journal_to_collect_);
+    problems_.append(job.problems);
+    counters_.seconds_write += job.seconds;
+    phases_.add("journal_write", job.seconds);
+    if (job.problems.empty())
+      core::fault::kill_point("in-place-layer-" + std::to_string(job.layer));
+  }
+}
+
+// On the journal thread: touches nothing but `h`'s journal, `job` and what it reads.
+void InPlaceUpdate::journal_layer(const Hosted& h, const JournalRows& rows, int32_t layer_idx,
+                                  detail::LayerJob& job) const {
+  if (rows.journaled.empty() && rows.copies.empty()) return;
+  const LayerBuffer& new_rows = *rows.new_rows;
   const auto& offsets = h.layout.layers[static_cast<size_t>(layer_idx)];
   const size_t num_layers = plan_.layers.size();
-  capture(problems_, [&] {
+  capture(job.problems, [&] {
     for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
       const uint64_t row_bytes = new_rows.row_bytes(t);
-      for (const auto& [first, last] : runs_of(journaled)) {
+      for (const auto& [first, last] : runs_of(rows.journaled)) {
         const size_t n = static_cast<size_t>(last - first + 1) * row_bytes;
         h.journal->add_patch(offsets.tensors[t] + static_cast<uint64_t>(first) * row_bytes,
                              {new_rows.row(t, first), n});
+        job.bytes += static_cast<long long>(n);
       }
-      for (const auto& [row, source_slot] : copies) {
+      for (const auto& [row, source_slot] : rows.copies) {
         const int32_t source_rank = source_slot / new_rows.num_rows();
         const int32_t source_row = source_slot % new_rows.num_rows();
         const auto source_tensor =
@@ -670,10 +703,11 @@ void InPlaceUpdate::journal_layer(Hosted& h, int32_t layer_idx) {
     h.journal->add_patch(offsets.logical_ids, std::as_bytes(ids));
     h.journal->start_writeback();
   });
-  counters_.seconds_write += seconds_since(start);
 }
 
 void InPlaceUpdate::commit_journals(JournalOwner* owner, bool hash_all_files) {
+  phases_.time("journal_wait",
+               [&] { collect_journals(static_cast<int32_t>(plan_.layers.size()) - 1); });
   const auto describe_start = Clock::now();
   agree(session_.group(), problems_, "journaling the last layer");
   // Each shard's new size (unchanged) and whole-file xxh3: computed from the file and the
@@ -873,8 +907,10 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id, phases,
                        budget - device_bytes);
   report.seconds_setup = seconds_since(setup_start);
-  core::log::detail("in place: source rows of {} layer(s) read ahead of the exchange (rank 0)",
-                    update.read_depth());
+  core::log::detail(
+      "in place: source rows of {} layer(s) read ahead of the exchange, new rows of {} "
+      "journaled behind it (rank 0)",
+      update.read_depth(), update.journal_depth());
   lap("setup");
 
   // For each layer: read the source rows, verify, exchange, fill, verify, journal.
@@ -915,6 +951,7 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   report.peak_host_staging_bytes = staging[0];
   report.peak_staging_bytes = staging[0] + report.device_staging_bytes;
   report.layers_read_ahead = update.read_depth();
+  report.layers_written_behind = update.journal_depth();
   report.in_place_phases = phases.reduced(session.group());
   report.seconds_total = seconds_since(start);
   for (const auto& [name, seconds] : report.in_place_phases) {

@@ -16,8 +16,8 @@
 #include "eplb/core/log.hpp"
 #include "eplb/core/report.hpp"
 #include "eplb/engine/agreement.hpp"
+#include "eplb/engine/detail/serial_worker.hpp"
 #include "eplb/engine/wire_format.hpp"
-#include "serial_worker.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -142,23 +142,14 @@ LayerStepper::Slot& LayerStepper::new_slot(int32_t layer_idx) {
 
 void LayerStepper::post_read(int32_t layer_idx) {
   Slot& slot = old_slot(layer_idx);
-  EPLB_ASSERT(slot.ticket == 0);
-  slot.layer = layer_idx;
-  slot.problems = core::ProblemList(core::ErrorKind::kIo);
-  slot.bytes = 0;
-  slot.seconds = 0;
-  slot.ticket = reader_->post([this, &slot] {
-    const auto start = Clock::now();
+  slot.post(*reader_, layer_idx, [this, &slot] {
     for (size_t i = 0; i < hosted_.size(); ++i) read_and_check_sources(slot, i);
-    slot.seconds = seconds_since(start);
   });
 }
 
 void LayerStepper::collect_read(int32_t layer_idx) {
   Slot& slot = old_slot(layer_idx);
-  EPLB_ASSERT(slot.layer == layer_idx && slot.ticket != 0);
-  reader_->wait(slot.ticket);
-  slot.ticket = 0;
+  slot.wait(*reader_, layer_idx);
   problems_.append(slot.problems);
   counters_.bytes_read += slot.bytes;
   counters_.seconds_read += slot.seconds;
@@ -166,29 +157,20 @@ void LayerStepper::collect_read(int32_t layer_idx) {
 
 void LayerStepper::post_write(int32_t layer_idx) {
   Slot& slot = new_slot(layer_idx);
-  EPLB_ASSERT(slot.ticket == 0);
-  slot.layer = layer_idx;
-  slot.problems = core::ProblemList(core::ErrorKind::kIo);
-  slot.bytes = 0;
-  slot.seconds = 0;
-  slot.ticket = writer_->post([this, &slot] {
-    const auto start = Clock::now();
+  slot.post(*writer_, layer_idx, [this, &slot] {
     // Every new row is hashed here, beside the write, while the main thread exchanges the
     // next layer.
     for (size_t i = 0; i < hosted_.size(); ++i) verify_new_rows(slot, i);
     if (!slot.problems.empty()) write_failed_ = true;
     for (size_t i = 0; i < hosted_.size() && !write_failed_; ++i) write_layer(slot, i);
-    slot.seconds = seconds_since(start);
   });
 }
 
 void LayerStepper::collect_writes(int32_t through_layer, bool block) {
   for (; next_write_to_collect_ <= through_layer; ++next_write_to_collect_) {
     Slot& slot = new_slot(next_write_to_collect_);
-    EPLB_ASSERT(slot.layer == next_write_to_collect_ && slot.ticket != 0);
-    if (!block && !writer_->done(slot.ticket)) return;
-    writer_->wait(slot.ticket);
-    slot.ticket = 0;
+    if (!block && !slot.done(*writer_)) return;
+    slot.wait(*writer_, next_write_to_collect_);
     problems_.append(slot.problems);
     counters_.bytes_written += slot.bytes;
     counters_.seconds_write += slot.seconds;

@@ -1,7 +1,8 @@
-#include "serial_worker.hpp"
+#include "eplb/engine/detail/serial_worker.hpp"
 
 #include <utility>
 
+#include "eplb/core/clock.hpp"
 #include "eplb/core/error.hpp"
 
 namespace eplb::engine::detail {
@@ -60,6 +61,25 @@ void SerialWorker::loop() {
     ++finished_;
     done_.notify_all();
   }
+}
+
+void LayerJob::post(SerialWorker& worker, int32_t layer_idx, std::function<void()> work) {
+  EPLB_ASSERT(ticket == 0);
+  layer = layer_idx;
+  problems = core::ProblemList(core::ErrorKind::kIo);
+  bytes = 0;
+  seconds = 0;
+  ticket = worker.post([this, work = std::move(work)] {
+    const auto start = core::Clock::now();
+    work();
+    seconds = core::seconds_since(start);
+  });
+}
+
+void LayerJob::wait(SerialWorker& worker, int32_t layer_idx) {
+  EPLB_ASSERT(layer == layer_idx && ticket != 0);
+  worker.wait(ticket);
+  ticket = 0;
 }
 
 }  // namespace eplb::engine::detail

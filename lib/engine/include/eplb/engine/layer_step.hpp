@@ -12,6 +12,7 @@
 
 #include "eplb/core/error.hpp"
 #include "eplb/engine/checkpoint_output.hpp"
+#include "eplb/engine/detail/serial_worker.hpp"
 #include "eplb/engine/inputs.hpp"
 #include "eplb/engine/layer_buffer.hpp"
 #include "eplb/io/shard.hpp"
@@ -19,10 +20,6 @@
 #include "eplb/transport/transport.hpp"
 
 namespace eplb::engine {
-
-namespace detail {
-class SerialWorker;
-}
 
 // How many layers of one process's EP ranks are held at once: `old_layers` buffers of old
 // rows (the one being exchanged and those read ahead of it), `new_layers` of new rows (the
@@ -100,15 +97,9 @@ class LayerStepper {
     std::filesystem::path output_file;
   };
   // One layer's rows of every hosted EP rank (index as hosted_), and the job that fills
-  // (old) or writes (new) them. The job owns `problems`, `bytes` and `seconds` until the
-  // main thread has waited for it.
-  struct Slot {
+  // (old) or writes (new) them.
+  struct Slot : detail::LayerJob {
     std::vector<std::optional<LayerBuffer>> rows;
-    int32_t layer = -1;
-    uint64_t ticket = 0;  // 0: no job
-    core::ProblemList problems{core::ErrorKind::kIo};
-    long long bytes = 0;
-    double seconds = 0;
   };
   size_t index_of(int32_t ep_rank) const;
   Slot& old_slot(int32_t layer_idx);

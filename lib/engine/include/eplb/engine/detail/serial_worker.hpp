@@ -1,5 +1,6 @@
 // Internal to lib/engine: one thread that runs posted jobs one after the other, in order
-// (the pipeline's reader and writer). Local; the poster is one thread.
+// (the pipelines' readers and writers), and LayerJob, one such job's results. Local; the
+// poster is one thread.
 //
 // RAII: the destructor drops the jobs not started, waits for the running one and joins,
 // so no job outlives what it uses as long as the worker is destroyed first (declare it
@@ -14,6 +15,8 @@
 #include <functional>
 #include <mutex>
 #include <thread>
+
+#include "eplb/core/error.hpp"
 
 namespace eplb::engine::detail {
 
@@ -44,6 +47,24 @@ class SerialWorker {
   bool stopping_ = false;
   std::exception_ptr error_;
   std::thread thread_;  // last: started once the rest is ready
+};
+
+// A job of one layer on a SerialWorker, and what it reports back: its problems, the bytes
+// it moved and its own time. The job owns them from post() until the poster's wait()
+// returns; the poster reads them then.
+struct LayerJob {
+  int32_t layer = -1;
+  uint64_t ticket = 0;  // 0: none in flight
+  core::ProblemList problems{core::ErrorKind::kIo};
+  long long bytes = 0;
+  double seconds = 0;
+
+  // Queues `work` on `worker` for layer `layer_idx` (none may be in flight), timed.
+  void post(SerialWorker& worker, int32_t layer_idx, std::function<void()> work);
+  // Blocks until layer `layer_idx`'s job, which must be in flight, has run.
+  void wait(SerialWorker& worker, int32_t layer_idx);
+  // Whether the job in flight has run (never blocks on it).
+  bool done(const SerialWorker& worker) const { return worker.done(ticket); }
 };
 
 }  // namespace eplb::engine::detail
