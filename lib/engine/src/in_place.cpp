@@ -889,23 +889,13 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
   lap("plan");
 
   // Transport and journals. The new id is the one a copy would get: same bytes, same id.
-  // The staging budget covers host and device memory, as for a copy: NCCL's device staging
-  // takes half of it, the layer buffers the rest (all of it with MPI).
+  // The staging budget covers host and device memory (make_disk_transport).
   const auto setup_start = Clock::now();
-  const size_t budget = options.transport.max_staging_bytes;
-  transport::TransportOptions transport_options = options.transport;
-  transport_options.max_staging_bytes = budget / 2;
-  auto chosen = make_transport(session, options.backend, Workload::kDiskToDisk, transport_options);
-  auto& transport = chosen.transport;
-  report.backend = std::string(transport->name());
-  report.backend_reason = chosen.choice.reason;
-  const size_t device_bytes = report.backend == "nccl" ? transport_options.max_staging_bytes : 0;
-  report.staging_budget_bytes = static_cast<int64_t>(budget);
-  report.device_staging_bytes = static_cast<int64_t>(device_bytes);
+  DiskTransport disk = make_disk_transport(session, options, report);
+  auto& transport = disk.transport;
   const std::string checkpoint_id = io::checkpoint_id_for("run\n" + inputs.input_identity +
                                                           placement::to_json(inputs.new_placement));
-  InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id, phases,
-                       budget - device_bytes);
+  InPlaceUpdate update(session, inputs, plan, *transport, checkpoint_id, phases, disk.host_budget);
   report.seconds_setup = seconds_since(setup_start);
   core::log::detail(
       "in place: source rows of {} layer(s) read ahead of the exchange, new rows of {} "

@@ -9,6 +9,7 @@
 #include "eplb/core/clock.hpp"
 #include "eplb/core/to_size.hpp"
 #include "eplb/engine/agreement.hpp"
+#include "eplb/engine/backend.hpp"
 #include "eplb/runtime/deadline.hpp"
 
 namespace eplb::engine {
@@ -223,6 +224,23 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
   }
   agree(session.group(), shard_problems, "opening the input shards");
   return inputs;
+}
+
+DiskTransport make_disk_transport(const runtime::MpiSession& session,
+                                  const RebalanceOptions& options, RebalanceReport& report) {
+  const size_t budget = options.transport.max_staging_bytes;
+  transport::TransportOptions transport_options = options.transport;
+  transport_options.max_staging_bytes = budget / 2;
+  auto chosen = make_transport(session, options.backend, Workload::kDiskToDisk, transport_options);
+  DiskTransport out;
+  out.transport = std::move(chosen.transport);
+  report.backend = std::string(out.transport->name());
+  report.backend_reason = chosen.choice.reason;
+  out.device_bytes = report.backend == "nccl" ? transport_options.max_staging_bytes : 0;
+  out.host_budget = budget - out.device_bytes;
+  report.staging_budget_bytes = static_cast<int64_t>(budget);
+  report.device_staging_bytes = static_cast<int64_t>(out.device_bytes);
+  return out;
 }
 
 PlannedExchange plan_exchange(const runtime::MpiSession& session, const RebalanceOptions& options,

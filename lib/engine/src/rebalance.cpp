@@ -135,24 +135,15 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
                     report.messages, report.seconds_plan);
 
   // Transport and output: the staging directory exists only once the inputs are known good.
-  // The staging budget covers host and device memory: NCCL's device staging takes half of
-  // it, the layer buffers of the pipeline the rest (all of it with MPI).
+  // The staging budget covers host and device memory (make_disk_transport).
   const auto setup_start = Clock::now();
-  const size_t budget = options.transport.max_staging_bytes;
-  transport::TransportOptions transport_options = options.transport;
-  transport_options.max_staging_bytes = budget / 2;
-  auto chosen = make_transport(session, options.backend, Workload::kDiskToDisk, transport_options);
-  auto& transport = chosen.transport;
-  report.backend = std::string(transport->name());
-  report.backend_reason = chosen.choice.reason;
-  const size_t device_bytes = report.backend == "nccl" ? transport_options.max_staging_bytes : 0;
-  report.staging_budget_bytes = static_cast<int64_t>(budget);
-  report.device_staging_bytes = static_cast<int64_t>(device_bytes);
+  DiskTransport disk = make_disk_transport(session, options, report);
+  auto& transport = disk.transport;
   CheckpointOutput output(
       session.group(), options.output, options.force,
       "run\n" + inputs.input_identity + placement::to_json(inputs.new_placement), options.input);
   LayerStepper stepper(session, inputs, plan, *transport, output.staging(), output.checkpoint_id(),
-                       budget - device_bytes);
+                       disk.host_budget);
   report.seconds_setup = seconds_since(setup_start);
   core::log::detail("{} transport and staging '{}' ready ({:.3f} s)", report.backend,
                     output.staging().string(), report.seconds_setup);
@@ -161,10 +152,10 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
       "MiB of host memory{} of the {:.1f} MiB budget (rank 0)",
       stepper.depth().old_layers, stepper.depth().new_layers,
       static_cast<double>(stepper.depth().bytes) / (1024.0 * 1024.0),
-      device_bytes ? fmt::format(" and {:.1f} MiB of device staging",
-                                 static_cast<double>(device_bytes) / (1024.0 * 1024.0))
-                   : std::string(),
-      static_cast<double>(budget) / (1024.0 * 1024.0));
+      disk.device_bytes ? fmt::format(" and {:.1f} MiB of device staging",
+                                      static_cast<double>(disk.device_bytes) / (1024.0 * 1024.0))
+                        : std::string(),
+      static_cast<double>(options.transport.max_staging_bytes) / (1024.0 * 1024.0));
 
   // For each layer: read, verify, exchange, fill, verify, write.
   // Rank 0 shows its progress: layers move in lockstep (each ends in an agreement), so

@@ -11,7 +11,7 @@
 #include "eplb/io/journal.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/shard_layout.hpp"
-#include "io_test_util.hpp"
+#include "journal_test_util.hpp"
 
 namespace eplb::io {
 namespace {
@@ -19,35 +19,15 @@ namespace {
 namespace fs = std::filesystem;
 using test::TempDir;
 
-std::span<const std::byte> bytes_of(const std::string& s) {
-  return std::as_bytes(std::span(s.data(), s.size()));
-}
+using test::bytes_of;
 
 std::string manifest_text(const std::string& checkpoint_id) {
-  Manifest m;
-  m.tensors = parse_tensor_specs("w:fp32:2");
-  m.placement.ep_size = 2;
-  m.placement.num_slots_per_rank = 2;
-  m.placement.num_logical_experts = 4;
-  m.placement.physical_to_logical_map = {{3, 2, 1, 0}};
-  m.files = {FileEntry{"rank-00000.h5", 16, 1, true}, FileEntry{"rank-00001.h5", 16, 0, false}};
-  m.checkpoint_id = checkpoint_id;
-  return to_json(m);
+  return test::two_shard_manifest(checkpoint_id);
 }
 
 // Two 16-byte "shards" (the journal treats them as bytes) and an old manifest.
-struct Checkpoint {
-  TempDir tmp;
-  fs::path dir = tmp / "ckpt";
-  Checkpoint() {
-    fs::create_directories(dir);
-    test::write_file(dir / "rank-00000.h5", "AAAAAAAAAAAAAAAA");
-    test::write_file(dir / "rank-00001.h5", "BBBBBBBBBBBBBBBB");
-    test::write_file(dir / "manifest.json", "old manifest");
-  }
-  std::string shard(int rank) const {
-    return test::read_file(dir / (rank == 0 ? "rank-00000.h5" : "rank-00001.h5"));
-  }
+struct Checkpoint : test::TwoShards {
+  Checkpoint() : TwoShards("BBBBBBBBBBBBBBBB") {}
   // Both ranks' journals; `commit_rank1` false leaves rank 1's without a commit record.
   void write_journals(bool commit_rank1 = true) {
     create_journal_dir(dir);

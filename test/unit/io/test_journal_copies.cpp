@@ -12,7 +12,7 @@
 #include "eplb/io/journal.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/tensor.hpp"
-#include "io_test_util.hpp"
+#include "journal_test_util.hpp"
 
 namespace eplb::io {
 namespace {
@@ -20,38 +20,16 @@ namespace {
 namespace fs = std::filesystem;
 using test::TempDir;
 
-std::span<const std::byte> bytes_of(const std::string& s) {
-  return std::as_bytes(std::span(s.data(), s.size()));
-}
+using test::bytes_of;
 uint64_t xxh3_of(const std::string& s) { return checksum(bytes_of(s)); }
 
-std::string new_manifest() {
-  Manifest m;
-  m.tensors = parse_tensor_specs("w:fp32:2");
-  m.placement.ep_size = 2;
-  m.placement.num_slots_per_rank = 2;
-  m.placement.num_logical_experts = 4;
-  m.placement.physical_to_logical_map = {{3, 2, 1, 0}};
-  m.files = {FileEntry{"rank-00000.h5", 16, 1, true}, FileEntry{"rank-00001.h5", 16, 0, false}};
-  m.checkpoint_id = std::string(32, 'c');
-  return to_json(m);
-}
+std::string new_manifest() { return test::two_shard_manifest(std::string(32, 'c')); }
 
 // Two 16-byte "shards". Rank 0's row at 4..8 becomes "89ab", which lies intact at 8..12 of
 // rank 1's shard (a stable slot); its byte 0 is patched to "p". Rank 1's row at 0..4
 // becomes "89ab" too, copied from its own shard.
-struct Checkpoint {
-  TempDir tmp;
-  fs::path dir = tmp / "ckpt";
-  Checkpoint() {
-    fs::create_directories(dir);
-    test::write_file(dir / "rank-00000.h5", "AAAAAAAAAAAAAAAA");
-    test::write_file(dir / "rank-00001.h5", "0123456789abcdef");
-    test::write_file(dir / "manifest.json", "old manifest");
-  }
-  std::string shard(int rank) const {
-    return test::read_file(dir / (rank == 0 ? "rank-00000.h5" : "rank-00001.h5"));
-  }
+struct Checkpoint : test::TwoShards {
+  Checkpoint() : TwoShards("0123456789abcdef") {}
   void write_journals() {
     create_journal_dir(dir);
     JournalWriter j0(dir, 0, 2, "rank-00000.h5", 16);

@@ -1,6 +1,7 @@
 // Loading and validating everything a rebalance reads, before any data moves.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <vector>
 
@@ -51,6 +52,18 @@ struct PlannedExchange {
 // min_experts_required, messages, layer_bytes).
 PlannedExchange plan_exchange(const runtime::MpiSession& session, const RebalanceOptions& options,
                               const Inputs& inputs, RebalanceReport& report);
+
+// A disk-to-disk run's transport (copy or in place) within --max-staging-bytes: NCCL's
+// device staging takes half of the budget, the layer buffers on the host the rest (all of
+// it with MPI). Collective (make_transport); fills the report's backend, its reason and
+// the staging figures.
+struct DiskTransport {
+  std::unique_ptr<transport::Transport> transport;
+  size_t host_budget = 0;   // what the layer buffers may take
+  size_t device_bytes = 0;  // NCCL's device staging; 0 with MPI
+};
+DiskTransport make_disk_transport(const runtime::MpiSession& session,
+                                  const RebalanceOptions& options, RebalanceReport& report);
 
 // Local. How `options` names the old and new placements, for placement::load_pair; a
 // placement without ep_size or expert count takes the checkpoint's (`manifest`, when it
