@@ -7,14 +7,16 @@
 #      auto must say "backend: mpi (auto: all NP processes on one node; ..." and be as fast
 #      as mpi. nccl:foreground is nccl with its set-up finished before the first read (as
 #      before issue 13): nccl's "transport set-up ... hidden" line says how much of it the
-#      first reads now hide, and the two runs' times what that saves.
+#      first reads now hide, and the two runs' times what that saves;
+#   3. copy against `run --in-place` (bench/in_place.sh, MPI, 2 processes, 4.84 GB, 20% of
+#      the slots changed), both workloads: swaps and replicas (issue 13 item 5).
 #   usage: bench/gpu_disk.sh BIN_DIR WORK_DIR [NP] [ROUNDS]
 # Defaults: NP = the GPUs nvidia-smi lists (2 if none), 2 rounds. WORK_DIR on the NVMe
 # (not /dev/shm); everything written there is removed at the end.
 # Env: HF_EXPERTS/HF_LAYERS (default 28 x 4: 5.2 GB of HF files), E2E_SLOTS/E2E_LAYERS
 # (default 9 x 6: 4.76 GB at NP=2, 9.5 GB at NP=4, the figures of the previous sessions),
 # PYTHON (an interpreter with numpy; the first of /usr/bin/python3 and python3 that has it),
-# SKIP_HF=1 (part 2 only), BACKENDS (part 2's, default "mpi nccl nccl:foreground auto").
+# SKIP_HF=1 (no part 1), SKIP_IN_PLACE=1 (no part 3), BACKENDS (part 2's, default "mpi nccl nccl:foreground auto").
 set -euo pipefail
 bin=$(realpath "$1"); work=$(realpath -m "$2")
 np=${3:-$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)}; [[ ${np:-0} -ge 1 ]] || np=2
@@ -49,5 +51,12 @@ for r in $(seq "$rounds"); do
   BACKENDS="$order" bash "$here/e2e_disk.sh" "$bin" "$work/e2e" "$np" "${E2E_SLOTS:-9}" \
     "${E2E_LAYERS:-6}" 2>&1 | grep -E "^checkpoint|^backend: |rebalanced|  time |  set-up |^verified|^rebalance \(|: run .* roofline|: set-up before"
 done
-rm -rf "$work/hf" "$work/e2e"
+if [[ ${SKIP_IN_PLACE:-0} != 1 ]]; then
+echo "== 3. copy vs run --in-place (bench/in_place.sh, 2 processes, 4.84 GB)"
+for workload in swaps replicas; do
+  WORKLOAD=$workload ROUNDS=$rounds bash "$here/in_place.sh" "$bin" "$work/ip" 2 16 96 2>&1 \
+    | grep -E "^checkpoint|^disk|^round|^[0-9]|^rows journaled|^disk bytes|^in-place phases|^  (read|read_wait|agree_layer|exchange|journal_write|journal_wait|overwrite) "
+done
+fi
+rm -rf "$work/hf" "$work/e2e" "$work/ip"
 echo "== done $(date -u '+%F %T') UTC"
