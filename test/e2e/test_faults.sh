@@ -80,19 +80,42 @@ promises kill-rank1 absent
 
 # F17-F21: kill -9 of one process of the job (a rank, mpirun or the timeout wrapper) at a
 # random moment (seeded, so a failure can be replayed).
+# The delay is drawn within the job's lifetime, measured here on an uninterrupted run from
+# its launch to the exit of its last process, so that few kills land after the job has
+# ended (a fixed 0-0.99 s let 4 of 5 come too late on a fast machine).
+reset_out absent
+t0=$(date +%s%N)
+run 2 >"$d/lifetime.log" 2>&1 &
+launcher=$!
+sleep 0.01
+while pgrep -f -- "$tool --old $d/old.json" >/dev/null; do sleep 0.005; done
+span_ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+wait_launcher "$launcher" "^$tool --old $d/old.json"
+(( span_ms >= 20 )) || span_ms=20
+echo "random kills: delays drawn from 0-${span_ms} ms (the job's lifetime, uninterrupted)"
 RANDOM=${EPLB_FAULT_SEED:-12345}
+landed=0
 for i in 1 2 3 4 5; do
   state=absent; (( i % 2 == 0 )) && state=prev
   reset_out "$state"
   force=(); [[ $state == prev ]] && force=(--force)
   run 2 "${force[@]}" >"$d/random-$i.log" 2>&1 &
   launcher=$!
-  sleep "0.$(( RANDOM % 10 ))$(( RANDOM % 10 ))"
+  delay_ms=$((RANDOM % span_ms))
+  sleep "$(printf '%d.%03d' $((delay_ms / 1000)) $((delay_ms % 1000)))"
   victims=($(pgrep -f -- "$tool --old $d/old.json" || true))
-  (( ${#victims[@]} > 0 )) && kill -9 "${victims[RANDOM % ${#victims[@]}]}" 2>/dev/null || true
+  what="nothing (the job had ended)"
+  if (( ${#victims[@]} > 0 )); then
+    victim=${victims[RANDOM % ${#victims[@]}]}
+    name=$(ps -o comm= -p "$victim" 2>/dev/null || true)
+    kill -9 "$victim" 2>/dev/null && { what="${name:-?} (pid $victim)"; landed=$((landed + 1)); }
+  fi
   wait_launcher "$launcher" "^$tool --old $d/old.json"
+  echo "random kill $i: after ${delay_ms} ms, killed $what"
   promises "random-kill-$i" "$state"
 done
+# A kill that lands after the job has ended tests nothing: at least one must land.
+((landed >= 1)) && pass || fail "no random kill landed while the job ran"
 
 # F22-F25: SIGINT and SIGTERM, to mpirun and to one rank, while a layer is held back
 # (EPLB_FAULT_STALL keeps rank 0 before layer 1). Exit 128 + signal, a message naming it,
