@@ -5,9 +5,9 @@
 // written, a copy record while the bytes stay in memory) -> commit every journal, agree ->
 // overwrite in two waves (copy records, agree, journaled rows), agree -> manifest -> remove
 // the journal. A reader thread reads and verifies the source rows of the next layers (as
-// many as the staging budget holds, up to 3), and a journal thread writes the previous
-// layer's journal entries (when the budget holds a second layer of new rows), while the
-// main thread exchanges this one.
+// many as the staging budget holds, up to 3), and a journal thread writes the journal
+// entries of the layers before it (from a ring of new rows, as deep), while the main
+// thread exchanges this one.
 //
 // NOTE: no shard byte is written before every rank's journal is committed and the ranks
 // have agreed on it; recovery (io::recover_journal) relies on it to roll an incomplete
