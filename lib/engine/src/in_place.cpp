@@ -186,10 +186,10 @@ class InPlaceUpdate {
     LayerBuffer* new_rows = nullptr;
     std::unique_ptr<io::JournalWriter> journal;
   };
-  // What one layer's journal job writes for one hosted EP rank (index as hosted_): the
-  // journaled rows and the copy records (row, source slot), chosen by the main thread.
+  // What one layer's journal job writes for one hosted EP rank (index as hosted_), from the
+  // layer's new rows: the journaled rows and the copy records (row, source slot), chosen by
+  // the main thread.
   struct JournalRows {
-    LayerBuffer* new_rows = nullptr;
     std::vector<int32_t> journaled;
     std::vector<std::pair<int32_t, int32_t>> copies;
   };
@@ -622,7 +622,6 @@ void InPlaceUpdate::post_journal(int32_t layer_idx) {
   for (size_t i = 0; i < hosted_.size() && problems_.empty(); ++i) {
     const Hosted& h = hosted_[i];
     JournalRows& out = job.rows[i];
-    out.new_rows = h.new_rows;
     const auto& rows =
         plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
     const int32_t first_slot = h.ep_rank * h.new_rows->num_rows();
@@ -668,7 +667,7 @@ void InPlaceUpdate::collect_journals(int32_t through_layer) {
 void InPlaceUpdate::journal_layer(const Hosted& h, const JournalRows& rows, int32_t layer_idx,
                                   detail::LayerJob& job) const {
   if (rows.journaled.empty() && rows.copies.empty()) return;
-  const LayerBuffer& new_rows = *rows.new_rows;
+  const LayerBuffer& new_rows = h.new_ring[static_cast<size_t>(layer_idx) % journals_.size()];
   const auto& offsets = h.layout.layers[static_cast<size_t>(layer_idx)];
   const size_t num_layers = plan_.layers.size();
   capture(job.problems, [&] {
