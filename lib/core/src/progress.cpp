@@ -9,7 +9,6 @@
 #include "eplb/core/log.hpp"
 
 namespace eplb::core {
-namespace {
 
 std::string human_bytes(double bytes) {
   constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
@@ -20,6 +19,8 @@ std::string human_bytes(double bytes) {
   }
   return unit == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.2f} {}", bytes, kUnits[unit]);
 }
+
+namespace {
 
 std::string clock_time(double seconds) {
   const auto s = static_cast<long long>(seconds + 0.5);

@@ -11,7 +11,8 @@ namespace eplb::engine {
 namespace fs = std::filesystem;
 
 CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output, bool force,
-                                   const std::string& identity, std::optional<fs::path> mode_like)
+                                   uint64_t min_bytes, const std::string& identity,
+                                   std::optional<fs::path> mode_like)
     : group_(group),
       output_(std::move(output)),
       staging_(io::staging_path_for(output_)),
@@ -22,6 +23,16 @@ CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output,
   }
   // On failure the owner was never made: nothing of anybody else's can be removed.
   agree(group_, problems, "taking ownership of the output");
+  // On failure the owner removes the (empty) staging directory and releases the name.
+  core::ProblemList space(core::ErrorKind::kIo);
+  if (core::log::is_leader()) {
+    capture(space, [&] {
+      // The staging directory lies next to the output, on the filesystem of its parent.
+      const fs::path parent = output_.has_parent_path() ? output_.parent_path() : fs::path(".");
+      io::require_free_space(parent, min_bytes, "the new checkpoint");
+    });
+  }
+  agree(group_, space, "checking the output's free space");
   // NOTE: every rank derives the same id from the same identity text; no communication.
   checkpoint_id_ = io::checkpoint_id_for(identity);
 }

@@ -53,9 +53,11 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
 
   // Rank 0 publishes what every rank writes: on several hosts they must share the output.
   check_shared_directories(session, {output_parent(options.output)});
-  CheckpointOutput output(session.group(), options.output, options.force,
-                          "generate\n" + io::to_string(options.tensors) + "\nseed " +
-                              std::to_string(options.seed) + "\n" + placement::to_json(p));
+  CheckpointOutput output(
+      session.group(), options.output, options.force,
+      io::checkpoint_data_bytes(options.tensors, p.ep_size, p.num_layers(), p.num_slots_per_rank),
+      "generate\n" + io::to_string(options.tensors) + "\nseed " + std::to_string(options.seed) +
+          "\n" + placement::to_json(p));
   GenerateReport report;
   std::vector<WrittenShard> my_files;
   core::ProblemList write_problems(core::ErrorKind::kIo);

@@ -378,6 +378,19 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
             [&] { owner = std::make_unique<io::OutputOwner>(options.output, false); });
   }
   agree(session.group(), stage_problems, "staging the output");
+  // The safetensors files are rebuilt at their base sizes: they must fit (the owner removes
+  // the empty staging directory on failure).
+  core::ProblemList space_problems(ErrorKind::kIo);
+  if (session.rank() == 0) {
+    capture(space_problems, [&] {
+      uint64_t bytes = 0;
+      for (const auto& file : ck.base->files()) bytes += file.file_size();
+      const fs::path parent =
+          options.output.has_parent_path() ? options.output.parent_path() : fs::path(".");
+      io::require_free_space(parent, bytes, "the Hugging Face checkpoint");
+    });
+  }
+  agree(session.group(), space_problems, "checking the output's free space");
 
   // Write: process p rebuilds files p, p + size, ... of the base.
   HfReport report;

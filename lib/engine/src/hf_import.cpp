@@ -243,7 +243,9 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   }
   // Rank 0 publishes what every rank writes: on several hosts they must share the output.
   check_shared_directories(session, {output_parent(options.output)});
-  CheckpointOutput output(session.group(), options.output, options.force, identity);
+  CheckpointOutput output(
+      session.group(), options.output, options.force,
+      io::checkpoint_data_bytes(specs, p.ep_size, p.num_layers(), p.num_slots_per_rank), identity);
   HfReport report;
   HfReport::Phases phases;
   phases.setup = core::seconds_since(start);

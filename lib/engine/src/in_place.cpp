@@ -348,15 +348,20 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
         /*two_waves=*/true));
   }
   size_t to_reserve = hold_budget_;
+  const uint64_t row_bytes = io::expert_bytes(tensors);
+  uint64_t copy_bytes = 0;     // rows that may be copy records, as can_copy() counts them
+  uint64_t journal_bytes = 0;  // rows journaled whatever the budget
   for (auto& h : hosted_) {
     size_t needed = 0;
     for (const auto& rows : layer_classes_) {
       for (int32_t row = 0; row < plan.new_num_slots_per_rank; ++row) {
         const auto slot = static_cast<size_t>(h.ep_rank * plan.new_num_slots_per_rank + row);
+        if (rows[slot].how == plan::RowRecovery::kJournaled) journal_bytes += row_bytes;
         if (rows[slot].how != plan::RowRecovery::kFromSource &&
             rows[slot].how != plan::RowRecovery::kFromJournaled) {
           continue;
         }
+        copy_bytes += row_bytes;
         for (const auto bytes : row_bytes_) needed += (bytes + 4095) / 4096 * 4096;
       }
     }
@@ -367,6 +372,21 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
       reserved_copy_bytes_ += needed;
     }
   }
+  // The journals must fit beside the checkpoint: at least the rows journaled whatever the
+  // budget, and the copy records' rows that the budget cannot hold. Checked by rank 0 for
+  // every process's journals before anything is written (kIo; the journals are removed).
+  journal_bytes += copy_bytes > hold_budget_ ? copy_bytes - hold_budget_ : 0;
+  const auto all_journals = runtime::all_sum(
+      session.group(), {static_cast<long long>(journal_bytes)}, "sizing the journals")[0];
+  core::ProblemList space(core::ErrorKind::kIo);
+  if (core::log::is_leader()) {
+    capture(space, [&] {
+      io::require_free_space(inputs.input_dir, static_cast<uint64_t>(all_journals),
+                             "the journal of the update in place",
+                             "make room, or copy it to another filesystem (--output)");
+    });
+  }
+  agree(session.group(), space, "checking the journal's free space");
   // The layers' checksum arrays (a few hundred bytes each, read buffered) are asked for
   // all at once, so that the per-layer reads find them in the page cache; the rows
   // themselves are read with O_DIRECT (RowFile::read), past it.

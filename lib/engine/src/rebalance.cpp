@@ -141,6 +141,8 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   auto& transport = disk.transport;
   CheckpointOutput output(
       session.group(), options.output, options.force,
+      io::checkpoint_data_bytes(inputs.tensors, plan.new_ep_size, report.num_layers,
+                                plan.new_num_slots_per_rank),
       "run\n" + inputs.input_identity + placement::to_json(inputs.new_placement), options.input);
   LayerStepper stepper(session, inputs, plan, *transport, output.staging(), output.checkpoint_id(),
                        disk.host_budget);

@@ -1,9 +1,11 @@
 #include "eplb/io/atomic_dir.hpp"
 
 #include <fcntl.h>
+#include <fmt/format.h>
 #include <signal.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -18,6 +20,7 @@
 #include "eplb/core/error.hpp"
 #include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/progress.hpp"
 #include "lock.hpp"
 
 namespace eplb::io {
@@ -588,6 +591,28 @@ void remove_tree_noexcept(const fs::path& path) noexcept {
     fs::remove_all(path, ec);
   } catch (...) {  // bad_alloc: best effort means giving up quietly
   }
+}
+
+std::optional<uint64_t> free_bytes(const fs::path& path) {
+  struct statvfs st {};
+  if (::statvfs(path.c_str(), &st) != 0 || st.f_blocks == 0) return std::nullopt;
+  return static_cast<uint64_t>(st.f_bavail) * static_cast<uint64_t>(st.f_frsize);
+}
+
+void require_free_space(const fs::path& dir, uint64_t bytes, std::string_view what,
+                        std::string_view remedy) {
+  const auto free = free_bytes(dir);
+  if (!free || bytes <= *free) {
+    core::log::detail("{}: {} B needed, {} B free on the filesystem of '{}'", what, bytes,
+                      free ? std::to_string(*free) : std::string("(not reported)"), dir.string());
+    return;
+  }
+  throw core::Error(
+      core::ErrorKind::kIo,
+      fmt::format("{} needs at least {} ({} B) on the filesystem of '{}', which has {} ({} B) "
+                  "free: nothing was written; {}",
+                  what, core::human_bytes(static_cast<double>(bytes)), bytes, dir.string(),
+                  core::human_bytes(static_cast<double>(*free)), *free, remedy));
 }
 
 }  // namespace eplb::io

@@ -160,6 +160,14 @@ std::string shard_file_name(int32_t ep_rank) {
   return buf;
 }
 
+uint64_t checkpoint_data_bytes(const std::vector<TensorSpec>& tensors, int32_t ep_size,
+                               int32_t num_layers, int32_t num_slots_per_rank) {
+  const uint64_t per_row =
+      expert_bytes(tensors) + tensors.size() * sizeof(uint64_t) + sizeof(int32_t);
+  return per_row * static_cast<uint64_t>(ep_size) * static_cast<uint64_t>(num_layers) *
+         static_cast<uint64_t>(num_slots_per_rank);
+}
+
 struct ShardReader::Impl {
   std::filesystem::path path;
   std::string quoted;  // "'ckpt/rank-00001.h5'"

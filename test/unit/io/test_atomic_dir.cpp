@@ -313,4 +313,26 @@ TEST_CASE("remove_tree_noexcept", "[io][atomic]") {
   remove_tree_noexcept(dir / "missing");  // no throw
 }
 
+TEST_CASE("a job that cannot fit is refused with both figures", "[io][atomic]") {
+  TempDir dir;
+  const auto free = free_bytes(dir.path());
+  REQUIRE(free.has_value());  // a local disk says how much it has free
+  CHECK_NOTHROW(require_free_space(dir.path(), 0, "nothing"));
+  CHECK_NOTHROW(require_free_space(dir.path(), *free / 2, "half of it"));
+  ErrorKind kind{};
+  const std::string text =
+      error_text([&] { require_free_space(dir.path(), *free + (1ull << 40), "the test"); }, &kind);
+  CHECK(kind == ErrorKind::kIo);
+  CHECK_THAT(text, Catch::Matchers::StartsWith("the test needs at least "));
+  CHECK_THAT(text, Catch::Matchers::Contains(" on the filesystem of '" + dir.path().string() +
+                                             "', which has "));
+  CHECK_THAT(text, Catch::Matchers::EndsWith(
+                       "free: nothing was written; make room or choose another directory"));
+  CHECK_THAT(error_text([&] { require_free_space(dir.path(), ~0ull, "x", "do this"); }),
+             Catch::Matchers::EndsWith("nothing was written; do this"));
+  // A path that does not exist: the filesystem cannot say, and nothing is refused.
+  CHECK_FALSE(free_bytes(dir.path() / "missing").has_value());
+  CHECK_NOTHROW(require_free_space(dir.path() / "missing", ~0ull, "x"));
+}
+
 }  // namespace eplb::io

@@ -32,8 +32,10 @@ class CheckpointOutput {
   // failure. Committed files get the modes of `mode_like` (the input checkpoint), never
   // wider, or the umask's without one.
   // `identity` describes the inputs (io::checkpoint_id_for): the new checkpoint's id.
+  // `min_bytes` (io::checkpoint_data_bytes) must fit in the output's filesystem, checked by
+  // rank 0 before anything is written (io::require_free_space; kIo on every rank).
   CheckpointOutput(const runtime::Group& group, std::filesystem::path output, bool force,
-                   const std::string& identity,
+                   uint64_t min_bytes, const std::string& identity,
                    std::optional<std::filesystem::path> mode_like = std::nullopt);
   // Local: removes the staging directory (rank 0) unless commit() succeeded, and releases
   // the output name. Never throws.

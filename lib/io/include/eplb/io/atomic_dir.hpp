@@ -19,6 +19,7 @@
 #include <filesystem>
 #include <optional>
 #include <string>
+#include <string_view>
 
 #include "eplb/core/interrupt.hpp"
 
@@ -113,6 +114,18 @@ void write_file_atomic(const std::filesystem::path& path, const std::string& con
 // left next to `path` (".<name>.tmp.<pid>.<n>"); returns how many. Call only where no live
 // process can be writing `path` (under the checkpoint's lock). Throws kIo.
 int remove_stale_temporaries(const std::filesystem::path& path);
+
+// What the filesystem holding `path` has free for unprivileged writers (statvfs: f_bavail
+// blocks of f_frsize bytes), or nullopt where it does not say: statvfs fails, or reports no
+// blocks at all (some FUSE and network filesystems).
+std::optional<uint64_t> free_bytes(const std::filesystem::path& path);
+
+// Refuses, before anything is written, a job that cannot fit: throws kIo when `bytes` (at
+// least what the caller is about to write under `dir`) exceed free_bytes(dir), naming
+// `what`, both figures, the directory and `remedy`. Does nothing where the filesystem does
+// not say; a quota below the free space is still found by the writes themselves (EDQUOT).
+void require_free_space(const std::filesystem::path& dir, uint64_t bytes, std::string_view what,
+                        std::string_view remedy = "make room or choose another directory");
 
 // True when `dir` is a directory (not a symlink) holding a regular manifest.json.
 bool is_checkpoint_dir(const std::filesystem::path& dir);

@@ -28,6 +28,12 @@ struct ShardInfo {
 // "rank-00003.h5"
 std::string shard_file_name(int32_t ep_rank);
 
+// The bytes of the arrays of a checkpoint of `ep_size` shards: every row, its xxh3 and its
+// logical id. HDF5's metadata (a few KiB a shard) comes on top: a lower bound of what the
+// checkpoint takes on disk. Local.
+uint64_t checkpoint_data_bytes(const std::vector<TensorSpec>& tensors, int32_t ep_size,
+                               int32_t num_layers, int32_t num_slots_per_rank);
+
 // Read-only view of a shard. Opening validates the root attributes and that every layer
 // group has the expected datasets with the expected types and shapes; problems throw
 // core::Error(kInput) (content) or kIo (cannot open), naming the file, layer and tensor.
