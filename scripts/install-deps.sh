@@ -14,6 +14,7 @@ packages=(
   python3 python3-h5py python3-numpy  # format tests read shards back with h5py
   clang libclang-rt-14-dev            # libFuzzer, ASan/UBSan runtimes (scripts/fuzz.sh)
   iproute2 util-linux                 # multi-host test: network namespaces (ip), unshare
+  chromium                            # plan --svg as a browser renders it (headless test)
 )
 missing=()
 for p in "${packages[@]}"; do
