@@ -53,6 +53,9 @@ expect_not_in "$d/upfront.log" "No space left on device"
 [[ -z "$(ls -A "$d/small")" ]] && pass || fail "D8: leftovers on the small disk: $(ls -A "$d/small")"
 expect_exit 3 "$d/upfront-gen.log" -- mpi 1 "$tool" generate --placement "$d/old.json" --tensors "w:fp32:1024x64" --seed 1 --output "$d/small/gen"
 expect_in "$d/upfront-gen.log" "the new checkpoint needs at least"
+# The output named with a trailing slash (as in README's example): the same check.
+expect_exit 3 "$d/upfront-slash.log" -- run --output "$d/small/out/"
+expect_in "$d/upfront-slash.log" "on the filesystem of '$d/small', which has"
 
 # D1, D2: the output's disk fills after the check (both processes stop once their shards
 # are open; then only 2 MiB are left free).

@@ -4,6 +4,7 @@
 
 #include "eplb/core/log.hpp"
 #include "eplb/engine/agreement.hpp"
+#include "eplb/engine/shared_dirs.hpp"
 #include "eplb/io/atomic_dir.hpp"
 #include "eplb/runtime/mpi.hpp"
 
@@ -28,8 +29,7 @@ CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output,
   if (core::log::is_leader()) {
     capture(space, [&] {
       // The staging directory lies next to the output, on the filesystem of its parent.
-      const fs::path parent = output_.has_parent_path() ? output_.parent_path() : fs::path(".");
-      io::require_free_space(parent, min_bytes, "the new checkpoint");
+      io::require_free_space(output_parent(output_).path, min_bytes, "the new checkpoint");
     });
   }
   agree(group_, space, "checking the output's free space");

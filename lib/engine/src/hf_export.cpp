@@ -25,6 +25,7 @@
 #include "eplb/engine/direct_io.hpp"
 #include "eplb/engine/hf_io.hpp"
 #include "eplb/engine/rebalance.hpp"
+#include "eplb/engine/shared_dirs.hpp"
 #include "eplb/hf/model.hpp"
 #include "eplb/hf/safetensors.hpp"
 #include "eplb/io/atomic_dir.hpp"
@@ -385,9 +386,8 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
     capture(space_problems, [&] {
       uint64_t bytes = 0;
       for (const auto& file : ck.base->files()) bytes += file.file_size();
-      const fs::path parent =
-          options.output.has_parent_path() ? options.output.parent_path() : fs::path(".");
-      io::require_free_space(parent, bytes, "the Hugging Face checkpoint");
+      io::require_free_space(output_parent(options.output).path, bytes,
+                             "the Hugging Face checkpoint");
     });
   }
   agree(session.group(), space_problems, "checking the output's free space");
