@@ -24,15 +24,9 @@ CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output,
   }
   // On failure the owner was never made: nothing of anybody else's can be removed.
   agree(group_, problems, "taking ownership of the output");
-  // On failure the owner removes the (empty) staging directory and releases the name.
-  core::ProblemList space(core::ErrorKind::kIo);
-  if (core::log::is_leader()) {
-    capture(space, [&] {
-      // The staging directory lies next to the output, on the filesystem of its parent.
-      io::require_free_space(output_parent(output_).path, min_bytes, "the new checkpoint");
-    });
-  }
-  agree(group_, space, "checking the output's free space");
+  // The staging directory lies next to the output, on the filesystem of its parent. On
+  // failure the owner removes the (empty) staging directory and releases the name.
+  check_free_space(group_, output_parent(output_).path, min_bytes, "the new checkpoint");
   // NOTE: every rank derives the same id from the same identity text; no communication.
   checkpoint_id_ = io::checkpoint_id_for(identity);
 }

@@ -381,16 +381,10 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
   agree(session.group(), stage_problems, "staging the output");
   // The safetensors files are rebuilt at their base sizes: they must fit (the owner removes
   // the empty staging directory on failure).
-  core::ProblemList space_problems(ErrorKind::kIo);
-  if (session.rank() == 0) {
-    capture(space_problems, [&] {
-      uint64_t bytes = 0;
-      for (const auto& file : ck.base->files()) bytes += file.file_size();
-      io::require_free_space(output_parent(options.output).path, bytes,
-                             "the Hugging Face checkpoint");
-    });
-  }
-  agree(session.group(), space_problems, "checking the output's free space");
+  uint64_t base_bytes = 0;
+  for (const auto& file : ck.base->files()) base_bytes += file.file_size();
+  check_free_space(session.group(), output_parent(options.output).path, base_bytes,
+                   "the Hugging Face checkpoint");
 
   // Write: process p rebuilds files p, p + size, ... of the base.
   HfReport report;

@@ -33,6 +33,7 @@
 #include "eplb/engine/inputs.hpp"
 #include "eplb/engine/layer_buffer.hpp"
 #include "eplb/engine/layer_step.hpp"
+#include "eplb/engine/shared_dirs.hpp"
 #include "eplb/engine/wire_format.hpp"
 #include "eplb/io/atomic_dir.hpp"
 #include "eplb/io/journal.hpp"
@@ -378,15 +379,9 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
   journal_bytes += copy_bytes > hold_budget_ ? copy_bytes - hold_budget_ : 0;
   const auto all_journals = runtime::all_sum(
       session.group(), {static_cast<long long>(journal_bytes)}, "sizing the journals")[0];
-  core::ProblemList space(core::ErrorKind::kIo);
-  if (core::log::is_leader()) {
-    capture(space, [&] {
-      io::require_free_space(inputs.input_dir, static_cast<uint64_t>(all_journals),
-                             "the journal of the update in place",
-                             "make room, or copy it to another filesystem (--output)");
-    });
-  }
-  agree(session.group(), space, "checking the journal's free space");
+  check_free_space(session.group(), inputs.input_dir, static_cast<uint64_t>(all_journals),
+                   "the journal of the update in place",
+                   "make room, or copy it to another filesystem (--output)");
   // The layers' checksum arrays (a few hundred bytes each, read buffered) are asked for
   // all at once, so that the per-layer reads find them in the page cache; the rows
   // themselves are read with O_DIRECT (RowFile::read), past it.

@@ -138,4 +138,13 @@ void check_shared_directories(const runtime::MpiSession& session,
   agree(group, seen, "checking that the directories are shared by every host");
 }
 
+void check_free_space(const runtime::Group& group, const fs::path& dir, uint64_t bytes,
+                      std::string_view what, std::string_view remedy) {
+  core::ProblemList problems(core::ErrorKind::kIo);
+  if (core::log::is_leader()) {
+    capture(problems, [&] { io::require_free_space(dir, bytes, what, remedy); });
+  }
+  agree(group, problems, "checking the free space");
+}
+
 }  // namespace eplb::engine

@@ -4,8 +4,10 @@
 // late, with a raw HDF5 error, or publish a checkpoint missing the other hosts' shards.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "eplb/runtime/mpi.hpp"
@@ -35,5 +37,12 @@ SharedDirectory output_parent(const std::filesystem::path& output);
 // to the loaders and the output's checks, which say so more precisely.
 void check_shared_directories(const runtime::MpiSession& session,
                               const std::vector<SharedDirectory>& dirs);
+
+// Collective over `group`, before a job writes under `dir`: rank 0 checks that `bytes`
+// fit in the free space of its filesystem (io::require_free_space, naming `what` and
+// `remedy`), and every process throws core::Error(kIo) (exit 3) when they do not.
+void check_free_space(const runtime::Group& group, const std::filesystem::path& dir, uint64_t bytes,
+                      std::string_view what,
+                      std::string_view remedy = "make room or choose another directory");
 
 }  // namespace eplb::engine
