@@ -107,6 +107,7 @@ for r in $(seq "$rounds"); do
   # Same bytes as the copy: every shard and the manifest's placement.
   for f in "$work"/out/rank-*.h5; do cmp -s "$f" "$work/ckpt/$(basename "$f")" || { echo "MISMATCH $f" >&2; exit 1; }; done
   back=$(timed "back-$r" run --in-place --old "$work/new.json" --new "$work/old.json" --input "$work/ckpt")
+  echo "$copy $inplace $back" >>"$work/walls.txt"
   printf '%-6s %10.2f %14.2f %14.2f %8.2f\n' "$r" "$copy" "$inplace" "$back" "$(awk -v a="$copy" -v b="$inplace" 'BEGIN { print a / b }')"
 done
 # The honest price of a recomputed whole-file xxh3 (--check-files: reads every changed shard).
@@ -145,4 +146,24 @@ print("rows journaled / copied from a source, per in-place run: " + " ".join(
 print(f"disk bytes alone: copy {copy_serial:.2f} s serial, {copy_overlap:.2f} s overlapped; "
       f"in place {in_place:.2f} s; ratio {copy_serial / in_place:.2f} (serial copy), "
       f"{copy_overlap / in_place:.2f} (overlapped copy)")
+# The ceiling this machine puts on the end-to-end ratio: the update's disk bytes moved as
+# fast as the copy moved its own (reads and writes together, from the copies' own totals),
+# plus what each command spends outside the run (mpirun, MPI start-up, exit: wall minus
+# the run's own total, the mean over every run), which both modes pay.
+walls = [list(map(float, line.split())) for line in open(f"{work}/walls.txt")]
+copy_walls = [w[0] for w in walls]
+update_walls = [x for w in walls for x in w[1:]]
+outside = [w - r["seconds"]["total"] for w, r in zip(update_walls, runs)] + \
+          [w - k["seconds"]["total"] for w, k in zip(copy_walls, copies)]
+outside_s = sum(outside) / len(outside)
+copy_rate = sum(k["bytes"]["read"] + k["bytes"]["written"] for k in copies) / \
+            sum(k["seconds"]["total"] for k in copies)
+update_bytes = i["read"] + i["written"] + journaled
+best_update = update_bytes / copy_rate
+mean_copy = sum(copy_walls) / len(copy_walls)
+mean_update = sum(update_walls) / len(update_walls)
+print(f"ceiling: at the copy's own rate ({copy_rate / 1e9:.2f} GB/s read + written), the update's "
+      f"{update_bytes / 1e9:.2f} GB take {best_update:.2f} s; with {outside_s:.2f} s per command "
+      f"outside the run, copy / in place can reach at most {mean_copy / (best_update + outside_s):.2f} "
+      f"end to end (measured {mean_copy / mean_update:.2f}, means over the rounds)")
 PY
