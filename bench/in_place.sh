@@ -164,6 +164,6 @@ mean_copy = sum(copy_walls) / len(copy_walls)
 mean_update = sum(update_walls) / len(update_walls)
 print(f"ceiling: at the copy's own rate ({copy_rate / 1e9:.2f} GB/s read + written), the update's "
       f"{update_bytes / 1e9:.2f} GB take {best_update:.2f} s; with {outside_s:.2f} s per command "
-      f"outside the run, copy / in place can reach at most {mean_copy / (best_update + outside_s):.2f} "
-      f"end to end (measured {mean_copy / mean_update:.2f}, means over the rounds)")
+      f"outside the run, copy / in place would be {mean_copy / (best_update + outside_s):.2f} at best "
+      f"end to end (an estimate; measured {mean_copy / mean_update:.2f}, means over the rounds)")
 PY
