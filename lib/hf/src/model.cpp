@@ -48,13 +48,34 @@ std::optional<int64_t> int_key(const json& j, std::string_view key) {
   return it->get<int64_t>();
 }
 
-int32_t required_int(const json& j, std::string_view key, const std::string& source, int64_t min) {
+int32_t required_int(const json& j, std::string_view key, const std::string& source, int64_t min,
+                     int64_t max = INT32_MAX) {
   auto value = int_key(j, key);
-  if (!value || *value < min || *value > INT32_MAX) {
+  if (!value || *value < min || *value > max) {
     throw Error(ErrorKind::kInput, "'" + source + "': \"" + std::string(key) +
-                                       "\" must be an integer >= " + std::to_string(min));
+                                       "\" must be an integer from " + std::to_string(min) +
+                                       " to " + std::to_string(max));
   }
   return static_cast<int32_t>(*value);
+}
+
+// More model layers than any model has: the layer list is built from the config before a
+// tensor is looked at, so a typo there must not ask for gigabytes.
+constexpr int64_t kMaxLayers = int64_t{1} << 20;
+
+// Problems of one kind listed one by one up to this many, then counted: a config or a
+// tensor name that declares two billion experts must not make two billion lines.
+constexpr size_t kListed = 8;
+
+// config.json's "model_type": "" when absent; anything but a string is an input error.
+std::string model_type_of(const json& config, const std::string& source) {
+  auto it = config.find("model_type");
+  if (it == config.end() || it->is_null()) return "";
+  if (!it->is_string()) {
+    throw Error(ErrorKind::kInput, "'" + source + "': \"model_type\" must be a string, got " +
+                                       std::string(it->type_name()));
+  }
+  return it->get<std::string>();
 }
 
 std::set<int64_t> int_list(const json& j, std::string_view key, const std::string& source) {
@@ -227,7 +248,40 @@ void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
       continue;
     }
     for (int32_t layer : map.model_layers) {
-      for (int32_t e = 0; e < (t.stacked ? 1 : n); ++e) {
+      // The experts to look at: those found (below n), and those missing, of which the
+      // first kListed are named and the rest counted. Never a loop over n itself.
+      std::vector<int32_t> experts;
+      std::string more_missing;  // added after the named ones
+      if (t.stacked) {
+        experts.push_back(0);
+      } else {
+        static const std::map<int32_t, std::string> kNone;
+        const std::map<int32_t, std::string>* ids = &kNone;
+        if (auto pe = f.per_expert.find(layer); pe != f.per_expert.end()) {
+          if (auto te = pe->second.find(tensor); te != pe->second.end()) ids = &te->second;
+        }
+        int64_t present = 0;
+        for (const auto& [e, name] : *ids) {
+          if (e >= n) break;
+          experts.push_back(e);
+          ++present;
+        }
+        std::vector<int32_t> missing;
+        auto next = ids->begin();
+        for (int32_t e = 0; e < n && missing.size() < kListed; ++e) {
+          while (next != ids->end() && next->first < e) ++next;
+          if (next == ids->end() || next->first != e) missing.push_back(e);
+        }
+        experts.insert(experts.end(), missing.begin(), missing.end());
+        if (n - present > static_cast<int64_t>(missing.size())) {
+          more_missing = "'" + source + "' layer " + std::to_string(layer) + ": tensor '" +
+                         t.hf_template + "' is missing for " +
+                         std::to_string(n - present - static_cast<int64_t>(missing.size())) +
+                         " more of the " + std::to_string(n) + " experts (" +
+                         std::to_string(present) + " found)";
+        }
+      }
+      for (const int32_t e : experts) {
         const std::string name = expand(t.hf_template, layer, e);
         auto it = catalog.find(name);
         if (it == catalog.end()) {
@@ -255,6 +309,7 @@ void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
                        ": the experts of a model must all have the same tensors");
         }
       }
+      if (!more_missing.empty()) problems.add(more_missing);
     }
     // A loop, not a lambda: clang 14 (Debian 12's, the fuzz build) cannot capture `t`.
     int64_t elements = 1;
@@ -298,7 +353,7 @@ std::string known_model_types() {
 
 MoeLayout detect_moe_layers(const json& config_in, const std::string& source) {
   if (!config_in.is_object()) throw Error(ErrorKind::kInput, "'" + source + "': not a JSON object");
-  const std::string model_type = config_in.value("model_type", std::string());
+  const std::string model_type = model_type_of(config_in, source);
   const Family* family = nullptr;
   for (const auto& f : kFamilies) {
     if (f.model_type == model_type) family = &f;
@@ -313,7 +368,7 @@ MoeLayout detect_moe_layers(const json& config_in, const std::string& source) {
                            ? config_in["text_config"]
                            : config_in;
   MoeLayout out;
-  out.num_hidden_layers = required_int(config, "num_hidden_layers", source, 1);
+  out.num_hidden_layers = required_int(config, "num_hidden_layers", source, 1, kMaxLayers);
   std::string_view experts_key = family->experts_keys[0];
   for (std::string_view key : family->experts_keys) {
     if (!key.empty() && config.contains(key)) {
@@ -323,28 +378,31 @@ MoeLayout detect_moe_layers(const json& config_in, const std::string& source) {
   }
   out.num_logical_experts = required_int(config, experts_key, source, 1);
   const std::string_view type = family->model_type;
+  const bool deepseek = type == "deepseek_v3" || type == "deepseek_v2" || type == "kimi_k2";
+  const bool qwen = type == "qwen3_moe" || type == "qwen2_moe";
+  const bool llama4 = type == "llama4" || type == "llama4_text";
+  const int64_t first_dense = int_key(config, "first_k_dense_replace").value_or(0);
+  const int64_t freq = std::max<int64_t>(1, int_key(config, "moe_layer_freq").value_or(1));
+  const int64_t sparse_step = int_key(config, "decoder_sparse_step").value_or(1);
+  if (qwen && sparse_step < 1) {
+    throw Error(ErrorKind::kInput, "'" + source + "': \"decoder_sparse_step\" must be >= 1");
+  }
+  const std::set<int64_t> mlp_only =
+      qwen ? int_list(config, "mlp_only_layers", source) : std::set<int64_t>();
+  const bool moe_listed =
+      llama4 && config.contains("moe_layers") && !config["moe_layers"].is_null();
+  const std::set<int64_t> moe_layers =
+      llama4 ? int_list(config, "moe_layers", source) : std::set<int64_t>();
+  const int64_t interleave =
+      std::max<int64_t>(1, int_key(config, "interleave_moe_layer_step").value_or(1));
   for (int32_t layer = 0; layer < out.num_hidden_layers; ++layer) {
     bool moe = true;
-    if (type == "deepseek_v3" || type == "deepseek_v2" || type == "kimi_k2") {
-      const int64_t first_dense = int_key(config, "first_k_dense_replace").value_or(0);
-      const int64_t freq = std::max<int64_t>(1, int_key(config, "moe_layer_freq").value_or(1));
+    if (deepseek) {
       moe = layer >= first_dense && layer % freq == 0;
-    } else if (type == "qwen3_moe" || type == "qwen2_moe") {
-      const int64_t step = int_key(config, "decoder_sparse_step").value_or(1);
-      if (step < 1) {
-        throw Error(ErrorKind::kInput, "'" + source + "': \"decoder_sparse_step\" must be >= 1");
-      }
-      moe =
-          int_list(config, "mlp_only_layers", source).count(layer) == 0 && (layer + 1) % step == 0;
-    } else if (type == "llama4" || type == "llama4_text") {
-      auto listed = int_list(config, "moe_layers", source);
-      if (config.contains("moe_layers") && !config["moe_layers"].is_null()) {
-        moe = listed.count(layer) != 0;
-      } else {
-        const int64_t step =
-            std::max<int64_t>(1, int_key(config, "interleave_moe_layer_step").value_or(1));
-        moe = (layer + 1) % step == 0;
-      }
+    } else if (qwen) {
+      moe = mlp_only.count(layer) == 0 && (layer + 1) % sparse_step == 0;
+    } else if (llama4) {
+      moe = moe_listed ? moe_layers.count(layer) != 0 : (layer + 1) % interleave == 0;
     }
     if (moe) out.moe_layers.push_back(layer);
   }
@@ -396,10 +454,10 @@ ModelMap map_model(const json& config, const Catalog& catalog, const std::string
     }
     map.model_layers.assign(found.layers.begin(), found.layers.end());
     map.num_logical_experts = experts_from_names(found, catalog);
-    if (config.is_object()) map.model_type = config.value("model_type", std::string());
+    if (config.is_object()) map.model_type = model_type_of(config, source + "/config.json");
   } else {
     const MoeLayout layout = detect_moe_layers(config, source + "/config.json");
-    map.model_type = config.value("model_type", std::string());
+    map.model_type = model_type_of(config, source + "/config.json");
     map.num_logical_experts = layout.num_logical_experts;
     map.model_layers = layout.moe_layers;
     std::vector<std::string_view> matching;
@@ -435,12 +493,20 @@ ModelMap map_model(const json& config, const Catalog& catalog, const std::string
                      "', but config.json makes it a dense layer");
       }
     }
+    std::vector<int32_t> empty_layers;
     for (int32_t layer : map.model_layers) {
-      if (found.layers.count(layer) == 0) {
-        problems.add("'" + source + "': MoE layer " + std::to_string(layer) +
-                     " has no expert tensors (nothing named '" + expand(map.container, layer, 0) +
-                     "...')");
-      }
+      if (found.layers.count(layer) == 0) empty_layers.push_back(layer);
+    }
+    for (size_t i = 0; i < std::min(empty_layers.size(), kListed); ++i) {
+      problems.add("'" + source + "': MoE layer " + std::to_string(empty_layers[i]) +
+                   " has no expert tensors (nothing named '" +
+                   expand(map.container, empty_layers[i], 0) + "...')");
+    }
+    if (empty_layers.size() > kListed) {
+      problems.add("'" + source + "': " + std::to_string(empty_layers.size() - kListed) +
+                   " more of the " + std::to_string(map.model_layers.size()) +
+                   " MoE layers config.json declares have no expert tensors either (the last: " +
+                   std::to_string(empty_layers.back()) + ")");
     }
   }
   if (map.num_logical_experts < 1) problems.add("'" + source + "': no expert found");

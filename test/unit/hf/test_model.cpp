@@ -1,4 +1,5 @@
 // The Hugging Face name mapping (eplb/hf/model.hpp): families, containers, errors.
+#include <algorithm>
 #include <catch2/catch.hpp>
 
 #include "eplb/core/error.hpp"
@@ -195,4 +196,56 @@ TEST_CASE("--experts pattern: layers and expert count from the names") {
   CHECK(eplb::hf::pattern_problem("blocks.{L}.moe") == "it must end with '.'");
   CHECK_THAT(message_of([&] { map_model(json(), c, "x.{L}.", "hf"); }),
              Catch::Contains("no tensor name matches --experts 'x.{L}.'"));
+}
+
+TEST_CASE("a huge expert or layer count is an input error, listed briefly, not a loop over it") {
+  const auto lines = [](const std::string& text) {
+    return static_cast<size_t>(std::count(text.begin(), text.end(), '\n'));
+  };
+  // Two billion routed experts in config.json, four in the files: 8 named per layer and
+  // tensor, the rest counted (this ran out of memory before).
+  auto config = deepseek_config();
+  config["n_routed_experts"] = 2000000000;
+  auto text = message_of([&] { map_model(config, deepseek_catalog(), "", "hf"); });
+  CHECK_THAT(text, Catch::Contains("'hf' layer 1, expert 4: tensor "
+                                   "'model.layers.1.mlp.experts.4.down_proj.weight' is missing"));
+  CHECK_THAT(text, Catch::Contains("'hf' layer 2, expert 11: tensor "));
+  CHECK_THAT(text, !Catch::Contains("expert 12:"));
+  CHECK_THAT(text, Catch::Contains("'hf' layer 2: tensor 'model.layers.{L}.mlp.experts.{E}.gate_"
+                                   "proj.weight' is missing for 1999999988 more of the 2000000000 "
+                                   "experts (4 found)"));
+  CHECK(lines(text) == 2 * 3 * 9);  // 2 layers x 3 tensors x (8 named + 1 count)
+
+  // The same from a name: an expert id near INT32_MAX under --experts.
+  Catalog c;
+  c["blocks.0.moe.0.w"] = {DType::kFp16, {2}, "a"};
+  c["blocks.0.moe.2147483646.w"] = {DType::kFp16, {2}, "a"};
+  text = message_of([&] { map_model(json(), c, "blocks.{L}.moe.", "hf"); });
+  CHECK_THAT(text, Catch::Contains("is missing for 2147483637 more of the 2147483647 experts (2 "
+                                   "found)"));
+  CHECK(lines(text) == 9);
+
+  // Layers: more than any model has is refused up front; many without tensors are counted.
+  config = deepseek_config();
+  config["num_hidden_layers"] = 2000000000;
+  CHECK_THAT(message_of([&] { map_model(config, deepseek_catalog(), "", "hf"); }),
+             Catch::Contains("\"num_hidden_layers\" must be an integer from 1 to 1048576"));
+  config["num_hidden_layers"] = 1048576;
+  text = message_of([&] { map_model(config, deepseek_catalog(), "", "hf"); });
+  CHECK_THAT(text, Catch::Contains("'hf': MoE layer 3 has no expert tensors"));
+  CHECK_THAT(text, Catch::Contains("'hf': 1048565 more of the 1048575 MoE layers config.json "
+                                   "declares have no expert tensors either (the last: 1048575)"));
+  CHECK(lines(text) == 9);
+}
+
+TEST_CASE("a model_type that is not a string is an input error") {
+  auto config = deepseek_config();
+  config["model_type"] = 8;
+  CHECK_THAT(message_of([&] { map_model(config, deepseek_catalog(), "", "hf"); }),
+             Catch::Contains("'hf/config.json': \"model_type\" must be a string, got number"));
+  // With --experts the family is not needed, but a config that has one must still be sane.
+  Catalog c;
+  c["blocks.0.moe.0.w"] = {DType::kFp16, {2}, "a"};
+  CHECK_THAT(message_of([&] { map_model(config, c, "blocks.{L}.moe.", "hf"); }),
+             Catch::Contains("\"model_type\" must be a string, got number"));
 }
