@@ -29,7 +29,7 @@ seconds=${EPLB_FUZZ_SECONDS:-60}
 seed=${EPLB_FUZZ_SEED:-$(((RANDOM << 15 | RANDOM) + 1))}
 targets=("$@")
 if ((${#targets[@]} == 0)); then
-  targets=(fuzz_placement fuzz_manifest fuzz_shard fuzz_parse_header fuzz_hf_model)
+  targets=(fuzz_placement fuzz_manifest fuzz_shard fuzz_parse_header fuzz_hf_model fuzz_loads)
 fi
 launcher=()
 if command -v ccache >/dev/null 2>&1; then
