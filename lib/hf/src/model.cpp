@@ -260,12 +260,11 @@ void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
         if (auto pe = f.per_expert.find(layer); pe != f.per_expert.end()) {
           if (auto te = pe->second.find(tensor); te != pe->second.end()) ids = &te->second;
         }
-        int64_t present = 0;
         for (const auto& [e, name] : *ids) {
           if (e >= n) break;
           experts.push_back(e);
-          ++present;
         }
+        const auto present = static_cast<int64_t>(experts.size());
         std::vector<int32_t> missing;
         auto next = ids->begin();
         for (int32_t e = 0; e < n && missing.size() < kListed; ++e) {
