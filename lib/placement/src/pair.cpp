@@ -158,6 +158,7 @@ PlacementPair load_pair(const PairOptions& options) {
   old_options.fallback_ep_size =
       mapping ? std::optional<int32_t>(mapping->num_old_ranks()) : options.checkpoint_ep_size;
   old_options.num_logical_experts = options.checkpoint_num_logical_experts;
+  old_options.model_layers = options.model_layers;
   const bool old_ok = collect(problems, [&] {
     pair.old_placement = load_placement_argument(options.old_arg, "--old", old_options);
   });
@@ -175,6 +176,12 @@ PlacementPair load_pair(const PairOptions& options) {
     // The old file's problems are reported; do not add "pass --ep-size" for the new one.
     new_options.fallback_ep_size =
         options.old_ep_size ? options.old_ep_size : options.checkpoint_ep_size;
+  }
+  new_options.model_layers = options.model_layers;
+  if (old_ok && !options.model_layers && !pair.old_placement.model_layer_ids.empty()) {
+    new_options.model_layers =
+        ModelLayers{pair.old_placement.model_layer_ids, pair.old_placement.num_hidden_layers,
+                    "as '" + pair.old_name + "' records them"};
   }
   if (old_ok) {
     new_options.num_logical_experts = pair.old_placement.num_logical_experts;

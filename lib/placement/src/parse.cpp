@@ -33,92 +33,9 @@ using core::json::as_int;
 using core::json::describe;
 using core::json::pointer_to_key;
 
-constexpr std::string_view kFormatName = "eplb-placement";
-constexpr int64_t kSupportedVersion = 1;
 constexpr int64_t kInt32Max = std::numeric_limits<int32_t>::max();
 // A broken map (e.g. all strings) would otherwise print one line per slot.
 constexpr int kMaxProblemsPerLayer = 20;
-
-void check_format_and_version(const json& doc, Reporter& report) {
-  if (!doc.contains("format")) {
-    report.add("", "missing required key \"format\"");
-  } else if (const json& format = doc.at("format"); !format.is_string()) {
-    report.add("/format", fmt::format("expected a string, got {}", describe(format)));
-  } else if (format.get_ref<const std::string&>() != kFormatName) {
-    report.add("/format",
-               fmt::format("unknown format {} (expected \"{}\")", format.dump(), kFormatName));
-  }
-  if (!doc.contains("version")) {
-    report.add("", "missing required key \"version\"");
-  } else if (const auto version = as_int(doc.at("version")); !version) {
-    report.add("/version", fmt::format("expected an integer, got {}", describe(doc.at("version"))));
-  } else if (*version != kSupportedVersion) {
-    report.add("/version", fmt::format("unsupported version {} (this build reads version {})",
-                                       *version, kSupportedVersion));
-  }
-}
-
-// model_layer_ids: one distinct non-negative integer per layer (length checked in finish).
-std::vector<int32_t> read_model_layer_ids(const json& value, Reporter& report) {
-  std::vector<int32_t> ids;
-  if (!value.is_array()) {
-    report.add("/model_layer_ids",
-               fmt::format("expected an array of integers, got {}", describe(value)));
-    return ids;
-  }
-  std::set<int64_t> seen;
-  for (size_t i = 0; i < value.size(); ++i) {
-    const auto id = as_int(value[i]);
-    const std::string pointer = fmt::format("/model_layer_ids/{}", i);
-    if (!id) {
-      report.add(pointer, fmt::format("expected an integer, got {}", describe(value[i])));
-    } else if (*id < 0 || *id > kInt32Max) {
-      report.add(pointer, fmt::format("model layer id {} is out of range [0, {}]", *id, kInt32Max));
-    } else if (!seen.insert(*id).second) {
-      report.add(pointer, fmt::format("model layer id {} appears twice", *id));
-    } else {
-      ids.push_back(static_cast<int32_t>(*id));
-    }
-  }
-  if (ids.size() != value.size()) ids.clear();
-  return ids;
-}
-
-Extracted extract_canonical(const json& doc, Reporter& report) {
-  report_unknown_keys(doc,
-                      {"format", "version", "ep_size", "num_slots_per_rank", "num_logical_experts",
-                       "model_layer_ids", "physical_to_logical_map"},
-                      "", report);
-  check_format_and_version(doc, report);
-  Extracted ex;
-  ex.form = "canonical";
-  ex.gives_ep_size = true;
-  ex.ep_size = {std::nullopt, "ep_size", "/ep_size"};
-  ex.num_logical_experts.key = "num_logical_experts";
-  ex.num_logical_experts.pointer = "/num_logical_experts";
-  set_array_pointers(ex, "/physical_to_logical_map");
-  if (doc.contains("ep_size")) {
-    ex.ep_size.value = read_count(doc, "ep_size", "/ep_size", report);
-  } else {
-    report.add("", "missing required key \"ep_size\"");
-  }
-  if (doc.contains("num_slots_per_rank")) {
-    ex.num_slots_per_rank = read_count(doc, "num_slots_per_rank", "/num_slots_per_rank", report);
-  }
-  if (doc.contains("num_logical_experts")) {
-    ex.num_logical_experts.value =
-        read_count(doc, "num_logical_experts", "/num_logical_experts", report);
-  }
-  if (doc.contains("model_layer_ids")) {
-    ex.model_layer_ids = read_model_layer_ids(doc.at("model_layer_ids"), report);
-  }
-  if (doc.contains("physical_to_logical_map")) {
-    ex.map = doc.at("physical_to_logical_map");
-  } else {
-    report.add("", "missing required key \"physical_to_logical_map\"");
-  }
-  return ex;
-}
 
 Extracted extract_map_only(std::string form, const json& map, const std::string& map_pointer) {
   Extracted ex;
@@ -134,8 +51,12 @@ bool has_any(const json& doc, std::initializer_list<const char*> keys) {
 
 // Tells the forms apart by their keys. An object with the keys of no form is not guessed
 // at; an object close to the canonical form is read as it, so a typo there is reported.
-Extracted extract(const json& doc, Reporter& report) {
-  if (doc.is_array()) return extract_map_only("bare array", doc, "");
+Extracted extract_form(const json& doc, Reporter& report) {
+  if (doc.is_array()) {
+    Extracted ex = extract_map_only("bare array", doc, "");
+    ex.rows_may_be_hidden_layers = true;
+    return ex;
+  }
   if (!doc.is_object()) {
     report.add("", unrecognised(fmt::format("found {}, not an object or an array", describe(doc))));
     return {};
@@ -148,8 +69,10 @@ Extracted extract(const json& doc, Reporter& report) {
   }
   if (has_any(doc, {"num_slots", "initial_global_assignments"})) return extract_trtllm(doc, report);
   if (doc.size() == 1 && doc.contains("physical_to_logical_map")) {
-    return extract_map_only("SGLang", doc.at("physical_to_logical_map"),
-                            "/physical_to_logical_map");
+    Extracted ex =
+        extract_map_only("SGLang", doc.at("physical_to_logical_map"), "/physical_to_logical_map");
+    ex.rows_may_be_hidden_layers = true;
+    return ex;
   }
   if (has_any(doc, {"physical_to_logical_map", "ep_size", "num_slots_per_rank",
                     "num_logical_experts", "model_layer_ids"})) {
@@ -161,6 +84,12 @@ Extracted extract(const json& doc, Reporter& report) {
   }
   report.add("", unrecognised(keys.empty() ? "an empty object" : "top-level keys: " + keys));
   return {};
+}
+
+Extracted extract(const json& doc, Reporter& report) {
+  Extracted ex = extract_form(doc, report);
+  ex.has_unknown_ep_size = doc.is_object() && doc.contains("ep_size") && !ex.gives_ep_size;
+  return ex;
 }
 
 // ep_size comes from the file or the caller (--ep-size); both must agree.
@@ -176,6 +105,7 @@ std::optional<int64_t> resolve_ep_size(const Extracted& ex, const ParseOptions& 
     return ex.ep_size.value;
   }
   if (!options.ep_size && options.fallback_ep_size) return *options.fallback_ep_size;
+  if (!options.ep_size && ex.has_unknown_ep_size) return std::nullopt;  // reported already
   if (!options.ep_size) {
     report.add("", fmt::format("the {} form does not give ep_size: pass --ep-size", ex.form));
     return std::nullopt;
@@ -343,13 +273,6 @@ std::vector<int32_t> read_layer(const Extracted& ex, size_t layer_idx, int64_t n
   return ids;
 }
 
-bool is_identity(const std::vector<int32_t>& ids) {
-  for (size_t i = 0; i < ids.size(); ++i) {
-    if (ids[i] != static_cast<int32_t>(i)) return false;
-  }
-  return true;
-}
-
 // The first line that is not blank, and whether more non-blank text follows it.
 std::pair<std::string, bool> first_line(const std::string& text) {
   size_t start = 0;
@@ -449,12 +372,14 @@ Placement finish(const Extracted& ex, const ParseOptions& options, Reporter& rep
           read_layer(ex, layer_idx, num_logical_experts.value_or(0), report));
     }
   }
+  if (map.is_array() && placement.physical_to_logical_map.size() == map.size()) {
+    apply_model_layers(ex, options, placement, report);
+  }
   report.throw_if_any();
   EPLB_ASSERT(ep_size && slots_per_rank && num_logical_experts);
   placement.ep_size = static_cast<int32_t>(*ep_size);
   placement.num_slots_per_rank = static_cast<int32_t>(*slots_per_rank);
   placement.num_logical_experts = static_cast<int32_t>(*num_logical_experts);
-  if (!is_identity(ex.model_layer_ids)) placement.model_layer_ids = ex.model_layer_ids;
   return placement;
 }
 
@@ -475,45 +400,8 @@ Placement parse_placement(const std::string& text, const ParseOptions& options) 
   } else {
     doc = yaml_to_json(text, report);
   }
-  const Extracted ex = extract(doc, report);
+  const Extracted ex = extract(unwrap_trtllm_options(doc, report), report);
   return finish(ex, options, report);
-}
-
-std::optional<Placement> read_placement_object(const nlohmann::json& object,
-                                               std::string_view pointer,
-                                               core::json::Reporter& report) {
-  using namespace detail;
-  struct RestorePrefix {
-    core::json::Reporter& report;
-    std::string saved;
-    ~RestorePrefix() { report.set_prefix(saved); }
-  } restore{report, report.prefix()};
-  report.set_prefix(report.prefix() + std::string(pointer));
-  if (!object.is_object()) {
-    report.add("", fmt::format("expected a placement object, got {}", describe(object)));
-    return std::nullopt;
-  }
-  const size_t num_problems_before = report.problems().size();
-  // Embedded: no format or version of its own, and every count stated.
-  for (const char* key : {"format", "version", "model_layer_ids"}) {
-    if (object.contains(key))
-      report.add(pointer_to_key(key), fmt::format("unknown key \"{}\"", key));
-  }
-  for (const char* key : {"num_slots_per_rank", "num_logical_experts"}) {
-    if (!object.contains(key)) report.add("", fmt::format("missing required key \"{}\"", key));
-  }
-  json canonical = object;
-  canonical["format"] = std::string(kFormatName);
-  canonical["version"] = kSupportedVersion;
-  canonical.erase("model_layer_ids");
-  try {
-    const Extracted ex = extract_canonical(canonical, report);
-    Placement placement = finish(ex, ParseOptions{}, report);
-    if (report.problems().size() != num_problems_before) return std::nullopt;
-    return placement;
-  } catch (const core::Error&) {
-    return std::nullopt;  // every problem is in `report`
-  }
 }
 
 }  // namespace eplb::placement

@@ -114,6 +114,7 @@ std::string to_json(const Placement& placement) {
   field("num_slots_per_rank", placement.num_slots_per_rank);
   field("num_logical_experts", placement.num_logical_experts);
   if (!placement.model_layer_ids.empty()) field("model_layer_ids", placement.model_layer_ids);
+  if (placement.num_hidden_layers > 0) field("num_hidden_layers", placement.num_hidden_layers);
   out += "  \"physical_to_logical_map\": [\n";
   const auto& layers = placement.physical_to_logical_map;
   for (size_t layer_idx = 0; layer_idx < layers.size(); ++layer_idx) {
@@ -129,9 +130,17 @@ std::vector<std::string> check_compatible(const Placement& old_placement,
                                           const CompatibleOptions& options) {
   std::vector<std::string> problems;
   if (old_placement.num_layers() != new_placement.num_layers()) {
-    problems.push_back(fmt::format("'{}' has {} layers, but '{}' has {}", new_name,
-                                   new_placement.num_layers(), old_name,
-                                   old_placement.num_layers()));
+    // A map with a row per hidden layer (SGLang's) is read as MoE rows only when the
+    // model's layers are known: say how to give them.
+    const bool numbering_known =
+        !old_placement.model_layer_ids.empty() && !new_placement.model_layer_ids.empty();
+    problems.push_back(fmt::format("'{}' has {} layers, but '{}' has {}{}", new_name,
+                                   new_placement.num_layers(), old_name, old_placement.num_layers(),
+                                   numbering_known
+                                       ? ""
+                                       : fmt::format(" (if one has a row per hidden layer, as "
+                                                     "SGLang's map does, {})",
+                                                     kModelLayersHint)));
   }
   if (old_placement.num_logical_experts != new_placement.num_logical_experts) {
     problems.push_back(fmt::format("'{}' has {} logical experts, but '{}' has {}", new_name,

@@ -62,7 +62,8 @@ TEST_CASE("every example form reads as the same placement", "[placement][forms]"
   CHECK_FALSE(trtllm == example());
 }
 
-// Random placements, some with model layer numbers, some with an unused highest expert.
+// Random placements, some with model layer numbers (and a hidden layer count), some with an
+// unused highest expert, some with empty slots.
 std::vector<Placement> random_placements() {
   std::mt19937 rng(2024);
   std::vector<Placement> out;
@@ -80,19 +81,26 @@ std::vector<Placement> random_placements() {
       }
       p.physical_to_logical_map.push_back(row);
     }
-    if (trial % 3 == 0) {
+    if (trial % 3 != 1) {
       int32_t next = static_cast<int32_t>(rng() % 5);
       for (int32_t layer = 0; layer < num_layers; ++layer) {
         p.model_layer_ids.push_back(next);
         next += 1 + static_cast<int32_t>(rng() % 3);
       }
-      if (p.model_layer_ids[0] == 0 && p.model_layer_ids.back() == num_layers - 1) {
-        p.model_layer_ids.clear();  // the identity is stored as empty
-      }
+      p.num_hidden_layers = next + static_cast<int32_t>(rng() % 3);
     }
     out.push_back(p);
   }
   return out;
+}
+
+bool all_empty(const Placement& p) {
+  for (const auto& row : p.physical_to_logical_map) {
+    for (int32_t id : row) {
+      if (id != -1) return false;
+    }
+  }
+  return true;
 }
 
 TEST_CASE("every written form reads back as the same placement", "[placement][forms][round]") {
@@ -100,21 +108,21 @@ TEST_CASE("every written form reads back as the same placement", "[placement][fo
     const WriteForm form = *form_from_name(name);
     INFO(name);
     for (const Placement& original : random_placements()) {
-      bool all_empty = true;
-      for (const auto& row : original.physical_to_logical_map) {
-        for (int32_t id : row) all_empty = all_empty && id == -1;
-      }
-      if (all_empty) continue;  // such a file must state the count: only some forms can
-      const std::string text = write_placement(original, form);
+      if (all_empty(original)) continue;  // such a file must state the count: only some can
+      const bool numbered = !original.model_layer_ids.empty();
+      if (!numbered && (form == WriteForm::kSglang || form == WriteForm::kTrtllm)) continue;
+      const std::string text =
+          write_placement(original, form, {FillEmpty::kLeastReplicated}, "random");
       INFO(text);
       // What the form does not carry is given back as run and plan give it.
       ParseOptions options = named("round-trip");
       options.ep_size = original.ep_size;
       options.num_logical_experts = original.num_logical_experts;
-      Placement expected = original;
-      if (form == WriteForm::kSglang || form == WriteForm::kVllmState) {
-        expected.model_layer_ids.clear();
+      if (numbered) {
+        options.model_layers =
+            ModelLayers{original.model_layer_ids, original.num_hidden_layers, "the test"};
       }
+      const Placement expected = can_express_empty(form) ? original : fill_empty_slots(original);
       CHECK(parse_placement(text, options) == expected);
       // The forms that record the count need no help with it (vLLM's JSONL says it as
       // slots - redundant ones, so only when there are at least as many slots as experts).
@@ -130,13 +138,15 @@ TEST_CASE("every written form reads back as the same placement", "[placement][fo
 TEST_CASE("converting between any two forms keeps the placement", "[placement][forms][round]") {
   Placement p = example();
   p.model_layer_ids = {3, 4};
+  p.num_hidden_layers = 5;
+  ParseOptions options = named("x", 2);
+  options.model_layers = ModelLayers{{3, 4}, 5, "the test"};
   for (const std::string& a : form_names()) {
     for (const std::string& b : form_names()) {
       INFO(a << " -> " << b);
-      const Placement via_a = parse_placement(write_placement(p, *form_from_name(a)), named(a, 2));
-      const Placement via_b =
-          parse_placement(write_placement(via_a, *form_from_name(b)), named(b, 2));
-      CHECK(same_slots(via_b, p));
+      const Placement via_a = parse_placement(write_placement(p, *form_from_name(a)), options);
+      const Placement via_b = parse_placement(write_placement(via_a, *form_from_name(b)), options);
+      CHECK(via_b == p);
     }
   }
 }
@@ -148,12 +158,17 @@ TEST_CASE("what a form cannot carry is said", "[placement][forms]") {
   CHECK(lost_in(p, WriteForm::kCanonical).empty());
   CHECK(lost_in(p, WriteForm::kSglang) ==
         Problems{"the sglang form does not record ep_size 2: give --ep-size 2 when reading it",
-                 "the sglang form does not record the model layer numbers (3, ...)",
+                 "the sglang form does not say which rows are the model's MoE layers: give "
+                 "--model-layers 3, 4 when reading it",
                  "the sglang form does not record num_logical_experts 6: read back, it is derived "
                  "as 4 unless the old placement gives it"});
   CHECK(lost_in(p, WriteForm::kVllmAscend) ==
-        Problems{"the vllm-ascend form does not record num_logical_experts 6: read back, it is "
+        Problems{"the vllm-ascend form counts the model's MoE layers: give --model-layers 3, 4 "
+                 "when reading it",
+                 "the vllm-ascend form does not record num_logical_experts 6: read back, it is "
                  "derived as 4 unless the old placement gives it"});
+  p.model_layer_ids.clear();
+  CHECK(lost_in(p, WriteForm::kTrtllm).size() == 2);  // ep_size and the expert count only
 }
 
 TEST_CASE("writers produce the engines' layouts", "[placement][forms]") {
@@ -165,17 +180,24 @@ TEST_CASE("writers produce the engines' layouts", "[placement][forms]") {
         "  3: [0, 1, 2, 3, 0, 1]\n"
         "  4: [3, 2, 1, 0, 3, 2]\n"
         "layer_updates_per_iter: 0\n");
+  // vLLM and vllm-ascend count MoE layers.
   CHECK(write_placement(p, WriteForm::kVllmJsonl) ==
         R"({"record_type":"eplb_initial_mapping","version":1,"num_redundant_experts":2,)"
-        R"("num_slots":6,"initial_global_assignments":{"3":[0,1,2,3,0,1],"4":[3,2,1,0,3,2]}})"
+        R"("num_slots":6,"initial_global_assignments":{"0":[0,1,2,3,0,1],"1":[3,2,1,0,3,2]}})"
         "\n");
-  CHECK(write_placement(p, WriteForm::kSglang) ==
-        "{\n  \"physical_to_logical_map\": [\n    [0,1,2,3,0,1],\n    [3,2,1,0,3,2]\n  ]\n}\n");
   CHECK(write_placement(p, WriteForm::kVllmAscend)
             .starts_with("{\n  \"moe_layer_count\": 2,\n  \"layer_list\": [\n    {\n"
-                         "      \"layer_id\": 3,\n      \"device_count\": 2,\n"
+                         "      \"layer_id\": 0,\n      \"device_count\": 2,\n"
                          "      \"device_list\": [\n        {\n          \"device_id\": 0,\n"
                          "          \"device_expert\": [0,1,2]\n        },"));
+  // SGLang: a row per hidden layer; dense layers 0-2 as SGLang's trivial placement (p % 4).
+  p.physical_to_logical_map[0] = {1, 1, 2, 3, 0, 2};
+  CHECK(write_placement(p, WriteForm::kSglang) ==
+        "{\n  \"physical_to_logical_map\": [\n    [0,1,2,3,0,1],\n    [0,1,2,3,0,1],\n"
+        "    [0,1,2,3,0,1],\n    [1,1,2,3,0,2],\n    [3,2,1,0,3,2]\n  ]\n}\n");
+  p.num_hidden_layers = 6;  // a dense layer after the last MoE layer
+  CHECK(write_placement(p, WriteForm::kSglang)
+            .ends_with("[3,2,1,0,3,2],\n    [0,1,2,3,0,1]\n  ]\n}\n"));
 }
 
 TEST_CASE("inline JSON arguments are told from paths", "[placement][forms]") {
@@ -301,12 +323,16 @@ TEST_CASE("vllm-ascend: devices and layers are checked where they are",
         Problems{
             "'a.json' at /layer_list/0/device_count: device_count 2 disagrees with --ep-size 4",
             "'a.json' at /moe_layer_count: moe_layer_count 2 disagrees with the 1 layers given"});
-  // layer_id numbers the model's layers and is kept.
-  const Placement p = parse_placement(R"({"moe_layer_count": 2, "layer_list": [
-      {"layer_id": 3, "device_count": 1, "device_list": [{"device_expert": [0, 1]}]},
-      {"layer_id": 4, "device_count": 1, "device_list": [{"device_expert": [1, 0]}]}]})",
-                                      named("a.json"));
-  CHECK(p.model_layer_ids == std::vector<int32_t>{3, 4});
+  // layer_id counts MoE layers, as vllm-ascend's writer numbers them.
+  const std::string numbered = R"({"moe_layer_count": 2, "layer_list": [
+      {"layer_id": 0, "device_count": 1, "device_list": [{"device_expert": [0, 1]}]},
+      {"layer_id": 1, "device_count": 1, "device_list": [{"device_expert": [1, 0]}]}]})";
+  CHECK(parse_placement(numbered, named("a.json")).model_layer_ids.empty());
+  std::string model_numbers = numbered;
+  model_numbers.replace(model_numbers.find("\"layer_id\": 1"), 13, "\"layer_id\": 4");
+  CHECK(parse_problems(model_numbers, named("a.json")) ==
+        Problems{"'a.json' at /layer_list/1/layer_id: layer_id 4 is not the layer's position 1: "
+                 "vllm-ascend numbers its MoE layers 0, 1, ... in list order"});
 }
 
 TEST_CASE("TensorRT-LLM YAML: keys, counts and YAML problems", "[placement][forms][errors]") {
@@ -384,11 +410,11 @@ TEST_CASE("canonical model_layer_ids are checked and kept", "[placement][forms][
       parse_placement(head + R"("model_layer_ids": [3, 5], "physical_to_logical_map": [[0], [0]]})",
                       named("c"))
           .model_layer_ids == std::vector<int32_t>{3, 5});
-  // The identity is the same placement as none.
+  // The identity is kept too: the numbering is known (all layers are MoE layers).
   CHECK(
       parse_placement(head + R"("model_layer_ids": [0, 1], "physical_to_logical_map": [[0], [0]]})",
                       named("c"))
-          .model_layer_ids.empty());
+          .model_layer_ids == std::vector<int32_t>{0, 1});
   CHECK(parse_problems(head + R"("model_layer_ids": [3, 3, -1], "physical_to_logical_map": [[0]]})",
                        named("c")) ==
         Problems{"'c' at /model_layer_ids/1: model layer id 3 appears twice",

@@ -156,7 +156,9 @@ TEST_CASE("layer and expert counts must match", "[placement][compatible]") {
   const Placement old_p = make(2, 4, {{0, 1, 2, 3}, {0, 1, 2, 3}});
   const Placement new_p = make(2, 5, {{0, 1, 2, 3}});
   CHECK(check_compatible(old_p, new_p, "old.json", "new.json") ==
-        Problems{"'new.json' has 1 layers, but 'old.json' has 2",
+        Problems{"'new.json' has 1 layers, but 'old.json' has 2 (if one has a row per hidden "
+                 "layer, as SGLang's map does, give the model's layers with --model-layers (e.g. "
+                 "3-60), --hf DIR or --checkpoint DIR)",
                  "'new.json' has 5 logical experts, but 'old.json' has 4"});
 }
 

@@ -38,6 +38,9 @@ struct PairOptions {
   std::optional<int32_t> checkpoint_ep_size, checkpoint_num_logical_experts;
   std::optional<RankMapping> rank_mapping;
   bool allow_dropping_experts = false;
+  // The model's layers (--model-layers, or the checkpoint's hugging_face section), for both
+  // files; otherwise the new file takes the old one's when it records them.
+  std::optional<ModelLayers> model_layers;
 };
 
 struct PlacementPair {
@@ -48,7 +51,8 @@ struct PlacementPair {
 // Loads both placements and checks that new is reachable from old (check_compatible).
 // The new placement takes its ep_size from --new-ep-size, else the rank mapping's kept
 // ranks (so scale-up with a form without ep_size needs --new-ep-size), else the old
-// placement's; its expert count from the old placement.
+// placement's; its expert count from the old placement; the model's layer numbering from
+// options.model_layers, else from the old placement when it records it.
 //
 // With a rank mapping, vLLM's semantics (rearrange_expert_weights_inplace): old_ep_size is
 // the mapping's size. When ranks are removed (scale-down) or renumbered, the new map is

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "eplb/core/json_reader.hpp"
+#include "eplb/placement/model_layers.hpp"
 
 namespace eplb::placement {
 
@@ -21,12 +22,14 @@ struct Placement {
   int32_t num_logical_experts = 0;
   // [layer][physical slot] -> logical expert id, or -1 for an empty slot.
   std::vector<std::vector<int32_t>> physical_to_logical_map;
-  // The model's layer number of each MoE layer, as TensorRT-LLM (and vllm-ascend's
-  // layer_id) key their maps: {3: [...], 4: [...]} is MoE layer 0 = model layer 3. Empty
-  // means the identity (MoE layer i is numbered i); readers store the identity as empty,
-  // so equal placements compare equal whichever form they came from. Writers that key
-  // layers by number write it back.
+  // The model's layer number of each MoE layer, as TensorRT-LLM keys its maps: {3: [...],
+  // 4: [...]} is MoE layer 0 = model layer 3. Empty when unknown (the forms of vLLM and
+  // vllm-ascend count MoE layers and do not say). Writers of forms numbered by the model's
+  // layers (SGLang, TensorRT-LLM) need it.
   std::vector<int32_t> model_layer_ids;
+  // The model's hidden layer count (config.json num_hidden_layers), 0 when unknown: SGLang's
+  // form has a row per hidden layer.
+  int32_t num_hidden_layers = 0;
 
   int32_t num_layers() const { return static_cast<int32_t>(physical_to_logical_map.size()); }
   int32_t num_slots() const { return ep_size * num_slots_per_rank; }
@@ -38,7 +41,7 @@ struct Placement {
 };
 
 // True when both put the same logical experts in the same slots with the same sizes:
-// everything but model_layer_ids, which a checkpoint manifest does not record.
+// everything but the model's layer numbering, which a checkpoint manifest does not record.
 bool same_slots(const Placement& a, const Placement& b);
 
 struct ParseOptions {
@@ -53,6 +56,11 @@ struct ParseOptions {
   std::optional<int32_t> fallback_ep_size;
   // Overrides the derived expert count (max id + 1) when the file does not give one.
   std::optional<int32_t> num_logical_experts;
+  // The model's layer numbering (--model-layers, --hf, --checkpoint, or an old placement that
+  // records it). A file numbered by model layer must agree with it; a file counting MoE
+  // layers gets it; an SGLang map with a row per hidden layer keeps only the MoE rows. A
+  // file with a layer count that fits neither is refused.
+  std::optional<ModelLayers> model_layers;
 };
 
 // Parses every accepted form, told apart by content (docs/PLACEMENT.md lists them):
