@@ -13,6 +13,7 @@
 #include "eplb/core/error.hpp"
 #include "eplb/core/input_file.hpp"
 #include "eplb/core/json_reader.hpp"
+#include "load_detail.hpp"
 
 namespace eplb::balance {
 namespace {
@@ -24,8 +25,9 @@ using nlohmann::json;
 constexpr int kMaxProblemsPerLayer = 20;
 constexpr double kMaxLoad = static_cast<double>(std::numeric_limits<float>::max());
 constexpr const char* kForms =
-    "a [layers][experts] array of loads, [steps][layers][experts], or SGLang's "
-    "{\"logical_count\": ...}";
+    "a [layers][experts] array of loads, [steps][layers][experts], SGLang's "
+    "{\"logical_count\": ...}, vLLM's load-stats JSONL or TensorRT-LLM's expert statistic "
+    "directory";
 
 // SGLang's dump (ExpertDistributionRecorder, stat mode) carries these next to the counts.
 bool is_sglang_extra(const std::string& key) {
@@ -198,7 +200,12 @@ void fold(const Grid& grid, const placement::Placement& old_p, const std::string
 
 }  // namespace
 
+namespace detail {
+double max_load() { return kMaxLoad; }
+}  // namespace detail
+
 ParsedLoads parse_loads(const std::string& text, const LoadOptions& options) {
+  if (detail::looks_like_vllm_stats(text)) return detail::parse_vllm_stats(text, options);
   Reporter report(options.source_name);
   const json doc = core::json::parse_document(text, report);
   std::string pointer;
@@ -229,6 +236,9 @@ ParsedLoads parse_loads(const std::string& text, const LoadOptions& options) {
     out.loads.num_logical_experts = static_cast<int32_t>(grid.width);
     out.loads.per_layer = std::move(grid.sum);
   }
+  // SGLang's recorder has a row per hidden layer; the arrays one per MoE layer.
+  detail::apply_load_layers(sglang ? detail::Rows::kHidden : detail::Rows::kMoe, {}, options,
+                            pointer, out, report);
   for (size_t layer = 0; layer < out.loads.per_layer.size(); ++layer) {
     double total = 0;
     for (double v : out.loads.per_layer[layer]) total += v;

@@ -193,8 +193,12 @@ std::vector<int32_t> search_regrouped(const LayerShape& s, const std::vector<int
 void check_old(const placement::Placement& old_p, const Loads& loads, const Config& config) {
   core::ProblemList problems;
   if (old_p.num_layers() != loads.num_layers()) {
-    problems.add(fmt::format("the old placement has {} layers, the loads {}", old_p.num_layers(),
-                             loads.num_layers()));
+    problems.add(fmt::format(
+        "the old placement has {} layers, the loads {}{}", old_p.num_layers(), loads.num_layers(),
+        old_p.model_layer_ids.empty()
+            ? fmt::format(" (if one has a row per hidden layer, as SGLang's files do, {})",
+                          placement::kModelLayersHint)
+            : ""));
   }
   if (old_p.num_logical_experts != loads.num_logical_experts) {
     problems.add(fmt::format("the old placement has {} logical experts, the loads {}",
