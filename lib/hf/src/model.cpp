@@ -6,6 +6,7 @@
 #include <set>
 
 #include "eplb/core/error.hpp"
+#include "model_detail.hpp"
 
 namespace eplb::hf {
 namespace {
@@ -23,78 +24,9 @@ constexpr std::string_view kContainers[] = {
     "model.language_model.layers.{L}.feed_forward.experts.",
 };
 
-struct Family {
-  std::string_view model_type;
-  // The keys that may hold the routed expert count, first found wins (transformers 5
-  // writes "num_local_experts" where released Qwen configs have "num_experts").
-  std::string_view experts_keys[2];
-};
-constexpr Family kFamilies[] = {
-    {"deepseek_v3", {"n_routed_experts", ""}},
-    {"deepseek_v2", {"n_routed_experts", ""}},
-    {"kimi_k2", {"n_routed_experts", ""}},
-    {"qwen3_moe", {"num_experts", "num_local_experts"}},
-    {"qwen2_moe", {"num_experts", "num_local_experts"}},
-    {"olmoe", {"num_experts", "num_local_experts"}},
-    {"mixtral", {"num_local_experts", ""}},
-    {"gpt_oss", {"num_local_experts", ""}},
-    {"llama4", {"num_local_experts", ""}},
-    {"llama4_text", {"num_local_experts", ""}},
-};
-
-std::optional<int64_t> int_key(const json& j, std::string_view key) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number_integer()) return std::nullopt;
-  return it->get<int64_t>();
-}
-
-int32_t required_int(const json& j, std::string_view key, const std::string& source, int64_t min,
-                     int64_t max = INT32_MAX) {
-  auto value = int_key(j, key);
-  if (!value || *value < min || *value > max) {
-    throw Error(ErrorKind::kInput, "'" + source + "': \"" + std::string(key) +
-                                       "\" must be an integer from " + std::to_string(min) +
-                                       " to " + std::to_string(max));
-  }
-  return static_cast<int32_t>(*value);
-}
-
-// More model layers than any model has: the layer list is built from the config before a
-// tensor is looked at, so a typo there must not ask for gigabytes.
-constexpr int64_t kMaxLayers = int64_t{1} << 20;
-
 // Problems of one kind listed one by one up to this many, then counted: a config or a
 // tensor name that declares two billion experts must not make two billion lines.
 constexpr size_t kListed = 8;
-
-// config.json's "model_type": "" when absent; anything but a string is an input error.
-std::string model_type_of(const json& config, const std::string& source) {
-  auto it = config.find("model_type");
-  if (it == config.end() || it->is_null()) return "";
-  if (!it->is_string()) {
-    throw Error(ErrorKind::kInput, "'" + source + "': \"model_type\" must be a string, got " +
-                                       std::string(it->type_name()));
-  }
-  return it->get<std::string>();
-}
-
-std::set<int64_t> int_list(const json& j, std::string_view key, const std::string& source) {
-  std::set<int64_t> out;
-  auto it = j.find(key);
-  if (it == j.end() || it->is_null()) return out;
-  if (!it->is_array()) {
-    throw Error(ErrorKind::kInput,
-                "'" + source + "': \"" + std::string(key) + "\" must be an array of integers");
-  }
-  for (const auto& v : *it) {
-    if (!v.is_number_integer()) {
-      throw Error(ErrorKind::kInput,
-                  "'" + source + "': \"" + std::string(key) + "\" must be an array of integers");
-    }
-    out.insert(v.get<int64_t>());
-  }
-  return out;
-}
 
 // Decimal without sign or leading zeros ("0" itself is fine).
 std::optional<int32_t> parse_index(std::string_view text) {
@@ -192,121 +124,140 @@ std::string where(const Catalog& catalog, const std::string& name) {
   return "'" + name + "' (in '" + catalog.find(name)->second.file + "')";
 }
 
-// Checks every MoE layer holds every expert's tensors, all alike; fills map.tensors.
-void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
-                    const std::string& source, core::ProblemList& problems) {
-  const int32_t n = map.num_logical_experts;
-  // The slot tensors: every tensor name seen at any MoE layer.
+// The slot tensors: every tensor name seen at any MoE layer, each with the HF tensor it was
+// first seen as (the reference the others are compared with).
+struct SlotTensors {
   std::map<std::string, ExpertTensor> tensors;
-  std::map<std::string, std::string> reference;  // slot tensor -> HF name it was taken from
+  std::map<std::string, std::string> reference;  // slot tensor -> HF name
+};
+
+SlotTensors slot_tensors(const Found& f, const Catalog& catalog, const ModelMap& map,
+                         core::ProblemList& problems) {
+  SlotTensors out;
   for (int32_t layer : map.model_layers) {
-    auto pe = f.per_expert.find(layer);
-    if (pe != f.per_expert.end()) {
+    if (auto pe = f.per_expert.find(layer); pe != f.per_expert.end()) {
       for (const auto& [tensor, experts] : pe->second) {
         const auto& first = catalog.find(experts.begin()->second)->second;
-        if (tensors.count(tensor) == 0) {
+        if (out.tensors.count(tensor) == 0) {
           ExpertTensor t{tensor, map.container, false, first.dtype, first.shape};
           t.hf_template += "{E}." + tensor;
-          tensors.emplace(tensor, t);
-          reference.emplace(tensor, experts.begin()->second);
-        } else if (tensors.at(tensor).stacked) {
+          out.tensors.emplace(tensor, t);
+          out.reference.emplace(tensor, experts.begin()->second);
+        } else if (out.tensors.at(tensor).stacked) {
           problems.add(where(catalog, experts.begin()->second) + ": tensor '" + tensor +
                        "' is per-expert here but stacked in another layer");
         }
       }
     }
-    auto st = f.stacked.find(layer);
-    if (st != f.stacked.end()) {
+    if (auto st = f.stacked.find(layer); st != f.stacked.end()) {
       for (const auto& [tensor, name] : st->second) {
         const auto& info = catalog.find(name)->second;
-        if (tensors.count(tensor) == 0) {
+        if (out.tensors.count(tensor) == 0) {
           std::vector<int64_t> shape(info.shape.begin() + (info.shape.empty() ? 0 : 1),
                                      info.shape.end());
-          tensors.emplace(tensor,
-                          ExpertTensor{tensor, map.container + tensor, true, info.dtype, shape});
-          reference.emplace(tensor, name);
-        } else if (!tensors.at(tensor).stacked) {
+          out.tensors.emplace(
+              tensor, ExpertTensor{tensor, map.container + tensor, true, info.dtype, shape});
+          out.reference.emplace(tensor, name);
+        } else if (!out.tensors.at(tensor).stacked) {
           problems.add(where(catalog, name) + ": tensor '" + tensor +
                        "' is stacked here but per-expert in another layer");
         }
       }
     }
   }
-  if (tensors.empty()) {
+  return out;
+}
+
+// The experts of one layer and tensor to look at: those found (below n), and those missing,
+// of which the first kListed are named and the rest counted in `more_missing`. Never a loop
+// over n itself.
+std::vector<int32_t> experts_to_check(const Found& f, const ExpertTensor& t, int32_t layer,
+                                      int32_t n, const std::string& source,
+                                      std::string& more_missing) {
+  std::vector<int32_t> experts;
+  if (t.stacked) return {0};
+  static const std::map<int32_t, std::string> kNone;
+  const std::map<int32_t, std::string>* ids = &kNone;
+  if (auto pe = f.per_expert.find(layer); pe != f.per_expert.end()) {
+    if (auto te = pe->second.find(t.name); te != pe->second.end()) ids = &te->second;
+  }
+  for (const auto& [e, name] : *ids) {
+    if (e >= n) break;
+    experts.push_back(e);
+  }
+  const auto present = static_cast<int64_t>(experts.size());
+  std::vector<int32_t> missing;
+  auto next = ids->begin();
+  for (int32_t e = 0; e < n && missing.size() < kListed; ++e) {
+    while (next != ids->end() && next->first < e) ++next;
+    if (next == ids->end() || next->first != e) missing.push_back(e);
+  }
+  experts.insert(experts.end(), missing.begin(), missing.end());
+  if (n - present > static_cast<int64_t>(missing.size())) {
+    more_missing =
+        "'" + source + "' layer " + std::to_string(layer) + ": tensor '" + t.hf_template +
+        "' is missing for " + std::to_string(n - present - static_cast<int64_t>(missing.size())) +
+        " more of the " + std::to_string(n) + " experts (" + std::to_string(present) + " found)";
+  }
+  return experts;
+}
+
+// One expert's (or a stack's) HF tensor of one layer against the reference's dtype and shape.
+void check_expert_tensor(const Catalog& catalog, const ExpertTensor& t, const std::string& name,
+                         int32_t layer, int32_t e, int32_t n, const std::string& reference,
+                         const std::string& source, core::ProblemList& problems) {
+  const auto it = catalog.find(name);
+  const std::string expert = t.stacked ? "" : ", expert " + std::to_string(e);
+  if (it == catalog.end()) {
+    problems.add("'" + source + "' layer " + std::to_string(layer) + expert + ": tensor '" + name +
+                 "' is missing from the checkpoint");
+    return;
+  }
+  std::vector<int64_t> shape = it->second.shape;
+  if (t.stacked) {
+    if (shape.empty() || shape[0] != n) {
+      problems.add(where(catalog, name) + ": a stacked expert tensor must have " +
+                   std::to_string(n) + " experts along dimension 0, has shape " +
+                   shape_text(shape));
+      return;
+    }
+    shape.erase(shape.begin());
+  }
+  if (it->second.dtype != t.dtype || shape != t.shape) {
+    problems.add("layer " + std::to_string(layer) + expert + ": " + where(catalog, name) + " is " +
+                 describe(it->second) + ", but " + where(catalog, reference) + " is " +
+                 describe(catalog.find(reference)->second) +
+                 ": the experts of a model must all have the same tensors");
+  }
+}
+
+bool bad_slot_name(const std::string& tensor) {
+  return tensor == "logical_ids" || tensor == "xxh3" ||
+         tensor.find_first_not_of(
+             "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
+             std::string::npos;
+}
+
+// Checks every MoE layer holds every expert's tensors, all alike; fills map.tensors.
+void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
+                    const std::string& source, core::ProblemList& problems) {
+  const int32_t n = map.num_logical_experts;
+  const SlotTensors slots = slot_tensors(f, catalog, map, problems);
+  if (slots.tensors.empty()) {
     problems.add("no expert tensors found under '" + map.container + "'");
     return;
   }
-  for (auto& [tensor, t] : tensors) {
-    const bool bad_name =
-        tensor == "logical_ids" || tensor == "xxh3" ||
-        tensor.find_first_not_of(
-            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-") !=
-            std::string::npos;
-    if (bad_name) {
+  for (const auto& [tensor, t] : slots.tensors) {
+    if (bad_slot_name(tensor)) {
       problems.add("expert tensor '" + t.hf_template + "': '" + tensor +
                    "' cannot name a slot tensor (allowed: letters, digits, '_', '.', '-')");
       continue;
     }
     for (int32_t layer : map.model_layers) {
-      // The experts to look at: those found (below n), and those missing, of which the
-      // first kListed are named and the rest counted. Never a loop over n itself.
-      std::vector<int32_t> experts;
       std::string more_missing;  // added after the named ones
-      if (t.stacked) {
-        experts.push_back(0);
-      } else {
-        static const std::map<int32_t, std::string> kNone;
-        const std::map<int32_t, std::string>* ids = &kNone;
-        if (auto pe = f.per_expert.find(layer); pe != f.per_expert.end()) {
-          if (auto te = pe->second.find(tensor); te != pe->second.end()) ids = &te->second;
-        }
-        for (const auto& [e, name] : *ids) {
-          if (e >= n) break;
-          experts.push_back(e);
-        }
-        const auto present = static_cast<int64_t>(experts.size());
-        std::vector<int32_t> missing;
-        auto next = ids->begin();
-        for (int32_t e = 0; e < n && missing.size() < kListed; ++e) {
-          while (next != ids->end() && next->first < e) ++next;
-          if (next == ids->end() || next->first != e) missing.push_back(e);
-        }
-        experts.insert(experts.end(), missing.begin(), missing.end());
-        if (n - present > static_cast<int64_t>(missing.size())) {
-          more_missing = "'" + source + "' layer " + std::to_string(layer) + ": tensor '" +
-                         t.hf_template + "' is missing for " +
-                         std::to_string(n - present - static_cast<int64_t>(missing.size())) +
-                         " more of the " + std::to_string(n) + " experts (" +
-                         std::to_string(present) + " found)";
-        }
-      }
-      for (const int32_t e : experts) {
-        const std::string name = expand(t.hf_template, layer, e);
-        auto it = catalog.find(name);
-        if (it == catalog.end()) {
-          problems.add("'" + source + "' layer " + std::to_string(layer) +
-                       (t.stacked ? "" : ", expert " + std::to_string(e)) + ": tensor '" + name +
-                       "' is missing from the checkpoint");
-          continue;
-        }
-        std::vector<int64_t> shape = it->second.shape;
-        if (t.stacked) {
-          if (shape.empty() || shape[0] != n) {
-            problems.add(where(catalog, name) + ": a stacked expert tensor must have " +
-                         std::to_string(n) + " experts along dimension 0, has shape " +
-                         shape_text(shape));
-            continue;
-          }
-          shape.erase(shape.begin());
-        }
-        if (it->second.dtype != t.dtype || shape != t.shape) {
-          problems.add("layer " + std::to_string(layer) +
-                       (t.stacked ? "" : ", expert " + std::to_string(e)) + ": " +
-                       where(catalog, name) + " is " + describe(it->second) + ", but " +
-                       where(catalog, reference.at(tensor)) + " is " +
-                       describe(catalog.find(reference.at(tensor))->second) +
-                       ": the experts of a model must all have the same tensors");
-        }
+      for (const int32_t e : experts_to_check(f, t, layer, n, source, more_missing)) {
+        check_expert_tensor(catalog, t, expand(t.hf_template, layer, e), layer, e, n,
+                            slots.reference.at(tensor), source, problems);
       }
       if (!more_missing.empty()) problems.add(more_missing);
     }
@@ -327,7 +278,7 @@ void check_and_fill(const Found& f, const Catalog& catalog, ModelMap& map,
       }
     }
   }
-  for (auto& [tensor, t] : tensors) map.tensors.push_back(t);
+  for (const auto& [tensor, t] : slots.tensors) map.tensors.push_back(t);
 }
 
 }  // namespace
@@ -340,73 +291,6 @@ std::vector<io::TensorSpec> ModelMap::specs() const {
   std::vector<io::TensorSpec> out;
   for (const auto& t : tensors) {
     out.push_back({t.name, t.dtype, t.shape.empty() ? std::vector<int64_t>{1} : t.shape});
-  }
-  return out;
-}
-
-std::string known_model_types() {
-  std::string out;
-  for (const auto& f : kFamilies) out += (out.empty() ? "" : ", ") + std::string(f.model_type);
-  return out;
-}
-
-MoeLayout detect_moe_layers(const json& config_in, const std::string& source) {
-  if (!config_in.is_object()) throw Error(ErrorKind::kInput, "'" + source + "': not a JSON object");
-  const std::string model_type = model_type_of(config_in, source);
-  const Family* family = nullptr;
-  for (const auto& f : kFamilies) {
-    if (f.model_type == model_type) family = &f;
-  }
-  if (family == nullptr) {
-    throw Error(ErrorKind::kInput, "'" + source + "': model_type \"" + model_type +
-                                       "\" is not a known MoE family (" + known_model_types() +
-                                       "); name its expert tensors with --experts (docs/CLI.md)");
-  }
-  // Llama-4 multimodal configs keep the language model's keys in "text_config".
-  const json& config = config_in.contains("text_config") && config_in["text_config"].is_object()
-                           ? config_in["text_config"]
-                           : config_in;
-  MoeLayout out;
-  out.num_hidden_layers = required_int(config, "num_hidden_layers", source, 1, kMaxLayers);
-  std::string_view experts_key = family->experts_keys[0];
-  for (std::string_view key : family->experts_keys) {
-    if (!key.empty() && config.contains(key)) {
-      experts_key = key;
-      break;
-    }
-  }
-  out.num_logical_experts = required_int(config, experts_key, source, 1);
-  const std::string_view type = family->model_type;
-  const bool deepseek = type == "deepseek_v3" || type == "deepseek_v2" || type == "kimi_k2";
-  const bool qwen = type == "qwen3_moe" || type == "qwen2_moe";
-  const bool llama4 = type == "llama4" || type == "llama4_text";
-  const int64_t first_dense = int_key(config, "first_k_dense_replace").value_or(0);
-  const int64_t freq = std::max<int64_t>(1, int_key(config, "moe_layer_freq").value_or(1));
-  const int64_t sparse_step = int_key(config, "decoder_sparse_step").value_or(1);
-  if (qwen && sparse_step < 1) {
-    throw Error(ErrorKind::kInput, "'" + source + "': \"decoder_sparse_step\" must be >= 1");
-  }
-  const std::set<int64_t> mlp_only =
-      qwen ? int_list(config, "mlp_only_layers", source) : std::set<int64_t>();
-  const bool moe_listed =
-      llama4 && config.contains("moe_layers") && !config["moe_layers"].is_null();
-  const std::set<int64_t> moe_layers =
-      llama4 ? int_list(config, "moe_layers", source) : std::set<int64_t>();
-  const int64_t interleave =
-      std::max<int64_t>(1, int_key(config, "interleave_moe_layer_step").value_or(1));
-  for (int32_t layer = 0; layer < out.num_hidden_layers; ++layer) {
-    bool moe = true;
-    if (deepseek) {
-      moe = layer >= first_dense && layer % freq == 0;
-    } else if (qwen) {
-      moe = mlp_only.count(layer) == 0 && (layer + 1) % sparse_step == 0;
-    } else if (llama4) {
-      moe = moe_listed ? moe_layers.count(layer) != 0 : (layer + 1) % interleave == 0;
-    }
-    if (moe) out.moe_layers.push_back(layer);
-  }
-  if (out.moe_layers.empty()) {
-    throw Error(ErrorKind::kInput, "'" + source + "': the config declares no MoE layer");
   }
   return out;
 }
@@ -436,77 +320,112 @@ std::string expand(std::string_view hf_template, int32_t model_layer, int32_t ex
   return out;
 }
 
+namespace {
+
+// --experts PATTERN: the MoE layers are those under the pattern, the expert count the names'.
+Found map_pattern(const json& config, const Catalog& catalog, const std::string& pattern,
+                  const std::string& source, ModelMap& map) {
+  if (std::string why = pattern_problem(pattern); !why.empty()) {
+    throw Error(ErrorKind::kUsage, "--experts '" + pattern + "': " + why);
+  }
+  map.container = pattern;
+  Found found = collect(pattern, catalog);
+  if (found.layers.empty()) {
+    throw Error(ErrorKind::kInput,
+                "'" + source + "': no tensor name matches --experts '" + pattern + "'");
+  }
+  map.model_layers.assign(found.layers.begin(), found.layers.end());
+  map.num_logical_experts = experts_from_names(found, catalog);
+  if (config.is_object()) {
+    map.model_type = detail::model_type_of(config, source + "/config.json");
+    const json& text = config.contains("text_config") && config["text_config"].is_object()
+                           ? config["text_config"]
+                           : config;
+    if (auto it = text.find("num_hidden_layers"); it != text.end() && it->is_number_integer() &&
+                                                  it->get<int64_t>() > map.model_layers.back() &&
+                                                  it->get<int64_t>() <= INT32_MAX) {
+      map.num_hidden_layers = it->get<int32_t>();
+    }
+  }
+  return found;
+}
+
+// The family's one container that holds expert tensors: the names decide.
+Found find_container(const Catalog& catalog, const MoeLayout& layout, const std::string& source,
+                     ModelMap& map) {
+  Found found;
+  std::vector<std::string_view> matching;
+  for (auto container : kContainers) {
+    Found f = collect(container, catalog);
+    // Layers past num_hidden_layers (DeepSeek's multi-token-prediction layer) are not
+    // placed: their tensors are copied like any other.
+    std::erase_if(f.layers, [&](int32_t l) { return l >= layout.num_hidden_layers; });
+    if (!f.layers.empty()) {
+      matching.push_back(container);
+      found = std::move(f);
+    }
+  }
+  if (matching.size() != 1) {
+    std::string known;
+    for (auto c : (matching.empty() ? std::vector<std::string_view>(std::begin(kContainers),
+                                                                    std::end(kContainers))
+                                    : matching)) {
+      known += (known.empty() ? "'" : ", '") + std::string(c) + "'";
+    }
+    throw Error(ErrorKind::kInput,
+                "'" + source + "': " +
+                    (matching.empty() ? "no expert tensors found under any of " + known
+                                      : "expert tensors found under several containers: " + known) +
+                    "; name them with --experts");
+  }
+  map.container = std::string(matching.front());
+  return found;
+}
+
+// The layers config.json declares against the layers the names hold.
+void check_declared_layers(const Found& found, const ModelMap& map, const std::string& source,
+                           core::ProblemList& problems) {
+  for (int32_t layer : found.layers) {
+    if (!std::binary_search(map.model_layers.begin(), map.model_layers.end(), layer)) {
+      problems.add("'" + source + "': layer " + std::to_string(layer) +
+                   " holds expert tensors under '" + expand(map.container, layer, 0) +
+                   "', but config.json makes it a dense layer");
+    }
+  }
+  std::vector<int32_t> empty_layers;
+  for (int32_t layer : map.model_layers) {
+    if (found.layers.count(layer) == 0) empty_layers.push_back(layer);
+  }
+  for (size_t i = 0; i < std::min(empty_layers.size(), kListed); ++i) {
+    problems.add("'" + source + "': MoE layer " + std::to_string(empty_layers[i]) +
+                 " has no expert tensors (nothing named '" +
+                 expand(map.container, empty_layers[i], 0) + "...')");
+  }
+  if (empty_layers.size() > kListed) {
+    problems.add("'" + source + "': " + std::to_string(empty_layers.size() - kListed) +
+                 " more of the " + std::to_string(map.model_layers.size()) +
+                 " MoE layers config.json declares have no expert tensors either (the last: " +
+                 std::to_string(empty_layers.back()) + ")");
+  }
+}
+
+}  // namespace
+
 ModelMap map_model(const json& config, const Catalog& catalog, const std::string& pattern,
                    const std::string& source) {
   ModelMap map;
   core::ProblemList problems(ErrorKind::kInput);
   Found found;
   if (!pattern.empty()) {
-    if (std::string why = pattern_problem(pattern); !why.empty()) {
-      throw Error(ErrorKind::kUsage, "--experts '" + pattern + "': " + why);
-    }
-    map.container = pattern;
-    found = collect(pattern, catalog);
-    if (found.layers.empty()) {
-      throw Error(ErrorKind::kInput,
-                  "'" + source + "': no tensor name matches --experts '" + pattern + "'");
-    }
-    map.model_layers.assign(found.layers.begin(), found.layers.end());
-    map.num_logical_experts = experts_from_names(found, catalog);
-    if (config.is_object()) map.model_type = model_type_of(config, source + "/config.json");
+    found = map_pattern(config, catalog, pattern, source, map);
   } else {
     const MoeLayout layout = detect_moe_layers(config, source + "/config.json");
-    map.model_type = model_type_of(config, source + "/config.json");
+    map.model_type = detail::model_type_of(config, source + "/config.json");
     map.num_logical_experts = layout.num_logical_experts;
     map.model_layers = layout.moe_layers;
-    std::vector<std::string_view> matching;
-    for (auto container : kContainers) {
-      Found f = collect(container, catalog);
-      // Layers past num_hidden_layers (DeepSeek's multi-token-prediction layer) are not
-      // placed: their tensors are copied like any other.
-      std::erase_if(f.layers, [&](int32_t l) { return l >= layout.num_hidden_layers; });
-      if (!f.layers.empty()) {
-        matching.push_back(container);
-        found = std::move(f);
-      }
-    }
-    if (matching.size() != 1) {
-      std::string known;
-      for (auto c : (matching.empty() ? std::vector<std::string_view>(std::begin(kContainers),
-                                                                      std::end(kContainers))
-                                      : matching)) {
-        known += (known.empty() ? "'" : ", '") + std::string(c) + "'";
-      }
-      throw Error(
-          ErrorKind::kInput,
-          "'" + source + "': " +
-              (matching.empty() ? "no expert tensors found under any of " + known
-                                : "expert tensors found under several containers: " + known) +
-              "; name them with --experts");
-    }
-    map.container = std::string(matching.front());
-    for (int32_t layer : found.layers) {
-      if (!std::binary_search(map.model_layers.begin(), map.model_layers.end(), layer)) {
-        problems.add("'" + source + "': layer " + std::to_string(layer) +
-                     " holds expert tensors under '" + expand(map.container, layer, 0) +
-                     "', but config.json makes it a dense layer");
-      }
-    }
-    std::vector<int32_t> empty_layers;
-    for (int32_t layer : map.model_layers) {
-      if (found.layers.count(layer) == 0) empty_layers.push_back(layer);
-    }
-    for (size_t i = 0; i < std::min(empty_layers.size(), kListed); ++i) {
-      problems.add("'" + source + "': MoE layer " + std::to_string(empty_layers[i]) +
-                   " has no expert tensors (nothing named '" +
-                   expand(map.container, empty_layers[i], 0) + "...')");
-    }
-    if (empty_layers.size() > kListed) {
-      problems.add("'" + source + "': " + std::to_string(empty_layers.size() - kListed) +
-                   " more of the " + std::to_string(map.model_layers.size()) +
-                   " MoE layers config.json declares have no expert tensors either (the last: " +
-                   std::to_string(empty_layers.back()) + ")");
-    }
+    map.num_hidden_layers = layout.num_hidden_layers;
+    found = find_container(catalog, layout, source, map);
+    check_declared_layers(found, map, source, problems);
   }
   if (map.num_logical_experts < 1) problems.add("'" + source + "': no expert found");
   problems.throw_if_any();

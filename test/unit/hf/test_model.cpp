@@ -58,6 +58,7 @@ TEST_CASE("deepseek_v3: dense leading layers, per-expert tensors, FP8 scales tra
   CHECK(map.container == "model.layers.{L}.mlp.experts.");
   CHECK(map.num_logical_experts == 4);
   CHECK(map.model_layers == std::vector<int32_t>{1, 2});
+  CHECK(map.num_hidden_layers == 3);  // SGLang's placement has a row for each
   REQUIRE(map.tensors.size() == 3);
   CHECK(map.tensors[0].name == "down_proj.weight");
   CHECK(map.tensors[1].name == "gate_proj.weight");
@@ -190,6 +191,9 @@ TEST_CASE("--experts pattern: layers and expert count from the names") {
   CHECK(map.tensors[0].stacked);
   CHECK(map.specs()[0].shape == std::vector<int64_t>{1});  // a per-expert scalar
   CHECK(map.tensors[1].hf_template == "blocks.{L}.moe.{E}.w.weight");
+  CHECK(map.num_hidden_layers == 0);  // no config.json: unknown
+  CHECK(map_model(json{{"num_hidden_layers", 7}}, c, "blocks.{L}.moe.", "hf").num_hidden_layers ==
+        7);
 
   CHECK(eplb::hf::pattern_problem("blocks.moe.") == "it must contain {L} (the model layer number)");
   CHECK(eplb::hf::pattern_problem("blocks.{L}.moe.{E}.") != "");

@@ -48,6 +48,8 @@ struct ModelMap {
   std::string container;   // e.g. "model.layers.{L}.mlp.experts."
   int32_t num_logical_experts = 0;
   std::vector<int32_t> model_layers;  // model layer number of each MoE layer, ascending
+  // config.json "num_hidden_layers" (0 when unknown: --experts without a config)
+  int32_t num_hidden_layers = 0;
   std::vector<ExpertTensor> tensors;  // slot tensor order: sorted by name
 
   // The HF tensor holding (layer, expert, tensor): for a stacked tensor, the whole stack.
