@@ -8,7 +8,10 @@
 #     tiny run (same processes, one small layer), give or take 8 MiB of caches.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 tensors="w13:fp8_e4m3:1024x2048,w2:bf16:512x2048"   # 4 MiB per expert
-peak_mib() { sed -n 's/.*memory     peak \([0-9.]*\) GiB.*/\1/p' "$1" | awk '{printf "%d", $1 * 1024}'; }
+peak_mib() {
+  sed -n 's/.*memory     peak \([0-9.]*\) \([KMGT]*i*B\) resident.*/\1 \2/p' "$1" |
+    awk '{f = $2 == "GiB" ? 1024 : $2 == "MiB" ? 1 : $2 == "KiB" ? 1 / 1024 : 1 / 1048576; printf "%d", $1 * f}'
+}
 json() { /usr/bin/python3 -c "import json,sys; r=json.load(open(sys.argv[1])); print(eval(sys.argv[2]))" "$@"; }
 for layers in 2 16; do
   d="$work/l$layers"; mkdir -p "$d"

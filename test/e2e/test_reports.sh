@@ -55,7 +55,7 @@ assert r["bytes"]["checked"] == 4 * 4 * 3 * 6144'
 # Failures: the report is written too, with the exit code and the problems rank 0 saw.
 expect_exit 2 "$work/f1.log" -- mpi 2 "$tool" --old "$work/missing.json" --new "$demo/new.json" \
   --input "$work/in" --output "$work/out2" --json "$work/f1.json"
-expect_in "$work/f1.log" "missing.json': placement file does not exist"
+expect_in "$work/f1.log" "--old: '$work/missing.json' does not exist"
 check "$work/f1.json" "$common"'
 assert r["result"] == "error" and r["exit_code"] == 2 and r["error"]["kind"] == "input"
 assert any("missing.json" in p for p in r["error"]["problems"]), r["error"]'
@@ -93,7 +93,7 @@ expect_in "$work/v.log" "layer 3: read 36864 B"
 rm -rf "$work/out"
 expect_exit 0 "$work/p.log" -- mpi 2 env EPLB_PROGRESS=redraw "$tool" --old "$demo/old.json" \
   --new "$demo/new.json" --input "$work/in" --output "$work/out"
-expect_in "$work/p.log" "rebalance: layer 4/4 (100%), 288.00 KiB"
+expect_in "$work/p.log" "rebalance: layer 4/4 (100%), 288 KiB"
 # -q wins over -v (EPLB_VERBOSE=1 set for a job, -q on one command).
 expect_exit 0 "$work/qv.log" -- env EPLB_VERBOSE=1 "$tool" -q plan --old "$demo/old.json" --new "$demo/new.json"
 [[ ! -s "$work/qv.log" ]] && pass || fail "-q with EPLB_VERBOSE=1 printed: $(cat "$work/qv.log")"

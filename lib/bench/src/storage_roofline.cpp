@@ -1,5 +1,6 @@
 // The storage roofline (eplb/bench/storage_roofline.hpp).
 #include "eplb/bench/storage_roofline.hpp"
+#include "eplb/core/units.hpp"
 
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -358,7 +359,7 @@ namespace {
 double ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
 
 std::string rate(uint64_t bytes, double seconds) {
-  return seconds > 0 ? fmt::format("{:.0f} MB/s", static_cast<double>(bytes) / seconds / 1e6) : "-";
+  return seconds > 0 ? core::format_rate(static_cast<double>(bytes) / seconds) : "-";
 }
 
 }  // namespace
@@ -366,11 +367,12 @@ std::string rate(uint64_t bytes, double seconds) {
 void log_roofline(const RooflineResult& r, std::string_view job, double job_seconds) {
   namespace log = core::log;
   log::info(
-      "storage roofline: {:.3f} GB read ({}) and {:.3f} GB written ({}), 1 MiB blocks; "
+      "storage roofline: {} read ({}) and {} written ({}), 1 MiB blocks; "
       "{} processes",
-      static_cast<double>(r.read_bytes) / 1e9, r.read_direct ? "O_DIRECT" : "buffered",
-      static_cast<double>(r.write_bytes) / 1e9, r.write_direct ? "O_DIRECT" : "buffered",
-      r.streams);
+      core::format_bytes(static_cast<double>(r.read_bytes)),
+      r.read_direct ? "O_DIRECT" : "buffered",
+      core::format_bytes(static_cast<double>(r.write_bytes)),
+      r.write_direct ? "O_DIRECT" : "buffered", r.streams);
   log::info("  concurrent     {:.2f} s ({} reading and {} writing streams at once, {} in)",
             r.concurrent_seconds, r.streams, r.streams,
             rate(r.read_bytes + r.write_bytes, r.concurrent_seconds));

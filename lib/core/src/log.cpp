@@ -13,6 +13,7 @@ struct Context {
   int size = 1;
   std::string host;
   Level level = Level::kInfo;
+  bool info_to_stderr = false;      // --json -: stdout is the report's
   std::vector<std::string> errors;  // guarded by mutex
   std::mutex mutex;
 };
@@ -50,6 +51,8 @@ void set_context(int rank_id, int num_ranks, std::string host) {
 }
 
 void set_level(Level level) { ctx().level = level; }
+void set_info_to_stderr(bool to_stderr) { ctx().info_to_stderr = to_stderr; }
+std::FILE* info_stream() { return ctx().info_to_stderr ? stderr : stdout; }
 Level level() { return ctx().level; }
 int rank() { return ctx().rank; }
 int size() { return ctx().size; }
@@ -61,11 +64,11 @@ std::string rank_tag() {
 }
 
 void info_str(std::string_view msg) {
-  if (is_leader() && ctx().level >= Level::kInfo) emit(stdout, "", msg);
+  if (is_leader() && ctx().level >= Level::kInfo) emit(info_stream(), "", msg);
 }
 
 void detail_str(std::string_view msg) {
-  if (is_leader() && ctx().level >= Level::kDetail) emit(stdout, "", msg);
+  if (is_leader() && ctx().level >= Level::kDetail) emit(info_stream(), "", msg);
 }
 
 void warn_str(std::string_view msg) {

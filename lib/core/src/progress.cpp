@@ -7,18 +7,9 @@
 #include <cstdlib>
 
 #include "eplb/core/log.hpp"
+#include "eplb/core/units.hpp"
 
 namespace eplb::core {
-
-std::string human_bytes(double bytes) {
-  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  size_t unit = 0;
-  while (bytes >= 1024.0 && unit + 1 < std::size(kUnits)) {
-    bytes /= 1024.0;
-    ++unit;
-  }
-  return unit == 0 ? fmt::format("{:.0f} B", bytes) : fmt::format("{:.2f} {}", bytes, kUnits[unit]);
-}
 
 namespace {
 
@@ -70,8 +61,9 @@ Progress Progress::for_leader(std::string label, int64_t total_units, std::strin
   settings.style = auto_style();
   return Progress(std::move(label), total_units, std::move(unit), settings,
                   [](std::string_view text) {
-                    std::fwrite(text.data(), 1, text.size(), stdout);
-                    std::fflush(stdout);
+                    std::FILE* out = log::info_stream();  // stderr with --json -
+                    std::fwrite(text.data(), 1, text.size(), out);
+                    std::fflush(out);
                   });
 }
 
@@ -79,8 +71,8 @@ std::string Progress::format_line(std::string_view label, std::string_view unit,
                                   int64_t total, int64_t bytes, double seconds) {
   const int64_t percent = total > 0 ? done * 100 / total : 100;
   std::string line = fmt::format("{}: {} {}/{} ({}%), {}", label, unit, done, total, percent,
-                                 human_bytes(static_cast<double>(bytes)));
-  if (seconds > 0) line += ", " + human_bytes(static_cast<double>(bytes) / seconds) + "/s";
+                                 format_bytes(static_cast<double>(bytes)));
+  if (seconds > 0) line += ", " + format_bytes(static_cast<double>(bytes) / seconds) + "/s";
   if (done >= total) {
     line += fmt::format(", done in {}", clock_time(seconds));
   } else if (done > 0) {

@@ -21,6 +21,7 @@
 #include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
+#include "eplb/core/units.hpp"
 #include "lock.hpp"
 
 namespace eplb::io {
@@ -611,8 +612,8 @@ void require_free_space(const fs::path& dir, uint64_t bytes, std::string_view wh
       core::ErrorKind::kIo,
       fmt::format("{} needs at least {} ({} B) on the filesystem of '{}', which has {} ({} B) "
                   "free: nothing was written; {}",
-                  what, core::human_bytes(static_cast<double>(bytes)), bytes, dir.string(),
-                  core::human_bytes(static_cast<double>(*free)), *free, remedy));
+                  what, core::format_bytes(static_cast<double>(bytes)), bytes, dir.string(),
+                  core::format_bytes(static_cast<double>(*free)), *free, remedy));
 }
 
 }  // namespace eplb::io

@@ -12,6 +12,7 @@
 #include <numeric>
 
 #include "eplb/core/error.hpp"
+#include "eplb/core/units.hpp"
 
 namespace eplb::plan {
 namespace {
@@ -63,16 +64,7 @@ std::string xml_text(const std::string& text) {
   return out;
 }
 
-std::string human_bytes(int64_t bytes) {
-  constexpr const char* kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  auto value = static_cast<double>(bytes);
-  size_t unit = 0;
-  while (value >= 1024.0 && unit + 1 < std::size(kUnits)) {
-    value /= 1024.0;
-    ++unit;
-  }
-  return unit == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", value, kUnits[unit]);
-}
+std::string human_bytes(int64_t bytes) { return core::format_bytes(static_cast<double>(bytes)); }
 
 // White for nothing, then light to dark blue, linear in value / max.
 std::string colour(int64_t value, int64_t max) {

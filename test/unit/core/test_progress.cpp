@@ -27,7 +27,7 @@ struct Fake {
 TEST_CASE("format_line: bytes, rate and ETA from the units done") {
   // 16 of 64 layers, 1 GiB in 4 s: 256 MiB/s, 48 layers left at 0.25 s each = 12 s.
   CHECK(core::Progress::format_line("rebalance", "layer", 16, 64, int64_t{1} << 30, 4.0) ==
-        "rebalance: layer 16/64 (25%), 1.00 GiB, 256.00 MiB/s, ETA 0:12");
+        "rebalance: layer 16/64 (25%), 1.00 GiB, 256 MiB/s, ETA 0:12");
   CHECK(core::Progress::format_line("verify", "layer", 64, 64, 3 << 20, 3725.0) ==
         "verify: layer 64/64 (100%), 3.00 MiB, 844 B/s, done in 1:02:05");
   CHECK(core::Progress::format_line("generate", "layer", 0, 8, 0, 0.0) ==
@@ -49,7 +49,7 @@ TEST_CASE("plain lines: at most one per interval, and the final state once") {
   CHECK(f.out[0] == "rebalance: layer 3/10 (30%), 3.00 KiB, 512 B/s, ETA 0:14\n");
   CHECK(f.out[1].starts_with("rebalance: layer 6/10 (60%)"));
   CHECK(f.out[2].starts_with("rebalance: layer 9/10 (90%)"));
-  CHECK(f.out[3] == "rebalance: layer 10/10 (100%), 10.00 KiB, 512 B/s, done in 0:20\n");
+  CHECK(f.out[3] == "rebalance: layer 10/10 (100%), 10.0 KiB, 512 B/s, done in 0:20\n");
   for (const auto& line : f.out) CHECK(line.find('\r') == std::string::npos);
 }
 

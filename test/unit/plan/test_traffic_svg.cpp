@@ -44,11 +44,11 @@ TEST_CASE("render_traffic_svg: labels, tooltips, node boundaries, busiest sender
   CHECK(svg.find("'a&lt;b&gt;.json' -&gt; 'c&amp;\xef\xbf\xbd.json'") != std::string::npos);
   CHECK(svg.find('\xff') == std::string::npos);
   for (const char* label : {">sender (EP rank)<", ">receiver (EP rank)<", ">node 0<", ">node 1<",
-                            ">layer 0<", ">layer 1<", ">busiest sender: rank 2, 4.0 KiB<"}) {
+                            ">layer 0<", ">layer 1<", ">busiest sender: rank 2, 4.00 KiB<"}) {
     CHECK(count(svg, label) == 1);
   }
   // One tooltip per non-empty cell of the summed matrix.
-  CHECK(count(svg, "<title>rank 2 -&gt; rank 0: 3.0 KiB</title>") == 1);
+  CHECK(count(svg, "<title>rank 2 -&gt; rank 0: 3.00 KiB</title>") == 1);
   CHECK(count(svg, "<title>rank ") - count(svg, " sends ") == 3);
   // Node boundary at rank 2: one vertical and one horizontal line per matrix (3 matrices).
   CHECK(count(svg, "stroke=\"#222\"") == 6);
@@ -81,9 +81,9 @@ TEST_CASE("render_traffic_svg: ranks grouped by their real node (--map-by node)"
   CHECK(count(svg, ">node 1 (host&lt;b&gt;)<") == 1);
   CHECK(count(svg, "EP ranks grouped by node") == 1);
   // Tooltips and the busiest sender name the real ranks.
-  CHECK(count(svg, "<title>rank 3 -&gt; rank 0: 2.0 KiB</title>") == 1);
-  CHECK(count(svg, "<title>rank 1 -&gt; rank 2: 1.0 KiB</title>") == 1);
-  CHECK(count(svg, ">busiest sender: rank 3, 2.0 KiB<") == 1);
+  CHECK(count(svg, "<title>rank 3 -&gt; rank 0: 2.00 KiB</title>") == 1);
+  CHECK(count(svg, "<title>rank 1 -&gt; rank 2: 1.00 KiB</title>") == 1);
+  CHECK(count(svg, ">busiest sender: rank 3, 2.00 KiB<") == 1);
   // Axis labels in display order: 0 2 1 3 (one row label and one column label each).
   const size_t at0 = svg.find("font-size=\"10\">0</text>");
   const size_t at2 = svg.find("font-size=\"10\">2</text>");

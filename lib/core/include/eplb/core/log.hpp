@@ -1,12 +1,15 @@
 // Process-wide logger that knows its rank, so call sites never test `rank == 0`.
 //
 // Local: every function here acts on the calling process only.
-//   info()/detail(): printed by the leader (rank 0) only, to stdout.
+//   info()/detail(): printed by the leader (rank 0) only, to stdout (to stderr after
+//                    set_info_to_stderr, when stdout carries a report: --json -).
 //   warn()/error():  printed by every rank that calls them, to stderr, prefixed
 //                    "eplb-rebalance: error: [rank 3/8 node07] ".
 #pragma once
 
 #include <fmt/format.h>
+
+#include <cstdio>
 
 #include <string>
 #include <string_view>
@@ -19,6 +22,11 @@ enum class Level { kQuiet, kInfo, kDetail };
 // Sets who we are; called once after MPI start (defaults: rank 0 of 1, this host).
 void set_context(int rank, int size, std::string host);
 void set_level(Level level);
+// Sends info() and detail() to stderr, so that stdout holds only what the command writes
+// there itself (a report with --json -). Also what info_stream() returns.
+void set_info_to_stderr(bool to_stderr);
+// Where info() prints: stdout, or stderr after set_info_to_stderr(true).
+std::FILE* info_stream();
 Level level();  // kDetail with -v: messages may then carry library detail (HDF5 stacks)
 int rank();
 int size();

@@ -18,9 +18,6 @@
 
 namespace eplb::core {
 
-// "1.50 GiB", "812 B": binary units, two decimals. Local.
-std::string human_bytes(double bytes);
-
 class Progress {
  public:
   enum class Style { kOff, kRedraw, kLines };
