@@ -10,6 +10,7 @@ packages=(
   libhdf5-dev hdf5-tools              # checkpoint shards; h5dump
   libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev
   libyaml-cpp-dev                     # TensorRT-LLM placement files (YAML)
+  libtomlplusplus-dev                 # --config job files (TOML)
   catch2                              # Catch2 2.13 (v2 API)
   python3 python3-h5py python3-numpy  # format tests read shards back with h5py
   clang libclang-rt-14-dev            # libFuzzer, ASan/UBSan runtimes (scripts/fuzz.sh)

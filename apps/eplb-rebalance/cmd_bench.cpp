@@ -10,13 +10,13 @@
 #include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/units.hpp"
 #include "validators.hpp"
 
 namespace eplb::app {
 namespace {
 
 namespace fs = std::filesystem;
-constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 
 // A model name from configs/models/ (looked up from the working directory, then next to
 // the source tree the binary was built from), or a path to such a JSON file.
@@ -47,16 +47,18 @@ void load_model(const std::string& name, bench::BenchOptions& o) {
 void print_result(const bench::BenchOptions& o, const bench::BenchResult& r) {
   namespace log = core::log;
   log::info(
-      "bench: {} on {} GPUs, {} slots per GPU, expert {:.2f} MiB, {} layers resident, "
+      "bench: {} on {} GPUs, {} slots per GPU, expert {}, {} layers resident, "
       "{} experts moved per run, median of {} runs",
       o.model_name, r.ep_size, r.num_slots_per_rank,
-      static_cast<double>(r.expert_bytes) / (1 << 20), o.num_layers, r.experts_moved, o.iterations);
-  log::info("{:<27} {:>10} {:>12} {:>9} {:>11} {:>14} {:>9}", "method", "time ms", "busiest GiB",
-            "GB/s", "NCCL sends", "extra dev GiB", "verified");
+      core::format_bytes(static_cast<double>(r.expert_bytes)), o.num_layers, r.experts_moved,
+      o.iterations);
+  log::info("{:<27} {:>10} {:>12} {:>12} {:>11} {:>14} {:>9}", "method", "time ms", "busiest",
+            "bandwidth", "NCCL sends", "extra device", "verified");
   for (const auto& m : r.methods) {
-    log::info("{:<27} {:>10.2f} {:>12.3f} {:>9.1f} {:>11} {:>14.2f} {:>9}", m.name, m.seconds * 1e3,
-              static_cast<double>(m.busiest_bytes) / kGiB, m.gbps(), m.messages,
-              static_cast<double>(m.extra_device_bytes) / kGiB,
+    const double rate = m.seconds > 0 ? static_cast<double>(m.busiest_bytes) / m.seconds : 0;
+    log::info("{:<27} {:>10.2f} {:>12} {:>12} {:>11} {:>14} {:>9}", m.name, m.seconds * 1e3,
+              core::format_bytes(static_cast<double>(m.busiest_bytes)), core::format_rate(rate),
+              m.messages, core::format_bytes(static_cast<double>(m.extra_device_bytes)),
               m.verified
                   ? "yes"
                   : (m.name.starts_with("ours,") || m.name.starts_with("raw") ? "n/a" : "NO"));
@@ -81,10 +83,10 @@ void print_result(const bench::BenchOptions& o, const bench::BenchResult& r) {
     log::info("raw NCCL from registered buffers: not measured (ncclMemAlloc failed on a rank)");
   }
   log::info(
-      "device memory: weights {:.2f} GiB per GPU (old + new), peak used {:.2f} GiB "
-      "(max over GPUs, cudaMemGetInfo)",
-      static_cast<double>(r.weights_device_bytes) / kGiB,
-      static_cast<double>(r.peak_device_used_bytes) / kGiB);
+      "device memory: weights {} per GPU (old + new), peak used {} (max over GPUs, "
+      "cudaMemGetInfo)",
+      core::format_bytes(static_cast<double>(r.weights_device_bytes)),
+      core::format_bytes(static_cast<double>(r.peak_device_used_bytes)));
 }
 
 }  // namespace
@@ -129,7 +131,7 @@ Subcommand add_bench_command(CLI::App& root, CommonArgs& common) {
   app->add_option("--output-dir", args->io_output_dir,
                   "--io: an existing directory for the scratch files (removed afterwards)")
       ->needs(io)
-      ->check(CLI::ExistingDirectory);
+      ->check(existing_dir());
   app->add_option("--write-bytes", args->io_write_bytes,
                   "--io: bytes to write, over all processes (default: as many as --input has)")
       ->needs(io)

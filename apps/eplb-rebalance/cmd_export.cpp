@@ -4,9 +4,11 @@
 #include "commands.hpp"
 #include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/units.hpp"
 #include "eplb/engine/hf_io.hpp"
 #include "eplb/engine/in_place.hpp"
 #include "hf_report.hpp"
+#include "validators.hpp"
 
 namespace eplb::app {
 
@@ -18,11 +20,11 @@ Subcommand add_export_command(CLI::App& root, CommonArgs& common) {
   add_timeout_option(app, common);
   app->add_option("--checkpoint", options->checkpoint, "Checkpoint made by `import` (or `run`)")
       ->required()
-      ->check(CLI::ExistingDirectory);
+      ->check(existing_dir());
   app->add_option("--hf-base", options->hf_base,
                   "The Hugging Face directory the checkpoint was imported from")
       ->required()
-      ->check(CLI::ExistingDirectory);
+      ->check(existing_dir());
   app->add_option("--output", options->output, "Hugging Face directory to create")->required();
   app->add_flag("--roofline", *roofline,
                 "After the export, measure the storage roofline on the same filesystems and "
@@ -36,8 +38,9 @@ Subcommand add_export_command(CLI::App& root, CommonArgs& common) {
             engine::finish_interrupted_update(session, options->checkpoint);
             auto report = engine::export_hf(session, *options);
             add_hf_report(report);
-            core::log::info("exported {} safetensors files ({:.3f} GiB) in {:.2f} s: '{}'",
-                            report.num_files, static_cast<double>(report.bytes_written) / (1 << 30),
+            core::log::info("exported {} safetensors files ({}) in {:.2f} s: '{}'",
+                            report.num_files,
+                            core::format_bytes(static_cast<double>(report.bytes_written)),
                             report.seconds, options->output.string());
             if (*roofline) {
               // Export reads the shards' rows and the base's other tensors: as many bytes,

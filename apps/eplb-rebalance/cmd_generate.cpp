@@ -3,6 +3,7 @@
 
 #include "commands.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/units.hpp"
 #include "eplb/engine/generate.hpp"
 
 namespace eplb::app {
@@ -42,8 +43,9 @@ Subcommand add_generate_command(CLI::App& root, CommonArgs& common) {
                 {"end_to_end", report.seconds > 0
                                    ? static_cast<double>(report.bytes_written) / report.seconds
                                    : 0.0}};
-            core::log::info("generated {} shards, {:.3f} GiB of expert weights in {:.2f} s: '{}'",
-                            report.num_files, static_cast<double>(report.bytes_written) / (1 << 30),
+            core::log::info("generated {} shards, {} of expert weights in {:.2f} s: '{}'",
+                            report.num_files,
+                            core::format_bytes(static_cast<double>(report.bytes_written)),
                             report.seconds, options.output.string());
             return 0;
           }};

@@ -4,8 +4,10 @@
 #include "commands.hpp"
 #include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/units.hpp"
 #include "eplb/engine/hf_io.hpp"
 #include "hf_report.hpp"
+#include "validators.hpp"
 
 namespace eplb::app {
 
@@ -22,10 +24,13 @@ Subcommand add_import_command(CLI::App& root, CommonArgs& common) {
   app->add_option("--hf", args->options.hf_dir,
                   "Hugging Face model directory (config.json, *.safetensors, index)")
       ->required()
-      ->check(CLI::ExistingDirectory);
-  app->add_option("--placement", args->options.placement, "Placement (JSON)")
+      ->check(existing_dir())
+      ->type_name("DIR");
+  app->add_option("--placement", args->options.placement,
+                  "Placement in any accepted form (numbered as the model in --hf)")
       ->required()
-      ->check(CLI::ExistingFile);
+      ->check(existing_file())
+      ->type_name("FILE");
   app->add_option("--output", args->options.output, "Checkpoint directory to create")->required();
   app->add_option("--experts", args->options.experts_pattern,
                   "Expert container for models not detected from config.json, with {L} for "
@@ -45,10 +50,10 @@ Subcommand add_import_command(CLI::App& root, CommonArgs& common) {
             auto report = engine::import_hf(session, options);
             add_hf_report(report);
             core::log::info(
-                "imported {} MoE layers x {} experts into {} shards, {:.3f} GiB of expert "
-                "weights in {:.2f} s: '{}'",
+                "imported {} MoE layers x {} experts into {} shards, {} of expert weights in "
+                "{:.2f} s: '{}'",
                 report.num_moe_layers, report.num_logical_experts, report.num_files,
-                static_cast<double>(report.bytes_written) / (1 << 30), report.seconds,
+                core::format_bytes(static_cast<double>(report.bytes_written)), report.seconds,
                 options.output.string());
             if (args->roofline) {
               // The bytes import read, from the HF files' filesystem; the shards' size

@@ -12,6 +12,7 @@
 #include "commands.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/units.hpp"
 #include "eplb/engine/rebalance.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/tensor.hpp"
@@ -278,8 +279,8 @@ void write_svg(const PlanReport& r, const PlanArgs& args) {
   std::string tensors;
   for (const auto& t : r.tensors) tensors += (tensors.empty() ? "" : ", ") + t.name;
   picture.subtitle =
-      fmt::format("{:.2f} MiB per expert ({}); EP ranks: {}{}",
-                  static_cast<double>(r.bytes_per_expert) / (1 << 20), tensors,
+      fmt::format("{} per expert ({}); EP ranks: {}{}",
+                  core::format_bytes(static_cast<double>(r.bytes_per_expert)), tensors,
                   r.traffic_bytes.empty() ? 0 : r.traffic_bytes.front().size(),
                   r.topology.known() ? fmt::format(", {} nodes", r.topology.num_nodes())
                                      : std::string(", nodes unknown"));

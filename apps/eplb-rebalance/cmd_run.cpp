@@ -4,6 +4,7 @@
 #include "commands.hpp"
 #include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/units.hpp"
 #include "eplb/engine/in_place.hpp"
 #include "eplb/engine/rebalance.hpp"
 #include "validators.hpp"
@@ -19,21 +20,20 @@ struct RunArgs {
   bool roofline = false;
 };
 
-constexpr double kGiB = 1024.0 * 1024.0 * 1024.0;
 // Valid range (docs/CLI.md): a staging budget below 1 MiB would split every layer into
 // thousands of rounds. (--timeout's range is common_options.cpp's.)
 constexpr uint64_t kMinStagingBytes = uint64_t{1} << 20, kMaxStagingBytes = uint64_t{1} << 40;
 
 void print_report(const engine::RebalanceReport& r) {
   namespace log = core::log;
-  const double moved_gib = static_cast<double>(r.bytes_sent) / kGiB;
   log::info("rebalanced {} layers with the {} backend in {:.2f} s", r.num_layers, r.backend,
             r.seconds_total);
-  log::info("  moved      {} experts in {} messages ({:.3f} GiB); minimum required {} experts",
-            r.experts_moved, r.messages, moved_gib, r.min_experts_required);
+  log::info("  moved      {} experts in {} messages ({}); minimum required {} experts",
+            r.experts_moved, r.messages, core::format_bytes(static_cast<double>(r.bytes_sent)),
+            r.min_experts_required);
   log::info("  local      {} rows copied within a rank", r.rows_copied_locally);
-  log::info("  disk       read {:.3f} GiB, wrote {:.3f} GiB",
-            static_cast<double>(r.bytes_read) / kGiB, static_cast<double>(r.bytes_written) / kGiB);
+  log::info("  disk       read {}, wrote {}", core::format_bytes(static_cast<double>(r.bytes_read)),
+            core::format_bytes(static_cast<double>(r.bytes_written)));
   log::info(
       "  time       plan {:.3f} s, set-up {:.2f} s, read {:.2f} s, exchange {:.2f} s, write "
       "{:.2f} s (max over ranks), commit {:.2f} s",
@@ -46,16 +46,16 @@ void print_report(const engine::RebalanceReport& r) {
         r.backend, r.seconds_transport_setup, r.seconds_transport_hidden,
         r.seconds_transport_blocked, r.seconds_host_alloc);
   }
+  log::info("  memory     peak {} resident per process (one layer of one shard: {})",
+            core::format_bytes(static_cast<double>(r.peak_rss_bytes)),
+            core::format_bytes(static_cast<double>(r.layer_bytes)));
   log::info(
-      "  memory     peak {:.3f} GiB resident per process (one layer of one shard: {:.3f} GiB)",
-      static_cast<double>(r.peak_rss_bytes) / kGiB, static_cast<double>(r.layer_bytes) / kGiB);
-  log::info(
-      "  staging    peak {:.3f} GiB per process of the {:.3f} GiB budget (host {:.3f}, device "
-      "{:.3f}); {} layers read ahead, {} written behind",
-      static_cast<double>(r.peak_staging_bytes) / kGiB,
-      static_cast<double>(r.staging_budget_bytes) / kGiB,
-      static_cast<double>(r.peak_host_staging_bytes) / kGiB,
-      static_cast<double>(r.device_staging_bytes) / kGiB, r.layers_read_ahead,
+      "  staging    peak {} per process of the {} budget (host {}, device {}); {} layers read "
+      "ahead, {} written behind",
+      core::format_bytes(static_cast<double>(r.peak_staging_bytes)),
+      core::format_bytes(static_cast<double>(r.staging_budget_bytes)),
+      core::format_bytes(static_cast<double>(r.peak_host_staging_bytes)),
+      core::format_bytes(static_cast<double>(r.device_staging_bytes)), r.layers_read_ahead,
       r.layers_written_behind);
   log::info("  verified   every written slot against the checksum of its source slot");
 }
@@ -149,7 +149,8 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
                   "EP ranks per node for sender choice, as contiguous blocks (default: each EP "
                   "rank's real host, as MPI reports it)");
   app->add_option("--backend", args->backend, "auto, nccl or mpi")
-      ->check(CLI::IsMember({"auto", "nccl", "mpi"}))
+      ->check(one_of({"auto", "nccl", "mpi"}))
+      ->type_name("auto|nccl|mpi")
       ->capture_default_str();
   add_timeout_option(app, common);
   app->add_option("--max-staging-bytes", args->max_staging_bytes,
@@ -170,6 +171,7 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
             options.old_ep_size = pair.old_ep_size;
             options.new_ep_size = pair.new_ep_size;
             options.rank_mapping = pair.rank_mapping;
+            options.model_layers = pair.model_layers;
             options.allow_dropping_experts = pair.allow_dropping_experts;
             options.backend = engine::parse_backend(args->backend);
             options.transport.timeout = session.timeout();

@@ -3,8 +3,10 @@
 
 #include "commands.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/core/units.hpp"
 #include "eplb/engine/in_place.hpp"
 #include "eplb/engine/verify.hpp"
+#include "validators.hpp"
 
 namespace eplb::app {
 
@@ -20,7 +22,7 @@ Subcommand add_verify_command(CLI::App& root, CommonArgs& common) {
       "verify", "Check every slot of a checkpoint against its checksum and the placement");
   app->add_option("--checkpoint", args->options.checkpoint, "Checkpoint directory")
       ->required()
-      ->check(CLI::ExistingDirectory);
+      ->check(existing_dir());
   app->add_option("--placement", args->placement,
                   "Placement the checkpoint must hold (default: its manifest's)");
   app->add_option("--ep-size", args->ep_size, "EP size for a bare or SGLang-form placement");
@@ -46,9 +48,10 @@ Subcommand add_verify_command(CLI::App& root, CommonArgs& common) {
                 {"end_to_end", report.seconds > 0
                                    ? static_cast<double>(report.bytes_checked) / report.seconds
                                    : 0.0}};
-            core::log::info("verified {} shards: {} slots, {:.3f} GiB, all good ({:.2f} s)",
+            core::log::info("verified {} shards: {} slots, {}, all good ({:.2f} s)",
                             report.num_files, report.slots_checked,
-                            static_cast<double>(report.bytes_checked) / (1 << 30), report.seconds);
+                            core::format_bytes(static_cast<double>(report.bytes_checked)),
+                            report.seconds);
             return 0;
           }};
 }

@@ -43,6 +43,7 @@ Subcommand add_import_command(CLI::App& root, CommonArgs& common);     // cmd_im
 Subcommand add_export_command(CLI::App& root, CommonArgs& common);     // cmd_export.cpp
 Subcommand add_balance_command(CLI::App& root, CommonArgs& common);    // cmd_balance.cpp
 Subcommand add_placement_command(CLI::App& root, CommonArgs& common);  // cmd_placement.cpp
+Subcommand add_inspect_command(CLI::App& root, CommonArgs& common);    // cmd_inspect.cpp
 
 // The placement options `run` and `plan` share (cmd_placement.cpp).
 struct PlacementArgs {
@@ -50,6 +51,7 @@ struct PlacementArgs {
   int32_t ep_size = 0, old_ep_size = 0, new_ep_size = 0;  // 0: not given
   std::string rank_mapping;                               // path or inline JSON; "" not given
   bool allow_dropping_experts = false;
+  std::string model_layers;  // --model-layers SPEC; "" not given
 };
 void add_placement_options(CLI::App& app, PlacementArgs& args);
 // The options as load_pair takes them. Throws core::Error(kUsage) on contradicting sizes

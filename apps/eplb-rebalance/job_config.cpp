@@ -2,16 +2,20 @@
 
 #include <fmt/format.h>
 
+#include <toml++/toml.h>
 #include <algorithm>
 #include <cctype>
 #include <cstdlib>
-#include <sstream>
 
 #include "eplb/core/error.hpp"
 #include "eplb/core/input_file.hpp"
+#include "usage.hpp"
 
 namespace eplb::app {
 namespace {
+
+using core::Error;
+using core::ErrorKind;
 
 // Options that configure the parse itself, not the job.
 bool is_meta(const CLI::Option& opt) {
@@ -28,11 +32,6 @@ std::vector<CLI::Option*> job_options(CLI::App* app) {
     if (!opt->get_lnames().empty() && !is_meta(*opt)) out.push_back(opt);
   }
   return out;
-}
-
-std::string normalized_key(std::string key) {
-  std::replace(key.begin(), key.end(), '_', '-');
-  return key;
 }
 
 CLI::Option* find_long(CLI::App* app, const std::string& key) {
@@ -55,50 +54,172 @@ std::string config_path(const CLI::App& root, const std::vector<std::string>& ar
   return env != nullptr ? env : "";
 }
 
-std::vector<CLI::ConfigItem> read_config(const std::string& path) {
-  std::istringstream text(core::read_input_file(path, "config file"));
+bool has_validator(CLI::Option* opt, const char* name) {
   try {
-    return CLI::ConfigTOML().from_config(text);
-  } catch (const CLI::ParseError& e) {
-    throw core::Error(core::ErrorKind::kInput, fmt::format("'{}': {}", path, e.what()));
+    opt->get_validator(name);
+    return true;
+  } catch (const CLI::OptionNotFound&) {
+    return false;
   }
 }
 
-// key -> value for the options of `command` and the root; keys of other subcommands are
-// skipped, keys of none are usage errors.
-std::map<CLI::Option*, std::vector<std::string>> config_values(CLI::App& root, CLI::App* command,
-                                                               const std::string& path) {
-  std::map<CLI::Option*, std::vector<std::string>> out;
-  core::ProblemList problems(core::ErrorKind::kUsage);
-  for (const auto& item : read_config(path)) {
-    if (item.name == "++" || item.name == "--") continue;  // section markers
-    const std::string key = normalized_key(item.name);
-    CLI::Option* opt = nullptr;
-    bool known = false;
-    if (item.parents.empty()) {
-      opt = find_long(command, key);
-      if (opt == nullptr) opt = find_long(&root, key);
-      known = opt != nullptr;
-      for (CLI::App* sub : root.get_subcommands({})) known = known || find_long(sub, key);
-    } else if (item.parents.size() == 1) {
-      CLI::App* sub = nullptr;
-      try {
-        sub = root.get_subcommand(item.parents[0]);
-      } catch (const CLI::OptionNotFound&) {
-      }
-      known = sub != nullptr && find_long(sub, key) != nullptr;
-      if (sub == command) opt = find_long(command, key);
-    }
-    if (!known) {
-      problems.add(
-          fmt::format("'{}': '{}' is not an option of any subcommand", path, item.fullname()));
-    } else if (opt != nullptr) {
-      out[opt] =
-          opt->get_expected_min() == 0 ? std::vector{CLI::ConfigTOML().to_flag(item)} : item.inputs;
-    }
+// A TOML value as the option's text, or why its type does not fit the option.
+std::string option_text(CLI::Option* opt, const toml::node& node, const std::string& key,
+                        std::string& why) {
+  const bool flag = opt->get_expected_max() == 0;
+  const bool integer = has_validator(opt, "integer");
+  const bool seconds = has_validator(opt, "seconds");
+  const bool size = has_validator(opt, "size");
+  const std::string kind = node.is_string()           ? "a string"
+                           : node.is_integer()        ? "an integer"
+                           : node.is_floating_point() ? "a number"
+                           : node.is_boolean()        ? "a boolean"
+                           : node.is_array()          ? "an array"
+                                                      : "a date or time";
+  const auto refuse = [&](std::string_view wanted) {
+    why =
+        fmt::format("'{}' is {}, but --{} takes {}", key, kind, opt->get_lnames().front(), wanted);
+    return std::string();
+  };
+  if (node.is_array()) return refuse("one value");
+  if (flag)
+    return node.is_boolean() ? (*node.value<bool>() ? "true" : "false") : refuse("true or false");
+  if (node.is_boolean()) return refuse("a value, not true or false");
+  if (integer && !node.is_integer()) return refuse("an integer");
+  if (seconds && !node.is_integer() && !node.is_floating_point())
+    return refuse("a number of seconds");
+  if (size && !node.is_integer() && !node.is_string()) return refuse("a size (e.g. \"2GiB\")");
+  if (node.is_string()) {
+    if (integer || seconds) return refuse(integer ? "an integer" : "a number of seconds");
+    return *node.value<std::string>();
   }
-  problems.throw_if_any();
-  return out;
+  if (node.is_integer()) return std::to_string(*node.value<int64_t>());
+  if (node.is_floating_point()) return fmt::format("{}", *node.value<double>());
+  return refuse("a string or a number");
+}
+
+std::vector<std::string> all_option_keys(CLI::App& root) {
+  std::vector<std::string> keys;
+  std::vector<CLI::App*> todo = {&root};
+  while (!todo.empty()) {
+    CLI::App* app = todo.back();
+    todo.pop_back();
+    for (CLI::Option* opt : job_options(app)) keys.push_back(opt->get_lnames().front());
+    for (CLI::App* sub : app->get_subcommands({})) todo.push_back(sub);
+  }
+  return keys;
+}
+
+bool any_has(CLI::App& app, const std::string& key) {
+  if (find_long(&app, key) != nullptr) return true;
+  for (CLI::App* sub : app.get_subcommands({})) {
+    if (any_has(*sub, key)) return true;
+  }
+  return false;
+}
+
+struct Walk {
+  CLI::App& root;
+  const std::vector<CLI::App*>& path;  // the running command, outermost first
+  std::string file;
+  std::map<CLI::Option*, std::string> values;
+  core::ProblemList problems{ErrorKind::kUsage};
+
+  std::string at(const toml::node& node) const {
+    return fmt::format("'{}' line {}", file, node.source().begin.line);
+  }
+
+  // Keys of `table`, which belongs to `app` (nullptr: the top, whose keys apply to the
+  // running command); `running` says whether `app` is on the running command's path.
+  void table(const toml::table& t, CLI::App* app, bool running, const std::string& section);
+  void value(const std::string& key, const toml::node& node, CLI::App* app, bool running,
+             const std::string& section);
+};
+
+void Walk::table(const toml::table& t, CLI::App* app, bool running, const std::string& section) {
+  for (auto&& [k, node] : t) {
+    const std::string key(k.str());
+    if (!node.is_table()) {
+      value(key, node, app, running, section);
+      continue;
+    }
+    CLI::App* parent = app == nullptr ? &root : app;
+    CLI::App* sub = nullptr;
+    for (CLI::App* s : parent->get_subcommands({})) {
+      if (s->get_name() == key) sub = s;
+    }
+    const std::string name = section.empty() ? key : section + "." + key;
+    if (sub == nullptr) {
+      std::vector<std::string> names;
+      for (CLI::App* s : parent->get_subcommands({})) {
+        names.push_back(section.empty() ? s->get_name() : section + "." + s->get_name());
+      }
+      const auto guess = closest(name, names);
+      problems.add(fmt::format("{}: [{}] is not a command{}", at(node), name,
+                               guess ? fmt::format("; did you mean [{}]?", *guess) : ""));
+      continue;
+    }
+    const bool on_path =
+        (app == nullptr || running) && std::find(path.begin(), path.end(), sub) != path.end();
+    table(*node.as_table(), sub, on_path, name);
+  }
+}
+
+void Walk::value(const std::string& key_in, const toml::node& node, CLI::App* app, bool running,
+                 const std::string& section) {
+  std::string key = key_in;
+  std::replace(key.begin(), key.end(), '_', '-');
+  CLI::Option* opt = nullptr;
+  bool known = false;
+  if (app == nullptr) {  // the top: whichever running command has it, or the root
+    for (auto it = path.rbegin(); opt == nullptr && it != path.rend(); ++it)
+      opt = find_long(*it, key);
+    if (opt == nullptr) opt = find_long(&root, key);
+    known = opt != nullptr || any_has(root, key);
+  } else {
+    known = find_long(app, key) != nullptr;
+    if (running) opt = find_long(app, key);
+  }
+  if (!known) {
+    std::vector<std::string> keys =
+        app == nullptr ? all_option_keys(root) : std::vector<std::string>{};
+    if (app != nullptr) {
+      for (CLI::Option* o : job_options(app)) keys.push_back(o->get_lnames().front());
+    }
+    const auto guess = closest(key, keys);
+    problems.add(fmt::format("{}: '{}' is not an option of {}{}", at(node), key_in,
+                             app == nullptr ? "any command" : "[" + section + "]",
+                             guess ? fmt::format("; did you mean '{}'?", *guess) : ""));
+    return;
+  }
+  if (opt == nullptr) return;  // another command's option
+  std::string why;
+  std::string text = option_text(opt, node, key_in, why);
+  if (!why.empty()) {
+    problems.add(fmt::format("{}: {}", at(node), why));
+  } else {
+    values[opt] = std::move(text);
+  }
+}
+
+// Option -> value for the options of the running command and the root; keys of other
+// subcommands are checked and skipped.
+std::map<CLI::Option*, std::string> config_values(CLI::App& root,
+                                                  const std::vector<CLI::App*>& path,
+                                                  const std::string& file) {
+  const std::string text = core::read_input_file(file, "config file");
+  toml::table doc;
+  try {
+    doc = toml::parse(text, file);
+  } catch (const toml::parse_error& e) {
+    throw Error(ErrorKind::kInput,
+                fmt::format("'{}' line {}, column {}: malformed TOML: {}", file,
+                            e.source().begin.line, e.source().begin.column, e.description()));
+  }
+  Walk walk{root, path, file, {}};
+  walk.table(doc, nullptr, true, "");
+  walk.problems.throw_if_any();
+  return walk.values;
 }
 
 }  // namespace
@@ -124,21 +245,14 @@ size_t skip_root_options(const CLI::App& root, const std::vector<std::string>& a
   return std::min(i, args.size());
 }
 
-CLI::App* named_command(CLI::App& root, const std::vector<std::string>& args) {
-  const size_t at = skip_root_options(root, args);
-  if (at >= args.size()) return nullptr;
-  for (CLI::App* sub : root.get_subcommands({})) {
-    if (sub->check_name(args[at])) return sub;
-  }
-  return nullptr;
-}
-
-JobConfig::JobConfig(CLI::App& root, CLI::App* command, const std::vector<std::string>& args)
-    : root_(root), command_(command) {
-  const std::string path = config_path(root, args);
-  std::map<CLI::Option*, std::vector<std::string>> from_file;
-  if (!path.empty()) from_file = config_values(root, command, path);
-  for (CLI::App* app : {&root, command}) {
+JobConfig::JobConfig(CLI::App& root, std::vector<CLI::App*> path,
+                     const std::vector<std::string>& args) {
+  apps_.push_back(&root);
+  apps_.insert(apps_.end(), path.begin(), path.end());
+  const std::string file = config_path(root, args);
+  std::map<CLI::Option*, std::string> from_file;
+  if (!file.empty()) from_file = config_values(root, path, file);
+  for (CLI::App* app : apps_) {
     for (CLI::Option* opt : job_options(app)) {
       const std::string env = env_name_for(opt->get_lnames().front());
       opt->envname(env);
@@ -150,7 +264,7 @@ JobConfig::JobConfig(CLI::App& root, CLI::App* command, const std::vector<std::s
         injected_[opt] = "environment " + env;
       } else if (auto it = from_file.find(opt); it != from_file.end()) {
         opt->add_result(it->second);
-        injected_[opt] = "config " + path;
+        injected_[opt] = "config " + file;
       }
     }
   }
@@ -158,7 +272,7 @@ JobConfig::JobConfig(CLI::App& root, CLI::App* command, const std::vector<std::s
 
 nlohmann::json JobConfig::sources() const {
   nlohmann::json out = nlohmann::json::object();
-  for (CLI::App* app : {&root_, command_}) {
+  for (CLI::App* app : apps_) {
     for (CLI::Option* opt : job_options(app)) {
       const auto it = injected_.find(opt);
       const size_t from_elsewhere = it == injected_.end() ? 0 : 1;
@@ -170,11 +284,7 @@ nlohmann::json JobConfig::sources() const {
       } else {
         entry["source"] = "default";
       }
-      if (opt->count() > 0) {
-        entry["value"] = opt->results().back();
-      } else {
-        entry["value"] = opt->get_default_str();
-      }
+      entry["value"] = opt->count() > 0 ? opt->results().back() : opt->get_default_str();
       out["--" + opt->get_lnames().front()] = std::move(entry);
     }
   }

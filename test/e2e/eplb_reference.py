@@ -124,6 +124,8 @@ def run_case(binary, work, name, loads, replicas, groups, nodes, gpus, form="arr
     cmd = [binary, "balance", "--load", load_path, "--num-replicas", str(replicas),
            "--num-groups", str(groups), "--num-nodes", str(nodes), "--ep-size", str(gpus),
            "--output", out_path]
+    if form == "sglang":  # SGLang's rows are hidden layers: say they are all MoE layers
+        cmd += ["--model-layers", f"0-{len(loads) - 1}"]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         print(f"FAIL {name}: exit {proc.returncode}\n{proc.stdout}{proc.stderr}")

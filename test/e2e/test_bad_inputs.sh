@@ -21,7 +21,7 @@ bad() {
 args=(--old "$d/old.json" --new "$d/new.json" --input "$d/in" --output "$d/out")
 
 # B1-B9: options.
-bad 64 typo "unknown command 'rnu': the commands are run, plan, generate, verify, bench, import, export, balance and placement" -- rnu "${args[@]}"
+bad 64 typo "unknown command 'rnu'; did you mean 'run'? the commands are run, plan, generate, verify, bench, import, export, balance, placement and inspect" -- rnu "${args[@]}"
 bad 64 no-command "no command given" --
 # The value of a top-level option is not taken for the command.
 echo 'timeout = 30' > "$d/job.toml"

@@ -83,7 +83,11 @@ cmp -s "$work/new.json" "$work/new-mpi.json" && pass || fail "mpirun output diff
 
 # SGLang's dump with steps; the all-zero layer gives a valid placement.
 echo '{"rank": 0, "logical_count": [[[1,2,3,4],[0,0,0,0]],[[1,0,3,0],[0,0,0,0]]], "average_utilization_rate_over_window": null}' >"$work/sglang.json"
-expect_exit 0 "$work/sglang.log" -- "$tool" balance --load "$work/sglang.json" --num-replicas 6 --ep-size 2 --output "$work/s.json"
+# A row with no load may be a dense layer: refused until the model's layers say which it is.
+expect_exit 2 "$work/sglang0.log" -- "$tool" balance --load "$work/sglang.json" --num-replicas 6 --ep-size 2 --output "$work/s.json"
+expect_in "$work/sglang0.log" "'$work/sglang.json' at /logical_count: row 1 has no load at all: SGLang's recorder writes a row per hidden layer, 0 for dense layers, so which rows are MoE layers cannot be told; give the model's layers with --model-layers (e.g. 3-60), --hf DIR or --checkpoint DIR"
+[[ ! -e "$work/s.json" ]] && pass || fail "balance wrote a placement from ambiguous rows"
+expect_exit 0 "$work/sglang.log" -- "$tool" balance --load "$work/sglang.json" --num-replicas 6 --ep-size 2 --model-layers 0-1 --output "$work/s.json"
 expect_in "$work/sglang.log" "SGLang logical_count, per logical expert, summed over 2 steps"
 
 # Errors: bad input exits 2 with the JSON location, bad options 64 with the valid range.

@@ -16,12 +16,15 @@ keys = ("ep_size", "num_slots_per_rank", "num_logical_experts", "physical_to_log
 sys.exit(0 if all(a[k] == b[k] for k in keys) else 1)
 PY
 }
+# Every example is the same 2 MoE layers; trtllm.yaml numbers them 3 and 4, as a model with 3
+# dense layers does: the model's layers are given both ways (SGLang's form has 5 rows).
 for file in canonical.json sglang.json bare.json vllm-state.json vllm-mapping.jsonl vllm-ascend.json trtllm.yaml; do
   for form in canonical sglang vllm vllm-jsonl vllm-ascend trtllm; do
     out="$work/conv-$file.$form"
-    expect_exit 0 "$out.log" -- "$tool" placement convert --to "$form" --ep-size 2 "$examples/$file" "$out"
+    expect_exit 0 "$out.log" -- "$tool" placement convert --to "$form" --ep-size 2 \
+      --model-layers 3-4 "$examples/$file" "$out"
     expect_exit 0 "$out.back.log" -- "$tool" placement convert --to canonical --ep-size 2 \
-      --num-logical-experts 4 "$out" "$out.canonical.json"
+      --num-logical-experts 4 --model-layers 3-4 "$out" "$out.canonical.json"
     same_placement "$out.canonical.json" "$examples/canonical.json" && pass ||
       fail "$file -> $form -> canonical differs from canonical.json"
   done
@@ -31,10 +34,77 @@ expect_exit 0 "$work/t1.log" -- "$tool" placement convert --to canonical --ep-si
 expect_exit 0 "$work/t2.log" -- "$tool" placement convert --to trtllm "$work/t.json" "$work/t.yaml"
 diff <(grep -v '^#' "$examples/trtllm.yaml") "$work/t.yaml" >/dev/null && pass || fail "trtllm.yaml did not round-trip"
 expect_in "$work/t2.log" "note: the trtllm form does not record ep_size 2: give --ep-size 2 when reading it"
+$py -c "import json,sys; assert len(json.load(open(sys.argv[1]))['physical_to_logical_map']) == 5" \
+  "$work/conv-trtllm.yaml.sglang" && pass || fail "sglang form: a row per hidden layer"
 # Inline JSON in, SGLang out.
-expect_exit 0 "$work/inline.log" -- "$tool" placement convert --to sglang --ep-size 1 '[[1,0]]' "$work/inline.json"
+expect_exit 0 "$work/inline.log" -- "$tool" placement convert --to sglang --ep-size 1 \
+  --model-layers 0 '[[1,0]]' "$work/inline.json"
 $py -c "import json,sys; assert json.load(open(sys.argv[1])) == {'physical_to_logical_map': [[1, 0]]}" \
   "$work/inline.json" && pass || fail "inline convert"
+
+# --- the model's layers: needed by SGLang's and TensorRT-LLM's forms, refused otherwise ---
+for form in sglang trtllm; do
+  expect_exit 2 "$work/n-$form.log" -- "$tool" placement convert --to "$form" "$examples/canonical.json" "$work/n-$form.out"
+  expect_in "$work/n-$form.log" "'$examples/canonical.json' does not record the model's layer numbers, and the $form form"
+  expect_in "$work/n-$form.log" "give the model's layers with --model-layers (e.g. 3-60), --hf DIR or --checkpoint DIR"
+  [[ ! -e "$work/n-$form.out" ]] && pass || fail "convert wrote OUT without the model's layers"
+done
+# The keys of TensorRT-LLM's file against --model-layers.
+expect_exit 2 "$work/n-keys.log" -- "$tool" placement convert --to canonical --ep-size 2 --model-layers 0-1 \
+  "$examples/trtllm.yaml" "$work/n-keys.json"
+expect_in "$work/n-keys.log" "'$examples/trtllm.yaml' at /initial_global_assignments: model layers 3, 4 disagree with the model's MoE layers 0, 1 (--model-layers 0-1)"
+# SGLang's 5 rows read as MoE layers 3 and 4, from the model's layers of an HF config.
+mkdir -p "$work/hf"
+echo '{"model_type": "deepseek_v3", "num_hidden_layers": 5, "n_routed_experts": 4, "first_k_dense_replace": 3}' >"$work/hf/config.json"
+expect_exit 0 "$work/hf.log" -- "$tool" placement convert --to canonical --ep-size 2 --hf "$work/hf" \
+  "$work/conv-trtllm.yaml.sglang" "$work/hf.json"
+$py - "$work/hf.json" "$examples/canonical.json" <<'PY' && pass || fail "--hf: SGLang's rows per hidden layer"
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert a["physical_to_logical_map"] == b["physical_to_logical_map"], a
+assert a["model_layer_ids"] == [3, 4] and a["num_hidden_layers"] == 5, a
+PY
+expect_exit 64 "$work/two.log" -- "$tool" placement convert --to canonical --hf "$work/hf" --model-layers 3-4 \
+  "$examples/canonical.json" "$work/two.json"
+expect_in "$work/two.log" "give the model's layers once: --model-layers, --hf or --checkpoint"
+expect_exit 64 "$work/spec.log" -- "$tool" placement convert --to canonical --model-layers 4-3 \
+  "$examples/canonical.json" "$work/spec.json"
+expect_in "$work/spec.log" "--model-layers '4-3': the range '4-3' runs backwards"
+
+# --- empty slots: refused into a form without them, unless --fill-empty ------------------
+echo '{"format": "eplb-placement", "version": 1, "ep_size": 2, "num_logical_experts": 3, "model_layer_ids": [3], "physical_to_logical_map": [[0,1, 2,-1]]}' >"$work/empty.json"
+for form in sglang vllm-jsonl vllm-ascend trtllm; do
+  expect_exit 2 "$work/e-$form.log" -- "$tool" placement convert --to "$form" "$work/empty.json" "$work/e-$form.out"
+  expect_in "$work/e-$form.log" "'$work/empty.json' layer 0 (model layer 3), slot 3 (EP rank 1, row 1) is empty (-1), which the $form form cannot express"
+  [[ ! -e "$work/e-$form.out" ]] && pass || fail "$form: an empty slot written"
+done
+expect_exit 0 "$work/fill.log" -- "$tool" placement convert --to trtllm --fill-empty least-replicated \
+  "$work/empty.json" "$work/fill.yaml"
+expect_in "$work/fill.yaml" "3: [0, 1, 2, 0]"
+expect_in "$work/fill.log" "note: 1 empty slots filled (least-replicated"
+expect_exit 0 "$work/keep.log" -- "$tool" placement convert --to vllm "$work/empty.json" "$work/keep.json"
+expect_in "$work/keep.json" "[0,1,2,-1]"
+
+# --- what TensorRT-LLM's own files add: ep_size, the LLM API options' load_balancer ------
+printf 'enable_attention_dp: true\nmoe_config:\n  backend: WideEP\n  load_balancer:\n    num_slots: 6\n    ep_size: 2\n    initial_global_assignments: {3: [0, 1, 2, 3, 0, 1], 4: [3, 2, 1, 0, 3, 2]}\n' >"$work/llm_api.yaml"
+expect_exit 0 "$work/api.log" -- "$tool" placement convert --to canonical "$work/llm_api.yaml" "$work/api.json"
+same_placement "$work/api.json" "$examples/canonical.json" && pass || fail "nested moe_config.load_balancer"
+sed 's/ep_size: 2/ep_size: 4/' "$work/llm_api.yaml" >"$work/llm_api4.yaml"
+expect_exit 2 "$work/api4.log" -- "$tool" placement convert --to canonical --ep-size 2 "$work/llm_api4.yaml" "$work/api4.json"
+expect_in "$work/api4.log" "'$work/llm_api4.yaml' at /moe_config/load_balancer/ep_size: ep_size 4 disagrees with --ep-size 2"
+expect_not_in "$work/api4.log" "unknown key"
+
+# --- --json -: stdout holds only the report ------------------------------------------------
+"$tool" placement convert --to vllm --ep-size 2 --json - "$examples/canonical.json" "$work/j.json" \
+  >"$work/j.out" 2>"$work/j.err" && pass || fail "convert --json - failed"
+$py - "$work/j.out" <<'PY' && pass || fail "convert --json -: stdout is not the report alone"
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["command"] == "placement convert" and r["result"] == "ok", r
+c = r["convert"]
+assert c["to"] == "vllm" and c["num_layers"] == 2 and c["ep_size"] == 2 and c["notes"], c
+PY
+expect_in "$work/j.err" "wrote '$work/j.json' (vllm form)"
 
 # --- convert errors: exit code, message, OUT not written ---------------------------------
 echo '{"logical_count": [[1, 2]]}' >"$work/load.json"

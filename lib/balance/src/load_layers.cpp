@@ -27,10 +27,11 @@ void check_unknown_hidden(const ParsedLoads& out, const std::string& pointer,
   }
   if (zero_rows.empty() || rows.size() == 1) return;
   report.add(pointer,
-             fmt::format("rows {} have no load at all: SGLang's recorder writes a row per hidden "
+             fmt::format("{} {} {} no load at all: SGLang's recorder writes a row per hidden "
                          "layer, 0 for dense layers, so which rows are MoE layers cannot be told; "
                          "{}",
-                         format_layer_numbers(zero_rows), kModelLayersHint));
+                         zero_rows.size() == 1 ? "row" : "rows", format_layer_numbers(zero_rows),
+                         zero_rows.size() == 1 ? "has" : "have", kModelLayersHint));
 }
 
 }  // namespace

@@ -47,7 +47,7 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
   core::ProblemList problems(core::ErrorKind::kInput);
   capture(problems, [&] {
     p = placement::load_placement(options.placement,
-                                  {options.placement.string(), options.ep_size, {}, {}});
+                                  {options.placement.string(), options.ep_size, {}, {}, {}});
   });
   agree_identical(session.group(), problems, "loading the placement");
 

@@ -218,8 +218,15 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   core::ProblemList problems(ErrorKind::kInput);
   const bool model_ok = capture(problems, [&] { load_model(options, model); });
   const bool placement_ok = capture(problems, [&] {
-    p = placement::load_placement(options.placement,
-                                  {options.placement.string(), options.ep_size, {}, {}});
+    placement::ParseOptions parse{options.placement.string(), options.ep_size, {}, {}, {}};
+    // The model's numbering reads a placement numbered by model layer (SGLang's row per
+    // hidden layer, TensorRT-LLM's keys) and is recorded with it.
+    if (model_ok) {
+      parse.model_layers =
+          placement::ModelLayers{model.map.model_layers, model.map.num_hidden_layers,
+                                 "--hf '" + options.hf_dir.string() + "'"};
+    }
+    p = placement::load_placement(options.placement, parse);
   });
   if (model_ok && placement_ok) check_placement(p, model.map, options, problems);
   agree_identical(session.group(), problems, "checking the inputs");

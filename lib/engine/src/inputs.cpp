@@ -269,9 +269,14 @@ placement::PairOptions pair_options_of(const RebalanceOptions& options,
   pair_options.new_ep_size = options.new_ep_size;
   pair_options.rank_mapping = options.rank_mapping;
   pair_options.allow_dropping_experts = options.allow_dropping_experts;
+  pair_options.model_layers = options.model_layers;
   if (manifest != nullptr) {
     pair_options.checkpoint_ep_size = manifest->placement.ep_size;
     pair_options.checkpoint_num_logical_experts = manifest->placement.num_logical_experts;
+    if (!options.model_layers && manifest->hugging_face) {
+      pair_options.model_layers = placement::ModelLayers{manifest->hugging_face->model_layers, 0,
+                                                         "the input checkpoint's manifest"};
+    }
   }
   return pair_options;
 }

@@ -158,9 +158,16 @@ VerifyReport verify(const runtime::MpiSession& session, const VerifyOptions& opt
   if (ok && options.placement) {
     capture(problems, [&] {
       // A placement without ep_size or expert count takes the checkpoint's.
+      // An imported checkpoint knows the model's layers: SGLang's rows per hidden layer read.
+      std::optional<placement::ModelLayers> model;
+      if (manifest.hugging_face) {
+        model = placement::ModelLayers{manifest.hugging_face->model_layers, 0,
+                                       "the checkpoint's manifest"};
+      }
       auto given = placement::load_placement(
-          *options.placement, {options.placement->string(), options.ep_size,
-                               manifest.placement.ep_size, manifest.placement.num_logical_experts});
+          *options.placement,
+          {options.placement->string(), options.ep_size, manifest.placement.ep_size,
+           manifest.placement.num_logical_experts, model});
       if (!placement::same_slots(given, manifest.placement)) {
         problems.add(fmt::format("'{}' holds a different placement than '{}'",
                                  options.checkpoint.string(), options.placement->string()));

@@ -30,6 +30,9 @@ struct RebalanceOptions {
   std::optional<int32_t> old_ep_size;
   std::optional<int32_t> new_ep_size;
   std::optional<placement::RankMapping> rank_mapping;  // vLLM's elastic EP (--rank-mapping)
+  // The model's layers (--model-layers), for placements numbered by model layer; else the
+  // input checkpoint's (an imported one records them).
+  std::optional<placement::ModelLayers> model_layers;
   bool allow_dropping_experts = false;
   int32_t ranks_per_node = 0;  // 0: the real rank -> host map, as MPI reports it
   bool force = false;
