@@ -9,7 +9,7 @@
 #include "engine_files.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/io/atomic_dir.hpp"
+#include "eplb/fs/atomic_dir.hpp"
 #include "eplb/placement/forms.hpp"
 #include "eplb/placement/placement.hpp"
 #include "validators.hpp"
@@ -67,7 +67,7 @@ int run_convert(const ConvertArgs& args, const runtime::MpiSession& session) {
   }
   for (const auto& note : notes) core::log::info("note: {}", note);
   // Every rank read and checked the input; one writes, through a temporary and a rename.
-  if (session.rank() == 0) io::write_file_atomic(args.output, text);
+  if (session.rank() == 0) eplb::fs::write_file_atomic(args.output, text);
   core::log::info(
       "wrote '{}' ({} form): {} layers, ep_size {}, {} slots per rank, {} logical "
       "experts{}",

@@ -173,7 +173,7 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
             options.rank_mapping = pair.rank_mapping;
             options.model_layers = pair.model_layers;
             options.allow_dropping_experts = pair.allow_dropping_experts;
-            options.backend = engine::parse_backend(args->backend);
+            options.backend = job::parse_backend(args->backend);
             options.transport.timeout = session.timeout();
             options.transport.max_staging_bytes = args->max_staging_bytes;
             job_report()["inputs"] = {{"old", options.old_placement.string()},
