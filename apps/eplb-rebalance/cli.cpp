@@ -152,7 +152,10 @@ void Cli::parse(int argc, char** argv) {
   } catch (const core::Error& e) {
     problem_ = e;
   } catch (const CLI::ParseError& e) {
-    parse_error_ = e;
+    parse_error_ = e;  // a copy of the base: say what it was while its type is known
+    if (e.get_exit_code() != 0) {
+      problem_ = core::Error(core::ErrorKind::kUsage, describe_parse_error(e, app_, path_));
+    }
   }
 }
 
@@ -162,15 +165,12 @@ std::chrono::milliseconds Cli::timeout() const {
 }
 
 int Cli::report_parse_problem(const runtime::MpiSession& session) {
-  if (parse_error_ && parse_error_->get_exit_code() == 0) {  // help and version
+  if (!problem_) {  // help and version
     if (session.rank() == 0) app_.exit(*parse_error_);
     job_report().set_path({});  // --help and --version write no report
     return core::kExitOk;
   }
-  const core::Error error =
-      problem_
-          ? *problem_
-          : core::Error(core::ErrorKind::kUsage, describe_parse_error(*parse_error_, app_, path_));
+  const core::Error& error = *problem_;
   if (session.rank() == 0) {  // the same on every rank: rank 0 says it
     for (const auto& problem : error.problems()) log::error("{}", problem);
     if (error.kind() == core::ErrorKind::kUsage) {

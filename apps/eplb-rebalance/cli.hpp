@@ -47,7 +47,8 @@ class Cli {
   std::string config_file_;  // read by JobConfig before the parse; here for --help
   std::vector<CLI::App*> path_;
   std::optional<JobConfig> config_;
-  std::optional<core::Error> problem_;          // config, unknown arguments, missing paths
+  // What was wrong with the arguments, the environment or the config file, in our words.
+  std::optional<core::Error> problem_;
   std::optional<CLI::ParseError> parse_error_;  // CLI11's, help and version included
 };
 

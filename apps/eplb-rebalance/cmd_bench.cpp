@@ -131,7 +131,7 @@ Subcommand add_bench_command(CLI::App& root, CommonArgs& common) {
   app->add_option("--output-dir", args->io_output_dir,
                   "--io: an existing directory for the scratch files (removed afterwards)")
       ->needs(io)
-      ->check(existing_dir());
+      ->check(output_dir());
   app->add_option("--write-bytes", args->io_write_bytes,
                   "--io: bytes to write, over all processes (default: as many as --input has)")
       ->needs(io)

@@ -128,6 +128,7 @@ std::optional<std::string> closest(std::string_view given, const std::vector<std
   }
   // A typo, not another word: at most a third of the name changed, and at most 3 edits.
   const size_t letters = given.size() - std::min<size_t>(given.find_first_not_of('-'), 2);
+  if (letters < 3) return std::nullopt;  // "-x": every other letter is as close
   if (!best || best_distance == 0 ||
       best_distance > std::min<size_t>(3, std::max<size_t>(1, letters / 3))) {
     return std::nullopt;

@@ -173,6 +173,16 @@ CLI::Validator existing_dir() { return later(kDir); }
 CLI::Validator file_or_inline_json() { return later(kFileOrJson); }
 CLI::Validator existing_path() { return later(kPath); }
 
+CLI::Validator output_dir() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        std::error_code ec;
+        if (std::filesystem::is_directory(text, ec)) return "";
+        return fmt::format("'{}' is not an existing directory", text);
+      },
+      "DIR");
+}
+
 void check_input_paths(CLI::App& command) {
   core::ProblemList problems(core::ErrorKind::kInput);
   check_paths(command, problems);

@@ -38,6 +38,10 @@ CLI::Validator existing_dir();
 CLI::Validator file_or_inline_json();
 CLI::Validator existing_path();  // a file or a directory
 
+// Where output goes, checked at parse time: an existing directory, else a usage error (64),
+// as every "cannot create output" is: "--output-dir: 'x' is not an existing directory".
+CLI::Validator output_dir();
+
 // Local, after the parse: every option of `command` and its parsed subcommands checked with
 // one of the path validators above whose path does not exist (or is not a directory where
 // one is wanted). Throws core::Error(kInput), one problem each:

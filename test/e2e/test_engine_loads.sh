@@ -50,6 +50,9 @@ if $py -c "import torch" 2>/dev/null; then
   expect_exit 0 "$work/pt.log" -- $py "$here/../../scripts/sglang-loads-to-json.py" \
     "$loads/sglang/expert_distribution_recorder_1765100000.0.pt" "$work/pt.json"
   cmp -s "$work/pt.json" "$loads/sglang/expert_distribution_recorder.json" && pass || fail "the .pt converts differently"
+  $py -c "import torch; torch.save({'records': [], 'last_physical_to_logical_map': torch.zeros(1, 2)}, '$work/per_token.pt')"
+  expect_exit 2 "$work/pertoken.log" -- $py "$here/../../scripts/sglang-loads-to-json.py" "$work/per_token.pt" "$work/x.json"
+  expect_in "$work/pertoken.log" "this is a per_token dump (records, last_physical_to_logical_map): run SGLang's recorder in stat mode"
   echo '{"records": []}' >"$work/not.pt"
   expect_exit 2 "$work/notpt.log" -- $py "$here/../../scripts/sglang-loads-to-json.py" "$work/not.pt" "$work/x.json"
   expect_in "$work/notpt.log" "sglang-loads-to-json: error: '$work/not.pt' is not a torch file torch.load can read"
@@ -68,6 +71,14 @@ expect_exit 2 "$work/trtkeys.log" -- "$tool" balance --load "$loads/trtllm" "${c
   --output "$work/o.json"
 expect_in "$work/trtkeys.log" "model layers 3, 4 disagree with the model's MoE layers 1, 2 (--model-layers 1-2)"
 [[ ! -e "$work/o.json" ]] && pass || fail "balance wrote a placement from bad statistics"
+
+# A checkpoint that does not record the model's layers cannot give them.
+echo '{"format": "eplb-placement", "version": 1, "ep_size": 1, "physical_to_logical_map": [[0,1,2,3], [0,1,2,3]]}' \
+  >"$work/gen.json"
+"$tool" generate --placement "$work/gen.json" --tensors "w:fp32:4" --output "$work/gen" >/dev/null
+expect_exit 2 "$work/gen.log" -- "$tool" balance --load "$loads/trtllm" "${common[@]}" --checkpoint "$work/gen" \
+  --output "$work/o.json"
+expect_in "$work/gen.log" "'$work/gen' does not record the model's layers (only a checkpoint made by import does): give --model-layers or --hf"
 
 # --- --json -: the report alone on stdout, the rest on stderr ------------------------------
 "$tool" balance --load "$loads/trtllm" "${common[@]}" --output "$work/j.json" --json - \

@@ -32,7 +32,7 @@ expect_no_output "$d/out"
 fresh qwen3_moe
 $py "$check" placement 1 2 5 8 3 "$d/three.json"
 expect_exit 2 "$d/e3.log" -- import2 --placement "$d/three.json"
-expect_in "$d/e3.log" "placement '$d/three.json' has 3 layers, but '$d/hf' has 2 MoE layers (model layers 1, 2)"
+expect_in "$d/e3.log" "'$d/three.json' at /physical_to_logical_map: 3 layers, but the model has 2 MoE layers (1, 2; --hf '$d/hf')"
 expect_no_output "$d/out"
 
 # 4. A placement whose expert count differs from the model's.

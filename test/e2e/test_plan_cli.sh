@@ -58,7 +58,7 @@ expect_exit 0 "$work/svg2.log" -- "$tool" plan --old "$demo/old.json" --new "$de
 # Without a node layout (a plain process): no node boundaries, and it says so.
 expect_in "$work/t2.svg" "nodes unknown"
 grep -q ">node 0<" "$work/t2.svg" && fail "node labels without a node layout" || pass
-expect_in "$work/t2.svg" "0.01 MiB per expert (w13, w2)"
+expect_in "$work/t2.svg" "6.00 KiB per expert (w13, w2)"
 # --svg needs the tensor sizes.
 expect_exit 64 "$work/svg3.log" -- "$tool" plan --old "$demo/old.json" --new "$demo/new.json" --svg "$work/t3.svg"
 expect_in "$work/svg3.log" "--tensors"

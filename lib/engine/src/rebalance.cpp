@@ -10,6 +10,7 @@
 #include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
+#include "eplb/core/units.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/job/agreement.hpp"
 #include "eplb/job/checkpoint_output.hpp"
@@ -150,14 +151,14 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   core::log::detail("{} transport and staging '{}' ready ({:.3f} s)", report.backend,
                     output.staging().string(), report.seconds_setup);
   core::log::detail(
-      "pipeline: {} layers of old rows (read ahead) and {} of new rows (written behind), {:.1f} "
-      "MiB of host memory{} of the {:.1f} MiB budget (rank 0)",
+      "pipeline: {} layers of old rows (read ahead) and {} of new rows (written behind), {} "
+      "of host memory{} of the {} budget (rank 0)",
       stepper.depth().old_layers, stepper.depth().new_layers,
-      static_cast<double>(stepper.depth().bytes) / (1024.0 * 1024.0),
-      disk.device_bytes ? fmt::format(" and {:.1f} MiB of device staging",
-                                      static_cast<double>(disk.device_bytes) / (1024.0 * 1024.0))
+      core::format_bytes(static_cast<double>(stepper.depth().bytes)),
+      disk.device_bytes ? fmt::format(" and {} of device staging",
+                                      core::format_bytes(static_cast<double>(disk.device_bytes)))
                         : std::string(),
-      static_cast<double>(options.transport.max_staging_bytes) / (1024.0 * 1024.0));
+      core::format_bytes(static_cast<double>(options.transport.max_staging_bytes)));
 
   // For each layer: read, verify, exchange, fill, verify, write.
   // Rank 0 shows its progress: layers move in lockstep (each ends in an agreement), so
