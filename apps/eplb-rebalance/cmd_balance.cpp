@@ -15,7 +15,7 @@
 #include "eplb/balance/load.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/io/atomic_dir.hpp"
+#include "eplb/fs/atomic_dir.hpp"
 #include "eplb/placement/placement.hpp"
 
 namespace eplb::app {
@@ -188,7 +188,7 @@ Subcommand add_balance_command(CLI::App& root, CommonArgs& /*common*/) {
             print_report(report, *args);
             // NOTE: one writer; every rank computed the same placement.
             if (session.rank() == 0) {
-              io::write_file_atomic(args->output_path, placement::to_json(report.ours));
+              eplb::fs::write_file_atomic(args->output_path, placement::to_json(report.ours));
             }
             return core::kExitOk;
           }};

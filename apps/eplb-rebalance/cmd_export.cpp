@@ -4,14 +4,14 @@
 #include "commands.hpp"
 #include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/engine/hf_io.hpp"
 #include "eplb/engine/in_place.hpp"
+#include "eplb/tools/hf_io.hpp"
 #include "hf_report.hpp"
 
 namespace eplb::app {
 
 Subcommand add_export_command(CLI::App& root, CommonArgs& common) {
-  auto options = std::make_shared<engine::ExportOptions>();
+  auto options = std::make_shared<tools::ExportOptions>();
   auto roofline = std::make_shared<bool>(false);
   auto* app = root.add_subcommand(
       "export", "Write a Hugging Face checkpoint from an imported checkpoint and its base");
@@ -34,7 +34,7 @@ Subcommand add_export_command(CLI::App& root, CommonArgs& common) {
                                       {"output", options->output.string()}};
             // A journal left by an interrupted `run --in-place` is finished first.
             engine::finish_interrupted_update(session, options->checkpoint);
-            auto report = engine::export_hf(session, *options);
+            auto report = tools::export_hf(session, *options);
             add_hf_report(report);
             core::log::info("exported {} safetensors files ({:.3f} GiB) in {:.2f} s: '{}'",
                             report.num_files, static_cast<double>(report.bytes_written) / (1 << 30),

@@ -3,13 +3,13 @@
 
 #include "commands.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/engine/generate.hpp"
+#include "eplb/tools/generate.hpp"
 
 namespace eplb::app {
 
 Subcommand add_generate_command(CLI::App& root, CommonArgs& common) {
   struct Args {
-    engine::GenerateOptions options;
+    tools::GenerateOptions options;
     std::string tensors;
     int32_t ep_size = 0;
   };
@@ -34,7 +34,7 @@ Subcommand add_generate_command(CLI::App& root, CommonArgs& common) {
             job_report()["inputs"] = {{"placement", options.placement.string()},
                                       {"output", options.output.string()},
                                       {"tensors", args->tensors}};
-            auto report = engine::generate(session, options);
+            auto report = tools::generate(session, options);
             job_report()["files"] = report.num_files;
             job_report()["seconds"] = {{"total", report.seconds}};
             job_report()["bytes"] = {{"written", report.bytes_written}};

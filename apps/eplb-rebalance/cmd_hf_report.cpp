@@ -1,12 +1,12 @@
 // The --json keys and --roofline of `import` and `export` (docs/CLI.md, "Reports").
 #include "commands.hpp"
 #include "eplb/bench/storage_roofline.hpp"
-#include "eplb/engine/hf_io.hpp"
+#include "eplb/tools/hf_io.hpp"
 #include "hf_report.hpp"
 
 namespace eplb::app {
 
-void add_hf_report(const engine::HfReport& r) {
+void add_hf_report(const tools::HfReport& r) {
   auto& j = job_report().root();
   j["files"] = r.num_files;
   j["num_moe_layers"] = r.num_moe_layers;
@@ -22,7 +22,7 @@ void add_hf_report(const engine::HfReport& r) {
 
 void add_job_roofline(const runtime::MpiSession& session,
                       const std::vector<std::filesystem::path>& read_files,
-                      const engine::HfReport& report, const std::filesystem::path& output,
+                      const tools::HfReport& report, const std::filesystem::path& output,
                       std::string_view job) {
   bench::RooflineOptions ro;
   ro.read_files = read_files;

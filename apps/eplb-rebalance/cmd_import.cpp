@@ -4,14 +4,14 @@
 #include "commands.hpp"
 #include "eplb/bench/storage_roofline.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/engine/hf_io.hpp"
+#include "eplb/tools/hf_io.hpp"
 #include "hf_report.hpp"
 
 namespace eplb::app {
 
 Subcommand add_import_command(CLI::App& root, CommonArgs& common) {
   struct Args {
-    engine::ImportOptions options;
+    tools::ImportOptions options;
     int32_t ep_size = 0;
     bool roofline = false;
   };
@@ -42,7 +42,7 @@ Subcommand add_import_command(CLI::App& root, CommonArgs& common) {
             job_report()["inputs"] = {{"hf", options.hf_dir.string()},
                                       {"placement", options.placement.string()},
                                       {"output", options.output.string()}};
-            auto report = engine::import_hf(session, options);
+            auto report = tools::import_hf(session, options);
             add_hf_report(report);
             core::log::info(
                 "imported {} MoE layers x {} experts into {} shards, {:.3f} GiB of expert "

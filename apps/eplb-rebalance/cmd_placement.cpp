@@ -7,7 +7,7 @@
 #include "commands.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/io/atomic_dir.hpp"
+#include "eplb/fs/atomic_dir.hpp"
 #include "eplb/placement/forms.hpp"
 #include "eplb/placement/placement.hpp"
 
@@ -46,7 +46,7 @@ int run_convert(const ConvertArgs& args, const runtime::MpiSession& session) {
   const std::string text = placement::write_placement(p, *form);
   for (const auto& note : placement::lost_in(p, *form)) core::log::info("note: {}", note);
   // Every rank read and checked the input; one writes, through a temporary and a rename.
-  if (session.rank() == 0) io::write_file_atomic(args.output, text);
+  if (session.rank() == 0) eplb::fs::write_file_atomic(args.output, text);
   core::log::info(
       "wrote '{}' ({} form): {} layers, ep_size {}, {} slots per rank, {} logical "
       "experts",

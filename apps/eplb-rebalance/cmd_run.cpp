@@ -171,7 +171,7 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
             options.new_ep_size = pair.new_ep_size;
             options.rank_mapping = pair.rank_mapping;
             options.allow_dropping_experts = pair.allow_dropping_experts;
-            options.backend = engine::parse_backend(args->backend);
+            options.backend = job::parse_backend(args->backend);
             options.transport.timeout = session.timeout();
             options.transport.max_staging_bytes = args->max_staging_bytes;
             job_report()["inputs"] = {{"old", options.old_placement.string()},

@@ -4,13 +4,13 @@
 #include "commands.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/engine/in_place.hpp"
-#include "eplb/engine/verify.hpp"
+#include "eplb/tools/verify.hpp"
 
 namespace eplb::app {
 
 Subcommand add_verify_command(CLI::App& root, CommonArgs& common) {
   struct Args {
-    engine::VerifyOptions options;
+    tools::VerifyOptions options;
     std::string placement;
     int32_t ep_size = 0;
     uint64_t seed = 0;
@@ -37,7 +37,7 @@ Subcommand add_verify_command(CLI::App& root, CommonArgs& common) {
                                       {"placement", args->placement}};
             // A journal left by an interrupted `run --in-place` is finished first.
             engine::finish_interrupted_update(session, options.checkpoint);
-            auto report = engine::verify(session, options);
+            auto report = tools::verify(session, options);
             job_report()["files"] = report.num_files;
             job_report()["slots_checked"] = report.slots_checked;
             job_report()["seconds"] = {{"total", report.seconds}};

@@ -23,7 +23,7 @@
 #include "eplb/core/fd.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/mix.hpp"
-#include "eplb/engine/agreement.hpp"
+#include "eplb/job/agreement.hpp"
 
 namespace eplb::bench {
 namespace {
@@ -276,8 +276,8 @@ RooflineResult measure_storage_roofline(const runtime::Group& group,
   result.streams = size;
   std::vector<Block> blocks;
   core::ProblemList problems(ErrorKind::kIo);
-  engine::capture(problems, [&] { blocks = blocks_of(options.read_files, options.read_bytes); });
-  engine::agree(group, problems, "storage roofline: listing the input");
+  job::capture(problems, [&] { blocks = blocks_of(options.read_files, options.read_bytes); });
+  job::agree(group, problems, "storage roofline: listing the input");
   for (const Block& b : blocks) result.read_bytes += b.length;
   result.write_bytes = options.write_bytes ? options.write_bytes : result.read_bytes;
 
@@ -291,15 +291,15 @@ RooflineResult measure_storage_roofline(const runtime::Group& group,
   const auto start = core::Clock::now();
   core::ProblemList reader_problems(ErrorKind::kIo);
   std::thread reader([&] {
-    engine::capture(reader_problems, [&] { read_stats = read_blocks(options.read_files, mine); });
+    job::capture(reader_problems, [&] { read_stats = read_blocks(options.read_files, mine); });
   });
-  engine::capture(problems, [&] { write_stats = write_file(scratch.path, my_write); });
+  job::capture(problems, [&] { write_stats = write_file(scratch.path, my_write); });
   reader.join();
   long long us = micros_since(start);
   problems.append(reader_problems);
   ::unlink(scratch.path.c_str());
   scratch.path.clear();
-  engine::agree(group, problems, "storage roofline: the concurrent streams");
+  job::agree(group, problems, "storage roofline: the concurrent streams");
   us = runtime::all_max(group, {us}, "storage roofline: the slowest process")[0];
   result.concurrent_seconds = static_cast<double>(us) / 1e6;
 
@@ -308,7 +308,7 @@ RooflineResult measure_storage_roofline(const runtime::Group& group,
   StreamStats single_read, single_write;
   if (options.single_stream) {
     if (rank == 0) {
-      engine::capture(problems, [&] {
+      job::capture(problems, [&] {
         auto t = core::Clock::now();
         single_read = read_blocks(options.read_files, blocks);
         read_us = micros_since(t);
@@ -318,7 +318,7 @@ RooflineResult measure_storage_roofline(const runtime::Group& group,
         write_us = micros_since(t);
       });
     }
-    engine::agree(group, problems, "storage roofline: the single stream");
+    job::agree(group, problems, "storage roofline: the single stream");
     const auto times =
         runtime::all_max(group, {read_us, write_us}, "storage roofline: the single stream");
     result.single_read_seconds = static_cast<double>(times[0]) / 1e6;

@@ -28,21 +28,21 @@
 #include "eplb/core/interrupt.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
-#include "eplb/engine/agreement.hpp"
-#include "eplb/engine/detail/serial_worker.hpp"
-#include "eplb/engine/inputs.hpp"
-#include "eplb/engine/layer_buffer.hpp"
-#include "eplb/engine/layer_step.hpp"
-#include "eplb/engine/shared_dirs.hpp"
 #include "eplb/exchange/layer_exchange.hpp"
-#include "eplb/io/atomic_dir.hpp"
+#include "eplb/fs/atomic_dir.hpp"
 #include "eplb/io/journal.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/io/shard_layout.hpp"
+#include "eplb/job/agreement.hpp"
+#include "eplb/job/shared_dirs.hpp"
 #include "eplb/placement/elastic.hpp"
 #include "eplb/placement/placement.hpp"
 #include "eplb/plan/in_place_sources.hpp"
 #include "eplb/runtime/deadline.hpp"
+#include "inputs.hpp"
+#include "layer_buffer.hpp"
+#include "layer_step.hpp"
+#include "serial_worker.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -50,6 +50,12 @@ namespace {
 namespace fs = std::filesystem;
 using core::Clock;
 using core::seconds_since;
+// The frame of a collective command (lib/job).
+using job::agree;
+using job::agree_identical;
+using job::at_layer;
+using job::capture;
+using job::check_free_space;
 
 // Rank 0's hold on the checkpoint for the whole update. Until keep(), the journal is
 // removed on failure or signal (nothing was overwritten); after, it stays for recovery.

@@ -1,4 +1,6 @@
-#include "eplb/engine/inputs.hpp"
+#include "inputs.hpp"
+
+#include "eplb/engine/rebalance.hpp"
 
 #include <fmt/format.h>
 
@@ -8,8 +10,8 @@
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/to_size.hpp"
-#include "eplb/engine/agreement.hpp"
-#include "eplb/engine/backend.hpp"
+#include "eplb/job/agreement.hpp"
+#include "eplb/job/backend.hpp"
 #include "eplb/runtime/deadline.hpp"
 
 namespace eplb::engine {
@@ -53,11 +55,11 @@ void load_placements(const RebalanceOptions& options, Inputs& inputs, io::Manife
   // The manifest first: a placement without ep_size or expert count (SGLang's form, a bare
   // array, ...) takes the checkpoint's, and the new one then the old one's, unless
   // --old-ep-size / --new-ep-size / --rank-mapping say otherwise.
-  bool manifest_ok = capture(problems, [&] { manifest = io::load_manifest(options.input); });
+  bool manifest_ok = job::capture(problems, [&] { manifest = io::load_manifest(options.input); });
   const placement::PairOptions pair_options =
       pair_options_of(options, manifest_ok ? &manifest : nullptr);
   placement::PlacementPair pair;
-  const bool pair_ok = capture(problems, [&] { pair = placement::load_pair(pair_options); });
+  const bool pair_ok = job::capture(problems, [&] { pair = placement::load_pair(pair_options); });
   inputs.old_placement = pair.old_placement;
   inputs.new_placement = pair.new_placement;
   // The manifest records no model layer numbers: compare the slots only.
@@ -127,7 +129,7 @@ void check_process_count(const runtime::MpiSession& session, const Inputs& input
         needed, inputs.old_placement.ep_size, inputs.new_placement.ep_size, session.size(),
         needed));
   }
-  agree_identical(session.group(), problems, "checking the process count and output");
+  job::agree_identical(session.group(), problems, "checking the process count and output");
 }
 
 std::string shown_id(const std::string& id) { return id.empty() ? "(none)" : id; }
@@ -143,7 +145,7 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs, bool
   // HDF5, whose parser a damaged file can crash or stall.
   if (static_cast<size_t>(rank) < manifest.files.size()) {
     bool matches = false;
-    capture(problems, [&] {
+    job::capture(problems, [&] {
       matches = io::check_file_entry(path, manifest.files[static_cast<size_t>(rank)],
                                      check_files ? UINT64_MAX : kCheapFileBytes, problems);
     });
@@ -152,7 +154,7 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs, bool
   // HDF5 from here on, bounded by --timeout: a file damaged before its manifest entry was
   // written (or together with it) can make HDF5's parser loop for good.
   const runtime::StuckGuard guard(timeout, fmt::format("opening '{}'", path.string()));
-  capture(problems, [&] { shard.emplace(path); });
+  job::capture(problems, [&] { shard.emplace(path); });
   if (!shard) return;
   const auto& info = shard->info();
   const auto& old_p = inputs.old_placement;
@@ -177,7 +179,7 @@ void open_shard(int32_t rank, const io::Manifest& manifest, Inputs& inputs, bool
   }
   if (!problems.empty()) return;
   for (int32_t layer = 0; layer < info.num_layers; ++layer) {
-    capture(problems, [&] {
+    job::capture(problems, [&] {
       auto ids = shard->read_logical_ids(layer);
       for (int32_t row = 0; row < info.num_slots_per_rank; ++row) {
         int32_t want = old_p.expert_at(layer, rank, row);
@@ -208,7 +210,7 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
     inputs.input_identity +=
         file.name + " " + std::to_string(file.size) + " " + std::to_string(file.xxh3) + "\n";
   }
-  agree_identical(session.group(), problems, "loading the placements and manifest");
+  job::agree_identical(session.group(), problems, "loading the placements and manifest");
   check_process_count(session, inputs, options);
 
   const int32_t num_ep_ranks = std::max(inputs.old_placement.ep_size, inputs.new_placement.ep_size);
@@ -222,7 +224,7 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
                  inputs.shards[i], shard_problems);
     }
   }
-  agree(session.group(), shard_problems, "opening the input shards");
+  job::agree(session.group(), shard_problems, "opening the input shards");
   return inputs;
 }
 
@@ -231,7 +233,8 @@ DiskTransport make_disk_transport(const runtime::MpiSession& session,
   const size_t budget = options.transport.max_staging_bytes;
   transport::TransportOptions transport_options = options.transport;
   transport_options.max_staging_bytes = budget / 2;
-  auto chosen = make_transport(session, options.backend, Workload::kDiskToDisk, transport_options);
+  auto chosen =
+      job::make_transport(session, options.backend, job::Workload::kDiskToDisk, transport_options);
   DiskTransport out;
   out.transport = std::move(chosen.transport);
   report.backend = std::string(out.transport->name());

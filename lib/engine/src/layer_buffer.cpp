@@ -1,4 +1,4 @@
-#include "eplb/engine/layer_buffer.hpp"
+#include "layer_buffer.hpp"
 
 #include <fmt/format.h>
 

@@ -1,4 +1,4 @@
-#include "eplb/engine/layer_step.hpp"
+#include "layer_step.hpp"
 
 #include <fmt/format.h>
 
@@ -15,14 +15,19 @@
 #include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/report.hpp"
-#include "eplb/engine/agreement.hpp"
-#include "eplb/engine/detail/serial_worker.hpp"
+#include "eplb/job/agreement.hpp"
+#include "serial_worker.hpp"
 
 namespace eplb::engine {
 namespace {
 
 using core::Clock;
 using core::seconds_since;
+// The frame of a collective command (lib/job).
+using job::agree;
+using job::at_layer;
+using job::capture;
+using job::WrittenShard;
 
 // Fault injection for the no-hang tests (docs/CLI.md): EPLB_FAULT_STALL=RANK:LAYER makes
 // that rank stop responding before that layer, as a stuck peer would.

@@ -10,13 +10,13 @@
 #include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
-#include "eplb/engine/agreement.hpp"
-#include "eplb/engine/checkpoint_output.hpp"
-#include "eplb/engine/inputs.hpp"
-#include "eplb/engine/layer_step.hpp"
-#include "eplb/engine/shared_dirs.hpp"
 #include "eplb/io/shard.hpp"
+#include "eplb/job/agreement.hpp"
+#include "eplb/job/checkpoint_output.hpp"
+#include "eplb/job/shared_dirs.hpp"
 #include "eplb/plan/plan.hpp"
+#include "inputs.hpp"
+#include "layer_step.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -115,8 +115,8 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   RebalanceReport report;
 
   // Shared directories: on several hosts, every host must see rank 0's input and output.
-  check_shared_directories(
-      session, {{options.input, "input directory", true}, output_parent(options.output)});
+  job::check_shared_directories(
+      session, {{options.input, "input directory", true}, job::output_parent(options.output)});
 
   // Load and validate: placements, manifest, this rank's shard. All before any data moves.
   Inputs inputs = load_inputs(session, options);
@@ -139,7 +139,7 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   const auto setup_start = Clock::now();
   DiskTransport disk = make_disk_transport(session, options, report);
   auto& transport = disk.transport;
-  CheckpointOutput output(
+  job::CheckpointOutput output(
       session.group(), options.output, options.force,
       io::checkpoint_data_bytes(inputs.tensors, plan.new_ep_size, report.num_layers,
                                 plan.new_num_slots_per_rank),

@@ -1,4 +1,4 @@
-#include "eplb/engine/detail/serial_worker.hpp"
+#include "serial_worker.hpp"
 
 #include <utility>
 

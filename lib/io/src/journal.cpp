@@ -31,10 +31,10 @@
 #include "eplb/core/fault.hpp"
 #include "eplb/core/fd.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/io/atomic_dir.hpp"
+#include "eplb/fs/atomic_dir.hpp"
+#include "eplb/fs/lock.hpp"
+#include "eplb/fs/raw_file.hpp"
 #include "eplb/io/manifest.hpp"
-#include "lock.hpp"
-#include "raw_file.hpp"
 #include "xxh3.hpp"
 
 namespace eplb::io {
@@ -43,6 +43,12 @@ namespace {
 namespace fs = std::filesystem;
 using core::Error;
 using core::ErrorKind;
+// Moved to lib/fs (issue 22): the output-name lock, durability and atomic publish.
+using eplb::fs::fsync_path;
+using eplb::fs::lock_path_for;
+using eplb::fs::OwnerInfo;
+using eplb::fs::remove_stale_temporaries;
+using eplb::fs::write_file_atomic;
 
 static_assert(std::endian::native == std::endian::little,
               "the journal is written in host byte order, which must be little-endian");
@@ -405,7 +411,7 @@ CheckpointLock::CheckpointLock(const fs::path& checkpoint) : checkpoint_(normali
   parent_fd_ = open_dir(parent);
   try {
     std::string previous;
-    lock_fd_ = detail::take_lock(parent_fd_, checkpoint_, previous);
+    lock_fd_ = eplb::fs::take_lock(parent_fd_, checkpoint_, previous);
     const std::string text = OwnerInfo::current().to_text();
     if (::ftruncate(lock_fd_, 0) != 0 ||
         ::pwrite(lock_fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
@@ -678,7 +684,7 @@ void JournalWriter::overwrite(const fs::path& shard, bool copies, bool patches) 
     const auto n = static_cast<size_t>(length);
     const bool whole_blocks = offset % kBlock == 0 && length % kBlock == 0 && n > 0;
     if (whole_blocks && !direct.empty() &&
-        detail::pwrite_direct(direct.get(), {bytes, n}, offset)) {
+        eplb::fs::pwrite_direct(direct.get(), {bytes, n}, offset)) {
       return;
     }
     if (whole_blocks) direct = Fd();  // refused (EINVAL): buffered from now on

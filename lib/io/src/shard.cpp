@@ -11,8 +11,8 @@
 #include <cstring>
 #include <limits>
 
+#include "eplb/fs/raw_file.hpp"
 #include "h5.hpp"
-#include "raw_file.hpp"
 #include "shard_format.hpp"
 
 namespace eplb::io {
@@ -182,11 +182,11 @@ struct ShardReader::Impl {
     std::vector<std::optional<uint64_t>> tensors;
     std::vector<std::optional<uint64_t>> sums;
   };
-  detail::RawFile raw;
+  fs::RawFile raw;
   // O_DIRECT, for the rows (4 KiB-aligned in files we wrote, H5Pset_alignment): no page
   // cache, so no kernel copy and no reclaim. Invalid where the filesystem refuses it;
   // cleared when a transfer is refused (then everything goes through `raw`).
-  detail::RawFile direct;
+  fs::RawFile direct;
   std::atomic<bool> direct_refused{false};
   std::atomic<uint64_t> bytes_direct{0};
   std::vector<Offsets> offsets;  // per layer
@@ -207,9 +207,8 @@ void ShardReader::Impl::open_file() {
   if (fd < 0) {
     throw Error(ErrorKind::kIo, "cannot open shard " + quoted + ": " + std::strerror(errno));
   }
-  raw = detail::RawFile(fd);  // kept for the pread of contiguous datasets
-  if (direct_wanted())
-    direct = detail::RawFile(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+  raw = fs::RawFile(fd);  // kept for the pread of contiguous datasets
+  if (direct_wanted()) direct = fs::RawFile(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
   Handle fapl = EPLB_H5_OWN(H5Pcreate(H5P_FILE_ACCESS), kPropList);
   // Read-only: HDF5's flock() adds nothing for us and fails on some parallel filesystems.
   EPLB_H5(H5Pset_file_locking(fapl.get(), false, true));
@@ -302,7 +301,7 @@ void ShardReader::Impl::read_rows(uint64_t offset, std::span<std::byte> out) {
   if (direct.valid() && !direct_refused.load(std::memory_order_relaxed) &&
       offset % kDirectAlign == 0 && address % kDirectAlign == 0 && out.size() >= kMinDirectBytes) {
     const size_t body = out.size() / kDirectAlign * kDirectAlign;
-    const std::optional<size_t> got = detail::pread_direct(direct.get(), out.first(body), offset);
+    const std::optional<size_t> got = fs::pread_direct(direct.get(), out.first(body), offset);
     if (got) {
       done = *got;
       bytes_direct.fetch_add(done, std::memory_order_relaxed);
@@ -310,12 +309,12 @@ void ShardReader::Impl::read_rows(uint64_t offset, std::span<std::byte> out) {
       direct_refused.store(true, std::memory_order_relaxed);
     }
   }
-  detail::pread_exact(raw.get(), out.subspan(done), offset + done);
+  fs::pread_exact(raw.get(), out.subspan(done), offset + done);
 }
 
 void ShardReader::Impl::raw_read(std::optional<uint64_t> offset, std::span<std::byte> out) const {
   EPLB_ASSERT(offset.has_value());
-  detail::pread_exact(raw.get(), out, *offset);
+  fs::pread_exact(raw.get(), out, *offset);
 }
 
 ShardReader::ShardReader(const std::filesystem::path& path) : impl_(std::make_unique<Impl>()) {

@@ -29,11 +29,11 @@
 #include <filesystem>
 #include <optional>
 
-#include "eplb/io/atomic_dir.hpp"
+#include "eplb/fs/atomic_dir.hpp"
+#include "eplb/fs/raw_file.hpp"
 #include "eplb/io/shard.hpp"
 #include "file_hash_fold.hpp"
 #include "h5.hpp"
-#include "raw_file.hpp"
 #include "shard_format.hpp"
 
 namespace eplb::io {
@@ -117,8 +117,8 @@ struct ShardWriter::Impl {
     std::vector<std::optional<uint64_t>> sums;
   };
   std::vector<Offsets> offsets;
-  detail::RawFile raw;     // O_RDWR: buffered writes, and the fold's reads
-  detail::RawFile direct;  // O_DIRECT, or invalid where the filesystem refuses it
+  fs::RawFile raw;     // O_RDWR: buffered writes, and the fold's reads
+  fs::RawFile direct;  // O_DIRECT, or invalid where the filesystem refuses it
   // The whole-file hash, in the order datasets lie in the file: region index of each
   // layer's ids, tensors and checksums (layer-major, as `offsets`).
   std::unique_ptr<detail::FileHashFold> fold;
@@ -164,10 +164,9 @@ void ShardWriter::Impl::create_file() {
     throw Error(ErrorKind::kIo,
                 "cannot open shard " + quoted + " for writing: " + std::strerror(errno));
   }
-  raw = detail::RawFile(fd);
+  raw = fs::RawFile(fd);
   // Refused (EINVAL: tmpfs and some network filesystems): everything buffered.
-  if (direct_wanted())
-    direct = detail::RawFile(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT));
+  if (direct_wanted()) direct = fs::RawFile(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT));
 }
 
 // After every dataset exists: HDF5's metadata goes to the file now, so the fold can read
@@ -188,11 +187,11 @@ void ShardWriter::Impl::start_fold() {
   const int fd = raw.get();
   fold = std::make_unique<detail::FileHashFold>(
       std::move(regions),
-      [fd](uint64_t offset, std::span<std::byte> out) { detail::pread_exact(fd, out, offset); });
+      [fd](uint64_t offset, std::span<std::byte> out) { fs::pread_exact(fd, out, offset); });
   // A version 0 or 1 superblock at byte 0 (HDF5's default) holds 4 bytes of file
   // consistency flags at byte 20, set while the file is open for writing, cleared at close.
   std::array<std::byte, 9> head{};
-  detail::pread_exact(fd, head, 0);
+  fs::pread_exact(fd, head, 0);
   constexpr unsigned char kSignature[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
   if (std::memcmp(head.data(), kSignature, 8) == 0 && std::to_integer<int>(head[8]) <= 1) {
     const std::array<std::byte, 4> cleared{};
@@ -207,14 +206,14 @@ void ShardWriter::Impl::put(std::span<const std::byte> bytes, uint64_t offset) {
   if (direct.valid() && bytes.size() >= kMinDirectBytes + head &&
       (address + head) % kDirectAlign == 0) {
     const uint64_t body = (bytes.size() - head) / kDirectAlign * kDirectAlign;
-    if (detail::pwrite_direct(direct.get(), bytes.subspan(head, body), offset + head)) {
-      detail::pwrite_all(raw.get(), bytes.first(head), offset);
-      detail::pwrite_all(raw.get(), bytes.subspan(head + body), offset + head + body);
+    if (fs::pwrite_direct(direct.get(), bytes.subspan(head, body), offset + head)) {
+      fs::pwrite_all(raw.get(), bytes.first(head), offset);
+      fs::pwrite_all(raw.get(), bytes.subspan(head + body), offset + head + body);
       return;
     }
-    direct = detail::RawFile();  // refused: buffered from now on
+    direct = fs::RawFile();  // refused: buffered from now on
   }
-  detail::pwrite_all(raw.get(), bytes, offset);
+  fs::pwrite_all(raw.get(), bytes, offset);
 }
 
 void ShardWriter::Impl::write_root_attrs() {
@@ -359,9 +358,9 @@ void ShardWriter::write_layer(int32_t layer_idx, std::span<const int32_t> logica
       // Start this layer's write-back now, and wait for the previous layer's: the disk
       // always has a layer to write, and close() only the last one to wait for.
       what = "";
-      detail::start_writeback(fd, begin, end - begin, /*wait=*/false);
-      detail::start_writeback(fd, impl_->pending_begin, impl_->pending_end - impl_->pending_begin,
-                              /*wait=*/true);
+      fs::start_writeback(fd, begin, end - begin, /*wait=*/false);
+      fs::start_writeback(fd, impl_->pending_begin, impl_->pending_end - impl_->pending_begin,
+                          /*wait=*/true);
       impl_->pending_begin = begin;
       impl_->pending_end = end;
     }
@@ -393,7 +392,7 @@ void ShardWriter::close() {
     impl_->file.close();
     // HDF5 and pwrite only write(); the data is on disk once the file is synced. Most of
     // it is already: every layer's write-back started when it was written.
-    detail::data_sync(impl_->raw.get());
+    fs::data_sync(impl_->raw.get());
     if (impl_->fold) {
       struct stat st {};
       if (::fstat(impl_->raw.get(), &st) != 0) {

@@ -3,7 +3,7 @@
 
 #include <cstddef>
 
-#include "eplb/engine/layer_step.hpp"
+#include "layer_step.hpp"
 
 namespace {
 

@@ -8,7 +8,7 @@
 #include <thread>
 #include <vector>
 
-#include "eplb/engine/detail/serial_worker.hpp"
+#include "serial_worker.hpp"
 
 namespace {
 

@@ -74,6 +74,10 @@ std::string checkpoint_id_for(std::string_view identity);
 // Size and xxh3-64 of a whole file, streamed.
 FileEntry describe_file(const std::filesystem::path& path);
 
+// Input shards up to this size are hashed whole against the manifest on every run: the
+// read warms the page cache for the layer reads that follow, so it costs little.
+inline constexpr uint64_t kCheapFileBytes = uint64_t{64} << 20;
+
 // A shard against its manifest entry, before anything parses it (docs/RELIABILITY.md
 // "Identity"): its size always (one stat), its whole-file xxh3 when the entry has one and
 // the file is at most `hash_up_to` bytes (one sequential read). Returns false after adding
