@@ -52,6 +52,8 @@ typedef enum eplb_status {
   EPLB_OK = 0,
   EPLB_NOT_READY = 1,       /* eplb_layer_test: the layer is still moving (not an error) */
   EPLB_ERR_INPUT = 2,       /* maps or tensors wrong or inconsistent between ranks */
+  EPLB_ERR_CORRUPT = 3,     /* a moved row did not match its source's checksum: nothing was
+                               placed on any rank; the communicator stays usable */
   EPLB_ERR_COMM = 4,        /* a transport call failed; the communicator is aborted */
   EPLB_ERR_TIMEOUT = 5,     /* a deadline passed; the communicator is aborted */
   EPLB_ERR_UNAVAILABLE = 6, /* not in this build (NCCL), or no usable GPU */
@@ -182,6 +184,11 @@ typedef struct eplb_rearrange_options {
   /* Allocate every buffer, agree on everything, report the bytes, move nothing (vLLM's
    * is_profile). */
   int profile;
+  /* 1 (the default of eplb_rearrange_options_init): every row that changes is checked, where
+   * it lies (GPU or host), against the checksum of the slot its bytes came from, and every
+   * rank agrees before any row is copied into place: a mismatch anywhere returns
+   * EPLB_ERR_CORRUPT on every rank and leaves every tensor as it was. 0: no check. */
+  int verify;
 } eplb_rearrange_options;
 
 typedef struct eplb_report {

@@ -8,6 +8,7 @@ import sys
 EPLB_OK = 0
 EPLB_NOT_READY = 1
 EPLB_ERR_INPUT = 2
+EPLB_ERR_CORRUPT = 3
 EPLB_ERR_COMM = 4
 EPLB_ERR_TIMEOUT = 5
 EPLB_ERR_UNAVAILABLE = 6
@@ -48,7 +49,8 @@ class Tensor(ctypes.Structure):
 
 
 class RearrangeOptions(ctypes.Structure):
-    _fields_ = [("staging_bytes", ctypes.c_size_t), ("profile", ctypes.c_int)]
+    _fields_ = [("staging_bytes", ctypes.c_size_t), ("profile", ctypes.c_int),
+                ("verify", ctypes.c_int)]
 
 
 class Report(ctypes.Structure):

@@ -211,7 +211,7 @@ class Rebalancer:
 
     def __init__(self, old_global_expert_indices, new_global_expert_indices, expert_weights,
                  ep_group=None, rank_mapping=None, *, is_profile=False, timeout=600.0,
-                 staging_bytes=0, allow_dropping_experts=False):
+                 staging_bytes=0, allow_dropping_experts=False, verify=True):
         self._handle = None
         self._failed = False
         layers = _layers(expert_weights)
@@ -258,7 +258,7 @@ class Rebalancer:
         tensors = (_lib.Tensor * len(described))()
         for i, d in enumerate(described):
             tensors[i] = _lib.Tensor(d[0], d[1], d[2], d[3])
-        options = _lib.RearrangeOptions(staging_bytes, 1 if is_profile else 0)
+        options = _lib.RearrangeOptions(staging_bytes, 1 if is_profile else 0, 1 if verify else 0)
         handle = ctypes.c_void_p()
         try:
             _lib.check(lib, lib.eplb_rebalancer_create(self._comm, plan, tensors, count,
@@ -323,7 +323,8 @@ def rearrange_expert_weights_inplace(old_global_expert_indices, new_global_exper
     """vLLM's signature and semantics: moves every MoE layer's expert rows in place so that
     physical slot p holds logical expert new[layer][p]. `expert_weights[layer][k]` is a
     tensor [num_local_physical_experts, ...]. With is_profile, allocates and agrees but moves
-    nothing. Options: timeout (s), staging_bytes, allow_dropping_experts."""
+    nothing. Options: timeout (s), staging_bytes, allow_dropping_experts, verify (True: every
+    changed row checked against its source's checksum before any is placed)."""
     with Rebalancer(old_global_expert_indices, new_global_expert_indices, expert_weights,
                     ep_group, rank_mapping, is_profile=is_profile, **options) as r:
         return r.rearrange()

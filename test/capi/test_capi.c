@@ -156,7 +156,8 @@ int main(void) {
   eplb_report report;
   OK(eplb_rearrange(rb, &report));
   CHECK(holds(data, kNew), "after eplb_rearrange the tensors do not hold the new map");
-  CHECK(report.bytes_sent == kRowBytes[0] + kRowBytes[1], "sent %lld",
+  /* One expert's rows and their two checksums (verify is on by default). */
+  CHECK(report.bytes_sent == kRowBytes[0] + kRowBytes[1] + 2 * 8, "sent %lld",
         (long long)report.bytes_sent);
   OK(eplb_rebalancer_destroy(rb));
 
@@ -193,6 +194,26 @@ int main(void) {
   CHECK(strstr(eplb_last_error(), g_rank == 0 ? "[rank 0/2]" : "[rank 1/2]") != NULL,
         "the message names the rank: %s", eplb_last_error());
   CHECK(holds(data, kOld), "a refusal moved bytes");
+
+  /* A row corrupted on its way into rank 1 (EPLB_FAULT_CORRUPT_ROW): every rank refuses to
+   * place anything, every tensor stays as it was; the same without the check places it. */
+  fill(data, kOld);
+  rb = make(comm, plan, data, 0, kRowBytes[0], &status);
+  setenv("EPLB_FAULT_CORRUPT_ROW", "1", 1);
+  status = eplb_rearrange(rb, &report);
+  CHECK(status == EPLB_ERR_CORRUPT, "a corrupted row: %s", eplb_status_name(status));
+  if (g_rank == 1) {
+    CHECK(strstr(eplb_last_error(), "do not match the checksum") != NULL, "message: %s",
+          eplb_last_error());
+  } else {
+    CHECK(strstr(eplb_last_error(), "another rank's received rows") != NULL, "message: %s",
+          eplb_last_error());
+  }
+  CHECK(holds(data, kOld), "a corrupted row was placed (or another row moved)");
+  unsetenv("EPLB_FAULT_CORRUPT_ROW");
+  OK(eplb_rearrange(rb, &report)); /* the communicator is still usable */
+  CHECK(holds(data, kNew), "after a refused corrupted row, a clean run did not place the rows");
+  OK(eplb_rebalancer_destroy(rb));
 
   /* An agreement: rank 1 is not ready. */
   int all_ok = -1;

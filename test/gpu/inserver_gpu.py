@@ -102,6 +102,15 @@ def main():
     torch.cuda.synchronize()
     compare("ProcessGroup, blocking (sent %d B)" % report["bytes_sent"], w, old, new, rows, 1)
 
+    # 1b. Empty slots: their zeros are checked against the host's checksum of zeros, so the
+    # GPU's row checksum must equal the host's bit for bit.
+    old = [list(range(rows * SIZE))]
+    new = [[-1] + list(range(1, rows * SIZE - 1)) + [-1]]
+    w = on_gpu(base.make_weights(old, rows, SHAPES, 6, RANK, 6 * 31 + 5))
+    eplb.rearrange_expert_weights_inplace(old, new, w, group, allow_dropping_experts=True)
+    torch.cuda.synchronize()
+    compare("empty slots (GPU and host checksums agree)", w, old, new, rows, 6)
+
     # 2. vLLM's PyNcclCommunicator: the caller's ncclComm_t, no second communicator.
     old, new = maps(2, rows)
     w = on_gpu(base.make_weights(old, rows, SHAPES, 2, RANK, 2 * 31 + 5))

@@ -343,6 +343,24 @@ def refusals():
         eplb.rearrange_expert_weights_inplace(old, bad, weights())
     expect_refusal("a new expert no old slot holds", absent, "layer 0")
 
+    # A row corrupted on its way into the last rank: every rank refuses to place anything.
+    w = weights()
+    before = [[t.clone() for t in layer] for layer in w]
+    os.environ["EPLB_FAULT_CORRUPT_ROW"] = str(n - 1)
+    try:
+        eplb.rearrange_expert_weights_inplace(old, new, w)
+        check(False, "a corrupted row was accepted")
+    except eplb.EplbError as e:
+        check(e.status == 3, "a corrupted row: status %d, want EPLB_ERR_CORRUPT (3)" % e.status)
+        want = "do not match the checksum" if RANK == n - 1 else "another rank's received rows"
+        check(want in e.message, "a corrupted row: message %r lacks %r" % (e.message, want))
+    finally:
+        del os.environ["EPLB_FAULT_CORRUPT_ROW"]
+    same = all(torch.equal(a, b) for la, lb in zip(w, before) for a, b in zip(la, lb))
+    check(same, "a refused corrupted row left a tensor changed")
+    if RANK == 0:
+        print("case %-44s %s" % ("a corrupted row, refused on every rank", "ok" if same else "FAILED"))
+
     # Nothing moved by any refusal, and a profile run moves nothing either.
     w = weights()
     before = [[t.clone() for t in layer] for layer in w]

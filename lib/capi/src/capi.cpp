@@ -30,9 +30,10 @@ eplb_status status_of(const core::Error& e) {
     case core::ErrorKind::kUsage:
       return EPLB_ERR_USAGE;
     case core::ErrorKind::kInput:
-    case core::ErrorKind::kVerify:
     case core::ErrorKind::kIo:
       return EPLB_ERR_INPUT;
+    case core::ErrorKind::kVerify:
+      return EPLB_ERR_CORRUPT;
     case core::ErrorKind::kComm:
     case core::ErrorKind::kInterrupted:
       // NOTE: every deadline of lib/ says "timed out" in its message.
@@ -194,6 +195,8 @@ const char* eplb_status_name(eplb_status status) {
       return "EPLB_NOT_READY";
     case EPLB_ERR_INPUT:
       return "EPLB_ERR_INPUT";
+    case EPLB_ERR_CORRUPT:
+      return "EPLB_ERR_CORRUPT";
     case EPLB_ERR_COMM:
       return "EPLB_ERR_COMM";
     case EPLB_ERR_TIMEOUT:
@@ -351,6 +354,7 @@ eplb_status eplb_plan_destroy(eplb_plan_t plan) {
 void eplb_rearrange_options_init(eplb_rearrange_options* options) {
   if (options == nullptr) return;
   *options = eplb_rearrange_options{};
+  options->verify = 1;
 }
 
 eplb_status eplb_rebalancer_create(eplb_comm_t comm, eplb_plan_t plan, const eplb_tensor* tensors,
@@ -377,6 +381,7 @@ eplb_status eplb_rebalancer_create(eplb_comm_t comm, eplb_plan_t plan, const epl
     if (options != nullptr) {
       o.staging_bytes = options->staging_bytes;
       o.profile = options->profile != 0;
+      o.verify = options->verify != 0;
     }
     o.timeout = comm->timeout;
     rb->rearranger.emplace(*comm->transport, rb->plan, std::move(layers), o);

@@ -3,6 +3,7 @@
 // batched on the caller's stream. NCCL builds only (device_memory_stub.cpp otherwise).
 #include <fmt/format.h>
 
+#include <cstring>
 #include <optional>
 #include <vector>
 
@@ -11,6 +12,7 @@
 #include "eplb/runtime/batched_copy.hpp"
 #include "eplb/runtime/cuda.hpp"
 #include "eplb/runtime/deadline.hpp"
+#include "eplb/runtime/row_hash.hpp"
 #include "row_memory.hpp"
 
 namespace eplb::capi {
@@ -23,6 +25,7 @@ class DeviceMemory final : public RowMemory {
     stream_.emplace(runtime::Stream::with_priority(1));
     caller_done_.emplace();
     placed_.emplace();
+    hashed_.emplace();
     copier_.emplace(stream_->get(), runtime::BatchedCopy::max_blocks(), timeout_);
   }
   std::byte* allocate_staging(size_t bytes) override {
@@ -54,6 +57,34 @@ class DeviceMemory final : public RowMemory {
       placed_pending_ = false;
     }
   }
+  std::vector<uint64_t> hash(const std::vector<ConstRow>& rows) override {
+    make_current();
+    std::vector<uint64_t> out(rows.size());
+    if (rows.empty()) return out;
+    const size_t bytes = rows.size() * sizeof(uint64_t);
+    if (hash_device_.size() < bytes) {
+      hash_device_ = runtime::DeviceBuffer(bytes);
+      hash_host_ = runtime::PinnedBuffer(bytes);
+    }
+    std::vector<runtime::RowRef> refs;
+    refs.reserve(rows.size());
+    for (const auto& r : rows) refs.push_back({r.data, r.bytes});
+    auto* device_sums = reinterpret_cast<uint64_t*>(hash_device_.data());
+    runtime::hash_rows(refs.data(), refs.size(), device_sums, stream_->get());
+    EPLB_CUDA_CHECK(cudaMemcpyAsync(hash_host_.data(), device_sums, bytes, cudaMemcpyDeviceToHost,
+                                    stream_->get()));
+    hashed_->record(stream_->get());
+    wait(*hashed_, "the row checksums");
+    std::memcpy(out.data(), hash_host_.data(), bytes);
+    return out;
+  }
+  void flip_byte(std::byte* p) override {
+    make_current();
+    unsigned char b = 0;
+    EPLB_CUDA_CHECK(cudaMemcpy(&b, p, 1, cudaMemcpyDeviceToHost));
+    b ^= 1;
+    EPLB_CUDA_CHECK(cudaMemcpy(p, &b, 1, cudaMemcpyHostToDevice));
+  }
   bool device() const override { return true; }
 
  private:
@@ -71,6 +102,9 @@ class DeviceMemory final : public RowMemory {
   std::optional<runtime::Stream> stream_;
   std::optional<runtime::Event> caller_done_;
   std::optional<runtime::Event> placed_;
+  std::optional<runtime::Event> hashed_;
+  runtime::DeviceBuffer hash_device_;
+  runtime::PinnedBuffer hash_host_;
   bool placed_pending_ = false;
   std::optional<exchange::DeviceCopier> copier_;
   std::vector<runtime::DeviceBuffer> buffers_;

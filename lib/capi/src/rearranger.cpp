@@ -3,11 +3,14 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <tuple>
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/mix.hpp"
+#include "eplb/core/row_hash.hpp"
 
 namespace eplb::capi {
 namespace {
@@ -28,6 +31,13 @@ class HostMemory final : public RowMemory {
   exchange::Copier& copier() override { return copier_; }
   void place(const std::vector<RowCopy>& copies, void*, bool) override {
     for (const auto& c : copies) std::memcpy(c.dst, c.src, c.bytes);
+  }
+  void flip_byte(std::byte* p) override { *p ^= std::byte{1}; }
+  std::vector<uint64_t> hash(const std::vector<ConstRow>& rows) override {
+    std::vector<uint64_t> out;
+    out.reserve(rows.size());
+    for (const auto& r : rows) out.push_back(core::row_hash(r.data, r.bytes));
+    return out;
   }
   bool device() const override { return false; }
 
@@ -68,6 +78,13 @@ int32_t changed_rows(const plan::LayerPlan& layer, int32_t ep_rank, int32_t new_
   return static_cast<int32_t>(std::count_if(rows.begin(), rows.end(), [](const auto& rp) {
     return rp.source != plan::RowSource::kUnchanged;
   }));
+}
+
+// Fault injection for the tests (docs/LIBRARY.md): EPLB_FAULT_CORRUPT_ROW=RANK flips one
+// byte of that rank's first landed row after the exchange, as a corrupting link would.
+bool corrupt_injected(int32_t rank) {
+  const char* spec = std::getenv("EPLB_FAULT_CORRUPT_ROW");
+  return spec != nullptr && *spec != '\0' && std::atoi(spec) == rank;
 }
 
 }  // namespace
@@ -135,8 +152,13 @@ Rearranger::Rearranger(transport::Transport& transport, const plan::Plan& plan,
       device >= 0 ? make_device_memory(device, options_.timeout) : make_host_memory(transport_);
   staging_bytes_ = most;
   staging_ = memory_->allocate_staging(staging_bytes_);
+  std::vector<uint64_t> zero_sums;  // what an empty row's checksum is
+  for (size_t b : row_bytes_) {
+    const std::vector<std::byte> zeros(b);
+    zero_sums.push_back(core::row_hash(zeros.data(), b));
+  }
   exchange_.emplace(plan_, map_, rank_, row_bytes_, transport_,
-                    exchange::ExchangeOptions{exchange::Unchanged::kKeep, {}});
+                    exchange::ExchangeOptions{exchange::Unchanged::kKeep, zero_sums});
 }
 
 Rearranger::~Rearranger() {
@@ -264,17 +286,80 @@ exchange::ExchangeCounts Rearranger::exchange_group(const std::vector<int32_t>& 
   const auto pos_of = [&layers](int32_t layer_idx) {
     return static_cast<size_t>(std::find(layers.begin(), layers.end(), layer_idx) - layers.begin());
   };
-  const exchange::ExchangeRows rows{
-      [this](int32_t layer_idx, int32_t, size_t t, int32_t row) {
-        const TensorRows& tensor = layers_[static_cast<size_t>(layer_idx)][t];
-        return tensor.data + static_cast<size_t>(row) * row_bytes_[t];
+  const auto old_row = [this](int32_t layer_idx, size_t t, int32_t row) {
+    return layers_[static_cast<size_t>(layer_idx)][t].data + static_cast<size_t>(row) * row_bytes_[t];
+  };
+  exchange::ExchangeRows rows{
+      [&old_row](int32_t layer_idx, int32_t, size_t t, int32_t row) {
+        return old_row(layer_idx, t, row);
       },
       [this, &pos_of](int32_t layer_idx, int32_t, size_t t, int32_t row) {
         return staging_row(pos_of(layer_idx), layer_idx, t, row);
       },
       {},
       {}};
-  return exchange_->run(layers, rows, memory_->copier());
+  if (!options_.verify) return exchange_->run(layers, rows, memory_->copier());
+  // Every old row's checksum, computed where it lies: the ones the rows sent or copied get.
+  std::vector<ConstRow> sources;
+  for (int32_t l : layers) {
+    for (size_t t = 0; t < row_bytes_.size(); ++t) {
+      for (int32_t row = 0; row < num_rows_; ++row) sources.push_back({old_row(l, t, row), row_bytes_[t]});
+    }
+  }
+  old_sums_ = memory_->hash(sources);
+  new_sums_.assign(old_sums_.size(), 0);
+  rows.old_sum = [this, &pos_of](int32_t layer_idx, int32_t, size_t t, int32_t row) {
+    return old_sums_[sum_index(pos_of(layer_idx), t, row)];
+  };
+  rows.new_sum = [this, &pos_of](int32_t layer_idx, int32_t, size_t t, int32_t row) -> uint64_t& {
+    return new_sums_[sum_index(pos_of(layer_idx), t, row)];
+  };
+  const exchange::ExchangeCounts counts = exchange_->run(layers, rows, memory_->copier());
+  verify(layers);
+  return counts;
+}
+
+void Rearranger::verify(const std::vector<int32_t>& layers) {
+  std::vector<ConstRow> landed;
+  std::vector<std::tuple<size_t, int32_t, size_t, int32_t>> where;  // pos, layer, tensor, row
+  for (size_t pos = 0; pos < layers.size(); ++pos) {
+    const int32_t l = layers[pos];
+    for (int32_t row = 0; row < num_rows_; ++row) {
+      if (slot_of_[static_cast<size_t>(l)][static_cast<size_t>(row)] < 0) continue;
+      for (size_t t = 0; t < row_bytes_.size(); ++t) {
+        landed.push_back({staging_row(pos, l, t, row), row_bytes_[t]});
+        where.emplace_back(pos, l, t, row);
+      }
+    }
+  }
+  if (!landed.empty() && corrupt_injected(rank_)) {
+    memory_->flip_byte(const_cast<std::byte*>(landed[0].data));
+  }
+  const std::vector<uint64_t> sums = memory_->hash(landed);
+  core::ProblemList problems(ErrorKind::kVerify);
+  for (size_t i = 0; i < landed.size(); ++i) {
+    const auto [pos, l, t, row] = where[i];
+    if (sums[i] == new_sums_[sum_index(pos, t, row)]) continue;
+    const plan::RowPlan& rp =
+        plan_.layers[static_cast<size_t>(l)].rows[static_cast<size_t>(rank_)][static_cast<size_t>(row)];
+    const std::string source =
+        rp.source == plan::RowSource::kReceived ? fmt::format("received from rank {}", rp.peer)
+        : rp.source == plan::RowSource::kEmpty  ? std::string("zeroed")
+                                                : fmt::format("copied from row {}", rp.src_row);
+    problems.add(fmt::format("layer {}, physical slot {} (logical expert {}), tensor {}: the bytes "
+                             "{} do not match the checksum of their source slot; nothing was "
+                             "placed",
+                             l, rank_ * num_rows_ + row, rp.expert_id, t, source));
+  }
+  // Every rank's rows check out, or no rank places any.
+  const long long bad =
+      transport_.all_max({problems.empty() ? 0LL : 1LL}, "checking the received rows")[0];
+  if (!problems.empty()) throw Error(ErrorKind::kVerify, problems.problems());
+  if (bad != 0) {
+    throw Error(ErrorKind::kVerify,
+                "another rank's received rows did not match their checksums (its message says "
+                "which); nothing was placed");
+  }
 }
 
 std::vector<RowCopy> Rearranger::placements(const std::vector<int32_t>& layers) const {

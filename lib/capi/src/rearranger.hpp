@@ -32,6 +32,9 @@ struct TensorRows {
 struct RearrangeOptions {
   size_t staging_bytes = 0;  // 0: what the busiest layer needs
   bool profile = false;      // allocate and agree, move nothing
+  // Every changed row's bytes checked against the checksum of the slot they came from
+  // (core::row_hash, computed where the rows lie), and agreed on before any is placed.
+  bool verify = true;
   std::chrono::milliseconds timeout{600000};
 };
 
@@ -83,6 +86,13 @@ class Rearranger {
   // The copies into place of the changed rows of `layers` from staging.
   std::vector<RowCopy> placements(const std::vector<int32_t>& layers) const;
   std::byte* staging_row(size_t group_pos, int32_t layer_idx, size_t t, int32_t row) const;
+  // With options_.verify: the landed rows of `layers` against their expected checksums, then
+  // an agreement; throws core::Error(kComm) on every rank if any rank's rows do not match.
+  void verify(const std::vector<int32_t>& layers);
+  size_t sum_index(size_t group_pos, size_t t, int32_t row) const {
+    return (group_pos * row_bytes_.size() + t) * static_cast<size_t>(num_rows_) +
+           static_cast<size_t>(row);
+  }
   void expect_started(int32_t layer_idx) const;
 
   transport::Transport& transport_;
@@ -107,6 +117,8 @@ class Rearranger {
   int32_t started_ = -1;  // the layer in the background, or -1
   std::future<exchange::ExchangeCounts> pending_;
   std::optional<exchange::ExchangeCounts> landed_;
+  // With verify, the current group's checksums: [group pos][tensor][row].
+  std::vector<uint64_t> old_sums_, new_sums_;
 };
 
 }  // namespace eplb::capi

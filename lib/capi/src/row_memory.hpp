@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <cstddef>
 #include <memory>
 #include <vector>
@@ -17,6 +18,12 @@ namespace eplb::capi {
 struct RowCopy {
   std::byte* dst;
   const std::byte* src;
+  size_t bytes;
+};
+
+// One row to hash.
+struct ConstRow {
+  const std::byte* data;
   size_t bytes;
 };
 
@@ -37,6 +44,11 @@ class RowMemory {
   // `caller_stream` (the caller's later work on it sees the new rows), or with `wait` on
   // the library's own stream and done on return.
   virtual void place(const std::vector<RowCopy>& copies, void* caller_stream, bool wait) = 0;
+  // Local: core::row_hash of each row, on return (a device: one kernel launch, waited for
+  // within the timeout).
+  virtual std::vector<uint64_t> hash(const std::vector<ConstRow>& rows) = 0;
+  // Local, for fault injection only: flips the lowest bit of the byte at `p`.
+  virtual void flip_byte(std::byte* p) = 0;
   // Local: true for device memory.
   virtual bool device() const = 0;
 };
