@@ -287,23 +287,24 @@ exchange::ExchangeCounts Rearranger::exchange_group(const std::vector<int32_t>& 
     return static_cast<size_t>(std::find(layers.begin(), layers.end(), layer_idx) - layers.begin());
   };
   const auto old_row = [this](int32_t layer_idx, size_t t, int32_t row) {
-    return layers_[static_cast<size_t>(layer_idx)][t].data + static_cast<size_t>(row) * row_bytes_[t];
+    return layers_[static_cast<size_t>(layer_idx)][t].data +
+           static_cast<size_t>(row) * row_bytes_[t];
   };
-  exchange::ExchangeRows rows{
-      [&old_row](int32_t layer_idx, int32_t, size_t t, int32_t row) {
-        return old_row(layer_idx, t, row);
-      },
-      [this, &pos_of](int32_t layer_idx, int32_t, size_t t, int32_t row) {
-        return staging_row(pos_of(layer_idx), layer_idx, t, row);
-      },
-      {},
-      {}};
+  exchange::ExchangeRows rows{[&old_row](int32_t layer_idx, int32_t, size_t t, int32_t row) {
+                                return old_row(layer_idx, t, row);
+                              },
+                              [this, &pos_of](int32_t layer_idx, int32_t, size_t t, int32_t row) {
+                                return staging_row(pos_of(layer_idx), layer_idx, t, row);
+                              },
+                              {},
+                              {}};
   if (!options_.verify) return exchange_->run(layers, rows, memory_->copier());
   // Every old row's checksum, computed where it lies: the ones the rows sent or copied get.
   std::vector<ConstRow> sources;
   for (int32_t l : layers) {
     for (size_t t = 0; t < row_bytes_.size(); ++t) {
-      for (int32_t row = 0; row < num_rows_; ++row) sources.push_back({old_row(l, t, row), row_bytes_[t]});
+      for (int32_t row = 0; row < num_rows_; ++row)
+        sources.push_back({old_row(l, t, row), row_bytes_[t]});
     }
   }
   old_sums_ = memory_->hash(sources);
@@ -340,16 +341,17 @@ void Rearranger::verify(const std::vector<int32_t>& layers) {
   for (size_t i = 0; i < landed.size(); ++i) {
     const auto [pos, l, t, row] = where[i];
     if (sums[i] == new_sums_[sum_index(pos, t, row)]) continue;
-    const plan::RowPlan& rp =
-        plan_.layers[static_cast<size_t>(l)].rows[static_cast<size_t>(rank_)][static_cast<size_t>(row)];
+    const plan::RowPlan& rp = plan_.layers[static_cast<size_t>(l)]
+                                  .rows[static_cast<size_t>(rank_)][static_cast<size_t>(row)];
     const std::string source =
         rp.source == plan::RowSource::kReceived ? fmt::format("received from rank {}", rp.peer)
         : rp.source == plan::RowSource::kEmpty  ? std::string("zeroed")
                                                 : fmt::format("copied from row {}", rp.src_row);
-    problems.add(fmt::format("layer {}, physical slot {} (logical expert {}), tensor {}: the bytes "
-                             "{} do not match the checksum of their source slot; nothing was "
-                             "placed",
-                             l, rank_ * num_rows_ + row, rp.expert_id, t, source));
+    problems.add(
+        fmt::format("layer {}, physical slot {} (logical expert {}), tensor {}: the bytes "
+                    "{} do not match the checksum of their source slot; nothing was "
+                    "placed",
+                    l, rank_ * num_rows_ + row, rp.expert_id, t, source));
   }
   // Every rank's rows check out, or no rank places any.
   const long long bad =

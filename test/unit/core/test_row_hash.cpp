@@ -10,7 +10,9 @@
 
 namespace {
 
-uint64_t hash_of(const std::vector<std::byte>& v) { return eplb::core::row_hash(v.data(), v.size()); }
+uint64_t hash_of(const std::vector<std::byte>& v) {
+  return eplb::core::row_hash(v.data(), v.size());
+}
 
 std::vector<std::byte> pattern(size_t n) {
   std::vector<std::byte> v(n);

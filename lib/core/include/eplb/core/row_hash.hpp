@@ -18,7 +18,9 @@ EPLB_HOST_DEVICE constexpr uint64_t row_hash_term(uint64_t word, uint64_t index)
 }
 
 // The sum of the terms, folded with the row's length.
-EPLB_HOST_DEVICE constexpr uint64_t row_hash_finish(uint64_t sum, uint64_t bytes) { return mix64(sum ^ bytes); }
+EPLB_HOST_DEVICE constexpr uint64_t row_hash_finish(uint64_t sum, uint64_t bytes) {
+  return mix64(sum ^ bytes);
+}
 
 // Local and pure: the checksum of `bytes` bytes at `data`.
 inline uint64_t row_hash(const std::byte* data, size_t bytes) {

@@ -10,7 +10,7 @@
 namespace eplb::runtime {
 
 struct RowRef {
-  const std::byte* data;    // device memory of the current device
+  const std::byte* data;  // device memory of the current device
   unsigned long long bytes;
 };
 
