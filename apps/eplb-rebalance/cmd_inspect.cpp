@@ -72,7 +72,7 @@ json inspect_hf(const InspectArgs& args) {
       "  a placement for it: {} layers, {} logical experts, at least {} slots per layer; "
       "numbered by model layer as --model-layers {}{}",
       m.model_layers.size(), m.num_logical_experts, m.num_logical_experts,
-      format_layer_numbers(m.model_layers),
+      placement::format_layer_spec(m.model_layers),
       m.num_hidden_layers > 0
           ? fmt::format(" (SGLang's form: {} rows, one per hidden layer)", m.num_hidden_layers)
           : "");

@@ -258,7 +258,7 @@ std::vector<std::string> lost_in(const Placement& placement, WriteForm form) {
     lost.push_back(fmt::format(
         "the {} form {} the model's MoE layers: give --model-layers {} when reading it",
         form_name(form), form == WriteForm::kSglang ? "does not say which rows are" : "counts",
-        format_layer_numbers(placement.model_layer_ids)));
+        format_layer_spec(placement.model_layer_ids)));
   }
   int32_t max_id = -1;
   for (const auto& row : placement.physical_to_logical_map) {

@@ -87,6 +87,18 @@ std::string format_layer_numbers(const std::vector<int32_t>& layers) {
   return out;
 }
 
+std::string format_layer_spec(const std::vector<int32_t>& layers) {
+  std::string out;
+  for (size_t i = 0; i < layers.size();) {
+    size_t j = i;
+    while (j + 1 < layers.size() && layers[j + 1] == layers[j] + 1) ++j;
+    out += (out.empty() ? "" : ",") + std::to_string(layers[i]);
+    if (j > i) out += "-" + std::to_string(layers[j]);
+    i = j + 1;
+  }
+  return out;
+}
+
 namespace detail {
 
 void apply_model_layers(const Extracted& ex, const ParseOptions& options, Placement& placement,

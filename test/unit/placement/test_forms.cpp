@@ -159,11 +159,11 @@ TEST_CASE("what a form cannot carry is said", "[placement][forms]") {
   CHECK(lost_in(p, WriteForm::kSglang) ==
         Problems{"the sglang form does not record ep_size 2: give --ep-size 2 when reading it",
                  "the sglang form does not say which rows are the model's MoE layers: give "
-                 "--model-layers 3, 4 when reading it",
+                 "--model-layers 3-4 when reading it",
                  "the sglang form does not record num_logical_experts 6: read back, it is derived "
                  "as 4 unless the old placement gives it"});
   CHECK(lost_in(p, WriteForm::kVllmAscend) ==
-        Problems{"the vllm-ascend form counts the model's MoE layers: give --model-layers 3, 4 "
+        Problems{"the vllm-ascend form counts the model's MoE layers: give --model-layers 3-4 "
                  "when reading it",
                  "the vllm-ascend form does not record num_logical_experts 6: read back, it is "
                  "derived as 4 unless the old placement gives it"});

@@ -65,6 +65,9 @@ TEST_CASE("--model-layers specs", "[placement][layers]") {
   CHECK(usage("1,").starts_with("--model-layers '1,': an empty item"));
   CHECK(format_layer_numbers({3, 4, 5, 6, 9, 11, 12}) == "3-6, 9, 11, 12");
   CHECK(format_layer_numbers({}).empty());
+  CHECK(format_layer_spec({3, 4, 5, 6, 9, 11, 12}) == "3-6,9,11-12");
+  CHECK(parse_model_layers_spec(format_layer_spec({0, 2, 3, 7})).moe_layers ==
+        std::vector<int32_t>{0, 2, 3, 7});
 }
 
 TEST_CASE("SGLang's row per hidden layer keeps the MoE rows when the model is known",

@@ -33,6 +33,8 @@ ModelLayers parse_model_layers_spec(std::string_view spec);
 
 // "3-60", "1, 3, 5-7": consecutive numbers as ranges; "" for none.
 std::string format_layer_numbers(const std::vector<int32_t>& layers);
+// The same as --model-layers takes it, to paste into a command: "3-60", "1,3,5-7".
+std::string format_layer_spec(const std::vector<int32_t>& layers);
 
 // The sentence messages use to say how to give the numbering.
 inline constexpr std::string_view kModelLayersHint =
