@@ -29,7 +29,7 @@
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
 #include "eplb/engine/wire_format.hpp"
-#include "eplb/fs/atomic_dir.hpp"
+#include "eplb/fs/direct_io.hpp"
 #include "eplb/io/journal.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/io/shard_layout.hpp"
@@ -369,7 +369,8 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
           continue;
         }
         copy_bytes += row_bytes;
-        for (const auto bytes : row_bytes_) needed += (bytes + 4095) / 4096 * 4096;
+        for (const auto bytes : row_bytes_)
+          needed += static_cast<size_t>(eplb::fs::align_up(bytes));
       }
     }
     needed = std::min(needed, to_reserve);
@@ -873,6 +874,10 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
     phases.add(name, seconds_since(phase_start));
     phase_start = Clock::now();
   };
+
+  // Every host must see the checkpoint: each process rewrites its own shards there, rank
+  // 0 publishes the manifest (lib/job, as for every writer).
+  job::check_shared_directories(session, {{options.input, "checkpoint directory", false}});
 
   // Take the checkpoint: rank 0 locks it, finishes an update a dead run left, and creates
   // the journal directory. Readers that find the directory wait for the lock.
