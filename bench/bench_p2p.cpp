@@ -18,6 +18,7 @@
 
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <functional>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@
 #include "eplb/core/error.hpp"
 #include "eplb/runtime/cuda.hpp"
 #include "eplb/runtime/mpi.hpp"
+#include "eplb/transport/mpi_transport.hpp"
 
 namespace {
 
@@ -58,7 +60,11 @@ int main(int argc, char** argv) {
   }
   try {
     eplb::runtime::select_device(mpi.node_rank());
-    auto comm = eplb::runtime::NcclComm::create(mpi.group());
+    const eplb::transport::NcclId id = eplb::transport::agree_nccl_id(mpi.group());
+    eplb::runtime::NcclBootstrap boot{{}, mpi.rank(), mpi.size()};
+    std::memcpy(&boot.id, id.data(), id.size());
+    auto comm = eplb::runtime::NcclComm::start(boot);
+    comm.wait_ready("ncclCommInitRankConfig", eplb::runtime::Deadline(mpi.timeout()));
     eplb::runtime::Stream net = eplb::runtime::Stream::with_priority(100);
     eplb::runtime::Stream copy = eplb::runtime::Stream::with_priority(1);
     const size_t per_peer =

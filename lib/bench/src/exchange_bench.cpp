@@ -13,9 +13,11 @@
 #include "eplb/core/error.hpp"
 #include "eplb/core/mix.hpp"
 #include "eplb/engine/rebalance.hpp"
-#include "eplb/engine/wire_format.hpp"
+#include "eplb/exchange/device_copier.hpp"
+#include "eplb/exchange/layer_exchange.hpp"
 #include "eplb/plan/plan.hpp"
 #include "eplb/runtime/batched_copy.hpp"
+#include "eplb/transport/mpi_transport.hpp"
 #include "eplb/transport/nccl_detail.hpp"
 
 namespace eplb::bench {
@@ -157,56 +159,36 @@ const std::vector<plan::RowPlan>& layer_rows(const plan::Plan& plan, int32_t lay
   return plan.layers[static_cast<size_t>(layer)].rows[static_cast<size_t>(rank)];
 }
 
-// Rows a rank fills without the network; `after_receive` selects the kCopy rows, which
-// read a received row.
-void local_rows(const Context& c, const plan::Plan& plan, bool after_receive, cudaStream_t s) {
-  runtime::BatchedCopy copies;
-  for (int32_t layer = 0; layer < c.o.num_layers; ++layer) {
-    const auto& rows = layer_rows(plan, layer, c.rank);
-    for (int32_t r = 0; r < static_cast<int32_t>(rows.size()); ++r) {
-      const auto& rp = rows[static_cast<size_t>(r)];
-      bool copy = rp.source == plan::RowSource::kCopy;
-      bool local = rp.source == plan::RowSource::kUnchanged || rp.source == plan::RowSource::kLocal;
-      if (after_receive ? !copy : !local) continue;
-      for (size_t t = 0; t < c.o.tensors.size(); ++t) {
-        copies.add(c.new_w.row(layer, t, r),
-                   copy ? c.new_w.row(layer, t, rp.src_row) : c.old_w.row(layer, t, rp.src_row),
-                   c.old_w.row_bytes[t]);
-      }
-    }
-  }
-  copies.flush(s, kLocalCopyBlocks);
-}
+// The network part alone: local rows are left as they are (not a complete rebalance).
+class NoCopies final : public exchange::Copier {
+ public:
+  void copy(std::byte*, const std::byte*, size_t) override {}
+  void zero(std::byte*, size_t) override {}
+  void issue() override {}
+  void finish() override {}
+};
 
-// (a) Ours: every layer's messages to one peer as one stream through the transport; local
-// rows copied concurrently on another stream (unless `with_local_rows` is false: the
-// network part alone, to show what the local copies cost).
+// (a) Ours: the one exchange body over every resident layer at once (one stream per peer,
+// cut into rounds by the transport); local rows copied next to it on another stream
+// (unless `with_local_rows` is false: the network part alone, to show what they cost).
 void run_ours(const Context& c, const plan::Plan& plan, bool with_local_rows = true) {
   // One process per EP rank; messages carry no checksum trailer (weights stay on the GPU).
   const plan::ProcessMap map{c.session.size(), c.session.size()};
-  std::map<int, transport::Transfer> sends, recvs;
-  auto append = [](std::map<int, transport::Transfer>& into,
-                   std::vector<transport::Transfer>& from) {
-    for (auto& t : from) {
-      auto& all = into.try_emplace(t.peer, transport::Transfer{t.peer, {}}).first->second;
-      all.segments.insert(all.segments.end(), t.segments.begin(), t.segments.end());
-    }
-  };
-  for (int32_t layer = 0; layer < c.o.num_layers; ++layer) {
-    engine::WireLayout wire = engine::wire_layout(engine::WireInput{
-        &plan.layers[static_cast<size_t>(layer)], &map, c.rank, c.old_w.row_bytes,
-        [&](int32_t, size_t t, int32_t row) { return c.old_w.row(layer, t, row); },
-        [&](int32_t, size_t t, int32_t row) { return c.new_w.row(layer, t, row); }, nullptr});
-    append(sends, wire.sends);
-    append(recvs, wire.recvs);
+  exchange::LayerExchange body(plan, map, c.rank, c.old_w.row_bytes, c.tr);
+  const exchange::ExchangeRows rows{
+      [&](int32_t layer, int32_t, size_t t, int32_t row) { return c.old_w.row(layer, t, row); },
+      [&](int32_t layer, int32_t, size_t t, int32_t row) { return c.new_w.row(layer, t, row); },
+      {},
+      {}};
+  std::vector<int32_t> layers(static_cast<size_t>(c.o.num_layers));
+  for (int32_t l = 0; l < c.o.num_layers; ++l) layers[static_cast<size_t>(l)] = l;
+  if (with_local_rows) {
+    exchange::DeviceCopier copier(c.copy_stream, kLocalCopyBlocks, c.session.timeout());
+    body.run(layers, rows, copier);
+  } else {
+    NoCopies none;
+    body.run(layers, rows, none);
   }
-  std::vector<transport::Transfer> s, r;
-  for (auto& [peer, t] : sends) s.push_back(std::move(t));
-  for (auto& [peer, t] : recvs) r.push_back(std::move(t));
-  if (with_local_rows) local_rows(c, plan, false, c.copy_stream);
-  c.tr.exchange(s, r);
-  if (with_local_rows) local_rows(c, plan, true, c.copy_stream);
-  c.tr.wait(c.copy_stream, "local row copies");
 }
 
 // Per-peer byte volumes of a plan for this rank: [peer] -> (sent, received).
@@ -364,7 +346,8 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   topts.max_staging_bytes = o.max_staging_bytes;
   topts.timeout = session.timeout();
   topts.trace_rounds = o.trace;
-  NcclTransport tr(session.comm(), session.node_rank(), topts);
+  const auto made = transport::make_nccl_transport(session.comm(), session.node_rank(), topts);
+  auto& tr = dynamic_cast<NcclTransport&>(*made);
   tr.wait_ready();  // the raw baselines use its communicator and stream directly
   runtime::Stream copy_stream;
 

@@ -28,7 +28,7 @@
 #include "eplb/core/interrupt.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
-#include "eplb/engine/wire_format.hpp"
+#include "eplb/exchange/layer_exchange.hpp"
 #include "eplb/fs/direct_io.hpp"
 #include "eplb/io/journal.hpp"
 #include "eplb/io/shard.hpp"
@@ -211,8 +211,10 @@ class InPlaceUpdate {
   void post_read(int32_t layer_idx);
   void collect_read(int32_t layer_idx);
   void read_sources(Hosted& h, int32_t layer_idx, detail::LayerJob& job) const;
-  void exchange(const plan::LayerPlan& layer);
-  void fill_and_verify(Hosted& h, int32_t layer_idx);
+  // The layer's changed rows, through the one exchange body, then each checked against
+  // the checksum of its source slot.
+  void exchange(int32_t layer_idx);
+  void verify(const Hosted& h, int32_t layer_idx);
   // Collective: every slot's recorded checksums of layer `layer_idx`, on every rank.
   void share_recorded_checksums(int32_t layer_idx);
   // Whether changed row `row` of `h` can be a copy record from stable slot `source_slot`:
@@ -232,9 +234,9 @@ class InPlaceUpdate {
   transport::Transport& transport_;
   std::string checkpoint_id_;
   std::vector<Hosted> hosted_;
-  transport::HostBuffer trailers_;
   std::vector<size_t> row_bytes_;
   std::vector<uint64_t> zero_row_checksums_;
+  std::optional<exchange::LayerExchange> exchange_;
   std::string manifest_text_;
   // [EP rank][layer][tensor] (flattened): where each shard's tensors lie, for copy records.
   std::vector<long long> tensor_offsets_;
@@ -284,12 +286,14 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
       phases_(phases) {
   const auto& tensors = inputs.tensors;
   hosted_.resize(inputs.my_ranks.size());
-  size_t words = 0;
-  for (const auto& layer : plan.layers) {
-    words =
-        std::max(words, trailer_words(layer, inputs.process_map, session.rank(), tensors.size()));
+  for (const auto& spec : tensors) {
+    row_bytes_.push_back(spec.row_bytes());
+    zero_row_checksums_.push_back(io::zero_checksum(spec.row_bytes()));
   }
-  const size_t trailer_bytes = std::max<size_t>(8, words * sizeof(uint64_t));
+  // Unchanged rows stay where they are in the shard: nothing is read, copied or written.
+  exchange_.emplace(plan, inputs.process_map, session.rank(), row_bytes_, transport,
+                    exchange::ExchangeOptions{exchange::Unchanged::kKeep, zero_row_checksums_});
+  const size_t trailer_bytes = exchange_->reserve_trailers();
   const size_t old_bytes =
       hosted_.size() * LayerBuffer::bytes_for(tensors, plan.old_num_slots_per_rank);
   const size_t new_bytes =
@@ -326,12 +330,6 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
       h.journal = std::make_unique<io::JournalWriter>(inputs.input_dir, h.ep_rank, plan.new_ep_size,
                                                       h.path.filename(), h.layout.file_size);
     });
-  }
-  trailers_ = transport.allocate_host(trailer_bytes);
-  for (const auto& spec : tensors) {
-    row_bytes_.push_back(spec.row_bytes());
-    std::vector<std::byte> zeros(spec.row_bytes());
-    zero_row_checksums_.push_back(io::checksum(zeros));
   }
   agree(session.group(), problems, "opening the shards and journals");
   // Every shard's tensor offsets, for the copy records (each rank fills in its own).
@@ -446,7 +444,6 @@ void InPlaceUpdate::collect_read(int32_t layer_idx) {
 }
 
 void InPlaceUpdate::run_layer(int32_t layer_idx) {
-  const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
   // The main thread's waits for the reader ("read" is the reader's own time) and for the
   // journal thread to free the new rows' buffer ("journal_write" is that thread's time).
   phases_.time("read_wait", [&] { collect_read(layer_idx); });
@@ -460,9 +457,9 @@ void InPlaceUpdate::run_layer(int32_t layer_idx) {
           fmt::format("layer {}: agreement before the exchange", layer_idx));
     share_recorded_checksums(layer_idx);
   });
-  phases_.time("exchange", [&] { at_layer(layer_idx, [&] { exchange(layer); }); });
-  for (auto& h : hosted_) {
-    phases_.time("fill_verify", [&] { fill_and_verify(h, layer_idx); });
+  phases_.time("exchange", [&] { at_layer(layer_idx, [&] { exchange(layer_idx); }); });
+  for (const auto& h : hosted_) {
+    phases_.time("fill_verify", [&] { verify(h, layer_idx); });
   }
   // This layer's old rows are used up: read a later layer into them.
   const auto ahead = static_cast<size_t>(layer_idx) + reads_.size();
@@ -511,92 +508,40 @@ void InPlaceUpdate::read_sources(Hosted& h, int32_t layer_idx, detail::LayerJob&
   }
 }
 
-void InPlaceUpdate::exchange(const plan::LayerPlan& layer) {
+void InPlaceUpdate::exchange(int32_t layer_idx) {
   const auto start = Clock::now();
-  auto* trailers = reinterpret_cast<uint64_t*>(trailers_.data());
-  const WireLayout wire =
-      wire_layout(WireInput{&layer, &inputs_.process_map, session_.rank(), row_bytes_,
-                            [this](int32_t ep_rank, size_t t, int32_t row) {
-                              return hosted(ep_rank)->old_rows->row(t, row);
-                            },
-                            [this](int32_t ep_rank, size_t t, int32_t row) {
-                              return hosted(ep_rank)->new_rows->row(t, row);
-                            },
-                            trailers});
-  for (const auto* m : wire.local) {
-    LayerBuffer& from = *hosted(m->src_rank)->old_rows;
-    LayerBuffer& to = *hosted(m->dst_rank)->new_rows;
-    for (size_t k = 0; k < m->expert_ids.size(); ++k) {
-      for (size_t t = 0; t < row_bytes_.size(); ++t) {
-        std::memcpy(to.row(t, m->dst_rows[k]), from.row(t, m->src_rows[k]), row_bytes_[t]);
-        to.checksums[t][static_cast<size_t>(m->dst_rows[k])] =
-            from.checksums[t][static_cast<size_t>(m->src_rows[k])];
-      }
-    }
-  }
-  for (const auto& slot : wire.sent_trailers) {
-    const LayerBuffer& rows = *hosted(slot.message->src_rank)->old_rows;
-    uint64_t* sum = trailers + slot.offset;
-    for (int32_t row : slot.message->src_rows) {
-      for (size_t t = 0; t < row_bytes_.size(); ++t) {
-        *sum++ = rows.checksums[t][static_cast<size_t>(row)];
-      }
-    }
-  }
-  for (const auto& t : wire.sends) counters_.bytes_sent += static_cast<long long>(t.bytes());
-  for (const auto& t : wire.recvs) counters_.bytes_received += static_cast<long long>(t.bytes());
-  transport_.exchange(wire.sends, wire.recvs);
-  for (const auto& slot : wire.received_trailers) {
-    LayerBuffer& rows = *hosted(slot.message->dst_rank)->new_rows;
-    const uint64_t* sum = trailers + slot.offset;
-    for (int32_t row : slot.message->dst_rows) {
-      for (size_t t = 0; t < row_bytes_.size(); ++t) {
-        rows.checksums[t][static_cast<size_t>(row)] = *sum++;
-      }
-    }
-  }
+  const exchange::ExchangeRows rows{
+      [this](int32_t, int32_t ep_rank, size_t t, int32_t row) {
+        return hosted(ep_rank)->old_rows->row(t, row);
+      },
+      [this](int32_t, int32_t ep_rank, size_t t, int32_t row) {
+        return hosted(ep_rank)->new_rows->row(t, row);
+      },
+      [this](int32_t, int32_t ep_rank, size_t t, int32_t row) {
+        return hosted(ep_rank)->old_rows->checksums[t][static_cast<size_t>(row)];
+      },
+      [this](int32_t, int32_t ep_rank, size_t t, int32_t row) -> uint64_t& {
+        return hosted(ep_rank)->new_rows->checksums[t][static_cast<size_t>(row)];
+      }};
+  exchange::HostCopier copier;
+  const int32_t layers[] = {layer_idx};
+  const exchange::ExchangeCounts counts = exchange_->run(layers, rows, copier);
+  counters_.bytes_sent += counts.bytes_sent;
+  counters_.bytes_received += counts.bytes_received;
+  counters_.rows_copied_locally += counts.rows_copied_locally;
+  counters_.rows_rewritten += counts.rows_rewritten;
   counters_.seconds_exchange += seconds_since(start);
 }
 
-// New rows: unchanged ones keep their recorded checksum (their bytes are not in memory);
-// every other row is filled and checked against the checksum of its source slot.
-void InPlaceUpdate::fill_and_verify(Hosted& h, int32_t layer_idx) {
-  LayerBuffer& old_rows = *h.old_rows;
-  LayerBuffer& new_rows = *h.new_rows;
+// Every changed row against the checksum of its source slot; unchanged rows keep their
+// recorded checksum (their bytes are not in memory).
+void InPlaceUpdate::verify(const Hosted& h, int32_t layer_idx) {
   const auto& rows =
       plan_.layers[static_cast<size_t>(layer_idx)].rows[static_cast<size_t>(h.ep_rank)];
-  for (int32_t row = 0; row < new_rows.num_rows(); ++row) {
+  for (int32_t row = 0; row < h.new_rows->num_rows(); ++row) {
     const auto& rp = rows[static_cast<size_t>(row)];
-    const auto r = static_cast<size_t>(row);
-    for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
-      const size_t bytes = new_rows.row_bytes(t);
-      switch (rp.source) {
-        case plan::RowSource::kUnchanged:
-          new_rows.checksums[t][r] = old_rows.checksums[t][r];
-          break;
-        case plan::RowSource::kLocal:
-          std::memcpy(new_rows.row(t, row), old_rows.row(t, rp.src_row), bytes);
-          new_rows.checksums[t][r] = old_rows.checksums[t][static_cast<size_t>(rp.src_row)];
-          break;
-        case plan::RowSource::kCopy:
-          // NOTE: the planner makes src_row a kReceived row, so it is filled already.
-          std::memcpy(new_rows.row(t, row), new_rows.row(t, rp.src_row), bytes);
-          new_rows.checksums[t][r] = new_rows.checksums[t][static_cast<size_t>(rp.src_row)];
-          break;
-        case plan::RowSource::kEmpty:
-          std::memset(new_rows.row(t, row), 0, bytes);
-          new_rows.checksums[t][r] = zero_row_checksums_[t];
-          break;
-        case plan::RowSource::kReceived:
-          break;
-      }
-    }
     if (rp.source == plan::RowSource::kUnchanged) continue;
-    ++counters_.rows_rewritten;
-    if (rp.source == plan::RowSource::kLocal || rp.source == plan::RowSource::kCopy) {
-      ++counters_.rows_copied_locally;
-    }
-    check_new_row(new_rows, row, rp, layer_idx, h.ep_rank, inputs_.tensors, problems_);
+    check_new_row(*h.new_rows, row, rp, layer_idx, h.ep_rank, inputs_.tensors, problems_);
   }
 }
 

@@ -15,7 +15,6 @@
 #include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/report.hpp"
-#include "eplb/engine/wire_format.hpp"
 #include "eplb/job/agreement.hpp"
 #include "serial_worker.hpp"
 
@@ -88,13 +87,14 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
                         plan.new_num_slots_per_rank, tensors, checkpoint_id});
     });
   }
-  size_t words = 0;  // checksum trailers of the busiest layer
-  for (const auto& layer : plan.layers) {
-    words =
-        std::max(words, trailer_words(layer, inputs.process_map, session.rank(), tensors.size()));
-  }
-  trailers_ = transport.allocate_host(std::max<size_t>(8, words * sizeof(uint64_t)));
-  depth_ = choose_depth(old_bytes, new_bytes, trailers_.size(), host_budget,
+  for (const auto& spec : tensors) row_bytes_.push_back(spec.row_bytes());
+  for (const auto& spec : tensors)
+    zero_row_checksums_.push_back(io::zero_checksum(spec.row_bytes()));
+  exchange_.emplace(plan, inputs.process_map, session.rank(), row_bytes_, transport,
+                    exchange::ExchangeOptions{exchange::Unchanged::kCopy, zero_row_checksums_});
+  // The checksum trailers of the busiest layer, allocated once, counted in the budget.
+  const size_t trailer_bytes = exchange_->reserve_trailers();
+  depth_ = choose_depth(old_bytes, new_bytes, trailer_bytes, host_budget,
                         static_cast<int32_t>(plan.layers.size()));
   if (!depth_.fits) {
     core::log::warn(
@@ -114,9 +114,6 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
       if (hosted_[i].has_new) slot.rows[i].emplace(transport, tensors, plan.new_num_slots_per_rank);
     }
   }
-  for (const auto& spec : tensors) row_bytes_.push_back(spec.row_bytes());
-  for (const auto& spec : tensors)
-    zero_row_checksums_.push_back(io::zero_checksum(spec.row_bytes()));
   agree(session.group(), problems, "creating the output shards");
   core::fault::kill_point("shard-open");
   reader_ = std::make_unique<detail::SerialWorker>();
@@ -184,7 +181,6 @@ void LayerStepper::collect_writes(int32_t through_layer, bool block) {
 }
 
 void LayerStepper::run_layer(int32_t layer_idx) {
-  const auto& layer = plan_.layers[static_cast<size_t>(layer_idx)];
   maybe_stall(session_.rank(), layer_idx);
   collect_read(layer_idx);
   // The new rows' buffer is free once the layer it held last is written.
@@ -196,8 +192,7 @@ void LayerStepper::run_layer(int32_t layer_idx) {
         fmt::format("layer {}: agreement before the exchange", layer_idx));
   Slot& old = old_slot(layer_idx);
   Slot& fresh = new_slot(layer_idx);
-  at_layer(layer_idx, [&] { exchange(layer, old, fresh); });
-  for (size_t i = 0; i < hosted_.size(); ++i) fill_local_rows(i, layer, old, fresh);
+  at_layer(layer_idx, [&] { exchange(layer_idx, old, fresh); });
   // The old rows are used up: read a later layer into them.
   const int32_t ahead = layer_idx + depth_.old_layers;
   if (ahead < static_cast<int32_t>(plan_.layers.size())) post_read(ahead);
@@ -236,92 +231,29 @@ void LayerStepper::read_and_check_sources(Slot& slot, size_t i) {
   }
 }
 
-// A message between two EP ranks of this process: rows copied, checksums carried along.
-void LayerStepper::copy_local_message(const plan::Message& m, Slot& old, Slot& fresh) {
-  const LayerBuffer& from = *old.rows[index_of(m.src_rank)];
-  LayerBuffer& to = *fresh.rows[index_of(m.dst_rank)];
-  for (size_t k = 0; k < m.expert_ids.size(); ++k) {
-    const auto src = static_cast<size_t>(m.src_rows[k]), dst = static_cast<size_t>(m.dst_rows[k]);
-    for (size_t t = 0; t < inputs_.tensors.size(); ++t) {
-      std::memcpy(to.row(t, m.dst_rows[k]), from.row(t, m.src_rows[k]), from.row_bytes(t));
-      to.checksums[t][dst] = from.checksums[t][src];
-    }
-  }
-}
-
-void LayerStepper::exchange(const plan::LayerPlan& layer, Slot& old, Slot& fresh) {
+// The layer's new rows from its old rows, through the one exchange body.
+void LayerStepper::exchange(int32_t layer_idx, Slot& old, Slot& fresh) {
   const auto start = Clock::now();
-  auto* trailers = reinterpret_cast<uint64_t*>(trailers_.data());
-  const WireLayout wire =
-      wire_layout(WireInput{&layer, &inputs_.process_map, session_.rank(), row_bytes_,
-                            [this, &old](int32_t ep_rank, size_t t, int32_t row) {
-                              return old.rows[index_of(ep_rank)]->row(t, row);
-                            },
-                            [this, &fresh](int32_t ep_rank, size_t t, int32_t row) {
-                              return fresh.rows[index_of(ep_rank)]->row(t, row);
-                            },
-                            trailers});
-  for (const auto* m : wire.local) copy_local_message(*m, old, fresh);
-  // Each sent message carries the recorded checksums of its source slots.
-  for (const auto& slot : wire.sent_trailers) {
-    const plan::Message& m = *slot.message;
-    const LayerBuffer& rows = *old.rows[index_of(m.src_rank)];
-    uint64_t* sum = trailers + slot.offset;
-    for (int32_t row : m.src_rows) {
-      for (size_t t = 0; t < row_bytes_.size(); ++t)
-        *sum++ = rows.checksums[t][static_cast<size_t>(row)];
-    }
-  }
-  for (const auto& t : wire.sends) counters_.bytes_sent += static_cast<long long>(t.bytes());
-  for (const auto& t : wire.recvs) counters_.bytes_received += static_cast<long long>(t.bytes());
-  transport_.exchange(wire.sends, wire.recvs);
-  // The checksums that came with the bytes become the expected checksums of those rows.
-  for (const auto& slot : wire.received_trailers) {
-    const plan::Message& m = *slot.message;
-    LayerBuffer& rows = *fresh.rows[index_of(m.dst_rank)];
-    const uint64_t* sum = trailers + slot.offset;
-    for (int32_t row : m.dst_rows) {
-      for (size_t t = 0; t < row_bytes_.size(); ++t)
-        rows.checksums[t][static_cast<size_t>(row)] = *sum++;
-    }
-  }
+  const exchange::ExchangeRows rows{
+      [&](int32_t, int32_t ep_rank, size_t t, int32_t row) {
+        return old.rows[index_of(ep_rank)]->row(t, row);
+      },
+      [&](int32_t, int32_t ep_rank, size_t t, int32_t row) {
+        return fresh.rows[index_of(ep_rank)]->row(t, row);
+      },
+      [&](int32_t, int32_t ep_rank, size_t t, int32_t row) {
+        return old.rows[index_of(ep_rank)]->checksums[t][static_cast<size_t>(row)];
+      },
+      [&](int32_t, int32_t ep_rank, size_t t, int32_t row) -> uint64_t& {
+        return fresh.rows[index_of(ep_rank)]->checksums[t][static_cast<size_t>(row)];
+      }};
+  exchange::HostCopier copier;
+  const int32_t layers[] = {layer_idx};
+  const exchange::ExchangeCounts counts = exchange_->run(layers, rows, copier);
+  counters_.bytes_sent += counts.bytes_sent;
+  counters_.bytes_received += counts.bytes_received;
+  counters_.rows_copied_locally += counts.rows_copied_locally;
   counters_.seconds_exchange += seconds_since(start);
-}
-
-void LayerStepper::fill_local_rows(size_t i, const plan::LayerPlan& layer, Slot& old, Slot& fresh) {
-  if (!hosted_[i].has_new) return;
-  LayerBuffer& new_rows = *fresh.rows[i];
-  const auto& rows = layer.rows[static_cast<size_t>(hosted_[i].ep_rank)];
-  for (int32_t row = 0; row < new_rows.num_rows(); ++row) {
-    const auto& rp = rows[static_cast<size_t>(row)];
-    const auto r = static_cast<size_t>(row), src = static_cast<size_t>(rp.src_row);
-    for (size_t t = 0; t < new_rows.num_tensors(); ++t) {
-      const size_t bytes = new_rows.row_bytes(t);
-      switch (rp.source) {
-        case plan::RowSource::kUnchanged:
-        case plan::RowSource::kLocal: {
-          const LayerBuffer& old_rows = *old.rows[i];
-          std::memcpy(new_rows.row(t, row), old_rows.row(t, rp.src_row), bytes);
-          new_rows.checksums[t][r] = old_rows.checksums[t][src];
-          break;
-        }
-        case plan::RowSource::kCopy:
-          // NOTE: the planner makes src_row a kReceived row, so it is filled already.
-          std::memcpy(new_rows.row(t, row), new_rows.row(t, rp.src_row), bytes);
-          new_rows.checksums[t][r] = new_rows.checksums[t][src];
-          break;
-        case plan::RowSource::kEmpty:
-          std::memset(new_rows.row(t, row), 0, bytes);
-          new_rows.checksums[t][r] = zero_row_checksums_[t];
-          break;
-        case plan::RowSource::kReceived:
-          break;
-      }
-    }
-    if (rp.source == plan::RowSource::kLocal || rp.source == plan::RowSource::kCopy) {
-      ++counters_.rows_copied_locally;
-    }
-  }
 }
 
 void LayerStepper::verify_new_rows(Slot& slot, size_t i) {

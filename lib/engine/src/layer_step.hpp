@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "eplb/core/error.hpp"
+#include "eplb/exchange/layer_exchange.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/job/checkpoint_output.hpp"
 #include "eplb/plan/plan.hpp"
@@ -59,8 +60,8 @@ std::vector<long long> reduce_counters(const runtime::Group& group, const StepCo
                                        RebalanceReport& report,
                                        const std::vector<long long>& more_sums = {});
 
-// Messages travel in the wire format of wire_format.hpp (rows, then the source slots'
-// checksums as a trailer).
+// Each layer moves through exchange::LayerExchange (rows, then the source slots' checksums
+// as a trailer).
 class LayerStepper {
  public:
   // Collective (creating this process's output shards is agreed on). Keeps references to
@@ -112,9 +113,7 @@ class LayerStepper {
   // Reader thread.
   void read_and_check_sources(Slot& slot, size_t i);
   // Main thread.
-  void exchange(const plan::LayerPlan& layer, Slot& old, Slot& fresh);
-  void copy_local_message(const plan::Message& m, Slot& old, Slot& fresh);
-  void fill_local_rows(size_t i, const plan::LayerPlan& layer, Slot& old, Slot& fresh);
+  void exchange(int32_t layer_idx, Slot& old, Slot& fresh);
   // Writer thread.
   void verify_new_rows(Slot& slot, size_t i);
   void write_layer(Slot& slot, size_t i);
@@ -124,9 +123,9 @@ class LayerStepper {
   const plan::Plan& plan_;
   transport::Transport& transport_;
   std::vector<Hosted> hosted_;
-  transport::HostBuffer trailers_;  // checksum trailers of all messages of a layer
-  std::vector<size_t> row_bytes_;   // per tensor
+  std::vector<size_t> row_bytes_;  // per tensor
   std::vector<uint64_t> zero_row_checksums_;
+  std::optional<exchange::LayerExchange> exchange_;
   core::ProblemList problems_{core::ErrorKind::kIo};
   StepCounters counters_;
   PipelineDepth depth_;

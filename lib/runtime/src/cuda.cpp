@@ -9,7 +9,6 @@
 
 #include "call_text.hpp"
 #include "eplb/core/error.hpp"
-#include "eplb/runtime/mpi.hpp"
 
 namespace eplb::runtime {
 namespace {
@@ -135,32 +134,10 @@ bool Event::done() const {
 
 // ---- NCCL communicator ----------------------------------------------------------------------
 
-NcclComm NcclComm::create(const Group& group) {
-  NcclComm comm = start(bootstrap(group));
-  comm.wait_ready("ncclCommInitRankConfig", Deadline(group.timeout));
-  return comm;
-}
-
-NcclBootstrap NcclComm::bootstrap(const Group& group) {
-  NcclBootstrap boot;
-  EPLB_MPI_CHECK(MPI_Comm_rank(group.comm, &boot.rank));
-  EPLB_MPI_CHECK(MPI_Comm_size(group.comm, &boot.size));
-  // NOTE: rank 0 broadcasts a success flag with the id, so that a failure there ends
-  // every rank's setup instead of leaving them waiting in the broadcast or in init.
-  struct {
-    int ok = 0;
-    ncclUniqueId id{};
-  } root;
-  if (boot.rank == 0) root.ok = ncclGetUniqueId(&root.id) == ncclSuccess ? 1 : 0;
-  broadcast_bytes(group, std::as_writable_bytes(std::span(&root, 1)),
-                  "NCCL communicator set-up (unique id)");
-  if (!root.ok) {
-    throw Error(ErrorKind::kComm,
-                "ncclGetUniqueId(...) failed on rank 0: cannot create the "
-                "NCCL communicator");
-  }
-  boot.id = root.id;
-  return boot;
+NcclComm NcclComm::borrow(ncclComm_t comm) {
+  NcclComm borrowed(comm);
+  borrowed.owned_ = false;
+  return borrowed;
 }
 
 NcclComm NcclComm::start(const NcclBootstrap& boot) {
@@ -219,6 +196,10 @@ void NcclComm::group_end(const char* what, const Deadline& deadline) {
 
 void NcclComm::close(const Deadline& deadline) {
   if (!comm_) return;
+  if (!owned_) {  // the caller's: it stays open for its owner
+    static_cast<void>(comm_.release());
+    return;
+  }
   ncclResult_t rc = ncclCommFinalize(get());
   if (rc != ncclSuccess && rc != ncclInProgress) {
     std::string detail = nccl_detail(rc, get());

@@ -109,8 +109,14 @@ class MpiTransport final : public Transport {
   std::string_view name() const override { return "mpi"; }
   int rank() const override { return rank_; }
   int size() const override { return size_; }
-  void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) override;
+  using Transport::exchange;
+  void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs,
+                int max_peers) override;
   HostBuffer allocate_host(size_t bytes) override;
+  std::vector<long long> all_max(const std::vector<long long>& values,
+                                 std::string_view phase) override {
+    return runtime::all_max(runtime::Group{comm_.get(), options_.timeout}, values, phase);
+  }
   void close() override { comm_.close(); }
 
  private:
@@ -133,7 +139,8 @@ class MpiTransport final : public Transport {
   std::vector<MPI_Aint> piece_addresses_;
 };
 
-void MpiTransport::exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) {
+void MpiTransport::exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs,
+                            int /*max_peers: MPI matches by peer and tag*/) {
   if (!comm_) throw Error(ErrorKind::kInternal, "internal error: MPI exchange after close()");
   if (failed_) {
     throw Error(ErrorKind::kComm, "MPI transport is unusable after an earlier failed exchange");

@@ -4,13 +4,20 @@
 
 #include <cstdint>
 
+// Functions the GPU calls too (core::row_hash's device twin) are __host__ __device__ for nvcc.
+#if defined(__CUDACC__)
+#define EPLB_HOST_DEVICE __host__ __device__
+#else
+#define EPLB_HOST_DEVICE
+#endif
+
 namespace eplb::core {
 
 // splitmix64's increment (the golden ratio in 64 bits).
 inline constexpr uint64_t kSplitmixGamma = 0x9E3779B97F4A7C15ull;
 
 // splitmix64's finalizer: a strong 64-bit mix.
-constexpr uint64_t mix64(uint64_t z) {
+EPLB_HOST_DEVICE constexpr uint64_t mix64(uint64_t z) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);

@@ -5,18 +5,16 @@
 #pragma once
 
 #include <cuda_runtime.h>
-#include <mpi.h>
 #include <nccl.h>
 
 #include <atomic>
 #include <cstddef>
+#include <utility>
 
 #include "eplb/core/unique_handle.hpp"
 #include "eplb/runtime/deadline.hpp"
 
 namespace eplb::runtime {
-
-struct Group;  // mpi.hpp (C++20; this header is also compiled by nvcc as C++17)
 
 // Throws core::Error(kComm) naming the call, the CUDA error name and string, file and line.
 void check_cuda(cudaError_t rc, const char* call, const char* file, int line);
@@ -139,20 +137,29 @@ struct NcclBootstrap {
   int size = 1;
 };
 
-// Move-only owner of a non-blocking NCCL communicator. NOTE: teardown is collective on the
-// success path (close() on every rank); a destructor that finds it still open aborts it,
-// so a failing rank never blocks in a teardown that its peers will not join.
+// Owner of an NCCL communicator: one of its own (non-blocking), or the caller's, borrowed.
+// NOTE: teardown of its own is collective on the success path (close() on every rank); a
+// destructor that finds it still open aborts it, so a failing rank never blocks in a
+// teardown that its peers will not join. A borrowed communicator is never destroyed: close()
+// and the destructor leave it to its owner; only abort() (after a failure) aborts it.
 class NcclComm {
  public:
   NcclComm() = default;
-  // Collective over group.comm: every process calls it, after it made its device current
-  // (select_device). bootstrap(), start() and wait_ready(), bounded by group.timeout.
-  // Throws core::Error(kComm) on failure or when either step takes longer than that.
-  static NcclComm create(const Group& group);
-  // Collective over group.comm (MPI only, no CUDA): rank 0 creates the unique id and
-  // broadcasts it over MPI (polled, as every collective), with a flag that ends every
-  // rank's set-up when rank 0 could not create it. Throws core::Error(kComm).
-  static NcclBootstrap bootstrap(const Group& group);
+  ~NcclComm() {
+    if (!owned_) static_cast<void>(comm_.release());
+  }
+  NcclComm(NcclComm&& other) noexcept
+      : comm_(std::move(other.comm_)), owned_(std::exchange(other.owned_, true)) {}
+  NcclComm& operator=(NcclComm&& other) noexcept {
+    if (this != &other) {
+      if (!owned_) static_cast<void>(comm_.release());
+      comm_ = std::move(other.comm_);
+      owned_ = std::exchange(other.owned_, true);
+    }
+    return *this;
+  }
+  // Local: the caller's communicator, which must outlive this object (or be aborted by it).
+  static NcclComm borrow(ncclComm_t comm);
   // Local, on any thread, on the calling thread's current device: starts joining the
   // communicator and returns at once; NCCL finishes in the background, which needs every
   // rank of `boot` to call start(). The caller must wait_ready() before using it. Throws
@@ -171,12 +178,14 @@ class NcclComm {
                   const std::atomic<bool>* cancel = nullptr);
   // Local: ncclGroupEnd(), then wait_ready. Every rank that took part in the group calls it.
   void group_end(const char* what, const Deadline& deadline);
-  // Local: ncclCommAbort; in-flight operations are cancelled and the handle is gone. The
-  // destructor and a move assignment onto an open communicator do the same.
+  // Local: ncclCommAbort (a borrowed one too); in-flight operations are cancelled and the
+  // handle is gone. The destructor of an owned communicator does the same.
   void abort() noexcept { comm_.reset(); }
-  // Collective: ncclCommFinalize (flushes outstanding work), wait, ncclCommDestroy.
-  // Throws core::Error(kComm) (after aborting) on failure or once `deadline` passes.
+  // Collective: ncclCommFinalize (flushes outstanding work), wait, ncclCommDestroy; a
+  // borrowed communicator is only let go. Throws core::Error(kComm) (after aborting) on
+  // failure or once `deadline` passes.
   void close(const Deadline& deadline);
+  bool owned() const { return owned_; }
 
  private:
   struct Traits {
@@ -185,6 +194,7 @@ class NcclComm {
   };
   explicit NcclComm(ncclComm_t comm) : comm_(comm) {}
   core::UniqueHandle<ncclComm_t, Traits> comm_;
+  bool owned_ = true;
 };
 
 // Move-only owner of a local user-buffer registration (ncclCommRegister). With both ends

@@ -4,11 +4,11 @@
 // only source files that CMake compiles when NCCL was found include it.
 #pragma once
 
-#include <mpi.h>
-
 #include <memory>
+#include <optional>
 
 #include "eplb/runtime/cuda.hpp"
+#include "eplb/transport/nccl_transport.hpp"
 #include "eplb/transport/transport.hpp"
 
 namespace eplb::transport {
@@ -22,11 +22,21 @@ namespace eplb::transport {
 // that wrote them on another stream must be synchronized with the host first.
 class NcclTransport final : public Transport {
  public:
-  // Collective over `comm`: see make_nccl_transport. Returns once every process has a GPU
-  // and NCCL's unique id; the CUDA context, the device staging and the communicator are
-  // then set up on a helper thread, and the first exchange() (or wait_ready(), or
-  // close()) waits for them.
-  NcclTransport(MPI_Comm comm, int node_rank, const TransportOptions& options);
+  // How the transport gets its communicator: one of its own, joined with `boot` on
+  // `device` (the CUDA context, the device staging and the communicator are then set up on
+  // a helper thread, and the first exchange(), wait_ready() or close() waits for them), or
+  // the caller's `borrowed` one (set up in the constructor). Agreements go over `control`
+  // when given, else over NCCL.
+  struct Start {
+    std::optional<runtime::NcclBootstrap> boot;
+    int device = -1;
+    ncclComm_t borrowed = nullptr;
+    cudaStream_t caller_stream = nullptr;  // borrowed: exchanges wait for its work first
+    std::unique_ptr<Control> control;
+  };
+  // Collective over the communicator's processes: see make_nccl_transport and
+  // make_nccl_transport_from_comm.
+  NcclTransport(Start start, const TransportOptions& options);
   ~NcclTransport() override;
   NcclTransport(const NcclTransport&) = delete;
   NcclTransport& operator=(const NcclTransport&) = delete;
@@ -36,9 +46,13 @@ class NcclTransport final : public Transport {
   std::string_view name() const override { return "nccl"; }
   int rank() const override;
   int size() const override;
-  void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) override;
+  using Transport::exchange;
+  void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs,
+                int max_peers) override;
   // Local: pinned host memory (cudaHostAlloc).
   HostBuffer allocate_host(size_t bytes) override;
+  std::vector<long long> all_max(const std::vector<long long>& values,
+                                 std::string_view phase) override;
   void close() override;
   SetupTimes setup_times() const override;
 
@@ -55,7 +69,7 @@ class NcclTransport final : public Transport {
   ncclComm_t comm() const;
   // Local, after wait_ready(): the stream exchange() runs its NCCL operations on.
   cudaStream_t stream() const;
-  // Local: the CUDA device this process uses (node-local rank % device count).
+  // Local: the CUDA device this process uses.
   int device() const;
   // Local: device memory on device() (made current on the calling thread).
   runtime::DeviceBuffer allocate_device(size_t bytes) const;

@@ -91,6 +91,24 @@ struct SetupTimes {
   }
 };
 
+// The agreements a transport needs besides its byte streams (the NCCL backend's set-up and
+// piece size), over the same processes. An NCCL transport made from an MPI communicator
+// agrees over MPI, which names silent ranks; one made from a unique id or from the caller's
+// NCCL communicator agrees over NCCL itself (no MPI in the process at all).
+class Control {
+ public:
+  Control() = default;
+  virtual ~Control() = default;
+  Control(const Control&) = delete;
+  Control& operator=(const Control&) = delete;
+  // Collective: the element-wise maximum of `values` (same length everywhere) over every
+  // process. Throws core::Error(kComm) naming `phase` on failure or timeout.
+  virtual std::vector<long long> all_max(const std::vector<long long>& values,
+                                         std::string_view phase) = 0;
+  // Collective on the success path: releases what it holds (a duplicated communicator).
+  virtual void close() = 0;
+};
+
 class Transport {
  public:
   Transport() = default;
@@ -105,10 +123,24 @@ class Transport {
   // of times (with empty lists if it has nothing to move). Returns when every receive
   // segment holds its bytes and every send segment may be reused. Throws core::Error(kComm)
   // naming the peer and the call on failure or timeout; after that the transport is unusable.
-  virtual void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) = 0;
+  // `max_peers`: the largest number of peer processes any process sends to or receives from
+  // in this call (max of the two), when every process knows it (a plan tells them all);
+  // -1: the transport agrees on it itself where it needs it (NCCL cuts each pair's stream
+  // by it, the same way on both ends).
+  virtual void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs,
+                        int max_peers) = 0;
+  void exchange(std::span<const Transfer> sends, std::span<const Transfer> recvs) {
+    exchange(sends, recvs, -1);
+  }
 
   // Local: host memory suited to this transport's segments.
   virtual HostBuffer allocate_host(size_t bytes) = 0;
+
+  // Collective, as exchange() (in the same order with it): the element-wise maximum of
+  // `values` (same length on every process). For the agreements of callers that hold no
+  // other channel (the in-server library). Throws core::Error(kComm) naming `phase`.
+  virtual std::vector<long long> all_max(const std::vector<long long>& values,
+                                         std::string_view phase) = 0;
 
   // Collective: orderly teardown on the success path (NCCL: ncclCommDestroy).
   virtual void close() = 0;

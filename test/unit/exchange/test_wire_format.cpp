@@ -1,4 +1,4 @@
-// The wire format (engine/wire_format.hpp) on its own: ordering, trailers, several EP ranks
+// The wire format (exchange/wire_format.hpp) on its own: ordering, trailers, several EP ranks
 // per process, empty peers.
 #include <catch2/catch.hpp>
 
@@ -6,12 +6,12 @@
 #include <cstdint>
 #include <vector>
 
-#include "eplb/engine/wire_format.hpp"
+#include "eplb/exchange/wire_format.hpp"
 
 namespace {
 
-using eplb::engine::WireInput;
-using eplb::engine::WireLayout;
+using eplb::exchange::WireInput;
+using eplb::exchange::WireLayout;
 using eplb::plan::LayerPlan;
 using eplb::plan::Message;
 using eplb::plan::ProcessMap;
@@ -35,7 +35,7 @@ const std::vector<size_t> kRowBytes{64, 8};  // two tensors
 
 WireLayout layout(const LayerPlan& layer, const ProcessMap& map, int32_t process,
                   uint64_t* trailers) {
-  return eplb::engine::wire_layout(
+  return eplb::exchange::wire_layout(
       WireInput{&layer, &map, process, kRowBytes, old_row, new_row, trailers});
 }
 
@@ -88,7 +88,7 @@ TEST_CASE("wire format: trailer slots follow plan order over sends and receives"
   CHECK(w.received_trailers[0].message == &layer.messages[2]);
   CHECK(w.received_trailers[0].offset == 6);
   CHECK(w.received_trailers[1].offset == 8);
-  CHECK(eplb::engine::trailer_words(layer, map, 0, kRowBytes.size()) == 12);
+  CHECK(eplb::exchange::trailer_words(layer, map, 0, kRowBytes.size()) == 12);
   // The receive's trailer segment is where its slot says.
   CHECK(same(w.recvs[0].segments.back(), reinterpret_cast<std::byte*>(trailers.data() + 6),
              2 * sizeof(uint64_t)));
@@ -143,7 +143,7 @@ TEST_CASE("wire format: a process or peer without messages gets no transfer") {
   CHECK(idle.sends.empty());
   CHECK(idle.recvs.empty());
   CHECK(idle.local.empty());
-  CHECK(eplb::engine::trailer_words(layer, map, 1, 2) == 0);
+  CHECK(eplb::exchange::trailer_words(layer, map, 1, 2) == 0);
   const WireLayout sender = layout(layer, map, 0, trailers);
   REQUIRE(sender.sends.size() == 1);  // no entry for peers 1 and 3
   CHECK(sender.sends[0].peer == 2);

@@ -1,8 +1,10 @@
-#include "eplb/engine/wire_format.hpp"
+#include "eplb/exchange/wire_format.hpp"
 
+#include <algorithm>
 #include <map>
+#include <set>
 
-namespace eplb::engine {
+namespace eplb::exchange {
 
 WireLayout wire_layout(const WireInput& in) {
   const size_t num_tensors = in.row_bytes.size();
@@ -46,6 +48,23 @@ WireLayout wire_layout(const WireInput& in) {
   return out;
 }
 
+int max_peer_processes(const plan::Plan& plan, std::span<const int32_t> layer_idxs,
+                       const plan::ProcessMap& map) {
+  std::vector<std::set<int32_t>> to(static_cast<size_t>(map.num_processes));
+  std::vector<std::set<int32_t>> from(static_cast<size_t>(map.num_processes));
+  for (int32_t l : layer_idxs) {
+    for (const auto& m : plan.layers[static_cast<size_t>(l)].messages) {
+      const int32_t src = map.process_of(m.src_rank), dst = map.process_of(m.dst_rank);
+      if (src == dst) continue;
+      to[static_cast<size_t>(src)].insert(dst);
+      from[static_cast<size_t>(dst)].insert(src);
+    }
+  }
+  size_t most = 0;
+  for (size_t p = 0; p < to.size(); ++p) most = std::max({most, to[p].size(), from[p].size()});
+  return static_cast<int>(most);
+}
+
 size_t trailer_words(const plan::LayerPlan& layer, const plan::ProcessMap& map, int32_t process,
                      size_t num_tensors) {
   size_t words = 0;
@@ -58,4 +77,4 @@ size_t trailer_words(const plan::LayerPlan& layer, const plan::ProcessMap& map, 
   return words;
 }
 
-}  // namespace eplb::engine
+}  // namespace eplb::exchange

@@ -1,7 +1,7 @@
 // The message wire format, in one pure function (no MPI, no I/O): which bytes each
 // transfer between two processes carries, in which order, and where each message's
-// checksum trailer sits. The pipeline (layer_step.cpp) and the bench (lib/bench) both
-// build their transfers with it, so sender and receiver cannot disagree.
+// checksum trailer sits. LayerExchange (layer_exchange.hpp), the only exchange body,
+// builds every transfer with it, so sender and receiver cannot disagree.
 //
 // NOTE: the byte layout every process relies on: for each entry of a plan::Message (in its
 // ascending logical expert order), each tensor's row in the checkpoint's tensor order;
@@ -15,12 +15,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
 #include "eplb/plan/plan.hpp"
 #include "eplb/transport/transport.hpp"
 
-namespace eplb::engine {
+namespace eplb::exchange {
 
 // The address of (EP rank, tensor, row) in this process's memory.
 using RowAddress = std::function<std::byte*(int32_t ep_rank, size_t tensor_idx, int32_t row)>;
@@ -55,8 +56,14 @@ struct WireLayout {
 // bytes in the same order.
 WireLayout wire_layout(const WireInput& in);
 
+// Local and pure: the largest number of peer processes any process sends to, or receives
+// from, over `layer_idxs` of `plan` (the greater of the two): what Transport::exchange takes
+// as max_peers, the same on every process.
+int max_peer_processes(const plan::Plan& plan, std::span<const int32_t> layer_idxs,
+                       const plan::ProcessMap& map);
+
 // Local and pure: uint64 words of trailer room `process` needs for `layer`.
 size_t trailer_words(const plan::LayerPlan& layer, const plan::ProcessMap& map, int32_t process,
                      size_t num_tensors);
 
-}  // namespace eplb::engine
+}  // namespace eplb::exchange
