@@ -124,8 +124,8 @@ RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerSte
   figures.max_seconds(report.seconds_transport_blocked, setup.seconds_blocked);
   figures.min_seconds(report.seconds_transport_hidden, setup.seconds_hidden());
   figures.max_seconds(report.seconds_host_alloc, setup.seconds_host_alloc);
-  figures.reduce(session.group(), "the report's memory figures");
-  reduce_counters(session.group(), stepper.counters(), report);
+  add_counters(figures, stepper.counters(), report);
+  figures.reduce(session.group(), "the report's figures");
   return report;
 }
 

@@ -42,7 +42,7 @@ struct RebalanceOptions {
   job::Backend backend = job::Backend::kAuto;
   // --max-staging-bytes: all the memory a process may stage layers in, its host layer
   // buffers and, with NCCL, the transport's device staging (half of it: make_disk_transport
-  // passes that half on as transport.max_staging_bytes).
+  // passes that half on as transport.device_staging_bytes).
   size_t staging_budget_bytes = size_t{2} << 30;
   transport::TransportOptions transport;
 };
