@@ -3,7 +3,7 @@
 # pages, then transparent huge pages), twice each in one process, against a memset of the
 # same memory once it is resident. On a VM whose host backs guest memory lazily the first
 # touch can cost seconds per GiB; a pipeline's staging buffers pay it once per run
-# (docs/PERFORMANCE.md, "Copy mode's CPU on the 2-core VM").
+# (docs/perf-log/2026-11-29-copy-cpu-on-the-vm.md).
 #   usage: bench/first_touch.sh [GiB]
 set -euo pipefail
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT

@@ -10,6 +10,7 @@
 
 #include "eplb/core/crash.hpp"
 #include "eplb/core/log.hpp"
+#include "eplb/job/report_file.hpp"
 #include "eplb/runtime/deadline.hpp"
 #include "usage.hpp"
 #include "validators.hpp"
@@ -79,7 +80,7 @@ int finish_report(int code, const core::Error* error) {
     job_report()["memory"] = {{"peak_rss_bytes", core::peak_rss_bytes()}};
   }
   try {
-    job_report().write();
+    job::write_report(job_report());
   } catch (const core::Error& e) {
     for (const auto& problem : e.problems()) log::error("{}", problem);
     if (code == core::kExitOk) return core::exit_code_for(e.kind());

@@ -17,7 +17,7 @@
 #include "eplb/balance/load.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/fs/atomic_dir.hpp"
+#include "eplb/fs/publish.hpp"
 #include "eplb/placement/placement.hpp"
 #include "validators.hpp"
 

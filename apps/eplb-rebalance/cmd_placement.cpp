@@ -9,7 +9,7 @@
 #include "engine_files.hpp"
 #include "eplb/core/error.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/fs/atomic_dir.hpp"
+#include "eplb/fs/publish.hpp"
 #include "eplb/placement/forms.hpp"
 #include "eplb/placement/placement.hpp"
 #include "validators.hpp"

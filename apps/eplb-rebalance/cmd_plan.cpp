@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <chrono>
-#include <fstream>
 #include <memory>
 #include <string>
 
@@ -14,6 +13,7 @@
 #include "eplb/core/log.hpp"
 #include "eplb/core/units.hpp"
 #include "eplb/engine/rebalance.hpp"
+#include "eplb/fs/publish.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/tensor.hpp"
 #include "eplb/placement/placement.hpp"
@@ -288,12 +288,10 @@ void write_svg(const PlanReport& r, const PlanArgs& args) {
   picture.node_names = r.node_names;
   picture.layers = r.traffic_bytes;
   const std::string svg = plan::render_traffic_svg(picture);
-  std::ofstream out(args.svg_path, std::ios::binary | std::ios::trunc);
-  out << svg;
-  out.close();
-  if (!out) {
-    throw core::Error(core::ErrorKind::kIo,
-                      fmt::format("'{}': cannot write the picture", args.svg_path));
+  try {
+    eplb::fs::write_file_atomic(args.svg_path, svg);
+  } catch (const core::Error& e) {
+    throw core::with_prefix(e, fmt::format("'{}': cannot write the picture: ", args.svg_path));
   }
   core::log::info("traffic picture: '{}'", args.svg_path);
 }

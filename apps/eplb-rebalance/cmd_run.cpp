@@ -175,7 +175,7 @@ Subcommand add_run_command(CLI::App& root, CommonArgs& common) {
             options.allow_dropping_experts = pair.allow_dropping_experts;
             options.backend = job::parse_backend(args->backend);
             options.transport.timeout = session.timeout();
-            options.transport.max_staging_bytes = args->max_staging_bytes;
+            options.staging_budget_bytes = args->max_staging_bytes;
             job_report()["inputs"] = {{"old", options.old_placement.string()},
                                       {"new", options.new_placement.string()},
                                       {"input", options.input.string()},

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A full disk (docs/RELIABILITY.md, cases D1, D2, D7 to D10): outputs and journals on small
+# A full disk (docs/RELIABILITY.md, cases D1, D2, D7 to D11): outputs and journals on small
 # tmpfs mounts. Up front (D8 to D10): a job whose bytes do not fit the free space is refused
 # with exit 3 before anything is written, naming both figures. Mid-run (D1, D2, D7: the disk
 # fills after that check, as another writer or a quota would make it): exit 3, the root cause
@@ -10,12 +10,13 @@
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 py=/usr/bin/python3
 d="$work"
-mkdir -p "$d/small" "$d/mid" "$d/ip" "$d/tiny"
+mkdir -p "$d/small" "$d/mid" "$d/ip" "$d/tiny" "$d/few"
 mount -t tmpfs -o size=2m tmpfs "$d/small" 2>/dev/null || { echo "cannot mount tmpfs: skipped"; exit 77; }
-trap 'umount "$d/small" "$d/mid" "$d/ip" "$d/tiny" 2>/dev/null; [[ -n "${KEEP:-}" ]] || rm -rf "$work"' EXIT
+trap 'umount "$d/small" "$d/mid" "$d/ip" "$d/tiny" "$d/few" 2>/dev/null; [[ -n "${KEEP:-}" ]] || rm -rf "$work"' EXIT
 mount -t tmpfs -o size=8m tmpfs "$d/mid"
 mount -t tmpfs -o size=16m tmpfs "$d/ip"
 mount -t tmpfs -o size=64k tmpfs "$d/tiny"
+mount -t tmpfs -o size=64m,nr_inodes=4 tmpfs "$d/few"  # room for the bytes, not the files
 python3 "$here/placements.py" random 17 2 3 5 4 "$d"
 mpi 1 "$tool" generate --placement "$d/old.json" --tensors "w:fp32:1024x64" --seed 1 --output "$d/in" >/dev/null
 in_hash=$(tree_hash "$d/in")
@@ -56,6 +57,13 @@ expect_in "$d/upfront-gen.log" "the new checkpoint needs at least"
 # The output named with a trailing slash (as in README's example): the same check.
 expect_exit 3 "$d/upfront-slash.log" -- run --output "$d/small/out/"
 expect_in "$d/upfront-slash.log" "on the filesystem of '$d/small', which has"
+
+# D11: room for the bytes but not for the files (a filesystem out of inodes: 4, of which
+# the root, the lock and the staging directory take 3): refused before anything is
+# written, naming both counts; nothing left there.
+expect_exit 3 "$d/inodes.log" -- run --output "$d/few/out"
+expect_in "$d/inodes.log" "the new checkpoint needs at least 4 new files on the filesystem of '$d/few', which lets this user create 1 more (no free inodes): nothing was written; make room or choose another directory"
+[[ -z "$(ls -A "$d/few")" ]] && pass || fail "D11: leftovers on the inode-starved disk: $(ls -A "$d/few")"
 
 # D1, D2: the output's disk fills after the check (both processes stop once their shards
 # are open; then only 2 MiB are left free).

@@ -343,7 +343,7 @@ BenchResult run_exchange_bench(const runtime::MpiSession& session, const BenchOp
   const plan::Plan vllm_plan = plan::make_plan(old_p, new_p, topology, plan::SenderPolicy::kVllm);
 
   transport::TransportOptions topts;
-  topts.max_staging_bytes = o.max_staging_bytes;
+  topts.device_staging_bytes = o.max_staging_bytes;
   topts.timeout = session.timeout();
   topts.trace_rounds = o.trace;
   const auto made = transport::make_nccl_transport(session.comm(), session.node_rank(), topts);

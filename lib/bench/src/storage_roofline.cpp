@@ -24,7 +24,11 @@
 #include "eplb/core/fd.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/mix.hpp"
+#include "eplb/fs/create.hpp"
+#include "eplb/fs/direct_io.hpp"
+#include "eplb/fs/durable.hpp"
 #include "eplb/job/agreement.hpp"
+#include "eplb/job/figures.hpp"
 
 namespace eplb::bench {
 namespace {
@@ -34,22 +38,11 @@ using core::Error;
 using core::ErrorKind;
 
 constexpr size_t kBlock = static_cast<size_t>(kRooflineBlock);
-constexpr size_t kAlign = 4096;  // O_DIRECT: offsets, lengths and buffers aligned to this
-
-std::string quoted(const fs::path& p) { return "'" + p.string() + "'"; }
-
-struct FreeDeleter {
-  void operator()(std::byte* p) const { std::free(p); }
-};
-using AlignedBuffer = std::unique_ptr<std::byte, FreeDeleter>;
-
-AlignedBuffer aligned_block() {
-  void* p = std::aligned_alloc(kAlign, kBlock);
-  if (p == nullptr) throw Error(ErrorKind::kIo, "storage roofline: cannot allocate 1 MiB");
-  return AlignedBuffer(static_cast<std::byte*>(p));
-}
+constexpr size_t kAlign = eplb::fs::kDirectAlign;  // O_DIRECT: offsets, lengths, buffers
 
 using core::Fd;
+using core::quoted;
+using eplb::fs::AlignedBytes;
 
 // Memory filesystems: eviction does nothing there, the figure is memory speed.
 std::optional<std::string> memory_filesystem(const fs::path& path) {
@@ -62,7 +55,7 @@ std::optional<std::string> memory_filesystem(const fs::path& path) {
 
 // Tests force the buffered fallback with EPLB_TEST_NO_O_DIRECT=1 (this machine's
 // filesystems all take O_DIRECT).
-bool direct_refused_for_tests() { return std::getenv("EPLB_TEST_NO_O_DIRECT") != nullptr; }
+bool direct_refused_for_tests() { return !eplb::fs::direct_io_wanted(); }
 
 // One stream's outcome, local to a process.
 struct StreamStats {
@@ -98,7 +91,7 @@ std::vector<Block> blocks_of(const std::vector<fs::path>& files, uint64_t cap) {
 StreamStats read_blocks(const std::vector<fs::path>& files, std::span<const Block> blocks) {
   StreamStats stats;
   const bool refused = direct_refused_for_tests();
-  AlignedBuffer buf = aligned_block();
+  AlignedBytes buf(kBlock);
   size_t open_file = files.size();
   Fd fd;
   const auto open_buffered = [&](const fs::path& path, int why) {
@@ -137,7 +130,7 @@ StreamStats read_blocks(const std::vector<fs::path>& files, std::span<const Bloc
     // Whole aligned blocks: a direct read past the end of the file returns what is there.
     const size_t want = (static_cast<size_t>(b.length) + kAlign - 1) / kAlign * kAlign;
     for (;;) {
-      const ssize_t n = ::pread(fd.get(), buf.get(), want, static_cast<off_t>(b.offset));
+      const ssize_t n = ::pread(fd.get(), buf.data(), want, static_cast<off_t>(b.offset));
       if (n >= 0) {
         if (static_cast<uint64_t>(n) < b.length) {
           throw Error(ErrorKind::kIo, "storage roofline: " + quoted(path) + " shrank while read");
@@ -169,15 +162,19 @@ struct ScratchFile {
 // Writes `bytes` (rounded up to 4 KiB) to a new file in 1 MiB blocks, then fdatasync.
 StreamStats write_file(const fs::path& path, uint64_t bytes) {
   StreamStats stats;
-  AlignedBuffer buf = aligned_block();
+  AlignedBytes buf(kBlock);
   // Not zeros and not one repeated block: no filesystem may compress or deduplicate it.
   for (size_t i = 0; i < kBlock; i += sizeof(uint64_t)) {
     const uint64_t x = core::splitmix64(i);
-    std::memcpy(buf.get() + i, &x, sizeof x);
+    std::memcpy(buf.data() + i, &x, sizeof x);
   }
-  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW;
-  Fd fd(direct_refused_for_tests() ? -1 : ::open(path.c_str(), flags | O_DIRECT, 0600));
-  if (fd.get() < 0 && direct_refused_for_tests()) errno = EINVAL;
+  eplb::fs::Created created;
+  created.error = EINVAL;
+  if (!direct_refused_for_tests()) {
+    created = eplb::fs::try_create_new_file(AT_FDCWD, path, O_WRONLY | O_DIRECT, 0600);
+  }
+  Fd fd = std::move(created.fd);
+  errno = created.error;
   const auto fall_back = [&](int why) {
     stats.direct = false;
     stats.note = fmt::format(
@@ -186,7 +183,9 @@ StreamStats write_file(const fs::path& path, uint64_t bytes) {
     fd = Fd(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_NOFOLLOW));
   };
   if (fd.get() < 0 && errno == EINVAL) {
-    fd = Fd(::open(path.c_str(), flags, 0600));
+    created = eplb::fs::try_create_new_file(AT_FDCWD, path, O_WRONLY, 0600);
+    fd = std::move(created.fd);
+    errno = created.error;
     stats.direct = false;
     stats.note = fmt::format(
         "writes to {} are buffered (O_DIRECT refused: {}), fdatasync'ed inside the timing",
@@ -199,8 +198,8 @@ StreamStats write_file(const fs::path& path, uint64_t bytes) {
   const uint64_t total = (bytes + kAlign - 1) / kAlign * kAlign;
   for (uint64_t at = 0; at < total;) {
     const size_t n = static_cast<size_t>(std::min<uint64_t>(kRooflineBlock, total - at));
-    std::memcpy(buf.get(), &at, sizeof at);  // every block differs
-    const ssize_t done = ::pwrite(fd.get(), buf.get(), n, static_cast<off_t>(at));
+    std::memcpy(buf.data(), &at, sizeof at);  // every block differs
+    const ssize_t done = ::pwrite(fd.get(), buf.data(), n, static_cast<off_t>(at));
     if (done < 0) {
       if (errno == EINTR) continue;
       if (errno == EINVAL && stats.direct) {
@@ -213,10 +212,11 @@ StreamStats write_file(const fs::path& path, uint64_t bytes) {
     }
     at += static_cast<uint64_t>(done);
   }
-  if (fd.get() < 0 || ::fdatasync(fd.get()) != 0) {
+  if (fd.get() < 0) {
     throw Error(ErrorKind::kIo,
                 "storage roofline: cannot write " + quoted(path) + ": " + std::strerror(errno));
   }
+  eplb::fs::sync_data(fd.get(), path);
   if (!stats.direct) ::posix_fadvise(fd.get(), 0, 0, POSIX_FADV_DONTNEED);
   return stats;
 }
@@ -265,76 +265,80 @@ uint64_t total_size(const std::vector<fs::path>& files) {
   return total;
 }
 
-RooflineResult measure_storage_roofline(const runtime::Group& group,
-                                        const RooflineOptions& options) {
+namespace {
+
+// What one process's streams did, read and write.
+struct Streams {
+  StreamStats read, write;
+};
+
+// Concurrent: process r reads blocks [N r / P, N (r + 1) / P) and writes its share, all at
+// once; the result's concurrent_seconds is the slowest process's time.
+Streams concurrent_streams(const runtime::Group& group, const RooflineOptions& options,
+                           const std::vector<Block>& blocks, RooflineResult& result) {
   int rank = 0, size = 1;
   EPLB_MPI_CHECK(MPI_Comm_rank(group.comm, &rank));
   EPLB_MPI_CHECK(MPI_Comm_size(group.comm, &size));
   const auto P = static_cast<uint64_t>(size);
   const auto me = static_cast<uint64_t>(rank);
-
-  RooflineResult result;
-  result.streams = size;
-  std::vector<Block> blocks;
-  core::ProblemList problems(ErrorKind::kIo);
-  job::capture(problems, [&] { blocks = blocks_of(options.read_files, options.read_bytes); });
-  job::agree(group, problems, "storage roofline: listing the input");
-  for (const Block& b : blocks) result.read_bytes += b.length;
-  result.write_bytes = options.write_bytes ? options.write_bytes : result.read_bytes;
-
-  // Concurrent: process r reads blocks [N r / P, N (r + 1) / P) and writes its share.
   const uint64_t n = blocks.size();
   std::span<const Block> mine(blocks.data() + n * me / P, n * (me + 1) / P - n * me / P);
   const uint64_t my_write = result.write_bytes * (me + 1) / P - result.write_bytes * me / P;
-  StreamStats read_stats, write_stats;
+  Streams streams;
   ScratchFile scratch{options.write_dir / scratch_name(rank, "concurrent")};
   runtime::barrier(group, "storage roofline: start of the concurrent streams");
   const auto start = core::Clock::now();
-  core::ProblemList reader_problems(ErrorKind::kIo);
+  core::ProblemList problems(ErrorKind::kIo), reader_problems(ErrorKind::kIo);
   std::thread reader([&] {
-    job::capture(reader_problems, [&] { read_stats = read_blocks(options.read_files, mine); });
+    job::capture(reader_problems, [&] { streams.read = read_blocks(options.read_files, mine); });
   });
-  job::capture(problems, [&] { write_stats = write_file(scratch.path, my_write); });
+  job::capture(problems, [&] { streams.write = write_file(scratch.path, my_write); });
   reader.join();
-  long long us = micros_since(start);
+  const double seconds = static_cast<double>(micros_since(start)) / 1e6;
   problems.append(reader_problems);
   ::unlink(scratch.path.c_str());
   scratch.path.clear();
   job::agree(group, problems, "storage roofline: the concurrent streams");
-  us = runtime::all_max(group, {us}, "storage roofline: the slowest process")[0];
-  result.concurrent_seconds = static_cast<double>(us) / 1e6;
+  job::RankFigures figures;
+  figures.max_seconds(result.concurrent_seconds, seconds);
+  figures.reduce(group, "storage roofline: the slowest process");
+  return streams;
+}
 
-  // Single stream: rank 0 reads everything, then writes everything.
-  long long read_us = 0, write_us = 0;
-  StreamStats single_read, single_write;
-  if (options.single_stream) {
-    if (rank == 0) {
-      job::capture(problems, [&] {
-        auto t = core::Clock::now();
-        single_read = read_blocks(options.read_files, blocks);
-        read_us = micros_since(t);
-        ScratchFile one{options.write_dir / scratch_name(rank, "single")};
-        t = core::Clock::now();
-        single_write = write_file(one.path, result.write_bytes);
-        write_us = micros_since(t);
-      });
-    }
-    job::agree(group, problems, "storage roofline: the single stream");
-    const auto times =
-        runtime::all_max(group, {read_us, write_us}, "storage roofline: the single stream");
-    result.single_read_seconds = static_cast<double>(times[0]) / 1e6;
-    result.single_write_seconds = static_cast<double>(times[1]) / 1e6;
+// Single stream: rank 0 reads everything, then writes everything.
+Streams single_stream(const runtime::Group& group, const RooflineOptions& options,
+                      const std::vector<Block>& blocks, RooflineResult& result) {
+  Streams streams;
+  double read_seconds = 0, write_seconds = 0;
+  core::ProblemList problems(ErrorKind::kIo);
+  if (core::log::is_leader()) {
+    job::capture(problems, [&] {
+      auto t = core::Clock::now();
+      streams.read = read_blocks(options.read_files, blocks);
+      read_seconds = static_cast<double>(micros_since(t)) / 1e6;
+      ScratchFile one{options.write_dir / scratch_name(0, "single")};
+      t = core::Clock::now();
+      streams.write = write_file(one.path, result.write_bytes);
+      write_seconds = static_cast<double>(micros_since(t)) / 1e6;
+    });
   }
+  job::agree(group, problems, "storage roofline: the single stream");
+  job::RankFigures figures;
+  figures.max_seconds(result.single_read_seconds, read_seconds);
+  figures.max_seconds(result.single_write_seconds, write_seconds);
+  figures.reduce(group, "storage roofline: the single stream");
+  return streams;
+}
 
-  // How it was done: the fallbacks any process took (same filesystems: rank 0's notes
-  // stand for all), and memory filesystems.
-  const bool read_direct = read_stats.direct && single_read.direct;
-  const bool write_direct = write_stats.direct && single_write.direct;
-  const auto flags = runtime::all_max(group, {read_direct ? 0 : 1, write_direct ? 0 : 1},
-                                      "storage roofline: how the I/O was done");
-  result.read_direct = flags[0] == 0;
-  result.write_direct = flags[1] == 0;
-  for (const auto* s : {&read_stats, &single_read, &write_stats, &single_write}) {
+// How it was done: the fallbacks any process took (same filesystems: rank 0's notes stand
+// for all), and memory filesystems.
+void describe_how(const runtime::Group& group, const RooflineOptions& options,
+                  const Streams& concurrent, const Streams& single, RooflineResult& result) {
+  const bool read_direct = concurrent.read.direct && single.read.direct;
+  const bool write_direct = concurrent.write.direct && single.write.direct;
+  result.read_direct = runtime::all_true(group, read_direct, "storage roofline: direct reads");
+  result.write_direct = runtime::all_true(group, write_direct, "storage roofline: direct writes");
+  for (const auto* s : {&concurrent.read, &single.read, &concurrent.write, &single.write}) {
     if (!s->note.empty() &&
         std::find(result.notes.begin(), result.notes.end(), s->note) == result.notes.end()) {
       result.notes.push_back(s->note);
@@ -348,9 +352,30 @@ RooflineResult measure_storage_roofline(const runtime::Group& group,
   if (auto kind = memory_filesystem(options.write_dir)) {
     result.notes.push_back("the output directory is on " + *kind + ": writes go to memory");
   }
-  if (!result.read_direct && rank == 0 && read_stats.direct && single_read.direct) {
+  if (!result.read_direct && core::log::is_leader() && read_direct) {
     result.notes.push_back("another process could not read with O_DIRECT (see its log)");
   }
+}
+
+}  // namespace
+
+RooflineResult measure_storage_roofline(const runtime::Group& group,
+                                        const RooflineOptions& options) {
+  int size = 1;
+  EPLB_MPI_CHECK(MPI_Comm_size(group.comm, &size));
+  RooflineResult result;
+  result.streams = size;
+  std::vector<Block> blocks;
+  core::ProblemList problems(ErrorKind::kIo);
+  job::capture(problems, [&] { blocks = blocks_of(options.read_files, options.read_bytes); });
+  job::agree(group, problems, "storage roofline: listing the input");
+  for (const Block& b : blocks) result.read_bytes += b.length;
+  result.write_bytes = options.write_bytes ? options.write_bytes : result.read_bytes;
+
+  const Streams concurrent = concurrent_streams(group, options, blocks, result);
+  const Streams single =
+      options.single_stream ? single_stream(group, options, blocks, result) : Streams{};
+  describe_how(group, options, concurrent, single, result);
   return result;
 }
 

@@ -97,7 +97,7 @@ transport::TransportOptions transport_options(const eplb_comm_options* options) 
   }
   transport::TransportOptions t;
   t.timeout = std::chrono::milliseconds(o.timeout_ms == 0 ? kDefaultTimeoutMs : o.timeout_ms);
-  t.max_staging_bytes =
+  t.device_staging_bytes =
       o.transport_staging_bytes == 0 ? kDefaultTransportStaging : o.transport_staging_bytes;
   return t;
 }
@@ -229,7 +229,7 @@ eplb_status eplb_comm_from_nccl(void* nccl_comm, void* cuda_stream,
     const auto t = eplb::capi::transport_options(options);
     auto comm = std::make_unique<eplb_comm_s>();
     comm->timeout = t.timeout;
-    comm->transport_staging = t.max_staging_bytes;
+    comm->transport_staging = t.device_staging_bytes;
     comm->caller_stream = cuda_stream;
     comm->transport = eplb::transport::make_nccl_transport_from_comm(nccl_comm, cuda_stream, t);
     *out = comm.release();
@@ -265,7 +265,7 @@ eplb_status eplb_comm_from_unique_id(const void* unique_id, size_t bytes, int ra
     std::memcpy(id.data(), unique_id, id.size());
     auto comm = std::make_unique<eplb_comm_s>();
     comm->timeout = t.timeout;
-    comm->transport_staging = t.max_staging_bytes;
+    comm->transport_staging = t.device_staging_bytes;
     comm->transport = eplb::transport::make_nccl_transport(id, rank, size, device, t);
     // The set-up runs in the background: finished (and agreed on) here, within the timeout.
     comm->transport->all_max({0}, "the NCCL communicator's set-up");

@@ -41,7 +41,7 @@ eplb_status eplb_comm_from_mpi(MPI_Comm comm, eplb_backend backend,
     const auto t = eplb::capi::transport_options(options);
     auto c = std::make_unique<eplb_comm_s>();
     c->timeout = t.timeout;
-    c->transport_staging = t.max_staging_bytes;
+    c->transport_staging = t.device_staging_bytes;
     c->transport = backend == EPLB_BACKEND_NCCL
                        ? eplb::transport::make_nccl_transport(comm, node_rank_of(comm), t)
                        : eplb::transport::make_mpi_transport(comm, t);

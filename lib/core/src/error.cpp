@@ -2,6 +2,16 @@
 
 namespace eplb::core {
 
+std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+
+Error with_prefix(const Error& error, std::string_view prefix) {
+  if (error.reported()) return error;
+  std::vector<std::string> problems;
+  for (const std::string& problem : error.problems())
+    problems.push_back(std::string(prefix) + problem);
+  return Error(error.kind(), std::move(problems));
+}
+
 int exit_code_for(ErrorKind kind) {
   switch (kind) {
     case ErrorKind::kUsage:

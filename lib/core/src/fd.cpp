@@ -5,7 +5,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -26,26 +25,7 @@ const char* kind_of(mode_t mode) {
 
 [[noreturn]] void fail(ErrorKind kind, const std::filesystem::path& path, std::string_view what,
                        const std::string& text) {
-  throw Error(kind, "'" + path.string() + "': " + std::string(what) + " " + text);
-}
-
-// The loop of pread_full and pwrite_full; `call(data, bytes, at)` is one pread or pwrite.
-template <typename Byte, typename Call>
-Transfer transfer_full(std::span<Byte> bytes, uint64_t offset, Call call) noexcept {
-  Transfer t;
-  while (t.done < bytes.size()) {
-    const size_t chunk = std::min(bytes.size() - t.done, kMaxIoChunk);
-    const ssize_t n = call(bytes.data() + t.done, chunk, static_cast<off_t>(offset + t.done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      t.attempted = chunk;
-      t.error = n < 0 ? errno : 0;
-      return t;
-    }
-    t.done += static_cast<size_t>(n);
-  }
-  t.complete = true;
-  return t;
+  throw Error(kind, quoted(path) + ": " + std::string(what) + " " + text);
 }
 
 }  // namespace
@@ -74,18 +54,6 @@ Fd open_regular_file(const std::filesystem::path& path, std::string_view what) {
   const int flags = ::fcntl(fd.get(), F_GETFL);
   if (flags >= 0) ::fcntl(fd.get(), F_SETFL, flags & ~O_NONBLOCK);
   return fd;
-}
-
-Transfer pread_full(int fd, std::span<std::byte> out, uint64_t offset) noexcept {
-  return transfer_full(out, offset, [fd](std::byte* data, size_t bytes, off_t at) {
-    return ::pread(fd, data, bytes, at);
-  });
-}
-
-Transfer pwrite_full(int fd, std::span<const std::byte> bytes, uint64_t offset) noexcept {
-  return transfer_full(bytes, offset, [fd](const std::byte* data, size_t n, off_t at) {
-    return ::pwrite(fd, data, n, at);
-  });
 }
 
 }  // namespace eplb::core

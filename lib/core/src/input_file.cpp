@@ -15,7 +15,7 @@ namespace {
 
 [[noreturn]] void fail(ErrorKind kind, const std::filesystem::path& path, std::string_view what,
                        const std::string& text) {
-  throw Error(kind, "'" + path.string() + "': " + std::string(what) + " " + text);
+  throw Error(kind, quoted(path) + ": " + std::string(what) + " " + text);
 }
 
 }  // namespace

@@ -1,10 +1,5 @@
 #include "eplb/core/report.hpp"
 
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <fstream>
 
 #include "eplb/core/log.hpp"
@@ -33,38 +28,6 @@ void Report::set_outcome(int exit_code, const Error* error) {
 
 std::string Report::text() const {
   return root_.dump(2, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
-}
-
-void Report::write() const {
-  if (!enabled() || !log::is_leader()) return;
-  const std::string content = text();
-  if (path_ == "-") {
-    std::fwrite(content.data(), 1, content.size(), stdout);
-    std::fflush(stdout);
-    return;
-  }
-  const std::filesystem::path tmp =
-      path_.string() + ".tmp." + std::to_string(static_cast<long>(::getpid()));
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << content;
-    out.close();
-    if (!out) {
-      const int err = errno;
-      std::error_code ignored;
-      std::filesystem::remove(tmp, ignored);
-      throw Error(ErrorKind::kIo,
-                  "'" + path_.string() + "': cannot write the report: " + std::strerror(err));
-    }
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path_, ec);
-  if (ec) {
-    std::error_code ignored;
-    std::filesystem::remove(tmp, ignored);
-    throw Error(ErrorKind::kIo,
-                "'" + path_.string() + "': cannot write the report: " + ec.message());
-  }
 }
 
 }  // namespace eplb::core

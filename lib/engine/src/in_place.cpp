@@ -29,7 +29,7 @@
 #include "eplb/core/log.hpp"
 #include "eplb/core/progress.hpp"
 #include "eplb/exchange/layer_exchange.hpp"
-#include "eplb/fs/atomic_dir.hpp"
+#include "eplb/fs/direct_io.hpp"
 #include "eplb/io/journal.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/io/shard_layout.hpp"
@@ -367,7 +367,8 @@ InPlaceUpdate::InPlaceUpdate(const runtime::MpiSession& session, Inputs& inputs,
           continue;
         }
         copy_bytes += row_bytes;
-        for (const auto bytes : row_bytes_) needed += (bytes + 4095) / 4096 * 4096;
+        for (const auto bytes : row_bytes_)
+          needed += static_cast<size_t>(eplb::fs::align_up(bytes));
       }
     }
     needed = std::min(needed, to_reserve);
@@ -756,23 +757,28 @@ void InPlaceUpdate::apply() {
 RebalanceReport reduce(const runtime::MpiSession& session, const Counters& c,
                        RebalanceReport report) {
   // bytes_written: overwritten in the shards; bytes_journaled: of those, through the journal.
-  const auto sums = reduce_counters(session.group(), c, report,
-                                    {c.rows_rewritten, c.rows_journaled, c.rows_from_source,
-                                     c.rows_over_budget, c.bytes_journaled, c.rows_from_journaled});
-  report.in_place_rows_journaled = sums[1];
-  report.in_place_rows_from_source = sums[2];
-  report.in_place_rows_from_journaled = sums[5];
-  report.in_place_bytes_journaled = sums[4];
+  job::RankFigures figures;
+  add_counters(figures, c, report);
+  long long rewritten = 0, over_budget = 0;
+  figures.sum(rewritten, c.rows_rewritten);
+  figures.sum(report.in_place_rows_journaled, c.rows_journaled);
+  figures.sum(report.in_place_rows_from_source, c.rows_from_source);
+  figures.sum(over_budget, c.rows_over_budget);
+  figures.sum(report.in_place_bytes_journaled, c.bytes_journaled);
+  figures.sum(report.in_place_rows_from_journaled, c.rows_from_journaled);
+  figures.reduce(session.group(), "the report's figures");
   core::log::detail(
       "in place: {} rows rewritten: {} journaled, {} rolled forward from a source (copy "
       "records, their bytes kept in memory): {} from a stable slot, {} from the old bytes of a "
       "journaled row; {} bytes overwritten, {} of them journaled",
-      sums[0], sums[1], sums[2], sums[2] - sums[5], sums[5], report.bytes_written, sums[4]);
-  if (sums[3] > 0) {
+      rewritten, report.in_place_rows_journaled, report.in_place_rows_from_source,
+      report.in_place_rows_from_source - report.in_place_rows_from_journaled,
+      report.in_place_rows_from_journaled, report.bytes_written, report.in_place_bytes_journaled);
+  if (over_budget > 0) {
     core::log::detail(
         "in place: {} rows that could have been copy records were journaled: keeping their "
         "bytes in memory would exceed --max-staging-bytes",
-        sums[3]);
+        over_budget);
   }
   return report;
 }
@@ -818,6 +824,10 @@ RebalanceReport rebalance_in_place(const runtime::MpiSession& session,
     phases.add(name, seconds_since(phase_start));
     phase_start = Clock::now();
   };
+
+  // Every host must see the checkpoint: each process rewrites its own shards there, rank
+  // 0 publishes the manifest (lib/job, as for every writer).
+  job::check_shared_directories(session, {{options.input, "checkpoint directory", false}});
 
   // Take the checkpoint: rank 0 locks it, finishes an update a dead run left, and creates
   // the journal directory. Readers that find the directory wait for the lock.

@@ -230,16 +230,18 @@ Inputs load_inputs(const runtime::MpiSession& session, const RebalanceOptions& o
 
 DiskTransport make_disk_transport(const runtime::MpiSession& session,
                                   const RebalanceOptions& options, RebalanceReport& report) {
-  const size_t budget = options.transport.max_staging_bytes;
+  const size_t budget = options.staging_budget_bytes;
+  // NCCL's device staging takes half of the budget; the transport's option is that half.
   transport::TransportOptions transport_options = options.transport;
-  transport_options.max_staging_bytes = budget / 2;
+  transport_options.device_staging_bytes = budget / 2;
   auto chosen =
       job::make_transport(session, options.backend, job::Workload::kDiskToDisk, transport_options);
   DiskTransport out;
   out.transport = std::move(chosen.transport);
   report.backend = std::string(out.transport->name());
   report.backend_reason = chosen.choice.reason;
-  out.device_bytes = report.backend == "nccl" ? transport_options.max_staging_bytes : 0;
+  out.device_bytes =
+      chosen.choice.backend == job::Backend::kNccl ? transport_options.device_staging_bytes : 0;
   out.host_budget = budget - out.device_bytes;
   report.staging_budget_bytes = static_cast<int64_t>(budget);
   report.device_staging_bytes = static_cast<int64_t>(out.device_bytes);

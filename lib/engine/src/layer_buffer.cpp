@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "eplb/core/error.hpp"
+#include "eplb/fs/direct_io.hpp"
 
 namespace eplb::engine {
 namespace {
@@ -10,8 +11,7 @@ namespace {
 // Keep every tensor 4 KiB-aligned (the buffer is page-aligned): io::ShardWriter writes it
 // with O_DIRECT only from aligned memory; also friendlier to DMA and vector copies.
 size_t aligned_tensor_bytes(const io::TensorSpec& spec, int32_t num_rows) {
-  constexpr size_t kAlign = 4096;
-  return (spec.row_bytes() * static_cast<size_t>(num_rows) + kAlign - 1) / kAlign * kAlign;
+  return static_cast<size_t>(fs::align_up(spec.row_bytes() * static_cast<size_t>(num_rows)));
 }
 
 }  // namespace

@@ -303,30 +303,16 @@ std::vector<WrittenShard> LayerStepper::finish() {
   return files;
 }
 
-std::vector<long long> reduce_counters(const runtime::Group& group, const StepCounters& local,
-                                       RebalanceReport& report,
-                                       const std::vector<long long>& more_sums) {
-  std::vector<long long> totals{local.bytes_read, local.bytes_written, local.bytes_sent,
-                                local.rows_copied_locally};
-  totals.insert(totals.end(), more_sums.begin(), more_sums.end());
-  const auto sums = runtime::all_sum(group, totals, "the report's totals");
-  const auto maxes =
-      runtime::all_max(group,
-                       {std::max(local.bytes_sent, local.bytes_received),
-                        static_cast<long long>(local.seconds_read * 1e6),
-                        static_cast<long long>(local.seconds_exchange * 1e6),
-                        static_cast<long long>(local.seconds_write * 1e6), core::peak_rss_bytes()},
-                       "the report's maxima");
-  report.bytes_read = sums[0];
-  report.bytes_written = sums[1];
-  report.bytes_sent = sums[2];
-  report.rows_copied_locally = sums[3];
-  report.busiest_rank_bytes = maxes[0];
-  report.seconds_read = static_cast<double>(maxes[1]) / 1e6;
-  report.seconds_exchange = static_cast<double>(maxes[2]) / 1e6;
-  report.seconds_write = static_cast<double>(maxes[3]) / 1e6;
-  report.peak_rss_bytes = maxes[4];
-  return {sums.begin() + 4, sums.end()};
+void add_counters(job::RankFigures& figures, const StepCounters& local, RebalanceReport& report) {
+  figures.sum(report.bytes_read, local.bytes_read);
+  figures.sum(report.bytes_written, local.bytes_written);
+  figures.sum(report.bytes_sent, local.bytes_sent);
+  figures.sum(report.rows_copied_locally, local.rows_copied_locally);
+  figures.max(report.busiest_rank_bytes, std::max(local.bytes_sent, local.bytes_received));
+  figures.max_seconds(report.seconds_read, local.seconds_read);
+  figures.max_seconds(report.seconds_exchange, local.seconds_exchange);
+  figures.max_seconds(report.seconds_write, local.seconds_write);
+  figures.max(report.peak_rss_bytes, core::peak_rss_bytes());
 }
 
 }  // namespace eplb::engine

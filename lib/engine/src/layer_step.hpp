@@ -14,6 +14,7 @@
 #include "eplb/exchange/layer_exchange.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/job/checkpoint_output.hpp"
+#include "eplb/job/figures.hpp"
 #include "eplb/plan/plan.hpp"
 #include "eplb/transport/transport.hpp"
 #include "inputs.hpp"
@@ -52,13 +53,11 @@ struct StepCounters {
   double seconds_write = 0;
 };
 
-// Collective over `group`, each process passing its own counters: fills the report's
-// totals (all_sum of bytes read, written and sent, rows copied locally) and maxima (all_max
-// of the busiest rank's bytes sent or received, the slowest reads, exchange and writes,
-// and the peak RSS). `more_sums` travel in the same all_sum; their totals are returned.
-std::vector<long long> reduce_counters(const runtime::Group& group, const StepCounters& local,
-                                       RebalanceReport& report,
-                                       const std::vector<long long>& more_sums = {});
+// Local: registers the report's figures of `local` with `figures`: totals (bytes read,
+// written and sent, rows copied locally) and maxima (the busiest rank's bytes sent or
+// received, the slowest reads, exchange and writes, the peak RSS); figures.reduce() fills
+// `report`.
+void add_counters(job::RankFigures& figures, const StepCounters& local, RebalanceReport& report);
 
 // Each layer moves through exchange::LayerExchange (rows, then the source slots' checksums
 // as a trailer).

@@ -14,6 +14,7 @@
 #include "eplb/io/shard.hpp"
 #include "eplb/job/agreement.hpp"
 #include "eplb/job/checkpoint_output.hpp"
+#include "eplb/job/figures.hpp"
 #include "eplb/job/shared_dirs.hpp"
 #include "eplb/plan/plan.hpp"
 #include "inputs.hpp"
@@ -86,26 +87,45 @@ long long log_layer(int32_t layer_idx, const StepCounters& before, const StepCou
   return read + written;
 }
 
+// -v: the transport, the staging directory and the pipeline's memory, once set up.
+void log_setup(const RebalanceReport& report, const std::filesystem::path& staging,
+               const PipelineDepth& depth, size_t device_bytes, size_t budget) {
+  core::log::detail("{} transport and staging '{}' ready ({:.3f} s)", report.backend,
+                    staging.string(), report.seconds_setup);
+  core::log::detail(
+      "pipeline: {} layers of old rows (read ahead) and {} of new rows (written behind), {} "
+      "of host memory{} of the {} budget (rank 0)",
+      depth.old_layers, depth.new_layers, core::format_bytes(static_cast<double>(depth.bytes)),
+      device_bytes ? fmt::format(" and {} of device staging",
+                                 core::format_bytes(static_cast<double>(device_bytes)))
+                   : std::string(),
+      core::format_bytes(static_cast<double>(budget)));
+}
+
+// -v: the transport's own set-up, which ran in the background (NCCL).
+void log_transport_setup(const std::string& backend, const transport::SetupTimes& setup) {
+  if (setup.seconds <= 0) return;
+  core::log::detail(
+      "{} set-up {:.3f} s in the background, the main thread held {:.3f} s of it ({}); "
+      "page-locked host buffers {:.3f} s (rank 0)",
+      backend, setup.seconds, setup.seconds_blocked, setup.steps, setup.seconds_host_alloc);
+}
+
 RebalanceReport reduce_report(const runtime::MpiSession& session, const LayerStepper& stepper,
                               const transport::SetupTimes& setup, RebalanceReport report) {
   const auto& depth = stepper.depth();
   const auto host = static_cast<long long>(depth.bytes);
-  const auto us = [](double seconds) { return static_cast<long long>(seconds * 1e6); };
-  const auto staging = runtime::all_max(
-      session.group(),
-      {host, host + report.device_staging_bytes, -static_cast<long long>(depth.old_layers),
-       -static_cast<long long>(depth.new_layers), us(setup.seconds), us(setup.seconds_blocked),
-       -us(setup.seconds_hidden()), us(setup.seconds_host_alloc)},
-      "the report's memory figures");
-  report.peak_host_staging_bytes = staging[0];
-  report.peak_staging_bytes = staging[1];
-  report.layers_read_ahead = static_cast<int32_t>(-staging[2]);
-  report.layers_written_behind = static_cast<int32_t>(-staging[3]);
-  report.seconds_transport_setup = static_cast<double>(staging[4]) / 1e6;
-  report.seconds_transport_blocked = static_cast<double>(staging[5]) / 1e6;
-  report.seconds_transport_hidden = static_cast<double>(-staging[6]) / 1e6;
-  report.seconds_host_alloc = static_cast<double>(staging[7]) / 1e6;
-  reduce_counters(session.group(), stepper.counters(), report);
+  job::RankFigures figures;
+  figures.max(report.peak_host_staging_bytes, host);
+  figures.max(report.peak_staging_bytes, host + report.device_staging_bytes);
+  figures.min(report.layers_read_ahead, depth.old_layers);
+  figures.min(report.layers_written_behind, depth.new_layers);
+  figures.max_seconds(report.seconds_transport_setup, setup.seconds);
+  figures.max_seconds(report.seconds_transport_blocked, setup.seconds_blocked);
+  figures.min_seconds(report.seconds_transport_hidden, setup.seconds_hidden());
+  figures.max_seconds(report.seconds_host_alloc, setup.seconds_host_alloc);
+  add_counters(figures, stepper.counters(), report);
+  figures.reduce(session.group(), "the report's figures");
   return report;
 }
 
@@ -115,9 +135,9 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   const auto start = Clock::now();
   RebalanceReport report;
 
-  // Shared directories: on several hosts, every host must see rank 0's input and output.
-  job::check_shared_directories(
-      session, {{options.input, "input directory", true}, job::output_parent(options.output)});
+  // Shared directories: on several hosts, every host must see rank 0's input (and its
+  // output's parent, checked by job::CheckpointOutput before anything is created there).
+  job::check_shared_directories(session, {{options.input, "input directory", true}});
 
   // Load and validate: placements, manifest, this rank's shard. All before any data moves.
   Inputs inputs = load_inputs(session, options);
@@ -141,24 +161,17 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   DiskTransport disk = make_disk_transport(session, options, report);
   auto& transport = disk.transport;
   job::CheckpointOutput output(
-      session.group(), options.output, options.force,
-      io::checkpoint_data_bytes(inputs.tensors, plan.new_ep_size, report.num_layers,
-                                plan.new_num_slots_per_rank),
-      "run\n" + inputs.input_identity + placement::to_json(inputs.new_placement), options.input);
+      session,
+      {options.output, options.force,
+       io::checkpoint_space(inputs.tensors, plan.new_ep_size, report.num_layers,
+                            plan.new_num_slots_per_rank),
+       "the new checkpoint",
+       "run\n" + inputs.input_identity + placement::to_json(inputs.new_placement), options.input});
   LayerStepper stepper(session, inputs, plan, *transport, output.staging(), output.checkpoint_id(),
                        disk.host_budget);
   report.seconds_setup = seconds_since(setup_start);
-  core::log::detail("{} transport and staging '{}' ready ({:.3f} s)", report.backend,
-                    output.staging().string(), report.seconds_setup);
-  core::log::detail(
-      "pipeline: {} layers of old rows (read ahead) and {} of new rows (written behind), {} "
-      "of host memory{} of the {} budget (rank 0)",
-      stepper.depth().old_layers, stepper.depth().new_layers,
-      core::format_bytes(static_cast<double>(stepper.depth().bytes)),
-      disk.device_bytes ? fmt::format(" and {} of device staging",
-                                      core::format_bytes(static_cast<double>(disk.device_bytes)))
-                        : std::string(),
-      core::format_bytes(static_cast<double>(options.transport.max_staging_bytes)));
+  log_setup(report, output.staging(), stepper.depth(), disk.device_bytes,
+            options.staging_budget_bytes);
 
   // For each layer: read, verify, exchange, fill, verify, write.
   // Rank 0 shows its progress: layers move in lockstep (each ends in an agreement), so
@@ -183,14 +196,9 @@ RebalanceReport rebalance(const runtime::MpiSession& session, const RebalanceOpt
   core::log::detail("committed '{}' ({:.3f} s)", options.output.string(), report.seconds_commit);
   transport->close();
   const transport::SetupTimes setup = transport->setup_times();
-  if (setup.seconds > 0) {
-    core::log::detail(
-        "{} set-up {:.3f} s in the background, the main thread held {:.3f} s of it ({}); "
-        "page-locked host buffers {:.3f} s (rank 0)",
-        report.backend, setup.seconds, setup.seconds_blocked, setup.steps,
-        setup.seconds_host_alloc);
-  }
+  log_transport_setup(report.backend, setup);
 
+  // Report: every rank's figures reduced over ranks.
   report = reduce_report(session, stepper, setup, report);
   report.seconds_total = seconds_since(start);
   return report;

@@ -13,6 +13,9 @@
 #include <utility>
 
 #include "eplb/core/error.hpp"
+#include "eplb/fs/create.hpp"
+#include "eplb/fs/durable.hpp"
+#include "eplb/fs/transfer.hpp"
 
 namespace eplb::fs {
 namespace {
@@ -20,22 +23,22 @@ namespace {
 namespace sfs = std::filesystem;
 using core::Error;
 using core::ErrorKind;
-
-std::string quoted(const sfs::path& path) { return "'" + path.string() + "'"; }
-
-constexpr uint64_t align_down(uint64_t x) { return x / kDirectAlign * kDirectAlign; }
-constexpr uint64_t align_up(uint64_t x) { return align_down(x + kDirectAlign - 1); }
+using core::quoted;
 
 constexpr size_t kHugePage = size_t{2} << 20;
 
-// Tests exercise the buffered fallback with EPLB_TEST_NO_O_DIRECT=1 (as the storage
-// roofline does): every filesystem of this machine takes O_DIRECT.
-int direct_flag() { return std::getenv("EPLB_TEST_NO_O_DIRECT") != nullptr ? 0 : O_DIRECT; }
+std::string range_text(const char* call, size_t bytes, uint64_t offset) {
+  return std::string(call) + " of " + std::to_string(bytes) + " bytes at byte " +
+         std::to_string(offset);
+}
 
-// The largest single transfer (Linux moves at most 0x7ffff000 bytes per call).
-constexpr size_t kMaxTransfer = size_t{1} << 30;
+bool aligned(uint64_t offset, const void* address) {
+  return offset % kDirectAlign == 0 && reinterpret_cast<uintptr_t>(address) % kDirectAlign == 0;
+}
 
 }  // namespace
+
+bool direct_io_wanted() { return std::getenv("EPLB_TEST_NO_O_DIRECT") == nullptr; }
 
 void AlignedBytes::Free::operator()(std::byte* p) const { std::free(p); }
 
@@ -54,100 +57,137 @@ void AlignedBytes::resize(size_t bytes) {
   size_ = rounded;
 }
 
-DirectReader::DirectReader(sfs::path path) : path_(std::move(path)) {
-  if (direct_flag() == 0) {
-    open_buffered();
-    return;
+std::optional<size_t> pread_direct(int fd, std::span<std::byte> out, uint64_t offset) {
+  size_t done = 0;
+  while (done < out.size()) {
+    const size_t want = std::min(out.size() - done, kMaxIoChunk);
+    const ssize_t n = ::pread(fd, out.data() + done, want, static_cast<off_t>(offset + done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && errno == EINVAL && done == 0) return std::nullopt;
+    if (n < 0) {
+      throw Error(ErrorKind::kIo, std::string(std::strerror(errno)) + " (" +
+                                      range_text("direct pread", want, offset + done) + ")");
+    }
+    done += static_cast<size_t>(n);
+    if (static_cast<size_t>(n) < want) break;  // end of file, or short: the caller goes on
   }
-  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT);
-  if (fd_ < 0 && errno == EINVAL) {
-    open_buffered();
-    return;
+  return done;
+}
+
+bool pwrite_direct(int fd, std::span<const std::byte> bytes, uint64_t offset) {
+  if (bytes.empty()) return true;
+  const size_t first = std::min(bytes.size(), kMaxIoChunk);
+  ssize_t n = 0;
+  do {
+    n = ::pwrite(fd, bytes.data(), first, static_cast<off_t>(offset));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EINVAL) return false;
+  if (n <= 0) {
+    const std::string cause = n < 0 ? std::strerror(errno) : "no progress";
+    throw Error(ErrorKind::kIo, cause + " (" + range_text("direct pwrite", first, offset) + ")");
   }
-  if (fd_ < 0) {
-    const int err = errno;
-    throw Error(err == ENOENT ? ErrorKind::kInput : ErrorKind::kIo,
-                "cannot open " + quoted(path_) + ": " + std::strerror(err));
+  // A short direct write leaves an aligned remainder only when it stopped on a block; the
+  // rest goes through pwrite_all, which reports any failure with its position.
+  pwrite_all(fd, bytes.subspan(static_cast<size_t>(n)), offset + static_cast<uint64_t>(n));
+  return true;
+}
+
+DirectFile::DirectFile(core::Fd fd, const sfs::path& path, int direct_flags) : fd_(std::move(fd)) {
+  // Refused (EINVAL: tmpfs before Linux 6.6, some network filesystems): all buffered.
+  if (direct_io_wanted()) {
+    direct_ = core::Fd(::open(path.c_str(), direct_flags | O_DIRECT | O_CLOEXEC));
   }
 }
 
-DirectReader::DirectReader(DirectReader&& o) noexcept
-    : path_(std::move(o.path_)),
-      fd_(std::exchange(o.fd_, -1)),
-      direct_(o.direct_),
-      buf_(std::move(o.buf_)) {}
+DirectFile::DirectFile(DirectFile&& other) noexcept
+    : fd_(std::move(other.fd_)),
+      direct_(std::move(other.direct_)),
+      refused_(other.refused_.load(std::memory_order_relaxed)) {}
 
-DirectReader& DirectReader::operator=(DirectReader&& o) noexcept {
-  if (this != &o) {
-    if (fd_ >= 0) ::close(fd_);
-    path_ = std::move(o.path_);
-    fd_ = std::exchange(o.fd_, -1);
-    direct_ = o.direct_;
-    buf_ = std::move(o.buf_);
+DirectFile& DirectFile::operator=(DirectFile&& other) noexcept {
+  if (this != &other) {
+    fd_ = std::move(other.fd_);
+    direct_ = std::move(other.direct_);
+    refused_.store(other.refused_.load(std::memory_order_relaxed), std::memory_order_relaxed);
   }
   return *this;
 }
 
-DirectReader::~DirectReader() {
-  if (fd_ >= 0) ::close(fd_);
+bool DirectFile::direct() const {
+  return !direct_.empty() && !refused_.load(std::memory_order_relaxed);
 }
 
-void DirectReader::open_buffered() {
-  if (fd_ >= 0) ::close(fd_);
-  direct_ = false;
-  fd_ = ::open(path_.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd_ < 0) {
+size_t DirectFile::read(uint64_t offset, std::span<std::byte> out, size_t min_direct) const {
+  size_t done = 0;
+  if (direct() && aligned(offset, out.data()) && out.size() >= std::max(min_direct, kDirectAlign)) {
+    const auto body = static_cast<size_t>(align_down(out.size()));
+    const std::optional<size_t> got = pread_direct(direct_.get(), out.first(body), offset);
+    if (got) {
+      done = *got;
+    } else {
+      refused_.store(true, std::memory_order_relaxed);
+    }
+  }
+  pread_exact(fd_.get(), out.subspan(done), offset + done);
+  return done;
+}
+
+void DirectFile::write(uint64_t offset, std::span<const std::byte> bytes, size_t min_direct) {
+  const auto address = reinterpret_cast<uintptr_t>(bytes.data());
+  const uint64_t head = (kDirectAlign - offset % kDirectAlign) % kDirectAlign;
+  if (direct() && bytes.size() >= std::max(min_direct, kDirectAlign) + head &&
+      (address + head) % kDirectAlign == 0) {
+    const auto body = static_cast<size_t>(align_down(bytes.size() - head));
+    if (pwrite_direct(direct_.get(), bytes.subspan(head, body), offset + head)) {
+      pwrite_all(fd_.get(), bytes.first(head), offset);
+      pwrite_all(fd_.get(), bytes.subspan(head + body), offset + head + body);
+      return;
+    }
+    refused_.store(true, std::memory_order_relaxed);
+  }
+  pwrite_all(fd_.get(), bytes, offset);
+}
+
+void DirectFile::close() {
+  direct_.reset();
+  close_checked(fd_);
+}
+
+DirectReader::DirectReader(sfs::path path) : path_(std::move(path)) {
+  core::Fd fd(::open(path_.c_str(), O_RDONLY | O_CLOEXEC));
+  if (fd.empty()) {
     const int err = errno;
     throw Error(err == ENOENT ? ErrorKind::kInput : ErrorKind::kIo,
                 "cannot open " + quoted(path_) + ": " + std::strerror(err));
   }
+  size_ = file_size(fd.get(), path_);
+  file_ = DirectFile(std::move(fd), path_, O_RDONLY);
 }
 
 std::span<const std::byte> DirectReader::read(uint64_t offset, size_t bytes) {
-  const uint64_t begin = direct_ ? align_down(offset) : offset;
-  const uint64_t end = direct_ ? align_up(offset + bytes) : offset + bytes;
-  const auto want = static_cast<size_t>(end - begin);
-  buf_.resize(want);
-  size_t done = 0;
-  while (done < want) {
-    const size_t n = std::min(want - done, kMaxTransfer);
-    const ssize_t got = ::pread(fd_, buf_.data() + done, n, static_cast<off_t>(begin + done));
-    if (got < 0) {
-      if (errno == EINTR) continue;
-      if (errno == EINVAL && direct_) {
-        open_buffered();
-        return read(offset, bytes);
-      }
-      throw Error(ErrorKind::kIo, "cannot read " + std::to_string(bytes) + " bytes at byte " +
-                                      std::to_string(offset) + " of " + quoted(path_) + ": " +
-                                      std::strerror(errno));
-    }
-    if (got == 0) break;  // end of file
-    done += static_cast<size_t>(got);
-  }
-  const auto skip = static_cast<size_t>(offset - begin);
-  if (done < skip + bytes) {
-    throw Error(ErrorKind::kInput, quoted(path_) + " ends at byte " + std::to_string(begin + done) +
+  if (offset + bytes > size_) {
+    throw Error(ErrorKind::kInput, quoted(path_) + " ends at byte " + std::to_string(size_) +
                                        ", before byte " + std::to_string(offset + bytes) +
                                        " which it should hold");
   }
-  return {buf_.data() + skip, bytes};
+  // The aligned blocks around the bytes asked for, up to the end of the file.
+  const uint64_t begin = align_down(offset);
+  const uint64_t end = std::min(align_up(offset + bytes), size_);
+  const auto want = static_cast<size_t>(end - begin);
+  buf_.resize(want);
+  try {
+    file_.read(begin, {buf_.data(), want}, kDirectAlign);
+  } catch (const Error& e) {
+    throw core::with_prefix(e, "cannot read " + std::to_string(bytes) + " bytes at byte " +
+                                   std::to_string(offset) + " of " + quoted(path_) + ": ");
+  }
+  return {buf_.data() + (offset - begin), bytes};
 }
 
 SequentialWriter::SequentialWriter(sfs::path path, uint64_t size, WriteBuffers& buffers)
     : path_(std::move(path)), size_(size), chunks_(buffers.chunks) {
-  const int flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC;
-  fd_ = direct_flag() != 0 ? ::open(path_.c_str(), flags | O_DIRECT, 0644) : -1;
-  if (fd_ < 0 && (errno == EINVAL || direct_flag() == 0)) {
-    direct_ = false;
-    fd_ = ::open(path_.c_str(), flags, 0644);
-  }
-  if (fd_ < 0) {
-    const int err = errno;
-    throw Error(ErrorKind::kIo,
-                "cannot create " + quoted(path_) + ": " +
-                    (err == EEXIST ? "the file already exists" : std::string(std::strerror(err))));
-  }
+  file_ =
+      DirectFile(create_new_file(AT_FDCWD, path_, O_WRONLY, 0644), path_, O_WRONLY | O_NOFOLLOW);
   chunk_ = static_cast<size_t>(std::min<uint64_t>(kChunk, align_up(size)));
   chunks_[0].resize(chunk_);
   chunks_[1].resize(chunk_);
@@ -155,32 +195,13 @@ SequentialWriter::SequentialWriter(sfs::path path, uint64_t size, WriteBuffers& 
 
 SequentialWriter::~SequentialWriter() {
   if (pending_.valid()) pending_.wait();
-  if (fd_ >= 0) ::close(fd_);
 }
 
 void SequentialWriter::write_chunk(const std::byte* data, size_t bytes, uint64_t at) {
-  size_t done = 0;
-  while (done < bytes) {
-    const size_t n = std::min(bytes - done, kMaxTransfer);
-    const ssize_t put = ::pwrite(fd_, data + done, n, static_cast<off_t>(at + done));
-    if (put < 0 && errno == EINTR) continue;
-    if (put < 0 && errno == EINVAL && direct_) {
-      // Refused at the first transfer: the same file, buffered from here on.
-      const int fd = ::open(path_.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC);
-      if (fd < 0) break;
-      ::close(std::exchange(fd_, fd));
-      direct_ = false;
-      continue;
-    }
-    if (put <= 0) {
-      throw Error(ErrorKind::kIo, "cannot write " + quoted(path_) + " at byte " +
-                                      std::to_string(at + done) + ": " +
-                                      (put < 0 ? std::strerror(errno) : "no progress"));
-    }
-    done += static_cast<size_t>(put);
-  }
-  if (done < bytes) {
-    throw Error(ErrorKind::kIo, "cannot write " + quoted(path_) + ": " + std::strerror(errno));
+  try {
+    file_.write(at, {data, bytes}, kDirectAlign);
+  } catch (const Error& e) {
+    throw core::with_prefix(e, "cannot write " + quoted(path_) + ": ");
   }
 }
 
@@ -188,7 +209,7 @@ void SequentialWriter::submit(bool last) {
   if (pending_.valid()) pending_.get();  // rethrows the previous chunk's failure
   // O_DIRECT writes whole aligned blocks: the last one is padded, and finish() truncates.
   size_t bytes = fill_;
-  if (last && direct_) {
+  if (last && file_.direct()) {
     const auto padded = static_cast<size_t>(align_up(fill_));
     std::memset(chunks_[current_].data() + fill_, 0, padded - fill_);
     bytes = padded;
@@ -219,17 +240,14 @@ void SequentialWriter::finish() {
   finished_ = true;
   if (fill_ > 0) submit(true);
   if (pending_.valid()) pending_.get();
-  const int fd = std::exchange(fd_, -1);
-  const auto fail = [&](const char* what) {
-    const int err = errno;
-    ::close(fd);
-    throw Error(ErrorKind::kIo,
-                std::string("cannot ") + what + " " + quoted(path_) + ": " + std::strerror(err));
-  };
-  if (::ftruncate(fd, static_cast<off_t>(size_)) != 0) fail("size");
-  if (::fdatasync(fd) != 0) fail("flush to disk");
-  if (::close(fd) != 0) {
-    throw Error(ErrorKind::kIo, "cannot close " + quoted(path_) + ": " + std::strerror(errno));
+  if (::ftruncate(file_.fd(), static_cast<off_t>(size_)) != 0) {
+    throw Error(ErrorKind::kIo, "cannot size " + quoted(path_) + ": " + std::strerror(errno));
+  }
+  sync_data(file_.fd(), path_);
+  try {
+    file_.close();
+  } catch (const Error& e) {
+    throw core::with_prefix(e, "cannot close " + quoted(path_) + ": ");
   }
 }
 

@@ -20,7 +20,7 @@ using core::json::pointer_to_key;
 using core::json::Reporter;
 using Json = nlohmann::json;
 
-std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+using core::quoted;
 
 // A file name the index may name: one plain component inside the model directory.
 std::string file_name_problem(const std::string& name) {

@@ -17,6 +17,7 @@
 
 #include "eplb/core/error.hpp"
 #include "eplb/core/json_reader.hpp"
+#include "eplb/fs/transfer.hpp"
 #include "eplb/hf/safetensors.hpp"
 #include "fd.hpp"
 
@@ -290,8 +291,8 @@ SafetensorsFile::~SafetensorsFile() = default;
 
 SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   const std::string where = "'" + path.string() + "': ";
-  detail::Fd fd = detail::open_regular_file(path, "safetensors file");
-  const uint64_t size = detail::file_size(fd.get(), path);
+  core::Fd fd = core::open_regular_file(path, "safetensors file");
+  const uint64_t size = fs::file_size(fd.get(), path);
   if (size < 8) {
     throw Error(ErrorKind::kInput, where + "the file is " + std::to_string(size) +
                                        " bytes, too short for a safetensors file (it starts "

@@ -8,6 +8,8 @@
 #include <utility>
 
 #include "eplb/core/error.hpp"
+#include "eplb/fs/create.hpp"
+#include "eplb/fs/durable.hpp"
 #include "eplb/hf/safetensors.hpp"
 #include "fd.hpp"
 
@@ -17,7 +19,7 @@ namespace {
 using core::Error;
 using core::ErrorKind;
 
-std::string quoted(const std::filesystem::path& path) { return "'" + path.string() + "'"; }
+using core::quoted;
 
 // A JSON string as serde_json writes it (nlohmann escapes the same characters: '"', '\\'
 // and control characters; other UTF-8 is kept as is).
@@ -29,13 +31,7 @@ SafetensorsWriter::SafetensorsWriter(const std::filesystem::path& path, std::str
                                      uint64_t data_bytes)
     : path_(path), prefix_bytes_(raw_prefix.size()), file_size_(raw_prefix.size() + data_bytes) {
   EPLB_ASSERT(raw_prefix.size() >= 8);
-  detail::Fd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (fd.get() < 0) {
-    const int err = errno;
-    throw Error(ErrorKind::kIo,
-                "cannot create " + quoted(path) + ": " +
-                    (err == EEXIST ? "the file already exists" : std::string(std::strerror(err))));
-  }
+  core::Fd fd = fs::create_new_file(AT_FDCWD, path, O_WRONLY, 0644);
   // The size first (sparse): every later write lands inside the file, in any order.
   if (::ftruncate(fd.get(), static_cast<off_t>(file_size_)) != 0) {
     throw Error(ErrorKind::kIo, "cannot size " + quoted(path) + " to " +
@@ -59,15 +55,12 @@ void SafetensorsWriter::write(uint64_t absolute_offset, std::span<const std::byt
 
 void SafetensorsWriter::close() {
   if (!fd_) return;
-  const int fd = fd_.release();  // released even on failure: a retry cannot help
-  if (::fsync(fd) != 0) {
-    const int err = errno;
-    ::close(fd);
-    throw Error(ErrorKind::kIo,
-                "cannot flush " + quoted(path_) + " to disk: " + std::strerror(err));
-  }
-  if (::close(fd) != 0) {
-    throw Error(ErrorKind::kIo, "cannot close " + quoted(path_) + ": " + std::strerror(errno));
+  core::Fd fd = std::move(fd_);  // given up even on failure: a retry cannot help
+  fs::sync_file(fd.get(), path_);
+  try {
+    fs::close_checked(fd);
+  } catch (const Error& e) {
+    throw core::with_prefix(e, quoted(path_) + ": ");
   }
 }
 

@@ -31,9 +31,11 @@
 #include "eplb/core/fault.hpp"
 #include "eplb/core/fd.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/fs/atomic_dir.hpp"
-#include "eplb/fs/lock.hpp"
-#include "eplb/fs/raw_file.hpp"
+#include "eplb/fs/direct_io.hpp"
+#include "eplb/fs/durable.hpp"
+#include "eplb/fs/output_owner.hpp"
+#include "eplb/fs/publish.hpp"
+#include "eplb/fs/transfer.hpp"
 #include "eplb/io/manifest.hpp"
 #include "xxh3.hpp"
 
@@ -62,7 +64,7 @@ constexpr size_t kHeaderFixed = 8 + 4 * 4 + 8;
 constexpr size_t kRecordHeader = 4 + 4 + 8 + 8;
 constexpr size_t kChunk = size_t{4} << 20;
 
-std::string quoted(const fs::path& path) { return "'" + path.string() + "'"; }
+using core::quoted;
 
 [[noreturn]] void throw_errno(const std::string& what, int err) {
   throw Error(ErrorKind::kIo, what + ": " + std::strerror(err));
@@ -93,7 +95,7 @@ void write_all(int fd, const void* data, size_t size, const fs::path& path) {
 }
 
 void pwrite_all(int fd, const std::byte* data, size_t size, uint64_t offset, const fs::path& path) {
-  const core::Transfer t = core::pwrite_full(fd, {data, size}, offset);
+  const eplb::fs::Transfer t = eplb::fs::pwrite_full(fd, {data, size}, offset);
   if (t.complete) return;
   throw Error(ErrorKind::kIo, "cannot write " + quoted(path) + ": " +
                                   (t.error != 0 ? std::strerror(t.error) : "no progress"));
@@ -101,7 +103,7 @@ void pwrite_all(int fd, const std::byte* data, size_t size, uint64_t offset, con
 
 // Reads exactly size bytes at offset; false at end of file.
 bool pread_all(int fd, std::byte* data, size_t size, uint64_t offset, const fs::path& path) {
-  const core::Transfer t = core::pread_full(fd, {data, size}, offset);
+  const eplb::fs::Transfer t = eplb::fs::pread_full(fd, {data, size}, offset);
   if (t.error != 0) throw_errno("cannot read " + quoted(path), t.error);
   return t.complete;
 }
@@ -411,7 +413,7 @@ CheckpointLock::CheckpointLock(const fs::path& checkpoint) : checkpoint_(normali
   parent_fd_ = open_dir(parent);
   try {
     std::string previous;
-    lock_fd_ = eplb::fs::take_lock(parent_fd_, checkpoint_, previous);
+    lock_fd_ = eplb::fs::take_lock(parent_fd_, checkpoint_, previous).release();
     const std::string text = OwnerInfo::current().to_text();
     if (::ftruncate(lock_fd_, 0) != 0 ||
         ::pwrite(lock_fd_, text.data(), text.size(), 0) != static_cast<ssize_t>(text.size())) {
@@ -538,7 +540,7 @@ void JournalWriter::add_copy(uint64_t offset, std::span<const std::byte> bytes,
   std::memcpy(payload.data() + 24, &name_len, 4);
   std::memcpy(payload.data() + kCopyFixed, source_shard.data(), source_shard.size());
   append_record(kCopy, offset, payload);
-  constexpr size_t kBlock = 4096;
+  constexpr size_t kBlock = eplb::fs::kDirectAlign;
   const size_t capacity = std::max<size_t>(kBlock, (bytes.size() + kBlock - 1) / kBlock * kBlock);
   std::byte* kept = nullptr;
   if (arena_ != nullptr && arena_size_ - arena_used_ >= capacity) {
@@ -667,7 +669,7 @@ void JournalWriter::overwrite(const fs::path& shard, bool copies, bool patches) 
   // written with O_DIRECT from aligned memory, past the page cache; the small patches
   // (checksums, ids, checkpoint id), and every patch where the filesystem refuses O_DIRECT,
   // buffered. The fsync below covers both.
-  constexpr uint64_t kBlock = 4096;
+  constexpr uint64_t kBlock = eplb::fs::kDirectAlign;
   const int draw = ::open(shard.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC | O_DIRECT);
   Fd direct(draw);  // empty when refused
   uint64_t largest = 0;

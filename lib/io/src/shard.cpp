@@ -11,7 +11,8 @@
 #include <cstring>
 #include <limits>
 
-#include "eplb/fs/raw_file.hpp"
+#include "eplb/fs/direct_io.hpp"
+#include "eplb/fs/transfer.hpp"
 #include "h5.hpp"
 #include "shard_format.hpp"
 
@@ -21,15 +22,6 @@ namespace {
 using core::Error;
 using core::ErrorKind;
 using h5::Handle;
-
-// O_DIRECT granularity (offsets, lengths, buffer addresses); the writer aligns every
-// object of the file to it.
-constexpr uint64_t kDirectAlign = 4096;
-// Smaller row blocks go buffered: not worth a second system call.
-constexpr size_t kMinDirectBytes = size_t{64} << 10;
-
-// Tests force the buffered path with EPLB_TEST_NO_O_DIRECT=1, as the writer does.
-bool direct_wanted() { return std::getenv("EPLB_TEST_NO_O_DIRECT") == nullptr; }
 
 // Ids and checksums are read as stored (little-endian int32 / uint64, checked on open).
 static_assert(std::endian::native == std::endian::little, "raw reads assume a little-endian host");
@@ -88,7 +80,7 @@ auto root_attr(const std::string& where, Read read) {
     return read();
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::kInput) throw;
-    throw detail::with_prefix(e, where);
+    throw core::with_prefix(e, where);
   }
 }
 
@@ -168,6 +160,12 @@ uint64_t checkpoint_data_bytes(const std::vector<TensorSpec>& tensors, int32_t e
          static_cast<uint64_t>(num_slots_per_rank);
 }
 
+fs::SpaceNeeded checkpoint_space(const std::vector<TensorSpec>& tensors, int32_t ep_size,
+                                 int32_t num_layers, int32_t num_slots_per_rank) {
+  return {checkpoint_data_bytes(tensors, ep_size, num_layers, num_slots_per_rank),
+          static_cast<uint64_t>(std::max(ep_size, 0)) + 2};
+}
+
 struct ShardReader::Impl {
   std::filesystem::path path;
   std::string quoted;  // "'ckpt/rank-00001.h5'"
@@ -182,12 +180,10 @@ struct ShardReader::Impl {
     std::vector<std::optional<uint64_t>> tensors;
     std::vector<std::optional<uint64_t>> sums;
   };
-  fs::RawFile raw;
-  // O_DIRECT, for the rows (4 KiB-aligned in files we wrote, H5Pset_alignment): no page
-  // cache, so no kernel copy and no reclaim. Invalid where the filesystem refuses it;
-  // cleared when a transfer is refused (then everything goes through `raw`).
-  fs::RawFile direct;
-  std::atomic<bool> direct_refused{false};
+  // Contiguous datasets are read with pread on its buffered descriptor; rows with O_DIRECT
+  // (4 KiB-aligned in files we wrote, H5Pset_alignment): no page cache, so no kernel copy
+  // and no reclaim (fs::DirectFile: buffered where the filesystem refuses it).
+  fs::DirectFile disk;
   std::atomic<uint64_t> bytes_direct{0};
   std::vector<Offsets> offsets;  // per layer
 
@@ -207,8 +203,7 @@ void ShardReader::Impl::open_file() {
   if (fd < 0) {
     throw Error(ErrorKind::kIo, "cannot open shard " + quoted + ": " + std::strerror(errno));
   }
-  raw = fs::RawFile(fd);  // kept for the pread of contiguous datasets
-  if (direct_wanted()) direct = fs::RawFile(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT));
+  disk = fs::DirectFile(core::Fd(fd), path, O_RDONLY);
   Handle fapl = EPLB_H5_OWN(H5Pcreate(H5P_FILE_ACCESS), kPropList);
   // Read-only: HDF5's flock() adds nothing for us and fails on some parallel filesystems.
   EPLB_H5(H5Pset_file_locking(fapl.get(), false, true));
@@ -296,31 +291,18 @@ void ShardReader::Impl::validate_layer(int32_t layer_idx, core::ProblemList& pro
 // of the file and `out` on one of memory; the rest (a tail under 4 KiB, or everything
 // where alignment or the filesystem does not allow it) buffered.
 void ShardReader::Impl::read_rows(uint64_t offset, std::span<std::byte> out) {
-  const auto address = reinterpret_cast<uintptr_t>(out.data());
-  size_t done = 0;
-  if (direct.valid() && !direct_refused.load(std::memory_order_relaxed) &&
-      offset % kDirectAlign == 0 && address % kDirectAlign == 0 && out.size() >= kMinDirectBytes) {
-    const size_t body = out.size() / kDirectAlign * kDirectAlign;
-    const std::optional<size_t> got = fs::pread_direct(direct.get(), out.first(body), offset);
-    if (got) {
-      done = *got;
-      bytes_direct.fetch_add(done, std::memory_order_relaxed);
-    } else {
-      direct_refused.store(true, std::memory_order_relaxed);
-    }
-  }
-  fs::pread_exact(raw.get(), out.subspan(done), offset + done);
+  bytes_direct.fetch_add(disk.read(offset, out), std::memory_order_relaxed);
 }
 
 void ShardReader::Impl::raw_read(std::optional<uint64_t> offset, std::span<std::byte> out) const {
   EPLB_ASSERT(offset.has_value());
-  fs::pread_exact(raw.get(), out, *offset);
+  fs::pread_exact(disk.fd(), out, *offset);
 }
 
 ShardReader::ShardReader(const std::filesystem::path& path) : impl_(std::make_unique<Impl>()) {
   h5::ensure_ready();
   impl_->path = path;
-  impl_->quoted = "'" + path.string() + "'";
+  impl_->quoted = core::quoted(path);
   impl_->open_file();
   try {
     impl_->info = read_info(impl_->file.get(), impl_->quoted + ": ");
@@ -335,7 +317,7 @@ ShardReader::ShardReader(const std::filesystem::path& path) : impl_(std::make_un
     problems.throw_if_any();
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::kIo) throw;
-    throw detail::with_prefix(e, "reading " + impl_->quoted + ": ");
+    throw core::with_prefix(e, "reading " + impl_->quoted + ": ");
   }
 }
 
@@ -360,7 +342,7 @@ std::vector<int32_t> ShardReader::read_logical_ids(int32_t layer_idx) const {
     EPLB_H5(H5Dread(dset.get(), H5T_STD_I32LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, ids.data()));
     return ids;
   } catch (const Error& e) {
-    throw detail::with_prefix(e, impl_->where(layer_idx));
+    throw core::with_prefix(e, impl_->where(layer_idx));
   }
 }
 
@@ -381,7 +363,7 @@ std::vector<uint64_t> ShardReader::read_checksums(int32_t layer_idx, size_t tens
     EPLB_H5(H5Dread(dset.get(), H5T_STD_U64LE, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()));
     return out;
   } catch (const Error& e) {
-    throw detail::with_prefix(e, impl_->where(layer_idx));
+    throw core::with_prefix(e, impl_->where(layer_idx));
   }
 }
 
@@ -403,7 +385,7 @@ void ShardReader::read_tensor(int32_t layer_idx, size_t tensor_idx,
     EPLB_H5(H5Dread(dset.get(), impl_->dtypes[tensor_idx].get(), H5S_ALL, H5S_ALL, H5P_DEFAULT,
                     out.data()));
   } catch (const Error& e) {
-    throw detail::with_prefix(e, impl_->where(layer_idx) + "tensor '" + spec.name + "': ");
+    throw core::with_prefix(e, impl_->where(layer_idx) + "tensor '" + spec.name + "': ");
   }
 }
 

@@ -24,11 +24,4 @@ inline std::string layer_group_name(int32_t layer_idx) {
   return buf;
 }
 
-// The same error with `prefix` put before every problem ("'f.h5' layer 3: ").
-inline core::Error with_prefix(const core::Error& error, const std::string& prefix) {
-  std::vector<std::string> problems;
-  for (const std::string& problem : error.problems()) problems.push_back(prefix + problem);
-  return core::Error(error.kind(), std::move(problems));
-}
-
 }  // namespace eplb::io::detail

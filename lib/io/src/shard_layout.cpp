@@ -11,6 +11,8 @@
 #include <optional>
 
 #include "eplb/core/to_size.hpp"
+#include "eplb/fs/direct_io.hpp"
+#include "eplb/fs/transfer.hpp"
 #include "h5.hpp"
 #include "shard_format.hpp"
 
@@ -115,26 +117,26 @@ RowFile::RowFile(const std::filesystem::path& path) : path_(path) {
 }
 
 void RowFile::read(uint64_t offset, std::span<std::byte> out) const {
-  constexpr uint64_t kBlock = 4096;
+  constexpr uint64_t kBlock = fs::kDirectAlign;
   const bool aligned = offset % kBlock == 0 && out.size() % kBlock == 0 &&
                        reinterpret_cast<uintptr_t>(out.data()) % kBlock == 0;
   if (aligned && !direct_fd_.empty() && !out.empty()) {
     // Past the page cache: the rows go to the caller's (reused) memory only. EINVAL on the
     // first call: this filesystem refuses O_DIRECT; read buffered from now on.
-    const core::Transfer t = core::pread_full(direct_fd_.get(), out, offset);
+    const fs::Transfer t = fs::pread_full(direct_fd_.get(), out, offset);
     if (t.complete) return;
     if (t.error != EINVAL || t.done != 0) {
-      throw Error(ErrorKind::kIo, "cannot read '" + path_.string() + "' at byte " +
-                                      std::to_string(offset + t.done) + ": " +
-                                      (t.error == 0 ? "end of file" : std::strerror(t.error)));
+      throw Error(fs::failure_kind(t), "cannot read '" + path_.string() + "' at byte " +
+                                           std::to_string(offset + t.done) + ": " +
+                                           (t.error == 0 ? "end of file" : std::strerror(t.error)));
     }
     direct_fd_ = core::Fd();
   }
-  const core::Transfer t = core::pread_full(fd_.get(), out, offset);
+  const fs::Transfer t = fs::pread_full(fd_.get(), out, offset);
   if (t.complete) return;
-  throw Error(ErrorKind::kIo, "cannot read '" + path_.string() + "' at byte " +
-                                  std::to_string(offset + t.done) + ": " +
-                                  (t.error == 0 ? "end of file" : std::strerror(t.error)));
+  throw Error(fs::failure_kind(t), "cannot read '" + path_.string() + "' at byte " +
+                                       std::to_string(offset + t.done) + ": " +
+                                       (t.error == 0 ? "end of file" : std::strerror(t.error)));
 }
 
 void RowFile::prefetch(uint64_t offset, uint64_t bytes) const noexcept {

@@ -29,8 +29,9 @@
 #include <filesystem>
 #include <optional>
 
-#include "eplb/fs/atomic_dir.hpp"
-#include "eplb/fs/raw_file.hpp"
+#include "eplb/fs/direct_io.hpp"
+#include "eplb/fs/durable.hpp"
+#include "eplb/fs/transfer.hpp"
 #include "eplb/io/shard.hpp"
 #include "file_hash_fold.hpp"
 #include "h5.hpp"
@@ -45,16 +46,6 @@ using h5::Handle;
 
 // Ids and checksums are written as the file stores them (little-endian int32 / uint64).
 static_assert(std::endian::native == std::endian::little, "raw writes assume a little-endian host");
-
-// O_DIRECT granularity (offsets, lengths, buffer addresses), and the alignment of every
-// object in the file.
-constexpr uint64_t kDirectAlign = 4096;
-// Smaller pieces go buffered: not worth three system calls.
-constexpr size_t kMinDirectBytes = size_t{64} << 10;
-
-// Tests force the buffered path with EPLB_TEST_NO_O_DIRECT=1 (as the HF import/export and
-// the storage roofline do).
-bool direct_wanted() { return std::getenv("EPLB_TEST_NO_O_DIRECT") == nullptr; }
 
 Handle dataset_plist() {
   Handle dcpl = EPLB_H5_OWN(H5Pcreate(H5P_DATASET_CREATE), kPropList);
@@ -117,8 +108,8 @@ struct ShardWriter::Impl {
     std::vector<std::optional<uint64_t>> sums;
   };
   std::vector<Offsets> offsets;
-  fs::RawFile raw;     // O_RDWR: buffered writes, and the fold's reads
-  fs::RawFile direct;  // O_DIRECT, or invalid where the filesystem refuses it
+  // O_RDWR: buffered writes and the fold's reads; O_DIRECT for aligned row blocks.
+  fs::DirectFile disk;
   // The whole-file hash, in the order datasets lie in the file: region index of each
   // layer's ids, tensors and checksums (layer-major, as `offsets`).
   std::unique_ptr<detail::FileHashFold> fold;
@@ -149,7 +140,7 @@ void ShardWriter::Impl::create_file() {
   // block nor fills alignment gaps with later ones: datasets lie in the order they are
   // created (layer by layer), the order the hash fold takes them in. Costs up to 4 KiB of
   // padding per object (tens of KiB per layer).
-  EPLB_H5(H5Pset_alignment(fapl.get(), 1, kDirectAlign));
+  EPLB_H5(H5Pset_alignment(fapl.get(), 1, fs::kDirectAlign));
   std::error_code ec;
   if (std::filesystem::exists(std::filesystem::symlink_status(path, ec))) {
     throw Error(ErrorKind::kIo, "cannot create shard " + quoted + ": the file already exists");
@@ -164,9 +155,8 @@ void ShardWriter::Impl::create_file() {
     throw Error(ErrorKind::kIo,
                 "cannot open shard " + quoted + " for writing: " + std::strerror(errno));
   }
-  raw = fs::RawFile(fd);
-  // Refused (EINVAL: tmpfs and some network filesystems): everything buffered.
-  if (direct_wanted()) direct = fs::RawFile(::open(path.c_str(), O_WRONLY | O_CLOEXEC | O_DIRECT));
+  // Refused O_DIRECT (EINVAL: tmpfs and some network filesystems): everything buffered.
+  disk = fs::DirectFile(core::Fd(fd), path, O_WRONLY);
 }
 
 // After every dataset exists: HDF5's metadata goes to the file now, so the fold can read
@@ -184,7 +174,7 @@ void ShardWriter::Impl::start_fold() {
     }
   }
   EPLB_H5(H5Fflush(file.get(), H5F_SCOPE_LOCAL));
-  const int fd = raw.get();
+  const int fd = disk.fd();
   fold = std::make_unique<detail::FileHashFold>(
       std::move(regions),
       [fd](uint64_t offset, std::span<std::byte> out) { fs::pread_exact(fd, out, offset); });
@@ -201,19 +191,7 @@ void ShardWriter::Impl::start_fold() {
 
 // The aligned middle of `bytes` with O_DIRECT where possible, the rest buffered.
 void ShardWriter::Impl::put(std::span<const std::byte> bytes, uint64_t offset) {
-  const auto address = reinterpret_cast<uintptr_t>(bytes.data());
-  const uint64_t head = (kDirectAlign - offset % kDirectAlign) % kDirectAlign;
-  if (direct.valid() && bytes.size() >= kMinDirectBytes + head &&
-      (address + head) % kDirectAlign == 0) {
-    const uint64_t body = (bytes.size() - head) / kDirectAlign * kDirectAlign;
-    if (fs::pwrite_direct(direct.get(), bytes.subspan(head, body), offset + head)) {
-      fs::pwrite_all(raw.get(), bytes.first(head), offset);
-      fs::pwrite_all(raw.get(), bytes.subspan(head + body), offset + head + body);
-      return;
-    }
-    direct = fs::RawFile();  // refused: buffered from now on
-  }
-  fs::pwrite_all(raw.get(), bytes, offset);
+  disk.write(offset, bytes);
 }
 
 void ShardWriter::Impl::write_root_attrs() {
@@ -275,7 +253,7 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardInfo& inf
   h5::ensure_ready();
   check_info(info);
   impl_->path = path;
-  impl_->quoted = "'" + path.string() + "'";
+  impl_->quoted = core::quoted(path);
   impl_->info = info;
   impl_->written.assign(static_cast<size_t>(info.num_layers), false);
   impl_->offsets.resize(static_cast<size_t>(info.num_layers));
@@ -291,8 +269,8 @@ ShardWriter::ShardWriter(const std::filesystem::path& path, const ShardInfo& inf
     impl_->start_fold();
   } catch (const Error& e) {
     // Whatever HDF5 says while writing is an I/O failure, not corrupt input.
-    throw detail::with_prefix(core::Error(ErrorKind::kIo, e.problems()),
-                              "writing " + impl_->quoted + ": ");
+    throw core::with_prefix(core::Error(ErrorKind::kIo, e.problems()),
+                            "writing " + impl_->quoted + ": ");
   }
 }
 
@@ -329,7 +307,7 @@ void ShardWriter::write_layer(int32_t layer_idx, std::span<const int32_t> logica
       h5::ensure_ready();
       impl_->write_through_hdf5(layer_idx, logical_ids, rows, checksums);
     } else {
-      const int fd = impl_->raw.get();
+      const int fd = impl_->disk.fd();
       uint64_t begin = UINT64_MAX, end = 0;
       // Region indices as start_fold() listed them: layer-major, ids then (tensor, sums).
       size_t region = static_cast<size_t>(layer_idx) * (1 + 2 * info.tensors.size());
@@ -366,7 +344,7 @@ void ShardWriter::write_layer(int32_t layer_idx, std::span<const int32_t> logica
     }
   } catch (const Error& e) {
     impl_->failed = true;
-    throw detail::with_prefix(
+    throw core::with_prefix(
         core::Error(ErrorKind::kIo, e.problems()),
         "writing layer " + std::to_string(layer_idx) + " of " + impl_->quoted + ": " + what);
   }
@@ -392,21 +370,20 @@ void ShardWriter::close() {
     impl_->file.close();
     // HDF5 and pwrite only write(); the data is on disk once the file is synced. Most of
     // it is already: every layer's write-back started when it was written.
-    fs::data_sync(impl_->raw.get());
+    fs::sync_data(impl_->disk.fd(), impl_->path);
     if (impl_->fold) {
       struct stat st {};
-      if (::fstat(impl_->raw.get(), &st) != 0) {
+      if (::fstat(impl_->disk.fd(), &st) != 0) {
         throw Error(ErrorKind::kIo, std::string("fstat: ") + std::strerror(errno));
       }
       impl_->file_xxh3 = impl_->fold->finish(static_cast<uint64_t>(st.st_size));
       impl_->fold.reset();
     }
-    impl_->direct.close();
-    impl_->raw.close();
+    impl_->disk.close();
   } catch (const Error& e) {
     // Whatever HDF5 says while writing is an I/O failure, not corrupt input.
-    throw detail::with_prefix(core::Error(ErrorKind::kIo, e.problems()),
-                              "writing " + impl_->quoted + ": ");
+    throw core::with_prefix(core::Error(ErrorKind::kIo, e.problems()),
+                            "writing " + impl_->quoted + ": ");
   }
   impl_->closed = true;
 }

@@ -1,7 +1,5 @@
 #include "eplb/io/tensor.hpp"
 
-#include <xxhash.h>
-
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -312,7 +310,7 @@ void fill_synthetic(uint64_t seed, int32_t layer_idx, int32_t expert_id, const T
   std::memcpy(header.data() + 8, &layer_idx, 4);
   std::memcpy(header.data() + 12, &expert_id, 4);
   header += spec.name;
-  const uint64_t key = XXH3_64bits(header.data(), header.size());
+  const uint64_t key = detail::xxh3_64(header.data(), header.size());
   switch (spec.dtype) {
     case DType::kBf16:
       return fill_words<to_bf16x4>(key, out);

@@ -6,6 +6,9 @@
 // a second time with -mavx2 and chosen at run time when the CPU and the OS allow AVX2,
 // runs about 2.4x faster. XXH3 is one function whatever the kernel: the values are
 // identical (test/unit/io/test_xxh3.cpp checks both kernels against libxxhash).
+//
+// The one home of hashing in lib/io: xxh3_64 for one buffer (io::checksum, the synthetic
+// data's keys), Xxh3Stream for a stream (the whole-file fold, zero rows, the journal).
 #pragma once
 
 #include <cstddef>

@@ -62,9 +62,7 @@ void at_layer(int32_t layer_idx, const std::function<void()>& step) {
     step();
   } catch (const core::Error& e) {
     if (e.reported()) throw;
-    std::vector<std::string> located;
-    for (const auto& p : e.problems()) located.push_back(fmt::format("layer {}: {}", layer_idx, p));
-    throw core::Error(e.kind(), std::move(located));
+    throw core::with_prefix(e, fmt::format("layer {}: ", layer_idx));
   }
 }
 

@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "eplb/core/log.hpp"
-#include "eplb/fs/atomic_dir.hpp"
+#include "eplb/fs/publish.hpp"
 #include "eplb/job/agreement.hpp"
 #include "eplb/job/shared_dirs.hpp"
 #include "eplb/runtime/mpi.hpp"
@@ -11,24 +11,25 @@
 namespace eplb::job {
 namespace fs = std::filesystem;
 
-CheckpointOutput::CheckpointOutput(const runtime::Group& group, fs::path output, bool force,
-                                   uint64_t min_bytes, const std::string& identity,
-                                   std::optional<fs::path> mode_like)
-    : group_(group),
-      output_(std::move(output)),
-      staging_(eplb::fs::staging_path_for(output_)),
-      mode_like_(std::move(mode_like)) {
+CheckpointOutput::CheckpointOutput(const runtime::MpiSession& session, OutputSpec spec)
+    : group_(session.group()),
+      spec_(std::move(spec)),
+      staging_(eplb::fs::staging_path_for(spec_.path)) {
+  // Rank 0 creates and publishes what every rank writes: on several hosts they must all
+  // see the directory it lies in. Before anything is created there.
+  check_shared_directories(session, {output_parent(spec_.path)});
   core::ProblemList problems(core::ErrorKind::kUsage);
   if (core::log::is_leader()) {
-    capture(problems, [&] { owner_ = std::make_unique<eplb::fs::OutputOwner>(output_, force); });
+    capture(problems,
+            [&] { owner_ = std::make_unique<eplb::fs::OutputOwner>(spec_.path, spec_.force); });
   }
   // On failure the owner was never made: nothing of anybody else's can be removed.
   agree(group_, problems, "taking ownership of the output");
   // The staging directory lies next to the output, on the filesystem of its parent. On
   // failure the owner removes the (empty) staging directory and releases the name.
-  check_free_space(group_, output_parent(output_).path, min_bytes, "the new checkpoint");
+  check_free_space(group_, output_parent(spec_.path).path, spec_.space, spec_.what);
   // NOTE: every rank derives the same id from the same identity text; no communication.
-  checkpoint_id_ = io::checkpoint_id_for(identity);
+  checkpoint_id_ = io::checkpoint_id_for(spec_.identity);
 }
 
 CheckpointOutput::~CheckpointOutput() = default;
@@ -87,10 +88,21 @@ void CheckpointOutput::commit(const std::vector<WrittenShard>& my_files, io::Man
       manifest.files = parse_file_lines(all_lines);
       manifest.checkpoint_id = checkpoint_id_;
       eplb::fs::write_file_atomic(staging_ / io::kManifestName, io::to_json(manifest));
-      owner_->commit(eplb::fs::OutputModes::like(mode_like_));
+      owner_->commit(eplb::fs::OutputModes::like(spec_.mode_like));
     });
   }
   agree(group_, commit_problems, "commit: manifest and rename");
+}
+
+void CheckpointOutput::commit_directory(const std::function<void(const fs::path&)>& finish) {
+  core::ProblemList problems(core::ErrorKind::kIo);
+  if (core::log::is_leader()) {
+    capture(problems, [&] {
+      finish(staging_);
+      owner_->commit(eplb::fs::OutputModes::like(spec_.mode_like));
+    });
+  }
+  agree(group_, problems, "committing the output");
 }
 
 }  // namespace eplb::job

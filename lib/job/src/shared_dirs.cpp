@@ -11,8 +11,13 @@
 #include <random>
 #include <sstream>
 
+#include "eplb/core/fd.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/fs/atomic_dir.hpp"
+#include "eplb/fs/create.hpp"
+#include "eplb/fs/durable.hpp"
+#include "eplb/fs/free_space.hpp"
+#include "eplb/fs/output_owner.hpp"
+#include "eplb/fs/transfer.hpp"
 #include "eplb/job/agreement.hpp"
 
 namespace eplb::job {
@@ -45,9 +50,9 @@ class CheckFiles {
     const std::string name = kPrefix + random_hex(8);
     const std::string content = "eplb-shared-check-" + random_hex(16);  // no space, no newline
     const fs::path path = (dir.path.empty() ? fs::path(".") : dir.path) / name;
-    const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      const int err = errno;
+    eplb::fs::Created created = eplb::fs::try_create_new_file(AT_FDCWD, path, O_WRONLY, 0644);
+    if (created.error != 0) {
+      const int err = created.error;
       if (err == ENOENT || err == ENOTDIR) return "-";  // the loaders say it better
       if (dir.may_be_read_only && (err == EROFS || err == EACCES || err == EPERM)) {
         core::log::detail("{} '{}' is not writable ({}): not checked for being shared", dir.role,
@@ -61,13 +66,20 @@ class CheckFiles {
       return "-";
     }
     created_.push_back(path);
-    const bool written =
-        ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size());
-    const bool synced = written && ::fsync(fd) == 0;
-    const int err = errno;
-    if (::close(fd) != 0 || !synced) {
+    core::ProblemList failed(core::ErrorKind::kIo);
+    const bool written = capture(failed, [&] {
+      const eplb::fs::Transfer t =
+          eplb::fs::pwrite_full(created.fd.get(), std::as_bytes(std::span(content)), 0);
+      if (!t.complete) {
+        throw core::Error(core::ErrorKind::kIo,
+                          t.error != 0 ? std::strerror(t.error) : "no progress");
+      }
+      eplb::fs::sync_file(created.fd.get(), path);
+      eplb::fs::close_checked(created.fd);
+    });
+    if (!written) {
       problems.add(fmt::format("{} '{}': cannot write the check file '{}': {}", dir.role,
-                               dir.path.string(), name, std::strerror(err)));
+                               dir.path.string(), name, failed.problems().front()));
       return "-";
     }
     return name + " " + content;
@@ -79,29 +91,27 @@ class CheckFiles {
 
 // The problem this process has with rank 0's check file, or "" when it sees it.
 std::string read_back(const SharedDirectory& dir, const std::string& name,
-                      const std::string& content, const runtime::MpiSession& session) {
+                      const std::string& content, const HostNames& hosts) {
   const fs::path path = (dir.path.empty() ? fs::path(".") : dir.path) / name;
-  const std::string host0 = session.hosts().empty() ? "?" : session.hosts().front();
-  const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+  const std::string& host0 = hosts.rank0;
+  const core::Fd fd(::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_CLOEXEC));
   std::string seen;
-  int err = 0;
-  if (fd < 0) {
-    err = errno;
-  } else {
-    std::array<char, kMaxContent + 1> buffer{};
-    const ssize_t got = ::read(fd, buffer.data(), buffer.size());
-    if (got < 0) err = errno;
-    if (got > 0) seen.assign(buffer.data(), static_cast<size_t>(got));
-    ::close(fd);
+  int err = fd.empty() ? errno : 0;
+  if (!fd.empty()) {
+    std::array<std::byte, kMaxContent + 1> buffer{};
+    const eplb::fs::Transfer got = eplb::fs::pread_full(fd.get(), buffer, 0);
+    if (!got.complete) err = got.error;
+    seen.assign(reinterpret_cast<const char*>(buffer.data()), got.done);
   }
-  if (fd >= 0 && err == 0 && seen == content) return {};
-  const std::string what = fd < 0 ? fmt::format("does not see rank 0's check file '{}' there ({})",
-                                                name, std::strerror(err))
-                                  : fmt::format("sees a different '{}' there", name);
+  if (!fd.empty() && err == 0 && seen == content) return {};
+  const std::string what = fd.empty()
+                               ? fmt::format("does not see rank 0's check file '{}' there ({})",
+                                             name, std::strerror(err))
+                               : fmt::format("sees a different '{}' there", name);
   return fmt::format(
       "{} '{}' is not shared with rank 0's host {}: this host ({}) {}; every host must see "
       "the same directory (a shared file system), or run on one host",
-      dir.role, dir.path.string(), host0, session.host(), what);
+      dir.role, dir.path.string(), host0, hosts.mine, what);
 }
 
 }  // namespace
@@ -114,11 +124,18 @@ SharedDirectory output_parent(const fs::path& output) {
 void check_shared_directories(const runtime::MpiSession& session,
                               const std::vector<SharedDirectory>& dirs) {
   if (session.num_nodes() <= 1 || dirs.empty()) return;
-  const runtime::Group group = session.group();
+  check_directories_seen(session.group(), dirs,
+                         {session.hosts().empty() ? "?" : session.hosts().front(), session.host()});
+}
+
+void check_directories_seen(const runtime::Group& group, const std::vector<SharedDirectory>& dirs,
+                            const HostNames& hosts) {
+  int rank = 0;
+  EPLB_MPI_CHECK(MPI_Comm_rank(group.comm, &rank));
   CheckFiles files;  // rank 0's; removed when this function returns or throws
   core::ProblemList created(core::ErrorKind::kIo);
   std::string tokens;
-  if (session.rank() == 0) {
+  if (rank == 0) {
     for (const auto& dir : dirs) tokens += files.create(dir, created) + "\n";
   }
   agree(group, created, "creating the shared-directory check files");
@@ -131,18 +148,19 @@ void check_shared_directories(const runtime::MpiSession& session,
     std::getline(lines, line);
     const size_t space = line.find(' ');
     if (space == std::string::npos) continue;  // "-": not checked
-    auto problem = read_back(dir, line.substr(0, space), line.substr(space + 1), session);
+    auto problem = read_back(dir, line.substr(0, space), line.substr(space + 1), hosts);
     if (!problem.empty()) seen.add(std::move(problem));
   }
   // NOTE: rank 0 removes its files only after this agreement: every rank has read them.
   agree(group, seen, "checking that the directories are shared by every host");
 }
 
-void check_free_space(const runtime::Group& group, const fs::path& dir, uint64_t bytes,
-                      std::string_view what, std::string_view remedy) {
+void check_free_space(const runtime::Group& group, const fs::path& dir,
+                      eplb::fs::SpaceNeeded needed, std::string_view what,
+                      std::string_view remedy) {
   core::ProblemList problems(core::ErrorKind::kIo);
   if (core::log::is_leader()) {
-    capture(problems, [&] { eplb::fs::require_free_space(dir, bytes, what, remedy); });
+    capture(problems, [&] { eplb::fs::require_free_space(dir, needed, what, remedy); });
   }
   agree(group, problems, "checking the free space");
 }

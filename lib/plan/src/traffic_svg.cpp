@@ -173,61 +173,94 @@ LayerTraffic traffic_bytes(const Plan& plan, int64_t bytes_per_expert) {
   return out;
 }
 
-std::string render_traffic_svg(const TrafficPicture& picture) {
-  EPLB_ASSERT(!picture.layers.empty() && !picture.layers.front().empty());
-  const size_t n = picture.layers.front().size();
-  for (const auto& layer : picture.layers) {
-    EPLB_ASSERT(layer.size() == n);
-    for (const auto& row : layer) EPLB_ASSERT(row.size() == n);
-  }
-  // Everything below is drawn in display order: position p shows EP rank order[p].
-  const std::vector<int32_t> order = display_order(picture, n);
-  const bool grouped = !std::is_sorted(order.begin(), order.end());
-  std::vector<int32_t> node_at;  // node of each position; empty when unknown
-  for (int32_t rank : order) {
-    if (!picture.node_of_rank.empty()) {
-      node_at.push_back(picture.node_of_rank[static_cast<size_t>(rank)]);
-    }
-  }
-  const Matrix total = permuted(summed(picture.layers), order);
-  const int64_t max_total = max_cell(total);
-  int64_t max_layer = 0;
-  for (const auto& layer : picture.layers) max_layer = std::max(max_layer, max_cell(layer));
-  std::vector<int64_t> sent(n);
-  for (size_t s = 0; s < n; ++s)
-    sent[s] = std::accumulate(total[s].begin(), total[s].end(), int64_t{0});
-  size_t busiest = 0;  // the position of the busiest sender, lowest EP rank on ties
-  for (size_t s = 1; s < n; ++s) {
-    if (sent[s] > sent[busiest] || (sent[s] == sent[busiest] && order[s] < order[busiest])) {
-      busiest = s;
-    }
-  }
+namespace {
 
-  // Geometry.
-  const double cell = std::clamp(560.0 / static_cast<double>(n), 4.0, 40.0);
-  const double side = cell * static_cast<double>(n);
-  const int mx = kMargin + kLabelWidth;  // matrix origin
-  const int my = 132;
-  const double bar_x = mx + side + 16;
-  const double bar_width = 200;
-  const double legend_y = my + side + 40;
+// What the picture shows, in display order: position p shows EP rank order[p].
+struct Scene {
+  size_t n = 0;
+  std::vector<int32_t> order;
+  bool grouped = false;          // ranks reordered to group them by node
+  std::vector<int32_t> node_at;  // node of each position; empty when unknown
+  Matrix total;                  // summed over layers
+  int64_t max_total = 0;
+  int64_t max_layer = 0;  // the largest cell of any layer
+  std::vector<int64_t> sent;
+  size_t busiest = 0;  // the position of the busiest sender, lowest EP rank on ties
+};
+
+Scene scene_of(const TrafficPicture& picture) {
+  EPLB_ASSERT(!picture.layers.empty() && !picture.layers.front().empty());
+  Scene sc;
+  sc.n = picture.layers.front().size();
+  for (const auto& layer : picture.layers) {
+    EPLB_ASSERT(layer.size() == sc.n);
+    for (const auto& row : layer) EPLB_ASSERT(row.size() == sc.n);
+  }
+  sc.order = display_order(picture, sc.n);
+  sc.grouped = !std::is_sorted(sc.order.begin(), sc.order.end());
+  for (int32_t rank : sc.order) {
+    if (!picture.node_of_rank.empty()) {
+      sc.node_at.push_back(picture.node_of_rank[static_cast<size_t>(rank)]);
+    }
+  }
+  sc.total = permuted(summed(picture.layers), sc.order);
+  sc.max_total = max_cell(sc.total);
+  for (const auto& layer : picture.layers) sc.max_layer = std::max(sc.max_layer, max_cell(layer));
+  sc.sent.resize(sc.n);
+  for (size_t s = 0; s < sc.n; ++s)
+    sc.sent[s] = std::accumulate(sc.total[s].begin(), sc.total[s].end(), int64_t{0});
+  for (size_t s = 1; s < sc.n; ++s) {
+    if (sc.sent[s] > sc.sent[sc.busiest] ||
+        (sc.sent[s] == sc.sent[sc.busiest] && sc.order[s] < sc.order[sc.busiest])) {
+      sc.busiest = s;
+    }
+  }
+  return sc;
+}
+
+// Where everything goes, in pixels.
+struct Geometry {
+  double cell = 0;  // of the big matrix
+  double side = 0;
+  int mx = kMargin + kLabelWidth;  // matrix origin
+  int my = 132;
+  double bar_x = 0;
+  double bar_width = 200;
+  double legend_y = 0;
+  double small = 0;  // side of a per-layer matrix
+  double small_cell = 0;
+  double strip_y = 0;
+  double page_width = 0;
+  double height = 0;
+};
+
+Geometry geometry_of(const TrafficPicture& picture, size_t n) {
+  Geometry g;
+  g.cell = std::clamp(560.0 / static_cast<double>(n), 4.0, 40.0);
+  g.side = g.cell * static_cast<double>(n);
+  g.bar_x = g.mx + g.side + 16;
+  g.legend_y = g.my + g.side + 40;
   const size_t num_layers = picture.layers.size();
-  const double small =
-      std::clamp(96.0 / static_cast<double>(n), 1.0, 12.0) * static_cast<double>(n);
-  const double small_cell = small / static_cast<double>(n);
-  const double strip_y = legend_y + 64;
+  g.small = std::clamp(96.0 / static_cast<double>(n), 1.0, 12.0) * static_cast<double>(n);
+  g.small_cell = g.small / static_cast<double>(n);
+  g.strip_y = g.legend_y + 64;
   const size_t per_row = std::min<size_t>(num_layers, kLayersPerRow);
   const size_t strip_rows = (num_layers + kLayersPerRow - 1) / kLayersPerRow;
-  const double width =
-      std::max(bar_x + bar_width + 230, kMargin * 2 + static_cast<double>(per_row) * (small + 16));
+  const double width = std::max(g.bar_x + g.bar_width + 230,
+                                kMargin * 2 + static_cast<double>(per_row) * (g.small + 16));
   double text_width = 0;
   for (const std::string* t : {&picture.title, &picture.subtitle}) {
     text_width = std::max(text_width, 2.0 * kMargin + 7.0 * static_cast<double>(t->size()));
   }
-  const double height = strip_y + 24 + static_cast<double>(strip_rows) * (small + 40) + kMargin;
+  g.height = g.strip_y + 24 + static_cast<double>(strip_rows) * (g.small + 40) + kMargin;
+  g.page_width = std::max(width, text_width);
+  return g;
+}
 
-  const double page_width = std::max(width, text_width);
-  std::string svg = fmt::format(
+// The SVG header and the title lines.
+void draw_titles(std::string& svg, const TrafficPicture& picture, const Scene& sc,
+                 const Geometry& g) {
+  svg += fmt::format(
       R"(<?xml version="1.0" encoding="UTF-8"?>)"
       "\n"
       R"(<svg xmlns="http://www.w3.org/2000/svg" version="1.1" width="{:.0f}" height="{:.0f}" )"
@@ -235,13 +268,13 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
       "\n"
       R"(<rect width="100%" height="100%" fill="#ffffff"/>)"
       "\n",
-      page_width, height, page_width, height);
-  const int64_t all_bytes = std::accumulate(sent.begin(), sent.end(), int64_t{0});
+      g.page_width, g.height, g.page_width, g.height);
+  const int64_t all_bytes = std::accumulate(sc.sent.begin(), sc.sent.end(), int64_t{0});
   const std::string lines[] = {
       xml_text(picture.title), xml_text(picture.subtitle),
-      fmt::format("summed over {} layers: {} in all; largest cell {}{}", num_layers,
-                  human_bytes(all_bytes), human_bytes(max_total),
-                  grouped ? "; EP ranks grouped by node" : "")};
+      fmt::format("summed over {} layers: {} in all; largest cell {}{}", picture.layers.size(),
+                  human_bytes(all_bytes), human_bytes(sc.max_total),
+                  sc.grouped ? "; EP ranks grouped by node" : "")};
   svg += fmt::format(
       R"(<text x="{}" y="{}" font-size="16" font-weight="bold">Bytes moved between EP ranks</text>)"
       "\n",
@@ -251,8 +284,13 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
                        "\n",
                        kMargin, kMargin + 24 + 17 * static_cast<int>(i), lines[i]);
   }
+}
 
-  // The big matrix, its axes and node boundaries.
+// The big matrix, its axes and node boundaries.
+void draw_matrix(std::string& svg, const TrafficPicture& picture, const Scene& sc,
+                 const Geometry& g) {
+  const int mx = g.mx, my = g.my;
+  const double cell = g.cell, side = g.side;
   svg += fmt::format(R"(<text x="{:.2f}" y="{}" text-anchor="middle">receiver (EP rank)</text>)"
                      "\n",
                      mx + side / 2, my - 22);
@@ -261,21 +299,21 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
       "\n",
       kMargin + 4, my + side / 2, kMargin + 4, my + side / 2);
   const size_t step = label_step(cell);
-  for (size_t r = 0; r < n; r += step) {
+  for (size_t r = 0; r < sc.n; r += step) {
     const double at = cell * (static_cast<double>(r) + 0.5);
     svg += fmt::format(R"(<text x="{:.2f}" y="{}" text-anchor="middle" font-size="10">{}</text>)"
                        "\n",
-                       mx + at, my - 6, order[r]);
+                       mx + at, my - 6, sc.order[r]);
     svg += fmt::format(R"(<text x="{}" y="{:.2f}" text-anchor="end" font-size="10">{}</text>)"
                        "\n",
-                       mx - 4, my + at + 3.5, order[r]);
+                       mx - 4, my + at + 3.5, sc.order[r]);
   }
-  draw_cells(svg, total, mx, my, cell, max_total, &order);
-  draw_node_lines(svg, node_at, mx, my, cell, 2.0);
-  for (size_t from = 0; from < node_at.size();) {
+  draw_cells(svg, sc.total, mx, my, cell, sc.max_total, &sc.order);
+  draw_node_lines(svg, sc.node_at, mx, my, cell, 2.0);
+  for (size_t from = 0; from < sc.node_at.size();) {
     size_t to = from;
-    while (to < node_at.size() && node_at[to] == node_at[from]) ++to;
-    const auto node = static_cast<size_t>(node_at[from]);
+    while (to < sc.node_at.size() && sc.node_at[to] == sc.node_at[from]) ++to;
+    const auto node = static_cast<size_t>(sc.node_at[from]);
     const std::string name = node < picture.node_names.size()
                                  ? fmt::format(" ({})", xml_text(picture.node_names[node]))
                                  : std::string();
@@ -285,45 +323,49 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
         mx + cell * static_cast<double>(from + to) / 2, my + side + 14, node, name);
     from = to;
   }
+}
 
-  // Each sender's total as a bar; the busiest sender's row outlined.
-  const int64_t max_sent = sent[busiest];
-  for (size_t s = 0; s < n; ++s) {
-    if (sent[s] == 0) continue;
-    const double w = bar_width * static_cast<double>(sent[s]) / static_cast<double>(max_sent);
+// Each sender's total as a bar; the busiest sender's row outlined.
+void draw_senders(std::string& svg, const Scene& sc, const Geometry& g) {
+  const int64_t max_sent = sc.sent[sc.busiest];
+  for (size_t s = 0; s < sc.n; ++s) {
+    if (sc.sent[s] == 0) continue;
+    const double w = g.bar_width * static_cast<double>(sc.sent[s]) / static_cast<double>(max_sent);
     svg += fmt::format(
         R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="{}"><title>rank {} sends {}</title></rect>)"
         "\n",
-        bar_x, my + cell * static_cast<double>(s) + cell * 0.1, w, cell * 0.8,
-        s == busiest ? kMarker : "#7f9fbf", order[s], human_bytes(sent[s]));
+        g.bar_x, g.my + g.cell * static_cast<double>(s) + g.cell * 0.1, w, g.cell * 0.8,
+        s == sc.busiest ? kMarker : "#7f9fbf", sc.order[s], human_bytes(sc.sent[s]));
   }
   svg += fmt::format(R"(<text x="{:.2f}" y="{}" font-size="11">sent, per sender</text>)"
                      "\n",
-                     bar_x, my - 6);
+                     g.bar_x, g.my - 6);
   if (max_sent > 0) {
-    const double row_y = my + cell * static_cast<double>(busiest);
+    const double row_y = g.my + g.cell * static_cast<double>(sc.busiest);
     svg += fmt::format(
         R"(<rect x="{}" y="{:.2f}" width="{:.2f}" height="{:.2f}" fill="none" stroke="{}" stroke-width="2.5"/>)"
         "\n",
-        mx, row_y, side, cell, kMarker);
+        g.mx, row_y, g.side, g.cell, kMarker);
     svg += fmt::format(
         R"(<text x="{:.2f}" y="{:.2f}" fill="{}" font-weight="bold">busiest sender: rank {}, {}</text>)"
         "\n",
-        bar_x + bar_width + 6, std::max<double>(row_y + cell / 2 + 4, my + 12), kMarker,
-        order[busiest], human_bytes(max_sent));
+        g.bar_x + g.bar_width + 6, std::max<double>(row_y + g.cell / 2 + 4, g.my + 12), kMarker,
+        sc.order[sc.busiest], human_bytes(max_sent));
   } else {
     svg += fmt::format(
         R"(<text x="{:.2f}" y="{}" fill="{}">busiest sender: none, nothing moves</text>)"
         "\n",
-        bar_x, my + 12, kMarker);
+        g.bar_x, g.my + 12, kMarker);
   }
+}
 
-  // Colour legend.
-  const double legend_w = std::min(side, 280.0);
+// The colour legend.
+void draw_legend(std::string& svg, const Scene& sc, const Geometry& g) {
+  const double legend_w = std::min(g.side, 280.0);
   for (int i = 0; i < 20; ++i) {
     svg += fmt::format(R"(<rect x="{:.2f}" y="{:.2f}" width="{:.2f}" height="12" fill="{}"/>)"
                        "\n",
-                       mx + legend_w * i / 20.0, legend_y, legend_w / 20.0 + 0.5,
+                       g.mx + legend_w * i / 20.0, g.legend_y, legend_w / 20.0 + 0.5,
                        colour((i + 1) * 1000, 20000));
   }
   svg += fmt::format(
@@ -331,24 +373,42 @@ std::string render_traffic_svg(const TrafficPicture& picture) {
       "\n"
       R"(<text x="{:.2f}" y="{:.2f}" font-size="10" text-anchor="end">{} per cell</text>)"
       "\n",
-      mx, legend_y + 24, mx + legend_w, legend_y + 24, human_bytes(max_total));
+      g.mx, g.legend_y + 24, g.mx + legend_w, g.legend_y + 24, human_bytes(sc.max_total));
+}
 
-  // Per-layer small multiples, on one scale for all layers.
+// Per-layer small multiples, on one scale for all layers.
+void draw_layers(std::string& svg, const TrafficPicture& picture, const Scene& sc,
+                 const Geometry& g) {
   svg += fmt::format(
       R"(<text x="{}" y="{:.2f}" font-weight="bold">per layer (one colour scale for all layers, largest cell {})</text>)"
       "\n",
-      kMargin, strip_y, human_bytes(max_layer));
-  for (size_t l = 0; l < num_layers; ++l) {
-    const int x = kMargin + static_cast<int>(static_cast<double>(l % kLayersPerRow) * (small + 16));
+      kMargin, g.strip_y, human_bytes(sc.max_layer));
+  for (size_t l = 0; l < picture.layers.size(); ++l) {
+    const int x =
+        kMargin + static_cast<int>(static_cast<double>(l % kLayersPerRow) * (g.small + 16));
     const int y =
-        static_cast<int>(strip_y + 12 + static_cast<double>(l / kLayersPerRow) * (small + 40));
-    draw_cells(svg, permuted(picture.layers[l], order), x, y, small_cell, max_layer, nullptr);
-    draw_node_lines(svg, node_at, x, y, small_cell, 0.8);
+        static_cast<int>(g.strip_y + 12 + static_cast<double>(l / kLayersPerRow) * (g.small + 40));
+    draw_cells(svg, permuted(picture.layers[l], sc.order), x, y, g.small_cell, sc.max_layer,
+               nullptr);
+    draw_node_lines(svg, sc.node_at, x, y, g.small_cell, 0.8);
     svg += fmt::format(
         R"(<text x="{:.2f}" y="{:.2f}" text-anchor="middle" font-size="10">layer {}</text>)"
         "\n",
-        x + small / 2, y + small + 13, l);
+        x + g.small / 2, y + g.small + 13, l);
   }
+}
+
+}  // namespace
+
+std::string render_traffic_svg(const TrafficPicture& picture) {
+  const Scene scene = scene_of(picture);
+  const Geometry geometry = geometry_of(picture, scene.n);
+  std::string svg;
+  draw_titles(svg, picture, scene, geometry);
+  draw_matrix(svg, picture, scene, geometry);
+  draw_senders(svg, scene, geometry);
+  draw_legend(svg, scene, geometry);
+  draw_layers(svg, picture, scene, geometry);
   svg += "</svg>\n";
   return svg;
 }

@@ -51,13 +51,16 @@ GenerateReport generate(const runtime::MpiSession& session, const GenerateOption
   });
   job::agree_identical(session.group(), problems, "loading the placement");
 
-  // Rank 0 publishes what every rank writes: on several hosts they must share the output.
-  job::check_shared_directories(session, {job::output_parent(options.output)});
+  // Rank 0 publishes what every rank writes: on several hosts they must share the output
+  // (checked by CheckpointOutput).
   job::CheckpointOutput output(
-      session.group(), options.output, options.force,
-      io::checkpoint_data_bytes(options.tensors, p.ep_size, p.num_layers(), p.num_slots_per_rank),
-      "generate\n" + io::to_string(options.tensors) + "\nseed " + std::to_string(options.seed) +
-          "\n" + placement::to_json(p));
+      session,
+      {options.output, options.force,
+       io::checkpoint_space(options.tensors, p.ep_size, p.num_layers(), p.num_slots_per_rank),
+       "the new checkpoint",
+       "generate\n" + io::to_string(options.tensors) + "\nseed " + std::to_string(options.seed) +
+           "\n" + placement::to_json(p),
+       std::nullopt});
   GenerateReport report;
   std::vector<job::WrittenShard> my_files;
   core::ProblemList write_problems(core::ErrorKind::kIo);

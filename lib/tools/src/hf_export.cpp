@@ -21,13 +21,14 @@
 
 #include "eplb/core/clock.hpp"
 #include "eplb/core/log.hpp"
-#include "eplb/fs/atomic_dir.hpp"
 #include "eplb/fs/direct_io.hpp"
+#include "eplb/fs/durable.hpp"
 #include "eplb/hf/model.hpp"
 #include "eplb/hf/safetensors.hpp"
 #include "eplb/io/manifest.hpp"
 #include "eplb/io/shard.hpp"
 #include "eplb/job/agreement.hpp"
+#include "eplb/job/checkpoint_output.hpp"
 #include "eplb/job/shared_dirs.hpp"
 #include "eplb/runtime/deadline.hpp"
 #include "eplb/tools/hf_io.hpp"
@@ -73,7 +74,7 @@ std::string shape_text(const std::vector<int64_t>& shape) {
 // every expert tensor where the manifest says, with the recorded dtype and shape.
 void check_base(const ExportOptions& options, Checkpoint& ck, core::ProblemList& problems) {
   const io::HfSource& src = *ck.manifest.hugging_face;
-  const std::string base = "'" + options.hf_base.string() + "'";
+  const std::string base = core::quoted(options.hf_base);
   std::map<std::string, uint64_t> have;
   for (const auto& f : ck.base->files()) have[f.path().filename().string()] = f.file_size();
   std::map<std::string, uint64_t> want;
@@ -351,6 +352,9 @@ void copy_small_files(const fs::path& base, const fs::path& staging) {
 
 HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& options) {
   const auto start = core::Clock::now();
+  // Every process reads the shards and the base: on several hosts they must all see them.
+  job::check_shared_directories(session, {{options.checkpoint, "input directory", true},
+                                          {options.hf_base, "Hugging Face base directory", true}});
   // Load and check: identical on every process; rank 0 prints.
   Checkpoint ck;
   core::ProblemList problems(ErrorKind::kInput);
@@ -370,23 +374,19 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
   if (problems.empty()) choose_sources(ck, problems);
   job::agree_identical(session.group(), problems, "checking the inputs");
 
-  // Stage: rank 0 takes ownership of the output name (lock, recovery of a dead run's
-  // leftovers) and creates the staging directory next to it; its destructor removes the
-  // staging directory unless committed.
-  const fs::path staging = eplb::fs::staging_path_for(options.output);
-  std::unique_ptr<eplb::fs::OutputOwner> owner;  // rank 0 only
-  core::ProblemList stage_problems(ErrorKind::kUsage);
-  if (session.rank() == 0) {
-    job::capture(stage_problems,
-                 [&] { owner = std::make_unique<eplb::fs::OutputOwner>(options.output, false); });
-  }
-  job::agree(session.group(), stage_problems, "staging the output");
-  // The safetensors files are rebuilt at their base sizes: they must fit (the owner removes
-  // the empty staging directory on failure).
+  // Stage: every host must see the output's parent; rank 0 takes ownership of the output
+  // name (lock, recovery of a dead run's leftovers) and creates the staging directory next
+  // to it, removed unless committed. The safetensors files are rebuilt at their base sizes:
+  // they must fit.
   uint64_t base_bytes = 0;
   for (const auto& file : ck.base->files()) base_bytes += file.file_size();
-  job::check_free_space(session.group(), job::output_parent(options.output).path, base_bytes,
-                        "the Hugging Face checkpoint");
+  job::CheckpointOutput output(session, {options.output,
+                                         false,
+                                         {base_bytes, ck.base->files().size()},
+                                         "the Hugging Face checkpoint",
+                                         "",
+                                         options.hf_base});
+  const fs::path& staging = output.staging();
 
   // Write: process p rebuilds files p, p + size, ... of the base.
   HfReport report;
@@ -405,15 +405,10 @@ HfReport export_hf(const runtime::MpiSession& session, const ExportOptions& opti
   job::agree(session.group(), write_problems, "writing the files");
 
   // Commit: the small files, a check that the result reads as a HF checkpoint, rename.
-  core::ProblemList commit_problems(ErrorKind::kIo);
-  if (session.rank() == 0) {
-    job::capture(commit_problems, [&] {
-      copy_small_files(options.hf_base, staging);
-      hf::load_index(staging);
-      owner->commit(eplb::fs::OutputModes::like(options.hf_base));
-    });
-  }
-  job::agree(session.group(), commit_problems, "committing the output");
+  output.commit_directory([&](const fs::path& dir) {
+    copy_small_files(options.hf_base, dir);
+    hf::load_index(dir);
+  });
   const auto totals = runtime::all_sum(session.group(), {report.bytes_written, report.bytes_read},
                                        "the report's totals");
   report.bytes_written = totals[0];

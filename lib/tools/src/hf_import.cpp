@@ -20,6 +20,7 @@
 #include "eplb/io/shard.hpp"
 #include "eplb/job/agreement.hpp"
 #include "eplb/job/checkpoint_output.hpp"
+#include "eplb/job/figures.hpp"
 #include "eplb/job/shared_dirs.hpp"
 #include "eplb/placement/placement.hpp"
 #include "eplb/tools/hf_io.hpp"
@@ -201,7 +202,7 @@ io::HfSource describe_source(const Model& model) {
 void check_output(const ImportOptions& options, core::ProblemList& problems) {
   std::error_code ec;
   if (!fs::exists(fs::symlink_status(options.output, ec))) return;
-  const std::string out = "'" + options.output.string() + "'";
+  const std::string out = core::quoted(options.output);
   if (fs::equivalent(options.output, options.hf_dir, ec)) {
     problems.add("output " + out + " is the Hugging Face input directory");
   } else if (options.force && !fs::exists(options.output / io::kManifestName, ec)) {
@@ -210,13 +211,21 @@ void check_output(const ImportOptions& options, core::ProblemList& problems) {
   }
 }
 
-}  // namespace
+// The new checkpoint's identity: what its bytes depend on, the HF files (names, sizes),
+// the tensors and the placement.
+std::string identity_of(const std::vector<io::TensorSpec>& specs, const placement::Placement& p,
+                        const io::HfSource& source) {
+  std::string identity = "import\n" + io::to_string(specs) + "\n" + placement::to_json(p);
+  for (const auto& file : source.files) {
+    identity += file.name + " " + std::to_string(file.size) + "\n";
+  }
+  return identity;
+}
 
-HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& options) {
-  const auto start = core::Clock::now();
-  // Load and validate: every process finds the same problems; rank 0 prints them.
-  Model model;
-  placement::Placement p;
+// Collective: the model and the placement, each checked against the other (problems
+// printed by rank 0, the same on every rank), then the output (kUsage).
+void load_and_check(const runtime::MpiSession& session, const ImportOptions& options, Model& model,
+                    placement::Placement& p) {
   core::ProblemList problems(ErrorKind::kInput);
   const bool model_ok = job::capture(problems, [&] { load_model(options, model); });
   const bool placement_ok = job::capture(problems, [&] {
@@ -240,21 +249,28 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
                   model.map.model_type.empty() ? "--experts" : model.map.model_type,
                   model.map.model_layers.size(), layer_list(model.map.model_layers),
                   model.map.num_logical_experts, model.map.tensors.size());
+}
+
+}  // namespace
+
+HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& options) {
+  const auto start = core::Clock::now();
+  // Every process reads the Hugging Face files: on several hosts they must all see them.
+  job::check_shared_directories(session, {{options.hf_dir, "Hugging Face input directory", true}});
+  // Load and validate: every process finds the same problems; rank 0 prints them.
+  Model model;
+  placement::Placement p;
+  load_and_check(session, options, model, p);
 
   // Write: process p writes the shards of EP ranks p, p + size, ...
   const auto specs = model.map.specs();
   const io::HfSource source = describe_source(model);
-  // The id depends on what the bytes depend on: the HF files (names, sizes), the tensors
-  // and the placement.
-  std::string identity = "import\n" + io::to_string(specs) + "\n" + placement::to_json(p);
-  for (const auto& file : source.files) {
-    identity += file.name + " " + std::to_string(file.size) + "\n";
-  }
-  // Rank 0 publishes what every rank writes: on several hosts they must share the output.
-  job::check_shared_directories(session, {job::output_parent(options.output)});
+  // Rank 0 publishes what every rank writes: on several hosts they must share the output
+  // (checked by CheckpointOutput).
   job::CheckpointOutput output(
-      session.group(), options.output, options.force,
-      io::checkpoint_data_bytes(specs, p.ep_size, p.num_layers(), p.num_slots_per_rank), identity);
+      session, {options.output, options.force,
+                io::checkpoint_space(specs, p.ep_size, p.num_layers(), p.num_slots_per_rank),
+                "the new checkpoint", identity_of(specs, p, source), std::nullopt});
   HfReport report;
   HfReport::Phases phases;
   phases.setup = core::seconds_since(start);
@@ -280,20 +296,19 @@ HfReport import_hf(const runtime::MpiSession& session, const ImportOptions& opti
   // Commit: the manifest records where the experts came from, for export.
   output.commit(my_files, io::Manifest{specs, p, {}, {}, source});
   phases.commit = core::seconds_since(commit_start);
-  const auto micros = [](double s) { return std::llround(s * 1e6); };
-  const auto slowest = runtime::all_max(
-      session.group(), {micros(phases.setup), micros(phases.write), micros(phases.commit)},
-      "the report's phases");
-  const auto seconds = [&](size_t i) { return static_cast<double>(slowest[i]) / 1e6; };
-  report.phases = HfReport::Phases{seconds(0), seconds(1), seconds(2)};
+  HfReport::Phases slowest;
+  job::RankFigures figures;
+  figures.max_seconds(slowest.setup, phases.setup);
+  figures.max_seconds(slowest.write, phases.write);
+  figures.max_seconds(slowest.commit, phases.commit);
+  figures.sum(report.bytes_written, report.bytes_written);
+  figures.sum(report.bytes_read, report.bytes_read);
+  figures.reduce(session.group(), "the report's phases and totals");
+  report.phases = slowest;
   core::log::detail(
       "import: set-up {:.2f} s, read + write {:.2f} s, commit {:.2f} s (max over "
       "processes)",
-      seconds(0), seconds(1), seconds(2));
-  const auto totals = runtime::all_sum(session.group(), {report.bytes_written, report.bytes_read},
-                                       "the report's totals");
-  report.bytes_written = totals[0];
-  report.bytes_read = totals[1];
+      slowest.setup, slowest.write, slowest.commit);
   report.num_files = p.ep_size;
   report.num_moe_layers = p.num_layers();
   report.num_logical_experts = p.num_logical_experts;

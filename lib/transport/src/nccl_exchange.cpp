@@ -135,7 +135,7 @@ void ExchangeRun::run(int known_max_peers) {
   if (piece_cap_ == 0) {
     throw Error(ErrorKind::kUsage,
                 fmt::format("NCCL staging budget of {} bytes is too small for {} peers",
-                            t_.options.max_staging_bytes, max_peers));
+                            t_.options.device_staging_bytes, max_peers));
   }
   for (auto* flows : {&sends_, &recvs_}) {
     for (auto& flow : *flows) {

@@ -105,11 +105,11 @@ void BackgroundSetup::run() noexcept {
 
 NcclTransport::Impl::Impl(NcclTransport::Start start, const TransportOptions& opts)
     : options(opts), control(std::move(start.control)), caller_stream(start.caller_stream) {
-  const size_t half_bytes = options.max_staging_bytes / 4 / kPieceAlign * kPieceAlign;
+  const size_t half_bytes = options.device_staging_bytes / 4 / kPieceAlign * kPieceAlign;
   if (half_bytes == 0) {
     throw Error(ErrorKind::kUsage,
                 fmt::format("NCCL staging budget of {} bytes is too small (at least {} needed)",
-                            options.max_staging_bytes, 4 * kPieceAlign));
+                            options.device_staging_bytes, 4 * kPieceAlign));
   }
   if (start.borrowed != nullptr) {
     // The caller's communicator is up: everything happens here, on the caller's thread.

@@ -309,8 +309,8 @@ TEST_CASE("transport: all-to-all with random sizes, segments cut differently per
 TEST_CASE("transport: messages larger than the limit are split into chunks") {
   for (const auto& backend : backends()) {
     TransportOptions o = test_options();
-    o.max_message_bytes = 1000;      // MPI: ~20 messages per pair
-    o.max_staging_bytes = 64 << 10;  // NCCL: 16 KiB per staging half, many rounds
+    o.max_message_bytes = 1000;         // MPI: ~20 messages per pair
+    o.device_staging_bytes = 64 << 10;  // NCCL: 16 KiB per staging half, many rounds
     run_exchanges(backend, o, {20'000, Cut::kMany, Cut::kOne}, 3);
     run_exchanges(backend, o, {2'000, Cut::kOne, Cut::kMany}, 2);  // exact multiple
   }

@@ -1,4 +1,5 @@
-// Report: nlohmann's serializer, valid JSON whatever bytes a path holds, atomic write.
+// Report: nlohmann's serializer, valid JSON whatever bytes a path holds (its atomic write:
+// test/unit/job/test_report_file.cpp).
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -40,24 +41,4 @@ TEST_CASE("report: a path that is not UTF-8 still gives valid JSON") {
   auto parsed = nlohmann::json::parse(text);
   CHECK(parsed["inputs"]["input"] == "/data/ck\xef\xbf\xbd\xef\xbf\xbdpt/a\"b\\c\n");
   CHECK(text.find('\xff') == std::string::npos);
-}
-
-TEST_CASE("report: written in one piece, replacing an older one") {
-  const eplb::test::TempDir tmp;
-  const fs::path& dir = tmp.path();
-  const fs::path path = dir / "report.json";
-  std::ofstream(path) << "old";
-  core::Report r;
-  r.set_path(path);
-  r["command"] = "verify";
-  r.write();
-  std::ifstream in(path);
-  std::stringstream text;
-  text << in.rdbuf();
-  CHECK(nlohmann::json::parse(text.str())["command"] == "verify");
-  CHECK(std::distance(fs::directory_iterator(dir), fs::directory_iterator{}) == 1);  // no temp
-
-  core::Report nowhere;
-  nowhere.set_path(dir / "missing-dir" / "r.json");
-  CHECK_THROWS_AS(nowhere.write(), core::Error);
 }

@@ -9,7 +9,10 @@
 #include <catch2/catch.hpp>
 
 #include "eplb/core/error.hpp"
-#include "eplb/fs/atomic_dir.hpp"
+#include "eplb/fs/durable.hpp"
+#include "eplb/fs/free_space.hpp"
+#include "eplb/fs/output_owner.hpp"
+#include "eplb/fs/publish.hpp"
 #include "test_files.hpp"
 
 namespace eplb::fs {

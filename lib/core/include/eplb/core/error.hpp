@@ -5,8 +5,10 @@
 // (file, layer, slot, logical expert id). The rank prefix is added by the logger.
 #pragma once
 
+#include <filesystem>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace eplb::core {
@@ -54,6 +56,13 @@ class Error : public std::runtime_error {
   std::vector<std::string> problems_;
   bool reported_ = false;
 };
+
+// How every message names a file or directory: in single quotes, "'ckpt/rank-00003.h5'".
+std::string quoted(const std::filesystem::path& path);
+
+// The same error (kind, whether reported elsewhere) with `prefix` put before every problem
+// ("'f.h5' layer 3: ", "layer 4: ").
+Error with_prefix(const Error& error, std::string_view prefix);
 
 // Collects problems, then throws them all at once: validation reports *every* problem.
 class ProblemList {

@@ -1,13 +1,14 @@
-// File descriptors: one owner, the safe way to open an input file for reading, and
-// positioned reads and writes that move every byte.
+// File descriptors: one owner, and the safe way to open an input file for reading. Here,
+// not in lib/fs, because the pure libraries (placement, balance) read their small input
+// files through core's read_input_file, which opens them this way, and must not link
+// lib/fs; everything else about files (full transfers, O_DIRECT, durability, creation,
+// publication, ownership) is lib/fs's, built on this owner.
 //
 // Local: acts on the calling process only.
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 #include <filesystem>
-#include <span>
 #include <string_view>
 
 #include "eplb/core/unique_handle.hpp"
@@ -31,26 +32,5 @@ using Fd = UniqueHandle<int, FdTraits>;
 //     file (a directory, FIFO, socket or device; a FIFO is refused without blocking);
 //   - kIo: it exists but cannot be opened or examined.
 Fd open_regular_file(const std::filesystem::path& path, std::string_view what);
-
-// One pread/pwrite call moves at most this much: Linux moves at most 0x7ffff000 bytes per
-// call anyway, and smaller calls stay well inside ssize_t and off_t on any platform.
-inline constexpr size_t kMaxIoChunk = size_t{1} << 30;
-
-// Where a full transfer stopped. Callers word their own errors from it (the file, what was
-// being read), so these loops are the only ones and the messages stay each caller's.
-struct Transfer {
-  size_t done = 0;  // bytes moved: all of them when complete
-  bool complete = false;
-  size_t attempted = 0;  // when not complete: the bytes the failing call asked for
-  int error = 0;         // when not complete: its errno; 0 when the file ended (pread) or a
-                         // call moved nothing (pwrite)
-};
-
-// Local. Reads out.size() bytes at `offset` with pread, calling again after a short read or
-// EINTR, in calls of at most kMaxIoChunk. Never throws.
-Transfer pread_full(int fd, std::span<std::byte> out, uint64_t offset) noexcept;
-// Local. Writes all of `bytes` at `offset` with pwrite, as pread_full. A call that moves
-// nothing stops the transfer (no spinning on a device that accepts nothing).
-Transfer pwrite_full(int fd, std::span<const std::byte> bytes, uint64_t offset) noexcept;
 
 }  // namespace eplb::core

@@ -2,8 +2,9 @@
 // serialized by nlohmann::json, never by hand.
 //
 // Local: a Report is filled by the process that owns it; only the leader (rank 0) writes
-// it. Commands fill their sections as they go; main records the outcome and writes it
-// once, on success and on failure alike, so a failed run leaves a report too.
+// it (job::write_report: stdout, or a file published atomically through lib/fs). Commands
+// fill their sections as they go; main records the outcome and writes it once, on success
+// and on failure alike, so a failed run leaves a report too.
 #pragma once
 
 #include <filesystem>
@@ -16,7 +17,7 @@ namespace eplb::core {
 
 class Report {
  public:
-  // Where write() puts the report: a file, "-" for stdout, empty for nowhere.
+  // Where the report goes: a file, "-" for stdout, empty for nowhere.
   void set_path(std::filesystem::path path) { path_ = std::move(path); }
   const std::filesystem::path& path() const { return path_; }
   bool enabled() const { return !path_.empty(); }
@@ -35,11 +36,6 @@ class Report {
   // byte that is not part of valid UTF-8 becomes U+FFFD, so the text is always valid JSON
   // (and valid UTF-8).
   std::string text() const;
-
-  // Local; does nothing unless enabled() and this process is the leader. Writes text()
-  // to a temporary file next to path() and renames it into place, so a reader never sees
-  // half a report. Throws core::Error(kIo) naming the path if it cannot.
-  void write() const;
 
  private:
   std::filesystem::path path_;

@@ -43,6 +43,10 @@ struct RebalanceOptions {
   // slots per rank old and new.
   bool in_place = false;
   job::Backend backend = job::Backend::kAuto;
+  // --max-staging-bytes: all the memory a process may stage layers in, its host layer
+  // buffers and, with NCCL, the transport's device staging (half of it: make_disk_transport
+  // passes that half on as transport.device_staging_bytes).
+  size_t staging_budget_bytes = size_t{2} << 30;
   transport::TransportOptions transport;
 };
 

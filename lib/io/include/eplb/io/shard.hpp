@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "eplb/fs/free_space.hpp"
 #include "eplb/io/tensor.hpp"
 
 namespace eplb::io {
@@ -33,6 +34,11 @@ std::string shard_file_name(int32_t ep_rank);
 // checkpoint takes on disk. Local.
 uint64_t checkpoint_data_bytes(const std::vector<TensorSpec>& tensors, int32_t ep_size,
                                int32_t num_layers, int32_t num_slots_per_rank);
+// What writing that checkpoint takes at least, once its staging directory exists: its data
+// bytes, and its files (the shards, the manifest and its temporary file), for
+// fs::require_free_space.
+fs::SpaceNeeded checkpoint_space(const std::vector<TensorSpec>& tensors, int32_t ep_size,
+                                 int32_t num_layers, int32_t num_slots_per_rank);
 
 // Read-only view of a shard. Opening validates the root attributes and that every layer
 // group has the expected datasets with the expected types and shapes; problems throw

@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "eplb/fs/free_space.hpp"
 #include "eplb/runtime/mpi.hpp"
 
 namespace eplb::job {
@@ -38,11 +39,25 @@ SharedDirectory output_parent(const std::filesystem::path& output);
 void check_shared_directories(const runtime::MpiSession& session,
                               const std::vector<SharedDirectory>& dirs);
 
-// Collective over `group`, before a job writes under `dir`: rank 0 checks that `bytes`
-// fit in the free space of its filesystem (eplb::fs::require_free_space, naming `what` and
-// `remedy`), and every process throws core::Error(kIo) (exit 3) when they do not.
-void check_free_space(const runtime::Group& group, const std::filesystem::path& dir, uint64_t bytes,
-                      std::string_view what,
+// Rank 0's host and this process's, as the messages of check_directories_seen name them.
+struct HostNames {
+  std::string rank0;
+  std::string mine;
+};
+
+// Collective over `group`: the check of check_shared_directories, whatever the number of
+// nodes (check_shared_directories skips it on one). `dirs` as this process names them:
+// every process passes the same list in a job; a test passes another directory on some
+// ranks to play a host that has its own.
+void check_directories_seen(const runtime::Group& group, const std::vector<SharedDirectory>& dirs,
+                            const HostNames& hosts);
+
+// Collective over `group`, before a job writes under `dir`: rank 0 checks that `needed`
+// (bytes and files) fits in the free space of its filesystem (fs::require_free_space,
+// naming `what` and `remedy`), and every process throws core::Error(kIo) (exit 3) when it
+// does not.
+void check_free_space(const runtime::Group& group, const std::filesystem::path& dir,
+                      fs::SpaceNeeded needed, std::string_view what,
                       std::string_view remedy = "make room or choose another directory");
 
 }  // namespace eplb::job

@@ -15,7 +15,7 @@ namespace eplb::transport {
 
 // NCCL transport. exchange() moves every Transfer through device staging buffers
 // (registered with NCCL where possible) in rounds, so that device memory stays within
-// options.max_staging_bytes; gathers, NCCL transfers and scatters of consecutive rounds
+// options.device_staging_bytes; gathers, NCCL transfers and scatters of consecutive rounds
 // overlap on three streams.
 //
 // NOTE: segments in device memory must hold their data when exchange() is called: work

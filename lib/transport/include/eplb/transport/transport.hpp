@@ -64,8 +64,9 @@ struct TransportOptions {
   std::chrono::milliseconds timeout = runtime::kDefaultTimeout;
   // MPI: messages larger than this are split (MPI counts are int).
   size_t max_message_bytes = size_t{1} << 30;
-  // NCCL: bytes of device memory used for send + receive staging.
-  size_t max_staging_bytes = size_t{2} << 30;
+  // NCCL: bytes of device memory for its send + receive staging (the CLI gives it half of
+  // --max-staging-bytes; MPI ignores it).
+  size_t device_staging_bytes = size_t{2} << 30;
   // NCCL: rank 0 prints when each round's gather, send/receive and scatter ran (stderr).
   bool trace_rounds = false;
 };

@@ -1,8 +1,9 @@
-// Atomic, owned publication of a checkpoint directory (POSIX; docs/RELIABILITY.md).
+// Owning an output name for one run: lock, recovery of a dead run's leftovers, staging,
+// and the atomic commit of a directory (POSIX; docs/RELIABILITY.md).
 //
-// Local: the engine decides which rank calls what. One process (rank 0) owns the output
-// name through an OutputOwner; every process writes and fsyncs its shards inside the
-// staging directory; the owner commits.
+// Local: lib/job decides which rank calls what. One process (rank 0) owns the output name
+// through an OutputOwner; every process writes and fsyncs its files inside the staging
+// directory; the owner commits.
 //
 // Names next to the output "<parent>/<name>" (same filesystem, so rename() is atomic):
 //   .<name>.eplb-lock     the lock file: flock()ed by the owning run for its whole life and
@@ -19,8 +20,8 @@
 #include <filesystem>
 #include <optional>
 #include <string>
-#include <string_view>
 
+#include "eplb/core/fd.hpp"
 #include "eplb/core/interrupt.hpp"
 
 namespace eplb::fs {
@@ -52,16 +53,25 @@ struct OutputModes {
   static OutputModes like(const std::optional<std::filesystem::path>& input_dir);
 };
 
-// Ownership of an output name for one run. Construction:
-//   1. locks .<name>.eplb-lock (flock, non-blocking). Held by a live run: throws kUsage
-//      naming that run. Created without following a planted name (O_NOFOLLOW, openat on
-//      the parent); a lock file owned by another user is refused;
-//   2. recovers a dead run's leftovers, with a warning each: its staging directory is
-//      removed; its .eplb-old is renamed back when the output name is missing, or removed
-//      when the output is a complete checkpoint;
-//   3. checks the output: it must not exist unless `force`, and --force replaces only an
-//      eplb checkpoint (a directory holding manifest.json), never another file or directory;
-//   4. creates the staging directory (mkdirat, 0700).
+// Opens `.<name>.eplb-lock` next to `output` relative to `parent_fd` (O_NOFOLLOW, this
+// user's regular file only) and flock()s it without blocking; shared by OutputOwner (a new
+// output) and io::CheckpointLock (an update in place). Returns the descriptor; `previous`
+// receives the text the previous owner left in it. Held by a live run: throws kUsage
+// naming it. Local.
+core::Fd take_lock(int parent_fd, const std::filesystem::path& output, std::string& previous);
+
+// Ownership of an output name for one run. Construction runs four steps, each its own
+// function:
+//   1. lock(): locks .<name>.eplb-lock (flock, non-blocking). Held by a live run: throws
+//      kUsage naming that run. Created without following a planted name (O_NOFOLLOW,
+//      openat on the parent); a lock file owned by another user is refused;
+//   2. recover(): removes a dead run's leftovers, with a warning each: its staging
+//      directory is removed; its .eplb-old is renamed back when the output name is
+//      missing, or removed when the output is a complete checkpoint;
+//   3. check_output(): the output must not exist unless `force`, and --force replaces only
+//      an eplb checkpoint (a directory holding manifest.json), never another file or
+//      directory;
+//   4. create_staging(): creates the staging directory (mkdirat, 0700).
 // Problems with the output location ("cannot create output ...") are kUsage; failures of
 // the filesystem while creating are kIo.
 class OutputOwner {
@@ -88,16 +98,23 @@ class OutputOwner {
   void discard() noexcept;
 
  private:
+  std::string lock();  // returns the previous owner, described
+  void recover(const std::string& previous_owner);
+  void check_output() const;
+  void create_staging();
   void check_still_owned() const;
+  void check_replaceable() const;  // commit: the output name, as check_output() saw it
+  bool lock_still_ours() const noexcept;
   void release() noexcept;  // discard(), then unlink and release the lock; once
+
   std::filesystem::path output_;
   std::filesystem::path staging_;
   bool force_;
-  int parent_fd_ = -1;
-  int lock_fd_ = -1;
+  core::Fd parent_fd_;
+  core::Fd lock_fd_;
   // Held open so that the staging directory's inode cannot be reused by another run's
   // directory after ours is removed: (dev, inode) then names ours and nothing else.
-  int staging_fd_ = -1;
+  core::Fd staging_fd_;
   dev_t staging_dev_ = 0;
   ino_t staging_ino_ = 0;
   std::atomic<bool> committed_{false};
@@ -105,27 +122,6 @@ class OutputOwner {
   // Declared last, so destroyed first: a signal then no longer finds a half-destroyed owner.
   std::optional<core::interrupt::Cleanup> on_signal_;
 };
-
-void fsync_path(const std::filesystem::path& path);  // file or directory; throws kIo
-// Writes `content` to `path` through a new temporary file (O_EXCL|O_NOFOLLOW), fsync and
-// rename.
-void write_file_atomic(const std::filesystem::path& path, const std::string& content);
-// Removes the temporary files that write_file_atomic(path, ...) calls of dead processes
-// left next to `path` (".<name>.tmp.<pid>.<n>"); returns how many. Call only where no live
-// process can be writing `path` (under the checkpoint's lock). Throws kIo.
-int remove_stale_temporaries(const std::filesystem::path& path);
-
-// What the filesystem holding `path` has free for unprivileged writers (statvfs: f_bavail
-// blocks of f_frsize bytes), or nullopt where it does not say: statvfs fails, or reports no
-// blocks at all (some FUSE and network filesystems).
-std::optional<uint64_t> free_bytes(const std::filesystem::path& path);
-
-// Refuses, before anything is written, a job that cannot fit: throws kIo when `bytes` (at
-// least what the caller is about to write under `dir`) exceed free_bytes(dir), naming
-// `what`, both figures, the directory and `remedy`. Does nothing where the filesystem does
-// not say; a quota below the free space is still found by the writes themselves (EDQUOT).
-void require_free_space(const std::filesystem::path& dir, uint64_t bytes, std::string_view what,
-                        std::string_view remedy = "make room or choose another directory");
 
 // True when `dir` is a directory (not a symlink) holding a regular manifest.json.
 bool is_checkpoint_dir(const std::filesystem::path& dir);
