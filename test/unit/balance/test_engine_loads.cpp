@@ -135,6 +135,24 @@ TEST_CASE("vLLM load-stats JSONL: records as vLLM's reader takes them", "[balanc
                       R"({"record_type": "eplb_load_stats", "version": 1, )"
                       R"("step": 1, "expert_load": [[1, 2]], "p2l_map": [[0, -1]]})") ==
         Problems{"'f:2' at /expert_load/0/1: load 2 on slot 1, which p2l_map leaves empty"});
+  CHECK(vllm_problems(kStats + "\n") ==
+        Problems{"'f:1': an eplb_load_stats record before the eplb_load_meta record",
+                 "'f': no eplb_load_meta record"});
+  CHECK(vllm_problems(kMeta + "\n" +
+                      R"({"record_type": "eplb_load_stats", "version": 1, )"
+                      R"("step": 1, "expert_load": [[0, 0]], "p2l_map": [[-1, -1]]})") ==
+        Problems{"'f': every slot is empty"});
+  // The old placement gives the number of logical experts; the map may not exceed it.
+  placement::Placement old_p;
+  old_p.ep_size = 2;
+  old_p.num_slots_per_rank = 1;
+  old_p.num_logical_experts = 1;
+  old_p.physical_to_logical_map = {{0, 0}};
+  LoadOptions with_old = options(std::nullopt);
+  with_old.old_placement = &old_p;
+  CHECK(problems_of([&] { parse_loads(kMeta + "\n" + kStats, with_old); }) ==
+        Problems{"'f': p2l_map holds logical expert 1, but the old placement has 1 logical "
+                 "experts"});
   // With the model's layers, the count must fit.
   CHECK(problems_of([&] { parse_loads(kMeta + "\n" + kStats, options()); }) ==
         Problems{"'f': 1 layers of loads, but the model has 2 MoE layers (3, 4; --model-layers "
@@ -194,6 +212,12 @@ TEST_CASE("TensorRT-LLM expert statistic: ranks summed, keyed by model layer",
   CHECK(trtllm_problems(s) ==
         Problems{"'stat': iterations 100 to 103 are not contiguous (3 of them)",
                  "'stat': no rank holds iteration 103 of layer 4"});
+  s = trtllm();
+  s.ranks[1].name = "rank1.bin";
+  CHECK(trtllm_problems(s) == Problems{"'stat/rank1.bin': not a rank<r>.safetensors file"});
+  s = trtllm();
+  for (auto& rank : s.ranks) rank.tensors.clear();
+  CHECK(trtllm_problems(s) == Problems{"'stat': the rank files hold no counts"});
   s.ranks.clear();
   CHECK(trtllm_problems(s) == Problems{"'stat': no rank<r>.safetensors file (TensorRT-LLM's "
                                        "expert statistic has one per EP rank)"});

@@ -283,6 +283,8 @@ TEST_CASE("vLLM JSONL: one mapping record, located by line", "[placement][forms]
   CHECK(parse_problems(mapping + "\n{\"a\": }\n", named("m.jsonl", 2)) ==
         Problems{"'m.jsonl:2': malformed JSON at line 1, column 7 (byte 7): syntax error while "
                  "parsing value - unexpected '}'; expected '[', '{', or a literal"});
+  CHECK(parse_problems(mapping + "\n[1, 2]\n", named("m.jsonl", 2)) ==
+        Problems{"'m.jsonl:2': expected a JSON object (one record per line), got an array"});
   const std::string bad =
       R"({"record_type": "eplb_initial_mapping", "version": 2, "num_slots": 4, )"
       R"("initial_global_assignments": {"0": [0, 1, 2, 0], "x": [2, 1, 0, 2], "1": [0, 9, 0, 0]}})";
