@@ -15,6 +15,7 @@
 #include "eplb/core/fault.hpp"
 #include "eplb/core/log.hpp"
 #include "eplb/core/report.hpp"
+#include "eplb/core/units.hpp"
 #include "eplb/job/agreement.hpp"
 #include "serial_worker.hpp"
 
@@ -39,8 +40,6 @@ void maybe_stall(int32_t rank, int32_t layer_idx) {
   core::log::warn("EPLB_FAULT_STALL: rank {} stalls before layer {}", rank, layer_idx);
   std::this_thread::sleep_for(std::chrono::hours(24));
 }
-
-constexpr double kMiB = 1024.0 * 1024.0;
 
 }  // namespace
 
@@ -98,9 +97,10 @@ LayerStepper::LayerStepper(const runtime::MpiSession& session, Inputs& inputs,
                         static_cast<int32_t>(plan.layers.size()));
   if (!depth_.fits) {
     core::log::warn(
-        "--max-staging-bytes leaves {:.1f} MiB of host memory, but one old and one new layer of "
-        "this process's shards take {:.1f} MiB: using that, without reading ahead",
-        static_cast<double>(host_budget) / kMiB, static_cast<double>(depth_.bytes) / kMiB);
+        "--max-staging-bytes leaves {} of host memory, but one old and one new layer of this "
+        "process's shards take {}: using that, without reading ahead",
+        core::format_bytes(static_cast<double>(host_budget)),
+        core::format_bytes(static_cast<double>(depth_.bytes)));
   }
   old_slots_.resize(static_cast<size_t>(depth_.old_layers));
   new_slots_.resize(static_cast<size_t>(depth_.new_layers));
